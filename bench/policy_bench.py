@@ -1,0 +1,145 @@
+"""Benchmark the pure policy engine: events/s with the default policy and with 10x the rules.
+
+Target (DESIGN.md): >= 200,000 events/s with the default policy on one core. Events are
+built (pydantic) before timing; only ``evaluate`` is timed. ``run(n)`` returns the figures;
+``python bench/policy_bench.py [N]`` prints them as JSON.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import random
+import sys
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import yaml
+
+from service.events.schemas import Event
+from service.policy.engine import Policy, evaluate
+from service.policy.loader import default_policy_dir, load_policy, load_policy_files, read_policy_files
+from service.policy.windows import WindowState
+
+_FOLDERS = ["DanCu", "HoTich", "HoSoTTHC", "AnSinh", "DatDai", "CongVan", "BaoCao", "Downloads"]
+_UNITS = ["cong_an", "van_phong", "tt_hcc", "vh_xh", "kinh_te", "dv_cong_ich", None]
+_PURPOSES = [None, None, "xac_minh_dia_chi", "tiep_nhan_ho_so", "khac"]
+
+
+def _path(rng: random.Random, index: int) -> str:
+    folder = rng.choice(_FOLDERS)
+    if rng.random() < 0.7:
+        return f"C:\\DuLieu\\{folder}\\{2020 + index % 7}\\tep_{index}.xlsx"
+    return f"/home/canbo{index % 40}/{folder}/tep_{index}.ods"
+
+
+def _destination(rng: random.Random, index: int) -> dict:
+    choice = rng.random()
+    if choice < 0.3:
+        return {"path": f"S:\\ChiaSe\\tep_{index}.xlsx"}
+    if choice < 0.5:
+        return {"path": f"C:\\Users\\canbo\\Documents\\tep_{index}.xlsx"}
+    if choice < 0.65:
+        return {"path": f"E:\\tep_{index}.xlsx"}
+    if choice < 0.8:
+        return {"path": f"C:\\Users\\canbo\\OneDrive\\tep_{index}.xlsx"}
+    return {"path": f"C:\\Users\\canbo\\Documents\\Zalo Received Files\\tep_{index}.xlsx"}
+
+
+def make_events(n_events: int, *, distinct_paths: int | None = 5_000, seed: int = 6) -> list[Event]:
+    """Return a deterministic, realistic mix of events spread over one week, day and night."""
+    rng = random.Random(seed)
+    start = datetime(2026, 3, 2, 0, 0, tzinfo=UTC)
+    events = []
+    for i in range(n_events):
+        path_index = rng.randrange(distinct_paths) if distinct_paths else i
+        roll = rng.random()
+        data: dict = {
+            "id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+            "occurred_at": (start + timedelta(seconds=rng.randrange(7 * 86400))).isoformat(),
+            "host": f"PC-{i % 30:02d}",
+            "actor": f"canbo{i % 40}",
+            "unit": rng.choice(_UNITS),
+            "purpose": rng.choice(_PURPOSES),
+        }
+        if roll < 0.60:
+            data["action"] = rng.choice(["open", "read", "view", "modify"])
+            data["object"] = {"path": _path(rng, path_index)}
+        elif roll < 0.72:
+            data["action"] = rng.choice(["copy", "move"])
+            data["object"] = {"path": _path(rng, path_index)}
+            data["destination"] = _destination(rng, path_index)
+        elif roll < 0.77:
+            data["action"] = rng.choice(["export", "print"])
+            data["object"] = {"path": _path(rng, path_index), "record_count": rng.randrange(1, 300)}
+        elif roll < 0.82:
+            data["action"] = "delete"
+            data["object"] = {"path": _path(rng, path_index)}
+        elif roll < 0.87:
+            data["action"] = rng.choice(["login", "login_failed", "login_failed", "logout"])
+        elif roll < 0.92:
+            data["action"] = "share"
+            data["object"] = {"path": _path(rng, path_index)}
+            data["destination"] = {"target": rng.choice(
+                ["vanthu@langson.gov.vn", "ban@gmail.com", "https://drive.google.com/x"]
+            )}
+        elif roll < 0.96:
+            data["action"] = "create"
+            data["object"] = {"path": f"D:\\CongThongTin\\bai_{path_index}.docx"}
+            data["pii"] = rng.choice([{}, {"cccd": 2}, {"phone": 1}])
+        else:
+            data["action"] = "heartbeat"
+        events.append(Event.model_validate(data))
+    return events
+
+
+def ten_times_policy() -> Policy:
+    """Return the default policy with every rule duplicated nine more times under new ids."""
+    files = {k: v for k, v in read_policy_files(default_policy_dir()).items() if not k.startswith("tests/")}
+    document = yaml.safe_load(files["rules.yaml"])
+    rules = document["rules"]
+    document["rules"] = rules + [
+        {**copy.deepcopy(rule), "id": f"{rule['id']}_x{n}"} for n in range(1, 10) for rule in rules
+    ]
+    files["rules.yaml"] = yaml.safe_dump(document, allow_unicode=True).encode("utf-8")
+    return load_policy_files(files)
+
+
+def _measure(policy: Policy, events: list[Event]) -> tuple[float, int]:
+    state = WindowState()
+    verdicts = 0
+    begin = time.perf_counter()
+    for event in events:
+        verdicts += len(evaluate(event, policy, state))
+    elapsed = time.perf_counter() - begin
+    return len(events) / elapsed, verdicts
+
+
+def run(n_events: int) -> dict:
+    """Measure events/s of ``evaluate`` with the default policy and with ten times the rules."""
+    policy = load_policy(default_policy_dir())
+    big = ten_times_policy()
+    events = make_events(n_events)
+    unique = make_events(n_events, distinct_paths=None, seed=7)
+    _measure(policy, events[: min(2_000, n_events)])  # warm the path cache and the code
+    rate, verdicts = _measure(policy, events)
+    rate_unique, _ = _measure(policy, unique)
+    _measure(big, events[: min(2_000, n_events)])
+    rate_big, verdicts_big = _measure(big, events)
+    return {
+        "n_events": n_events,
+        "rules_default": len(policy.compiled_rules),
+        "events_per_s_default": round(rate),
+        "verdicts_default": verdicts,
+        "events_per_s_default_unique_paths": round(rate_unique),
+        "rules_x10": len(big.compiled_rules),
+        "events_per_s_x10": round(rate_big),
+        "verdicts_x10": verdicts_big,
+        "target_events_per_s": 200_000,
+        "policy_hash": policy.hash,
+    }
+
+
+if __name__ == "__main__":
+    print(json.dumps(run(int(sys.argv[1]) if len(sys.argv) > 1 else 200_000), indent=2))

@@ -1,0 +1,750 @@
+"""Watch protected and egress folders; turn file-system noise into attributed events.
+
+Observer threads (watchdog) only record *that* something happened to a path. One worker
+thread then looks at the file as it is now and decides what it means:
+
+- a file that appears in an egress folder (USB stick, cloud sync, Zalo, Downloads, ...) and
+  has the bytes (sha256) or the content (content fingerprint) of a protected file becomes
+  ONE ``copy`` event naming the protected source — or ``move`` when the source just
+  disappeared from protected scope; an unmatched file that holds personal data becomes a
+  ``create`` event; everything else is ignored;
+- a protected file whose bytes change → ``modify``; one that disappears and does not
+  reappear (editors save by rename) or turn up in an egress folder within
+  ``delete_settle_seconds`` → ``delete``.
+
+One copy raises several OS events (created, modified×n, closed); they share one pending
+task per path, and the egress bookkeeping (size, mtime, sha256 already examined) makes the
+result exactly one event, also across restarts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import logging
+import os
+import stat
+import threading
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from watchdog.events import (
+    DirCreatedEvent,
+    DirDeletedEvent,
+    DirMovedEvent,
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
+from watchdog.observers import Observer
+
+from service.agent import paths
+from service.agent.config import AgentConfig
+from service.agent.fingerprints import FingerprintIndex, IndexedFile, SeenFile, walk_files
+from service.agent.spool import Spool, SpoolFullError
+from service.events.schemas import Action, Destination, DestinationKind, Event, EventObject
+
+logger = logging.getLogger("canhgac.agent")
+
+PROTECTED = "protected"
+EGRESS = "egress"
+
+# Events the agent needs; opens, reads and close-without-write are left out of the kernel
+# mask entirely, so reading files (ours or the user's) costs nothing.
+EVENT_FILTER = [
+    FileCreatedEvent, FileModifiedEvent, FileClosedEvent, FileMovedEvent, FileDeletedEvent,
+    DirCreatedEvent, DirMovedEvent, DirDeletedEvent,
+]
+MOUNT_BASE_FILTER = [DirCreatedEvent, DirDeletedEvent]
+
+# A second identical copy to the same place within this window is the same act.
+REPORT_DEDUPE_SECONDS = 300.0
+# Catch-up after a restart looks this much further back than the last "alive" mark.
+CATCH_UP_MARGIN_SECONDS = 120.0
+CATCH_UP_MAX_FILES = 50_000
+ALIVE_EVERY_SECONDS = 60.0
+SPOOL_FULL_RETRY_SECONDS = 30.0
+MAX_RETRIES = 20
+ALIVE_META_KEY = "egress_alive_at"
+
+
+@dataclass(frozen=True)
+class WatchRoot:
+    """A watched folder: protected (official scope) or egress (data leaves scope here)."""
+
+    path: str
+    key: str
+    role: str
+    kind: str | None = None
+    data_class: str | None = None
+    is_auto: bool = False
+
+
+@dataclass
+class _Task:
+    kind: str
+    path: str
+    due: float
+    first_seen_at: float
+    token: int = 0
+    retries: int = 0
+    moved_to: str | None = None
+
+
+@dataclass
+class _Tombstone:
+    entry: IndexedFile
+    gone_at: float
+
+
+@dataclass
+class WatcherStats:
+    """Counters for logs and tests."""
+
+    events: Counter = field(default_factory=Counter)
+    tasks: int = 0
+    hashed_egress: int = 0
+
+
+def _clip(text: str | None, limit: int) -> str | None:
+    return text if text is None or len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _as_utc(epoch_seconds: float) -> datetime:
+    return datetime.fromtimestamp(min(epoch_seconds, time.time()), UTC)
+
+
+class _Handler(FileSystemEventHandler):
+    def __init__(self, watcher: Watcher) -> None:
+        self._watcher = watcher
+
+    def dispatch(self, event: FileSystemEvent) -> None:
+        self._watcher.on_fs_event(event)
+
+
+class _MountBaseHandler(FileSystemEventHandler):
+    def __init__(self, watcher: Watcher) -> None:
+        self._watcher = watcher
+
+    def dispatch(self, event: FileSystemEvent) -> None:
+        # A mount point was created or removed under /media: look for media now and again
+        # shortly after, since the directory appears just before the mount completes.
+        self._watcher.request_removable_poll()
+
+
+class Watcher:
+    """Observers + one worker thread that turns file changes into spooled events."""
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        spool: Spool,
+        index: FingerprintIndex,
+        *,
+        platform: str | None = None,
+        actor: str | None = None,
+        removable_lister=None,
+        mount_bases: list[str] | None = None,
+        default_egress=None,
+    ) -> None:
+        self.config = config
+        self.spool = spool
+        self.index = index
+        self.platform = platform or paths.current_platform()
+        self.actor = _clip(actor or paths.current_os_user(), 255) or "unknown"
+        self.host = config.host
+        self._removable_lister = removable_lister or (lambda: paths.removable_media(self.platform))
+        if mount_bases is None:
+            mount_bases = self._default_mount_bases()
+        self._mount_bases = mount_bases
+        self._default_egress = default_egress or paths.existing_default_egress_folders
+        self.stats = WatcherStats()
+        self.ready = threading.Event()
+        self._cond = threading.Condition()
+        self._tasks: dict[tuple[str, str], _Task] = {}
+        self._heap: list[tuple[float, int, tuple[str, str]]] = []
+        self._counter = 0
+        self._is_stopping = False
+        self._tombstones: dict[str, _Tombstone] = {}
+        self._roots: list[WatchRoot] = []
+        self._watches: dict[str, object] = {}
+        self._observer = Observer()
+        self._worker = threading.Thread(target=self._run, name="canhgac-agent-worker", daemon=True)
+        self._last_poll_at = time.time()
+        spool_key = self._key(str(Path(config.spool_path).resolve()))
+        self._own_keys = {spool_key + suffix for suffix in ("", "-wal", "-shm", "-journal")}
+
+    # --- set-up ---
+
+    def _key(self, path: str) -> str:
+        return paths.compare_key(path, self.platform)
+
+    def _default_mount_bases(self) -> list[str]:
+        if self.platform == paths.WINDOWS or not self.config.auto_detect_removable:
+            return []
+        user = paths.current_os_user()
+        return [base for base in ("/media", f"/media/{user}", f"/run/media/{user}")
+                if os.path.isdir(base)]
+
+    def _make_root(self, path: str | Path, role: str, *, kind: str | None = None,
+                   data_class: str | None = None, is_auto: bool = False) -> WatchRoot:
+        resolved = os.path.abspath(str(path))
+        return WatchRoot(resolved, self._key(resolved), role, kind, data_class, is_auto)
+
+    def _configured_roots(self) -> list[WatchRoot]:
+        roots = [self._make_root(r.path, PROTECTED, data_class=r.data_class)
+                 for r in self.config.protected_roots]
+        roots += [self._make_root(r.path, EGRESS, kind=r.kind) for r in self.config.egress_roots]
+        if self.config.include_default_egress:
+            roots += [self._make_root(path, EGRESS, kind=kind)
+                      for path, kind in self._default_egress()]
+        if self.config.auto_detect_removable:
+            roots += [self._make_root(path, EGRESS, kind="removable", is_auto=True)
+                      for path in self._removable_lister()]
+        unique: dict[str, WatchRoot] = {}
+        for root in roots:
+            # First mention wins: protected before egress, configured before defaults.
+            unique.setdefault(root.key, root)
+        return list(unique.values())
+
+    def start(self) -> None:
+        """Start observers and the worker; the initial index scan runs in the worker."""
+        self._roots = self._configured_roots()
+        for root in sorted(self._roots, key=lambda r: len(r.key)):
+            self._schedule_watch(root)
+        for base in self._mount_bases:
+            try:
+                self._observer.schedule(_MountBaseHandler(self), base, recursive=False,
+                                        event_filter=MOUNT_BASE_FILTER)
+            except OSError as exc:
+                logger.info("cannot watch mount base %s: %s", base, exc)
+        self._observer.start()
+        self._worker.start()
+        protected = sum(1 for r in self._roots if r.role == PROTECTED)
+        logger.info(
+            "Đang theo dõi %d thư mục được bảo vệ và %d nơi dữ liệu có thể ra ngoài / "
+            "watching %d protected and %d egress folders",
+            protected, len(self._roots) - protected, protected, len(self._roots) - protected,
+        )
+
+    def _schedule_watch(self, root: WatchRoot) -> None:
+        for other_key in self._watches:
+            if paths.is_under(root.key, other_key, self.platform):
+                return  # a recursive watch on an enclosing root already sees this one
+        if not os.path.isdir(root.path):
+            logger.warning("Thư mục không tồn tại, bỏ qua / folder missing, not watched: %s",
+                           paths.redact_for_log(root.path))
+            return
+        try:
+            watch = self._observer.schedule(_Handler(self), root.path, recursive=True,
+                                            event_filter=EVENT_FILTER)
+        except OSError as exc:
+            logger.warning("Không theo dõi được / cannot watch %s: %s",
+                           paths.redact_for_log(root.path), exc)
+            return
+        self._watches[root.key] = watch
+
+    def _unschedule_watch(self, root: WatchRoot) -> None:
+        watch = self._watches.pop(root.key, None)
+        if watch is None:
+            return
+        # The emitter may already have stopped when the medium went away.
+        with contextlib.suppress(KeyError, OSError):
+            self._observer.unschedule(watch)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop observers and the worker; flush pending deletions; record the alive mark."""
+        with self._cond:
+            self._is_stopping = True
+            self._cond.notify_all()
+        try:
+            self._observer.stop()
+            self._observer.join(timeout)
+        except RuntimeError:
+            pass  # never started
+        if self._worker.is_alive():
+            self._worker.join(timeout)
+        if self._worker.is_alive():
+            return  # stuck in a long hash: leave the marker as is, catch-up covers it
+        for key in list(self._tombstones):
+            self._expire(key, force=True)
+        self._mark_alive()
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        """Wait until the initial index scan is done."""
+        return self.ready.wait(timeout)
+
+    @property
+    def roots(self) -> list[WatchRoot]:
+        """Return the folders currently watched (protected and egress)."""
+        return list(self._roots)
+
+    # --- classification ---
+
+    def classify(self, path: str) -> WatchRoot | None:
+        """Return the most specific root containing *path* (protected wins a tie)."""
+        best: WatchRoot | None = None
+        for root in self._roots:
+            if not paths.is_under(path, root.key, self.platform):
+                continue
+            if (
+                best is None
+                or len(root.key) > len(best.key)
+                or (len(root.key) == len(best.key) and root.role == PROTECTED)
+            ):
+                best = root
+        return best
+
+    def _is_ignored_name(self, name: str) -> bool:
+        return paths.is_ignored_name(name, self.config.ignore_patterns)
+
+    def _is_ignored_path(self, path: str) -> bool:
+        return self._key(path) in self._own_keys or self._is_ignored_name(os.path.basename(path))
+
+    # --- event intake (observer threads) ---
+
+    def on_fs_event(self, event: FileSystemEvent) -> None:
+        """Record a watchdog event as a pending task (called from observer threads)."""
+        src = os.fsdecode(event.src_path)
+        dest = os.fsdecode(event.dest_path) if event.dest_path else ""
+        settle = self.config.settle_seconds
+        kind = event.event_type
+        if event.is_directory:
+            if kind == "deleted":
+                self._schedule("dirgone", src, 0)
+            elif kind == "moved":
+                self._schedule("dirgone", src, 0)
+                if dest:
+                    self._schedule("dir", dest, settle)
+            elif kind == "created":
+                self._schedule("dir", src, settle)
+            return
+        if kind == "closed":
+            # inotify IN_CLOSE_WRITE: the writer is done, no need to wait.
+            self._schedule("check", src, 0)
+        elif kind in ("created", "modified"):
+            self._schedule("check", src, settle)
+        elif kind == "deleted":
+            self._schedule("check", src, 0)
+        elif kind == "moved":
+            if src:
+                self._schedule("check", src, 0, moved_to=dest or None)
+            if dest:
+                self._schedule("check", dest, 0)
+
+    def request_removable_poll(self) -> None:
+        """Look for newly mounted media now and once more a moment later."""
+        self._schedule("poll", "", 0.2)
+
+    def _schedule(self, kind: str, path: str, delay: float, *, moved_to: str | None = None,
+                  first_seen_at: float | None = None, retries: int = 0) -> None:
+        key = (kind, self._key(path) if path else "")
+        now = time.monotonic()
+        with self._cond:
+            self._counter += 1
+            task = self._tasks.get(key)
+            if task is None:
+                task = _Task(kind, path, now + delay, first_seen_at or time.time(),
+                             retries=retries)
+                self._tasks[key] = task
+            else:
+                # A later event for the same path re-arms the settle timer; the first event
+                # time stays, it is when the copy began.
+                task.due = now + delay
+                task.retries = max(task.retries, retries)
+                if first_seen_at is not None:
+                    task.first_seen_at = min(task.first_seen_at, first_seen_at)
+            if moved_to:
+                task.moved_to = moved_to
+            task.token = self._counter
+            heapq.heappush(self._heap, (task.due, self._counter, key))
+            self._cond.notify()
+
+    def _next_task(self) -> _Task | None:
+        with self._cond:
+            while not self._is_stopping:
+                if not self._heap:
+                    self._cond.wait()
+                    continue
+                due, token, key = self._heap[0]
+                task = self._tasks.get(key)
+                if task is None or task.token != token:
+                    heapq.heappop(self._heap)
+                    continue
+                wait = due - time.monotonic()
+                if wait > 0:
+                    self._cond.wait(wait)
+                    continue
+                heapq.heappop(self._heap)
+                del self._tasks[key]
+                return task
+        return None
+
+    # --- worker ---
+
+    def _run(self) -> None:
+        try:
+            self._initial_scan()
+        except Exception:
+            logger.exception("Lỗi khi quét ban đầu / initial scan failed")
+        finally:
+            self.ready.set()
+        while True:
+            task = self._next_task()
+            if task is None:
+                return
+            self.stats.tasks += 1
+            try:
+                self._process(task)
+            except SpoolFullError as exc:
+                logger.error("%s", exc)
+                self._schedule(task.kind, task.path, SPOOL_FULL_RETRY_SECONDS,
+                               first_seen_at=task.first_seen_at)
+            except Exception:
+                logger.exception("Lỗi khi xử lý / error while handling %s",
+                                 paths.redact_for_log(task.path))
+
+    def _initial_scan(self) -> None:
+        protected = [r for r in self._roots if r.role == PROTECTED]
+        self.index.prune_roots([r.path for r in protected])
+        now = time.time()
+        for root in protected:
+            if not os.path.isdir(root.path):
+                continue
+            summary = self.index.scan_root(
+                root.path,
+                root.data_class,
+                on_changed=lambda old, new, root=root: self._emit_modify(
+                    new, new.mtime_ns / 1e9, root),
+                is_ignored=self._is_ignored_name,
+                prune_dir=lambda d, root=root: self.classify(d) is not root,
+                should_stop=lambda: self._is_stopping,
+            )
+            for entry in summary.removed:
+                self._bury(entry, now)
+            logger.info(
+                "Đã lập chỉ mục %d tệp (%d băm mới) trong %.1fs / indexed %d files "
+                "(%d hashed) in %.1fs", summary.files, summary.hashed, summary.seconds,
+                summary.files, summary.hashed, summary.seconds,
+            )
+        alive_at = self.spool.get_meta(ALIVE_META_KEY)
+        if alive_at is not None:
+            since = float(alive_at) - CATCH_UP_MARGIN_SECONDS
+            for root in self._roots:
+                if root.role == EGRESS:
+                    self._catch_up(root, since)
+        self._schedule("alive", "", ALIVE_EVERY_SECONDS)
+        if self.config.auto_detect_removable:
+            self._schedule("poll", "", self.config.removable_poll_seconds)
+
+    def _catch_up(self, root: WatchRoot, since: float) -> None:
+        # Files written into an egress folder while the agent was not watching it.
+        examined = 0
+        for entry in walk_files(root.path, self._is_ignored_name,
+                                lambda d: self.classify(d) is not root,
+                                lambda: self._is_stopping):
+            examined += 1
+            if examined > CATCH_UP_MAX_FILES:
+                logger.warning("catch-up stopped after %d files", CATCH_UP_MAX_FILES)
+                return
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            changed_at = max(st.st_mtime, st.st_ctime)
+            if changed_at >= since:
+                self._schedule("check", entry.path, 0, first_seen_at=changed_at)
+
+    def _process(self, task: _Task) -> None:
+        if task.kind == "check":
+            self._check(task)
+        elif task.kind == "expire":
+            self._expire(self._key(task.path))
+        elif task.kind == "dir":
+            for entry in walk_files(task.path, self._is_ignored_name,
+                                    should_stop=lambda: self._is_stopping):
+                self._schedule("check", entry.path, self.config.settle_seconds,
+                               first_seen_at=task.first_seen_at)
+        elif task.kind == "dirgone":
+            for entry in self.index.under(task.path):
+                self._schedule("check", entry.path, 0, first_seen_at=task.first_seen_at)
+        elif task.kind == "poll":
+            self._refresh_removable()
+            self._schedule("poll", "", self.config.removable_poll_seconds)
+        elif task.kind == "alive":
+            self._mark_alive()
+            self._schedule("alive", "", ALIVE_EVERY_SECONDS)
+
+    def _check(self, task: _Task) -> None:
+        if self._is_ignored_path(task.path):
+            return
+        root = self.classify(task.path)
+        if root is None:
+            return
+        if root.role == PROTECTED:
+            self._check_protected(task, root)
+        else:
+            self._check_egress(task, root)
+
+    def _retry(self, task: _Task) -> None:
+        if task.retries < MAX_RETRIES:
+            self._schedule(task.kind, task.path, max(self.config.settle_seconds, 0.2),
+                           first_seen_at=task.first_seen_at, retries=task.retries + 1)
+
+    # --- protected files ---
+
+    def _check_protected(self, task: _Task, root: WatchRoot) -> None:
+        path = task.path
+        key = self._key(path)
+        if task.moved_to:
+            target = self.classify(task.moved_to)
+            if (
+                target is not None
+                and target.role == PROTECTED
+                and not self._is_ignored_path(task.moved_to)
+            ):
+                # A rename inside official scope: carry the entry over, no rehash, no event.
+                self.index.rename(path, task.moved_to, target.path)
+                return
+        previous, current = self.index.measure(path, root.data_class)
+        if current is None:
+            try:
+                is_regular_file = stat.S_ISREG(os.lstat(path).st_mode)
+            except OSError:
+                is_regular_file = False
+            if is_regular_file:
+                self._retry(task)  # exists but unreadable right now (locked by an editor)
+            elif previous is not None and key not in self._tombstones:
+                self._bury(previous, task.first_seen_at)
+            return
+        tombstone = self._tombstones.pop(key, None)
+        if tombstone is not None and previous is None:
+            previous = tombstone.entry
+        if previous is None:
+            # New in protected scope; if it is a file that just left another protected
+            # path, that was a rename/move within scope: forget the old path quietly.
+            moved = self._pop_tombstone(sha256=current.sha256)
+            if moved is not None:
+                self.index.remove(moved.entry.path)
+        elif previous.sha256 != current.sha256:
+            self._emit_modify(current, task.first_seen_at, root)
+            return
+        if current != previous:
+            self.index.upsert(current, root.path)
+
+    def _bury(self, entry: IndexedFile, gone_at: float) -> None:
+        # Wait before calling it a deletion: an editor's safe-save or a move to a USB stick
+        # shows up as "gone" first.
+        self._tombstones[self._key(entry.path)] = _Tombstone(entry, gone_at)
+        self._schedule("expire", entry.path, self.config.delete_settle_seconds)
+
+    def _pop_tombstone(self, *, sha256: str | None = None,
+                       content_fingerprint: str | None = None) -> _Tombstone | None:
+        for key, tombstone in self._tombstones.items():
+            if (sha256 and tombstone.entry.sha256 == sha256) or (
+                content_fingerprint and tombstone.entry.content_fingerprint == content_fingerprint
+            ):
+                del self._tombstones[key]
+                return tombstone
+        return None
+
+    def _expire(self, key: str, *, force: bool = False) -> None:
+        tombstone = self._tombstones.get(key)
+        if tombstone is None:
+            return
+        path = tombstone.entry.path
+        if not force and os.path.lexists(path):
+            self._schedule("check", path, 0)  # back again: the check decides
+            return
+        del self._tombstones[key]
+        self._emit(Action.DELETE, self._object(tombstone.entry), at=tombstone.gone_at,
+                   also=[self.index.remove_statement(path)])
+
+    # --- egress folders ---
+
+    def _check_egress(self, task: _Task, root: WatchRoot) -> None:
+        path = task.path
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            return
+        except OSError:
+            self._retry(task)
+            return
+        if not stat.S_ISREG(st.st_mode) or st.st_size == 0:
+            return  # symlinks are not followed; an empty file carries nothing (yet)
+        seen = self.index.egress_seen(path)
+        if seen is not None and (seen.size, seen.mtime_ns) == (st.st_size, st.st_mtime_ns):
+            return  # this state was already examined (the other events of the same copy)
+        from service.pii.fingerprint import content_fingerprint, file_sha256
+
+        try:
+            sha = file_sha256(path)
+            after = os.lstat(path)
+        except OSError:
+            self._retry(task)  # still being written, or locked by the copying program
+            return
+        if (after.st_size, after.st_mtime_ns) != (st.st_size, st.st_mtime_ns):
+            self._retry(task)
+            return
+        self.stats.hashed_egress += 1
+        now = time.time()
+        if (
+            seen is not None
+            and seen.sha256 == sha
+            and seen.reported_at is not None
+            and now - seen.reported_at < REPORT_DEDUPE_SECONDS
+        ):
+            self.index.mark_egress_seen(path, SeenFile(st.st_size, st.st_mtime_ns, sha,
+                                                       seen.reported_at))
+            return
+        action, source, tombstone = self._match(sha=sha)
+        dest_fingerprint = None
+        if source is None:
+            try:
+                dest_fingerprint = content_fingerprint(path)
+            except Exception:
+                logger.debug("content fingerprint failed", exc_info=True)
+            if dest_fingerprint:
+                action, source, tombstone = self._match(content_fingerprint=dest_fingerprint)
+        counts, record_count = self._scan(path)
+        event_object: EventObject | None = None
+        if source is not None:
+            event_object = self._object(source, record_count=record_count)
+        elif counts:
+            action = Action.CREATE
+            event_object = EventObject(path=_clip(path, 4096), sha256=sha, size=st.st_size,
+                                       record_count=record_count,
+                                       content_fingerprint=dest_fingerprint)
+        if event_object is None:
+            reported_at = seen.reported_at if seen is not None and seen.sha256 == sha else None
+            self.index.mark_egress_seen(path, SeenFile(st.st_size, st.st_mtime_ns, sha,
+                                                       reported_at))
+            return
+        # The event, "this file was examined" and (for a move) forgetting the source commit
+        # together: a crash can neither lose the event nor report the copy twice.
+        also = [self.index.egress_seen_statement(
+            path, SeenFile(st.st_size, st.st_mtime_ns, sha, now))]
+        if tombstone is not None:
+            also.append(self.index.remove_statement(tombstone.entry.path))
+        self._emit(action, event_object, destination=path, kind=root.kind, pii=counts,
+                   at=task.first_seen_at, also=also)
+
+    def _match(
+        self, *, sha: str | None = None, content_fingerprint: str | None = None
+    ) -> tuple[Action, IndexedFile | None, _Tombstone | None]:
+        # A protected file that is pending deletion and shows up here was moved, not copied.
+        tombstone = self._pop_tombstone(sha256=sha, content_fingerprint=content_fingerprint)
+        if tombstone is not None:
+            return Action.MOVE, tombstone.entry, tombstone
+        if sha:
+            source = self.index.find_by_sha256(sha)
+        else:
+            source = self.index.find_by_content(content_fingerprint or "")
+        if source is not None and not os.path.lexists(source.path):
+            # The source left before its own deletion event was handled (moves between two
+            # watches arrive as "created here" + "deleted there", in either order).
+            return Action.MOVE, source, _Tombstone(source, time.time())
+        return Action.COPY, source, None
+
+    def _scan(self, path: str) -> tuple[dict[str, int], int | None]:
+        from service.pii.scanners import scan_file
+
+        try:
+            result = scan_file(path, max_bytes=self.config.scan.max_bytes,
+                               max_seconds=self.config.scan.max_seconds)
+        except Exception:
+            logger.warning("Không quét được tệp / PII scan failed for %s",
+                           paths.redact_for_log(path), exc_info=True)
+            return {}, None
+        counts = {
+            str(kind): int(count) for kind, count in (getattr(result, "counts", None) or {}).items()
+            if isinstance(count, int) and count > 0
+        }
+        record_count = getattr(result, "record_count", None)
+        if not isinstance(record_count, int) or record_count < 0:
+            record_count = None
+        return counts, record_count
+
+    # --- removable media ---
+
+    def _refresh_removable(self) -> None:
+        if not self.config.auto_detect_removable:
+            return
+        poll_started = time.time()
+        mounted = {self._key(p): p for p in self._removable_lister()}
+        known = {r.key: r for r in self._roots if r.is_auto}
+        for key, root in known.items():
+            if key not in mounted:
+                self._roots.remove(root)
+                self._unschedule_watch(root)
+                logger.info("Thiết bị đã rút / removable medium removed: %s",
+                            paths.redact_for_log(root.path))
+        configured = {r.key for r in self._roots}
+        for key, path in mounted.items():
+            if key in known or key in configured:
+                continue
+            root = self._make_root(path, EGRESS, kind="removable", is_auto=True)
+            self._roots.append(root)
+            self._schedule_watch(root)
+            logger.info("Phát hiện thiết bị lưu trữ di động / removable medium found: %s",
+                        paths.redact_for_log(path))
+            # Files copied between the mount and this poll were not seen by a watch.
+            self._catch_up(root, self._last_poll_at - 5.0)
+        self._last_poll_at = poll_started
+
+    def _mark_alive(self) -> None:
+        # Everything changed before this moment has been examined (pending tasks excepted).
+        with self._cond:
+            oldest = min((t.first_seen_at for t in self._tasks.values() if t.kind == "check"),
+                         default=time.time())
+        try:
+            self.spool.set_meta(ALIVE_META_KEY, repr(min(oldest, time.time())))
+        except Exception:
+            logger.warning("cannot record alive mark", exc_info=True)
+
+    # --- events ---
+
+    def _object(self, entry: IndexedFile, *, record_count: int | None = None) -> EventObject:
+        return EventObject(
+            path=_clip(entry.path, 4096), sha256=entry.sha256, size=entry.size,
+            record_count=record_count, data_class=entry.data_class,
+            content_fingerprint=entry.content_fingerprint,
+        )
+
+    def _emit_modify(self, entry: IndexedFile, at: float, root: WatchRoot) -> None:
+        self._emit(Action.MODIFY, self._object(entry), at=at,
+                   also=[self.index.upsert_statement(entry, root.path)])
+
+    def _emit(self, action: Action, event_object: EventObject, *, destination: str | None = None,
+              kind: str | None = None, pii: dict[str, int] | None = None, at: float,
+              also: list[tuple[str, tuple]] | None = None) -> Event:
+        event = Event(
+            id=uuid.uuid4(),
+            occurred_at=_as_utc(at),
+            host=_clip(self.host, 255) or "unknown",
+            actor=self.actor,
+            action=action,
+            object=event_object,
+            destination=(
+                Destination(path=_clip(destination, 4096),
+                            kind=DestinationKind(kind or "unknown"))
+                if destination else None
+            ),
+            pii=pii or {},
+            agent_id=self.config.agent_id,
+            unit=self.config.unit,
+        )
+        stored = self.spool.append([event], also=also or ())[0]
+        self.stats.events[action.value] += 1
+        logger.info("Sự kiện / event %s seq=%s kind=%s pii=%s", action.value, stored.seq,
+                    kind or "-", sum((pii or {}).values()))
+        return stored

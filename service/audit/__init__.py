@@ -1,0 +1,1 @@
+"""Tamper-evident audit trail: RFC 6962 Merkle tree, signed checkpoints, canonical JSON."""

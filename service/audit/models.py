@@ -1,0 +1,75 @@
+"""Audit trail storage: entries (leaves), complete-subtree hashes, the head and checkpoints."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, Index, Integer, LargeBinary, SmallInteger, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from service.core.db import Base, UTCDateTime
+
+# SQLite only makes INTEGER PRIMARY KEY an alias of the rowid; BigInteger elsewhere.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class AuditEntry(Base):
+    """One leaf of the append-only log: canonical JSON body and its RFC 6962 leaf hash."""
+
+    __tablename__ = "audit_entry"
+
+    seq: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=False)
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    kind: Mapped[str] = mapped_column(String(48))
+    body: Mapped[str] = mapped_column(Text)
+    leaf_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    # Search columns copied from the body when it is appended; the body stays the truth.
+    actor: Mapped[str | None] = mapped_column(String(255))
+    host: Mapped[str | None] = mapped_column(String(255))
+    action: Mapped[str | None] = mapped_column(String(32))
+    path: Mapped[str | None] = mapped_column(Text)
+    data_class: Mapped[str | None] = mapped_column(String(64))
+    incident_id: Mapped[int | None] = mapped_column(Integer)
+    occurred_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    event_id: Mapped[str | None] = mapped_column(String(36))
+
+    __table_args__ = (
+        Index("ix_audit_entry_kind_seq", "kind", "seq"),
+        Index("ix_audit_entry_actor", "actor"),
+        Index("ix_audit_entry_occurred_at", "occurred_at"),
+        Index("ix_audit_entry_incident_id", "incident_id"),
+        Index("ix_audit_entry_event_id", "event_id", unique=True),
+    )
+
+
+class MerkleNode(Base):
+    """The hash of a complete subtree: level L, index i covers leaves [i·2^L, (i+1)·2^L)."""
+
+    __tablename__ = "merkle_node"
+
+    level: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
+    index: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=False)
+    hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+
+
+class AuditHead(Base):
+    """The single row holding the tree size; locking it serializes appends."""
+
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    size: Mapped[int] = mapped_column(BigId)
+
+
+class Checkpoint(Base):
+    """A signed checkpoint (C2SP signed note) of the tree at some size."""
+
+    __tablename__ = "checkpoint"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    size: Mapped[int] = mapped_column(BigId)
+    root_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    note: Mapped[str] = mapped_column(Text)
+    signed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (Index("ix_checkpoint_size", "size"),)

@@ -1,0 +1,40 @@
+"""Audit trail operations: sign checkpoints, read entries (audited), build proofs."""
+
+from __future__ import annotations
+
+import base64
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from service.audit import log
+from service.audit.checkpoint import format_checkpoint, sign_note
+from service.audit.keys import load_signer_key
+from service.audit.models import Checkpoint
+from service.config import Settings
+from service.core.db import utcnow
+
+
+def latest_checkpoint(session: Session) -> Checkpoint | None:
+    """Return the newest stored checkpoint."""
+    return session.scalar(select(Checkpoint).order_by(Checkpoint.size.desc(), Checkpoint.id.desc()))
+
+
+def sign_checkpoint(session: Session, settings: Settings, *, force: bool = False) -> Checkpoint:
+    """Sign and store a checkpoint of the current tree unless one already covers it."""
+    size = log.tree_size(session)
+    last = latest_checkpoint(session)
+    if last is not None and last.size == size and not force:
+        return last
+    root = log.root_at(session, size)
+    body = format_checkpoint(settings.audit_origin, size, root)
+    note = sign_note(body, load_signer_key(settings.keys_dir))
+    checkpoint = Checkpoint(size=size, root_hash=root, note=note, signed_at=utcnow())
+    session.add(checkpoint)
+    session.flush()
+    return checkpoint
+
+
+def root_b64(root: bytes) -> str:
+    """Return a root hash in standard base64, as checkpoints show it."""
+    return base64.b64encode(root).decode()

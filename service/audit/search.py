@@ -1,0 +1,85 @@
+"""Search the trail by actor, host, path, data class, action, time range and incident."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Select, select
+
+from service.audit.models import AuditEntry
+
+
+@dataclass(frozen=True)
+class SearchFilter:
+    """A trail filter; every field optional, combined with AND."""
+
+    since: datetime | None = None
+    until: datetime | None = None
+    actor: str | None = None
+    host: str | None = None
+    path_contains: str | None = None
+    data_class: str | None = None
+    action: str | None = None
+    incident_id: int | None = None
+    kind: str | None = None
+
+    @classmethod
+    def from_strings(cls, timezone: str, **raw) -> SearchFilter:
+        """Build a filter from form or CLI strings; dates without offset are local time."""
+        values: dict = {}
+        for name in ("actor", "host", "path_contains", "data_class", "action", "kind"):
+            value = (raw.get(name) or "").strip()
+            if value:
+                values[name] = value[:512]
+        for name in ("since", "until"):
+            value = (raw.get(name) or "").strip()
+            if value:
+                try:
+                    parsed = datetime.fromisoformat(value)
+                except ValueError as exc:
+                    raise ValueError(f"{name}: not an ISO date/time: {value!r}") from exc
+                if parsed.tzinfo is None:
+                    parsed = parsed.replace(tzinfo=ZoneInfo(timezone))
+                values[name] = parsed.astimezone(UTC)
+        incident = raw.get("incident_id")
+        if incident not in (None, ""):
+            try:
+                values["incident_id"] = int(incident)
+            except (TypeError, ValueError) as exc:
+                raise ValueError("incident: must be a number") from exc
+        return cls(**values)
+
+    def describe(self) -> dict:
+        """Return the filter as JSON-ready data (for the audit entry of the search)."""
+        return {k: (v.isoformat() if isinstance(v, datetime) else v)
+                for k, v in asdict(self).items() if v is not None}
+
+    def apply(self, query: Select) -> Select:
+        """Add this filter's conditions to a query over AuditEntry."""
+        e = AuditEntry
+        if self.since:
+            query = query.where(e.recorded_at >= self.since)
+        if self.until:
+            query = query.where(e.recorded_at < self.until)
+        if self.actor:
+            query = query.where(e.actor == self.actor)
+        if self.host:
+            query = query.where(e.host == self.host)
+        if self.path_contains:
+            query = query.where(e.path.contains(self.path_contains, autoescape=True))
+        if self.data_class:
+            query = query.where(e.data_class == self.data_class)
+        if self.action:
+            query = query.where(e.action == self.action)
+        if self.incident_id is not None:
+            query = query.where(e.incident_id == self.incident_id)
+        if self.kind:
+            query = query.where(e.kind == self.kind)
+        return query
+
+
+def search_query(flt: SearchFilter) -> Select:
+    """Return the query for entries matching a filter, newest first."""
+    return flt.apply(select(AuditEntry)).order_by(AuditEntry.seq.desc())

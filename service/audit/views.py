@@ -1,0 +1,157 @@
+"""Police views of the trail: search, entry detail, proofs, CSV and bundle export (all audited)."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+import tempfile
+from pathlib import Path
+
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    send_file,
+    url_for,
+)
+from flask_babel import gettext as _
+from flask_login import current_user
+from sqlalchemy import func, select
+
+from service.audit import log
+from service.audit.models import AuditEntry
+from service.audit.operations import latest_checkpoint, sign_checkpoint
+from service.audit.search import SearchFilter, search_query
+from service.auth.access import roles_required
+from service.core.db import get_session
+
+bp = Blueprint("audit", __name__, url_prefix="/audit")
+PAGE_SIZE = 50
+FILTER_FIELDS = ("since", "until", "actor", "host", "path_contains", "data_class", "action",
+                 "incident_id", "kind")
+
+
+def _filter_from_request() -> SearchFilter:
+    raw = {name: request.values.get(name) for name in FILTER_FIELDS}
+    try:
+        return SearchFilter.from_strings(current_app.config["SETTINGS"].timezone, **raw)
+    except ValueError as exc:
+        flash(str(exc), "error")
+        return SearchFilter()
+
+
+def _record_look(what: str, **details) -> None:
+    log.record(get_session(), "audit.viewed",
+               {"actor": current_user.username, "what": what, **details},
+               actor=current_user.username)
+
+
+@bp.route("/")
+@roles_required("police")
+def search():
+    """Search the trail."""
+    flt = _filter_from_request()
+    page = max(request.args.get("page", 1, type=int) or 1, 1)
+    session = get_session()
+    total = session.scalar(flt.apply(select(func.count()).select_from(AuditEntry)))
+    entries = session.scalars(search_query(flt).limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)).all()
+    _record_look("search", filter=flt.describe(), page=page)
+    session.commit()
+    return render_template(
+        "audit/search.html", entries=entries, total=total, page=page, page_size=PAGE_SIZE,
+        filters={k: request.args.get(k, "") for k in FILTER_FIELDS},
+        checkpoint=latest_checkpoint(session), size=log.tree_size(session),
+    )
+
+
+@bp.route("/entries/<int:seq>")
+@roles_required("police")
+def entry(seq: int):
+    """Show one entry with its body and inclusion proof."""
+    session = get_session()
+    row = session.get(AuditEntry, seq)
+    if row is None:
+        abort(404)
+    _record_look("entry", seq=seq)
+    session.commit()
+    body = json.dumps(json.loads(row.body), ensure_ascii=False, indent=2)
+    return render_template("audit/entry.html", entry=row, body=body,
+                           checkpoint=latest_checkpoint(session))
+
+
+@bp.route("/entries/<int:seq>/proof.json")
+@roles_required("police")
+def entry_proof(seq: int):
+    """Download the entry, its inclusion proof and the latest signed checkpoint."""
+    session = get_session()
+    row = session.get(AuditEntry, seq)
+    if row is None:
+        abort(404)
+    cp = sign_checkpoint(session, current_app.config["SETTINGS"])
+    if cp.size <= seq:
+        abort(409)
+    proof = log.inclusion_proof(session, seq, cp.size)
+    _record_look("proof", seq=seq, tree_size=cp.size)
+    session.commit()
+    payload = {
+        "entry": {"seq": seq, "body": row.body,
+                  "leaf_hash": base64.b64encode(row.leaf_hash).decode()},
+        "tree_size": cp.size,
+        "inclusion_proof": [base64.b64encode(h).decode() for h in proof],
+        "checkpoint": cp.note,
+    }
+    return Response(json.dumps(payload, ensure_ascii=False, indent=2), mimetype="application/json",
+                    headers={"Content-Disposition": f"attachment; filename=entry-{seq}-proof.json"})
+
+
+@bp.route("/export.csv", methods=["POST"])
+@roles_required("police")
+def export_csv():
+    """Export the matching entries as CSV (audited)."""
+    flt = _filter_from_request()
+    session = get_session()
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["seq", "recorded_at", "kind", "actor", "host", "action", "data_class",
+                     "path", "incident_id", "leaf_hash_b64"])
+    count = 0
+    for row in session.scalars(search_query(flt).limit(100_000)):
+        writer.writerow([row.seq, row.recorded_at.isoformat(), row.kind, row.actor, row.host,
+                         row.action, row.data_class, row.path, row.incident_id,
+                         base64.b64encode(row.leaf_hash).decode()])
+        count += 1
+    log.record(session, "audit.exported",
+               {"actor": current_user.username, "format": "csv", "filter": flt.describe(),
+                "count": count}, actor=current_user.username)
+    session.commit()
+    return Response("\ufeff" + out.getvalue(), mimetype="text/csv",
+                    headers={"Content-Disposition": "attachment; filename=nhat-ky.csv"})
+
+
+@bp.route("/export.zip", methods=["POST"])
+@roles_required("police")
+def export_bundle_view():
+    """Export the matching entries as an evidence bundle (audited)."""
+    from service.audit.bundle import export_bundle
+
+    flt = _filter_from_request()
+    session = get_session()
+    with tempfile.TemporaryDirectory(prefix="canhgac-export-") as tmpdir:
+        tmp = Path(tmpdir) / "bang-chung.zip"
+        count = export_bundle(session, current_app.config["SETTINGS"], flt, tmp,
+                              by=current_user.username)
+        data = tmp.read_bytes()
+    session.commit()
+    if count == 0:
+        flash(_("Không có mục nào khớp bộ lọc."), "info")
+        return redirect(url_for("audit.search", **{k: v for k, v in request.form.items()
+                                                   if k in FILTER_FIELDS}))
+    return send_file(io.BytesIO(data), mimetype="application/zip", as_attachment=True,
+                     download_name="bang-chung.zip")

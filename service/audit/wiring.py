@@ -1,0 +1,12 @@
+"""Audit trail wiring: the trail views for police."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+
+def init_app(app: Flask) -> None:
+    """Register the audit-trail views."""
+    from service.audit import views
+
+    app.register_blueprint(views.bp)

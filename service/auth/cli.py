@@ -1,0 +1,127 @@
+"""`canhgac user …` and `canhgac token …` commands."""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from service.auth import operations
+from service.auth.models import UNITS, Role, User
+from service.core.cliutil import with_app
+from service.core.db import get_session
+
+
+def _password_from_env_or_prompt(env_name: str) -> str:
+    password = os.environ.get(env_name)
+    if password:
+        return password
+    return click.prompt("Mật khẩu / password", hide_input=True, confirmation_prompt=True)
+
+
+@click.group("user")
+def user_cli() -> None:
+    """Manage user accounts."""
+
+
+@user_cli.command("add")
+@click.argument("username")
+@click.option("--role", "roles", multiple=True, required=True,
+              type=click.Choice([r.value for r in Role]))
+@click.option("--email", required=True)
+@click.option("--unit", type=click.Choice(sorted(UNITS)), default=None)
+@click.option("--phone", default=None)
+@click.option("--full-name", default="")
+@with_app
+def user_add(app, username, roles, email, unit, phone, full_name) -> None:
+    """Add a user (password from a prompt or CANHGAC_USER_PASSWORD)."""
+    password = _password_from_env_or_prompt("CANHGAC_USER_PASSWORD")
+    session = get_session()
+    try:
+        user = operations.create_user(
+            session, username=username, password=password, roles=list(roles), email=email,
+            unit=unit, phone=phone, full_name=full_name,
+            min_password_length=app.config["SETTINGS"].password_min_length, by="cli",
+        )
+    except operations.AccountError as exc:
+        raise click.ClickException(str(exc)) from None
+    session.commit()
+    click.echo(f"Đã tạo người dùng {user.username} ({', '.join(user.roles)})")
+
+
+@user_cli.command("passwd")
+@click.argument("username")
+@with_app
+def user_passwd(app, username) -> None:
+    """Set a user's password (from a prompt or CANHGAC_USER_PASSWORD)."""
+    session = get_session()
+    try:
+        user = operations.get_user(session, username)
+        operations.change_password(
+            session, user, _password_from_env_or_prompt("CANHGAC_USER_PASSWORD"),
+            min_password_length=app.config["SETTINGS"].password_min_length, by="cli",
+        )
+    except operations.AccountError as exc:
+        raise click.ClickException(str(exc)) from None
+    session.commit()
+    click.echo(f"Đã đổi mật khẩu cho {user.username}")
+
+
+@user_cli.command("disable")
+@click.argument("username")
+@with_app
+def user_disable(app, username) -> None:
+    """Disable a user account (accounts are never deleted)."""
+    session = get_session()
+    try:
+        user = operations.get_user(session, username)
+    except operations.AccountError as exc:
+        raise click.ClickException(str(exc)) from None
+    operations.disable_user(session, user, by="cli")
+    session.commit()
+    click.echo(f"Đã vô hiệu hóa {user.username}")
+
+
+@user_cli.command("list")
+@with_app
+def user_list(app) -> None:
+    """List user accounts."""
+    from sqlalchemy import select
+
+    for user in get_session().scalars(select(User).order_by(User.username)):
+        state = "disabled" if user.is_disabled else "active"
+        click.echo(f"{user.username}\t{','.join(user.roles)}\t{user.unit or '-'}\t{state}")
+
+
+@click.group("token")
+def token_cli() -> None:
+    """Manage ingest tokens for agents and business software."""
+
+
+@token_cli.command("create")
+@click.option("--source", required=True, help="Tên nguồn / source name")
+@with_app
+def token_create(app, source) -> None:
+    """Create an ingest token; the token is printed alone on the last line."""
+    session = get_session()
+    try:
+        row, token = operations.create_token(session, source, by="cli")
+    except operations.AccountError as exc:
+        raise click.ClickException(str(exc)) from None
+    session.commit()
+    click.echo(f"Mã truy cập số {row.id} cho nguồn {row.source} (chỉ hiển thị một lần):")
+    click.echo(token)
+
+
+@token_cli.command("revoke")
+@click.argument("token_id", type=int)
+@with_app
+def token_revoke(app, token_id) -> None:
+    """Revoke an ingest token by its number."""
+    session = get_session()
+    try:
+        row = operations.revoke_token(session, token_id, by="cli")
+    except operations.AccountError as exc:
+        raise click.ClickException(str(exc)) from None
+    session.commit()
+    click.echo(f"Đã thu hồi mã truy cập số {row.id} ({row.source})")

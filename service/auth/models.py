@@ -1,0 +1,89 @@
+"""User accounts and ingest tokens."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from flask_login import UserMixin
+from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from service.core.db import Base, UTCDateTime, utcnow
+
+
+class Role(enum.StrEnum):
+    """What a user may do (DESIGN.md, roles)."""
+
+    OFFICIAL = "official"
+    POLICE = "police"
+    LEADER = "leader"
+    ADMIN = "admin"
+
+
+ROLE_LABELS = {
+    Role.OFFICIAL: "Cán bộ, công chức",
+    Role.POLICE: "Công an xã",
+    Role.LEADER: "Lãnh đạo UBND xã",
+    Role.ADMIN: "Quản trị hệ thống",
+}
+
+# Units of Xã Nhân Lý (DOMAIN.md); ids shared with the policy files.
+UNITS = {
+    "cong_an": "Công an xã",
+    "van_phong": "Văn phòng HĐND và UBND xã",
+    "tt_hcc": "Trung tâm Phục vụ hành chính công xã",
+    "vh_xh": "Phòng Văn hóa - Xã hội",
+    "kinh_te": "Phòng Kinh tế",
+    "dv_cong_ich": "Trung tâm Dịch vụ công ích xã",
+    "lanh_dao": "Lãnh đạo UBND xã",
+}
+
+
+class User(UserMixin, Base):
+    """A person who logs in: official, police, leader or admin."""
+
+    __tablename__ = "user"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    full_name: Mapped[str] = mapped_column(String(200), default="")
+    email: Mapped[str] = mapped_column(String(254))
+    phone: Mapped[str | None] = mapped_column(String(32))
+    unit: Mapped[str | None] = mapped_column(String(64))
+    roles: Mapped[list[str]] = mapped_column(JSON, default=list)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    is_disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    @property
+    def is_active(self) -> bool:  # flask-login refuses inactive users
+        """Return whether the account may log in."""
+        return not self.is_disabled
+
+    def has_role(self, *roles: str) -> bool:
+        """Return whether the user holds any of the given roles."""
+        return any(role in self.roles for role in roles)
+
+
+class IngestToken(Base):
+    """A per-source bearer token for the ingest API; only its hash is stored."""
+
+    __tablename__ = "ingest_token"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source: Mapped[str] = mapped_column(String(128))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(12))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"))
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    @property
+    def is_revoked(self) -> bool:
+        """Return whether the token has been revoked."""
+        return self.revoked_at is not None

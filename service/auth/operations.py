@@ -1,0 +1,260 @@
+"""Account and token operations; they flush, the caller commits."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from service.audit.log import record
+from service.auth.models import UNITS, IngestToken, Role, User
+from service.auth.passwords import hash_password, verify_password
+from service.core.db import utcnow
+
+_USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+TOKEN_PREFIX = "cg_"  # noqa: S105 - a public prefix that makes leaked tokens greppable
+
+
+class AccountError(ValueError):
+    """A user or token operation was refused; the message says why (Vietnamese)."""
+
+
+@dataclass(frozen=True)
+class LoginResult:
+    """The outcome of a login attempt."""
+
+    user: User | None
+    reason: str | None  # None on success; "bad_credentials", "locked", "disabled"
+
+
+def _check_password(password: str, min_length: int) -> None:
+    if len(password) < min_length:
+        raise AccountError(f"Mật khẩu phải có ít nhất {min_length} ký tự")
+
+
+def _normalize_phone(phone: str | None) -> str | None:
+    if not phone:
+        return None
+    import phonenumbers
+
+    try:
+        parsed = phonenumbers.parse(phone, "VN")
+    except phonenumbers.NumberParseException as exc:
+        raise AccountError("Số điện thoại không hợp lệ") from exc
+    if not phonenumbers.is_valid_number(parsed):
+        raise AccountError("Số điện thoại không hợp lệ")
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _user_summary(user: User) -> dict:
+    # Audit bodies name accounts and roles, never phone numbers.
+    return {"username": user.username, "roles": sorted(user.roles), "unit": user.unit}
+
+
+def create_user(
+    session: Session,
+    *,
+    username: str,
+    password: str,
+    roles: list[str],
+    email: str,
+    unit: str | None = None,
+    phone: str | None = None,
+    full_name: str = "",
+    min_password_length: int = 10,
+    by: str = "system",
+) -> User:
+    """Create a user with the given roles and write the audit entry."""
+    username = username.strip().lower()
+    if not _USERNAME.match(username):
+        raise AccountError("Tên đăng nhập chỉ gồm chữ thường, số, dấu chấm, gạch (2–64 ký tự)")
+    if not roles:
+        raise AccountError("Cần ít nhất một vai trò")
+    bad = [r for r in roles if r not in {x.value for x in Role}]
+    if bad:
+        raise AccountError(f"Vai trò không tồn tại: {', '.join(bad)}")
+    if not _EMAIL.match(email or ""):
+        raise AccountError("Địa chỉ email không hợp lệ")
+    if unit is not None and unit not in UNITS:
+        raise AccountError(f"Đơn vị không tồn tại: {unit}")
+    _check_password(password, min_password_length)
+    if session.scalar(select(func.count()).select_from(User).where(User.username == username)):
+        raise AccountError(f"Tên đăng nhập đã tồn tại: {username}")
+    user = User(
+        username=username,
+        full_name=full_name,
+        email=email,
+        unit=unit,
+        phone=_normalize_phone(phone),
+        roles=sorted(set(roles)),
+        password_hash=hash_password(password),
+    )
+    session.add(user)
+    session.flush()
+    record(session, "user.created", {"by": by, "user": _user_summary(user)}, actor=by)
+    return user
+
+
+def get_user(session: Session, username: str) -> User:
+    """Return the user with this name or raise AccountError."""
+    user = session.scalar(select(User).where(User.username == username.strip().lower()))
+    if user is None:
+        raise AccountError(f"Không có người dùng: {username}")
+    return user
+
+
+def change_password(
+    session: Session, user: User, password: str, *, min_password_length: int = 10, by: str
+) -> None:
+    """Set a new password, clear any lockout and write the audit entry."""
+    _check_password(password, min_password_length)
+    user.password_hash = hash_password(password)
+    user.failed_logins = 0
+    user.locked_until_at = None
+    session.flush()
+    record(session, "user.password_changed", {"by": by, "user": user.username}, actor=by)
+
+
+def disable_user(session: Session, user: User, *, by: str) -> None:
+    """Disable an account (it is never deleted) and write the audit entry."""
+    user.is_disabled = True
+    session.flush()
+    record(session, "user.disabled", {"by": by, "user": user.username}, actor=by)
+
+
+def set_roles(session: Session, user: User, roles: list[str], *, by: str) -> None:
+    """Replace a user's roles and write the audit entry."""
+    bad = [r for r in roles if r not in {x.value for x in Role}]
+    if bad or not roles:
+        raise AccountError("Vai trò không hợp lệ")
+    before = sorted(user.roles)
+    user.roles = sorted(set(roles))
+    session.flush()
+    record(
+        session,
+        "user.roles_changed",
+        {"by": by, "user": user.username, "before": before, "after": user.roles},
+        actor=by,
+    )
+
+
+def authenticate(
+    session: Session,
+    username: str,
+    password: str,
+    *,
+    remote_addr: str | None,
+    max_failures: int = 5,
+    lockout_seconds: int = 900,
+) -> LoginResult:
+    """Check a login, apply throttling and lockout, and audit the attempt."""
+    now = utcnow()
+    name = (username or "").strip().lower()[:64]
+    user = session.scalar(select(User).where(User.username == name))
+    is_ok = verify_password(user.password_hash if user else None, password or "")
+    reason: str | None = None
+    if user is None:
+        reason = "bad_credentials"
+    elif user.is_disabled:
+        reason = "disabled"
+    elif user.locked_until_at is not None and user.locked_until_at > now:
+        reason = "locked"
+    elif not is_ok:
+        reason = "bad_credentials"
+        user.failed_logins += 1
+        if user.failed_logins >= max_failures:
+            user.locked_until_at = now + timedelta(seconds=lockout_seconds)
+            user.failed_logins = 0
+            record(
+                session,
+                "user.locked",
+                {"user": user.username, "until": user.locked_until_at.isoformat()},
+                actor=user.username,
+            )
+    if reason is None:
+        assert user is not None
+        user.failed_logins = 0
+        user.locked_until_at = None
+        user.last_login_at = now
+        session.flush()
+        record(
+            session,
+            "auth.login",
+            {"actor": user.username, "action": "login", "remote_addr": remote_addr},
+            actor=user.username,
+            action="login",
+        )
+        return LoginResult(user, None)
+    session.flush()
+    record(
+        session,
+        "auth.login_failed",
+        {"actor": name, "action": "login_failed", "reason": reason, "remote_addr": remote_addr},
+        actor=name,
+        action="login_failed",
+    )
+    return LoginResult(None, reason)
+
+
+def record_logout(session: Session, user: User, remote_addr: str | None) -> None:
+    """Write the audit entry for a logout."""
+    record(
+        session,
+        "auth.logout",
+        {"actor": user.username, "action": "logout", "remote_addr": remote_addr},
+        actor=user.username,
+        action="logout",
+    )
+
+
+def _token_hash(token: str) -> str:
+    # Tokens carry 256 bits of randomness, so a plain SHA-256 is enough (no slow KDF needed).
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def create_token(session: Session, source: str, *, by: str) -> tuple[IngestToken, str]:
+    """Create an ingest token for a source; return the row and the token (shown once)."""
+    source = source.strip()
+    if not source or len(source) > 128:
+        raise AccountError("Tên nguồn phải có từ 1 đến 128 ký tự")
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    row = IngestToken(source=source, token_hash=_token_hash(token), prefix=token[:10])
+    session.add(row)
+    session.flush()
+    record(
+        session,
+        "token.created",
+        {"by": by, "source": source, "token_id": row.id, "prefix": row.prefix},
+        actor=by,
+    )
+    return row, token
+
+
+def revoke_token(session: Session, token_id: int, *, by: str) -> IngestToken:
+    """Revoke an ingest token and write the audit entry."""
+    row = session.get(IngestToken, token_id)
+    if row is None:
+        raise AccountError(f"Không có mã truy cập số {token_id}")
+    if row.revoked_at is None:
+        row.revoked_at = utcnow()
+        session.flush()
+        record(
+            session, "token.revoked", {"by": by, "source": row.source, "token_id": row.id}, actor=by
+        )
+    return row
+
+
+def find_token(session: Session, token: str) -> IngestToken | None:
+    """Return the active token row matching a presented bearer token."""
+    if not token.startswith(TOKEN_PREFIX) or len(token) > 100:
+        return None
+    row = session.scalar(select(IngestToken).where(IngestToken.token_hash == _token_hash(token)))
+    if row is None or row.is_revoked:
+        return None
+    return row

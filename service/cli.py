@@ -1,0 +1,136 @@
+"""The `canhgac` command line; each domain's commands live beside its code."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+from sqlalchemy import select
+
+from service.core.cliutil import data_dir_option, make_app
+
+
+@click.group()
+@click.version_option(package_name="canhgac")
+def main() -> None:
+    """Canh Gác — giám sát truy cập dữ liệu công dân / citizen-data access audit."""
+
+
+@main.command()
+@data_dir_option
+@click.option("--admin", "admin_name", default="admin", show_default=True)
+@click.option("--admin-email", default="admin@localhost", show_default=True)
+@click.option("--non-interactive", is_flag=True, help="Take the admin password from CANHGAC_ADMIN_PASSWORD")
+def init(data_dir, admin_name, admin_email, non_interactive) -> None:
+    """Create the data directory, keys, database schema and first admin (idempotent)."""
+    from service.audit.operations import sign_checkpoint
+    from service.auth import operations
+    from service.auth.models import User
+    from service.core import tls
+    from service.core.bootstrap import prepare_data_dir
+    from service.core.db import get_session
+
+    app = make_app(data_dir)
+    settings = app.config["SETTINGS"]
+    verifier, cert = prepare_data_dir(app)
+    with app.app_context():
+        session = get_session()
+        has_admin = any(
+            "admin" in u.roles for u in session.scalars(select(User).where(User.is_disabled.is_(False)))
+        )
+        if not has_admin:
+            password = os.environ.get("CANHGAC_ADMIN_PASSWORD")
+            if not password:
+                if non_interactive:
+                    raise click.ClickException("CANHGAC_ADMIN_PASSWORD is not set (--non-interactive)")
+                password = click.prompt(
+                    f"Mật khẩu cho {admin_name} / password", hide_input=True, confirmation_prompt=True
+                )
+            try:
+                operations.create_user(
+                    session, username=admin_name, password=password, roles=["admin"],
+                    email=admin_email, min_password_length=settings.password_min_length, by="init",
+                )
+            except operations.AccountError as exc:
+                raise click.ClickException(str(exc)) from None
+            click.echo(f"Đã tạo quản trị viên / admin created: {admin_name}")
+        sign_checkpoint(session, settings)
+        session.commit()
+    click.echo(f"Thư mục dữ liệu / data directory: {settings.data_dir.resolve()}")
+    click.echo(f"Chứng chỉ TLS / TLS certificate: {cert} (SHA-256 {tls.certificate_fingerprint(cert)})")
+    click.echo("Khóa xác minh nhật ký (hãy lưu trên giấy) / audit-trail verifier key (keep on paper):")
+    click.echo(verifier)
+
+
+@main.command()
+@data_dir_option
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--tls/--no-tls", default=False, help="Serve HTTPS with the certificate under keys/")
+@click.option("--threads", default=8, show_default=True, type=click.IntRange(1, 64))
+def serve(data_dir, host, port, tls, threads) -> None:
+    """Run the service with a production WSGI server (cheroot)."""
+    from cheroot import wsgi
+
+    from service.core import migrate
+    from service.core.db import get_engine
+
+    app = make_app(data_dir)
+    try:
+        migrate.check(get_engine(app))
+    except migrate.SchemaError as exc:
+        raise click.ClickException(str(exc)) from None
+    from service.core.jobs import start_background
+
+    start_background(app)
+    server = wsgi.Server((host, port), app, numthreads=threads)
+    scheme = "http"
+    if tls:
+        from cheroot.ssl.builtin import BuiltinSSLAdapter
+
+        keys = app.config["SETTINGS"].keys_dir
+        server.ssl_adapter = BuiltinSSLAdapter(str(keys / "tls.crt"), str(keys / "tls.key"))
+        scheme = "https"
+    click.echo(f"Canh Gác đang chạy tại / serving at {scheme}://{host}:{port}/", err=True)
+    try:
+        server.start()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+        from service.core.jobs import stop_background
+
+        stop_background(app)
+
+
+def _register() -> None:
+    from service.audit.cli import checkpoint_command, export_command, verify_command
+    from service.auth.cli import token_cli, user_cli
+
+    for command in (user_cli, token_cli, checkpoint_command, verify_command, export_command):
+        main.add_command(command)
+    for module, name in (
+        ("service.policy.cli", "policy_cli"),
+        ("service.agent.cli", "agent_command"),
+        ("service.incidents.cli", "incident_cli"),
+        ("service.reports.cli", "report_cli"),
+        ("service.core.backup", "backup_command"),
+        ("service.core.backup", "restore_command"),
+        ("service.demo", "demo_command"),
+        ("service.core.jobs", "worker_command"),
+    ):
+        try:
+            mod = __import__(module, fromlist=[name])
+        except ModuleNotFoundError as exc:
+            # Only tolerate the module itself being absent (a domain not yet built).
+            if exc.name != module:
+                raise
+            continue
+        main.add_command(getattr(mod, name))
+
+
+_register()
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

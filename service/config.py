@@ -1,0 +1,150 @@
+"""Settings: defaults, then a TOML file (``CANHGAC_CONFIG``), then ``CANHGAC_<NAME>`` variables."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+ENV_PREFIX = "CANHGAC_"
+
+
+class ConfigError(Exception):
+    """A setting is missing or has a bad value; the message is one line naming it."""
+
+
+class Settings(BaseModel):
+    """Every setting of the service; docs/configuration.md describes each one."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    data_dir: Path = Path("audit_logs")
+    database_url: str | None = None
+    secret_key: str | None = None
+    log_level: str = "INFO"
+    base_url: str = "http://127.0.0.1:8080"
+    audit_origin: str = "canhgac.nhanly.langson/audit"
+    commune_name: str = "Xã Nhân Lý"
+    province_name: str = "Lạng Sơn"
+    policy_dir: Path | None = None
+    policy_reload: bool = True
+    incident_forms_dir: Path | None = None
+    max_batch_events: int = Field(default=5000, ge=1, le=100_000)
+    max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    password_min_length: int = Field(default=10, ge=8, le=128)
+    login_max_failures: int = Field(default=5, ge=1, le=100)
+    login_lockout_seconds: int = Field(default=900, ge=1)
+    checkpoint_interval_seconds: int = Field(default=60, ge=1)
+    ack_sla_minutes: int = Field(default=15, ge=1)
+    breach_notice_hours: int = Field(default=72, ge=1)
+    agent_silence_minutes: int = Field(default=30, ge=1)
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_user: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = False
+    smtp_timeout_seconds: float = Field(default=10.0, gt=0)
+    mail_from: str = "canhgac@localhost"
+    webhook_url: str | None = None
+    webhook_secret: str | None = None
+    notify_command: str | None = None
+    scheduler_enabled: bool = True
+    timezone: str = "Asia/Ho_Chi_Minh"
+    evidence_retention_years: int = Field(default=5, ge=5)
+    session_cookie_secure: bool | None = None
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        upper = value.upper()
+        if upper not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR")
+        return upper
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not value.startswith(("sqlite:", "postgresql")):
+            raise ValueError("must start with sqlite: or postgresql")
+        if value.startswith("postgresql://"):
+            # psycopg 3 is the driver we ship; plain postgresql:// would pick psycopg2.
+            value = "postgresql+psycopg://" + value.removeprefix("postgresql://")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError("unknown time zone") from exc
+        return value
+
+    @property
+    def resolved_database_url(self) -> str:
+        """Return the database URL, defaulting to SQLite under the data directory."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'canhgac.db').resolve()}"
+
+    @property
+    def keys_dir(self) -> Path:
+        """Return the folder that holds the signing, encryption and TLS keys."""
+        return self.data_dir / "keys"
+
+
+def _env_values(environ: dict[str, str]) -> dict[str, Any]:
+    names = Settings.model_fields.keys()
+    values: dict[str, Any] = {}
+    for name in names:
+        raw = environ.get(ENV_PREFIX + name.upper())
+        if raw is not None:
+            values[name] = raw
+    return values
+
+
+def _first_error_line(exc: ValidationError, sources: dict[str, str]) -> str:
+    err = exc.errors()[0]
+    field = str(err["loc"][0]) if err["loc"] else "?"
+    where = sources.get(field, "setting")
+    if err["type"] == "extra_forbidden":
+        return f"unknown setting {field!r} in {where}"
+    return f"bad value for setting {field} ({where} {ENV_PREFIX}{field.upper()}): {err['msg']}"
+
+
+def load_settings(
+    overrides: dict[str, Any] | None = None, environ: dict[str, str] | None = None
+) -> Settings:
+    """Build the settings from defaults, the TOML file, the environment and overrides."""
+    environ = dict(os.environ if environ is None else environ)
+    merged: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    config_path = environ.get(ENV_PREFIX + "CONFIG")
+    if config_path:
+        try:
+            with open(config_path, "rb") as fh:
+                file_values = tomllib.load(fh)
+        except OSError as exc:
+            raise ConfigError(f"cannot read CANHGAC_CONFIG file {config_path}: {exc.strerror}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"CANHGAC_CONFIG file {config_path} is not valid TOML: {exc}") from exc
+        merged.update(file_values)
+        sources.update(dict.fromkeys(file_values, f"file {config_path}"))
+    env_values = _env_values(environ)
+    merged.update(env_values)
+    sources.update(dict.fromkeys(env_values, "environment"))
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            merged[key] = value
+            sources[key] = "option"
+    try:
+        return Settings(**merged)
+    except ValidationError as exc:
+        raise ConfigError(_first_error_line(exc, sources)) from None

@@ -1,0 +1,1 @@
+"""Access events: schema, ingest operations and the HTTP API."""

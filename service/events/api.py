@@ -1,0 +1,189 @@
+"""JSON API v1: event ingest, agent heartbeats and the OpenAPI document."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+from flask import Blueprint, Flask, current_app, g, jsonify, request
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
+
+from service.auth.access import public, token_required
+from service.auth.operations import find_token
+from service.core.db import get_session, utcnow
+from service.events import operations
+from service.events.schemas import Event
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+_batch_adapter = TypeAdapter(list[Event] | Event)
+MAX_JSON_DEPTH = 32
+
+
+class Heartbeat(BaseModel):
+    """An agent's periodic sign of life."""
+
+    model_config = {"extra": "forbid"}
+
+    agent_id: str = Field(min_length=1, max_length=128)
+    host: str = Field(min_length=1, max_length=255)
+    last_seq: int | None = Field(default=None, ge=0)
+    spool_depth: int | None = Field(default=None, ge=0)
+    version: str | None = Field(default=None, max_length=32)
+    sent_at: datetime | None = None
+
+
+class IngestAnswer(BaseModel):
+    """The answer to an accepted batch."""
+
+    stored: int
+    duplicates: int
+
+
+class ErrorAnswer(BaseModel):
+    """The answer to a refused request."""
+
+    error: str
+    detail: str | None = None
+    index: int | None = None
+    field: str | None = None
+
+
+def _error(status: int, error: str, **extra):
+    body = {"error": error, **{k: v for k, v in extra.items() if v is not None}}
+    return jsonify(body), status
+
+
+def _authenticate():
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    row = find_token(get_session(), token.strip())
+    if row is not None:
+        row.last_used_at = utcnow()
+    return row
+
+
+def _depth(value, limit: int) -> int:
+    stack = [(value, 1)]
+    deepest = 0
+    while stack:
+        item, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if deepest > limit:
+            return deepest
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+    return deepest
+
+
+def _parse_json():
+    raw = request.get_data(cache=False)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None, _error(400, "invalid_utf8", detail="body is not valid UTF-8")
+    try:
+        payload = json.loads(text)
+    except RecursionError:
+        return None, _error(400, "too_deep", detail=f"JSON nested deeper than {MAX_JSON_DEPTH}")
+    except ValueError as exc:
+        return None, _error(400, "invalid_json", detail=str(exc)[:200])
+    if _depth(payload, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
+        return None, _error(400, "too_deep", detail=f"JSON nested deeper than {MAX_JSON_DEPTH}")
+    return payload, None
+
+
+def _field_of(err: dict) -> tuple[int | None, str]:
+    loc = list(err.get("loc", ()))
+    # The union adapter prefixes the branch name; drop it so the location reads naturally.
+    if loc and loc[0] in ("list[Event]", "Event"):
+        loc = loc[1:]
+    index = loc.pop(0) if loc and isinstance(loc[0], int) else None
+    return index, ".".join(str(p) for p in loc)
+
+
+@bp.route("/events", methods=["POST"])
+@token_required
+def ingest():
+    """Store one event or a batch durably in the trail, then answer."""
+    token = _authenticate()
+    if token is None:
+        return _error(401, "unauthorized", detail="missing or invalid bearer token")
+    settings = current_app.config["SETTINGS"]
+    payload, problem = _parse_json()
+    if problem:
+        return problem
+    items = payload if isinstance(payload, list) else [payload]
+    if len(items) > settings.max_batch_events:
+        return _error(413, "batch_too_large", detail=f"at most {settings.max_batch_events} events")
+    if not items:
+        return jsonify(stored=0, duplicates=0)
+    try:
+        parsed = _batch_adapter.validate_python(payload)
+    except ValidationError as exc:
+        err = _pick_error(exc, isinstance(payload, list))
+        index, field = _field_of(err)
+        return _error(400, "invalid_event", index=index if index is not None else 0,
+                      field=field or None, detail=err.get("msg"))
+    events = parsed if isinstance(parsed, list) else [parsed]
+    session = get_session()
+    result = operations.ingest_events(
+        session, events, source=token.source,
+        processor=current_app.extensions.get("canhgac.processor"),
+    )
+    session.commit()
+    g.ingested = result
+    return jsonify(stored=result.stored, duplicates=result.duplicates)
+
+
+def _pick_error(exc: ValidationError, is_list: bool) -> dict:
+    errors = exc.errors(include_url=False)
+    wanted = "list[Event]" if is_list else "Event"
+    for err in errors:
+        if err.get("loc") and err["loc"][0] == wanted:
+            return err
+    return errors[0]
+
+
+@bp.route("/agents/heartbeat", methods=["POST"])
+@token_required
+def heartbeat():
+    """Record an agent's heartbeat."""
+    token = _authenticate()
+    if token is None:
+        return _error(401, "unauthorized", detail="missing or invalid bearer token")
+    payload, problem = _parse_json()
+    if problem:
+        return problem
+    try:
+        beat = Heartbeat.model_validate(payload)
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        return _error(400, "invalid_heartbeat", field=".".join(map(str, err["loc"])) or None,
+                      detail=err["msg"])
+    session = get_session()
+    operations.record_heartbeat(session, source=token.source, agent_id=beat.agent_id,
+                                host=beat.host, last_seq=beat.last_seq,
+                                spool_depth=beat.spool_depth, version=beat.version)
+    session.commit()
+    return jsonify(status="ok")
+
+
+@bp.route("/openapi.json")
+@public
+def openapi():
+    """Serve the OpenAPI 3 document generated from the pydantic models."""
+    from service.events.openapi import build_openapi
+
+    return jsonify(build_openapi())
+
+
+def init_app(app: Flask) -> None:
+    """Register the API; it authenticates by token, so CSRF does not apply."""
+    from service.web.wiring import csrf
+
+    csrf.exempt(bp)
+    app.register_blueprint(bp)

@@ -1,0 +1,128 @@
+"""Ingest: deduplicate, enrich from the policy, append to the trail, act on verdicts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from service.audit.log import PendingEntry, append_entries, record
+from service.core.db import utcnow
+from service.events.models import Agent
+from service.events.schemas import Event
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """How many events of a batch were stored and how many were seen before."""
+
+    stored: int
+    duplicates: int
+    entry_seqs: list[int]
+
+
+def event_body(event: Event, source: str) -> dict:
+    """Return the audit body of an event: the event as JSON plus its source."""
+    body = event.model_dump(mode="json", exclude_none=True)
+    body["source"] = source
+    return body
+
+
+def _search(event: Event) -> dict:
+    obj = event.object
+    return {
+        "actor": event.actor,
+        "host": event.host,
+        "action": event.action.value,
+        "path": obj.path if obj else None,
+        "data_class": obj.data_class if obj else None,
+        "occurred_at": event.occurred_at,
+        "event_id": str(event.id),
+    }
+
+
+def _known_ids(session: Session, ids: list[str]) -> set[str]:
+    from service.audit.models import AuditEntry
+
+    known: set[str] = set()
+    for start in range(0, len(ids), 900):  # stay under SQLite's bound-parameter limit
+        chunk = ids[start : start + 900]
+        known.update(session.scalars(select(AuditEntry.event_id).where(AuditEntry.event_id.in_(chunk))))
+    return known
+
+
+def ingest_events(session: Session, events: list[Event], *, source: str, processor=None) -> IngestResult:
+    """Store a validated batch in the trail once each, track agents, and run the policy."""
+    seen: set[str] = set()
+    fresh: list[Event] = []
+    known = _known_ids(session, [str(e.id) for e in events])
+    for event in events:
+        key = str(event.id)
+        if key in known or key in seen:
+            continue
+        seen.add(key)
+        fresh.append(event)
+    if processor is not None:
+        fresh = [processor.enrich(e) for e in fresh]
+    rows = append_entries(
+        session, [PendingEntry("event", event_body(e, source), _search(e)) for e in fresh]
+    )
+    _track_agents(session, fresh, source)
+    if processor is not None:
+        processor.evaluate(session, list(zip(fresh, rows, strict=True)))
+    return IngestResult(len(fresh), len(events) - len(fresh), [r.seq for r in rows])
+
+
+def _get_agent(session: Session, agent_id: str, source: str) -> Agent:
+    agent = session.scalar(select(Agent).where(Agent.agent_id == agent_id))
+    if agent is None:
+        agent = Agent(agent_id=agent_id, source=source, missing_events=0)
+        session.add(agent)
+        session.flush()
+    return agent
+
+
+def _track_agents(session: Session, events: list[Event], source: str) -> None:
+    now = utcnow()
+    by_agent: dict[str, list[Event]] = {}
+    for event in events:
+        if event.agent_id:
+            by_agent.setdefault(event.agent_id, []).append(event)
+    for agent_id, agent_events in by_agent.items():
+        agent = _get_agent(session, agent_id, source)
+        agent.last_contact_at = now
+        agent.host = agent_events[-1].host
+        agent.is_silence_reported = False
+        seqs = sorted(e.seq for e in agent_events if e.seq is not None)
+        if not seqs:
+            continue
+        expected = (agent.last_seq + 1) if agent.last_seq is not None else seqs[0]
+        missing = 0
+        for seq in seqs:
+            if seq > expected:
+                missing += seq - expected
+            expected = max(expected, seq + 1)
+        if missing:
+            agent.missing_events += missing
+            record(
+                session, "agent.gap",
+                {"agent_id": agent_id, "host": agent.host, "missing": missing,
+                 "after_seq": agent.last_seq},
+                host=agent.host,
+            )
+        agent.last_seq = max(agent.last_seq or -1, seqs[-1])
+
+
+def record_heartbeat(session: Session, *, source: str, agent_id: str, host: str,
+                     last_seq: int | None, spool_depth: int | None, version: str | None) -> Agent:
+    """Record an agent's heartbeat: last contact, spool depth and version."""
+    agent = _get_agent(session, agent_id, source)
+    agent.last_contact_at = utcnow()
+    agent.host = host
+    agent.spool_depth = spool_depth
+    agent.version = version
+    if agent.is_silence_reported:
+        agent.is_silence_reported = False
+        record(session, "agent.back", {"agent_id": agent_id, "host": host}, host=host)
+    return agent

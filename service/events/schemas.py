@@ -1,0 +1,121 @@
+"""Event schema v1: what agents and business software send to ``POST /api/v1/events``.
+
+Pure pydantic models, no Flask: the agent, the policy engine, the ingest API and the
+OpenAPI document all use these same classes.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, RootModel, StringConstraints
+
+SCHEMA_VERSION = 1
+
+ShortText = Annotated[str, StringConstraints(max_length=512)]
+PathText = Annotated[str, StringConstraints(max_length=4096)]
+Sha256Hex = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+DataClassId = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+PiiKind = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
+
+
+class Action(enum.StrEnum):
+    """What was done to the object."""
+
+    OPEN = "open"
+    READ = "read"
+    MODIFY = "modify"
+    CREATE = "create"
+    DELETE = "delete"
+    MOVE = "move"
+    COPY = "copy"
+    EXPORT = "export"
+    PRINT = "print"
+    SHARE = "share"
+    VIEW = "view"
+    LOGIN = "login"
+    LOGIN_FAILED = "login_failed"
+    LOGOUT = "logout"
+    HEARTBEAT = "heartbeat"
+
+
+class DestinationKind(enum.StrEnum):
+    """Where data went, from the point of view of official scope."""
+
+    OFFICIAL = "official"
+    REMOVABLE = "removable"
+    CLOUD = "cloud"
+    MESSAGING = "messaging"
+    EMAIL = "email"
+    PRINT = "print"
+    PUBLISHING = "publishing"
+    UNKNOWN = "unknown"
+
+
+class _Strict(BaseModel):
+    # Unknown fields are refused: a typo in a business app must not silently drop data.
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False, frozen=False)
+
+
+class EventObject(_Strict):
+    """The file or record set the event is about."""
+
+    path: PathText | None = None
+    sha256: Sha256Hex | None = None
+    size: Annotated[int, Field(ge=0)] | None = None
+    record_count: Annotated[int, Field(ge=0)] | None = None
+    data_class: DataClassId | None = None
+    content_fingerprint: Sha256Hex | None = Field(
+        default=None, description="Hash of the content (e.g. cell values) independent of format"
+    )
+
+
+class Destination(_Strict):
+    """Where the object was copied, moved, sent or shared to."""
+
+    path: PathText | None = None
+    target: ShortText | None = Field(default=None, description="e-mail address, URL, printer, ...")
+    kind: DestinationKind | None = None
+
+
+class Event(_Strict):
+    """One access to citizen data, as reported by an agent or an application."""
+
+    id: uuid.UUID = Field(description="Client-generated UUID; the idempotency key")
+    occurred_at: AwareDatetime = Field(description="RFC 3339 time with offset")
+    host: Annotated[str, StringConstraints(min_length=1, max_length=255)]
+    actor: Annotated[str, StringConstraints(min_length=1, max_length=255)]
+    action: Action
+    object: EventObject | None = None
+    destination: Destination | None = None
+    purpose: ShortText | None = None
+    pii: dict[PiiKind, Annotated[int, Field(ge=0)]] = Field(
+        default_factory=dict, description="Counts by kind only, never values"
+    )
+    agent_id: Annotated[str, StringConstraints(max_length=128)] | None = None
+    seq: Annotated[int, Field(ge=0)] | None = Field(
+        default=None, description="The agent's own event number, to detect gaps"
+    )
+    unit: Annotated[str, StringConstraints(max_length=64)] | None = Field(
+        default=None, description="Unit of the actor when the sender knows it"
+    )
+    schema_version: Literal[1] = 1
+
+
+class EventBatch(RootModel[list[Event]]):
+    """A batch of events, sent as a JSON array."""
+
+
+def event_to_json_dict(event: Event) -> dict:
+    """Return the event as a JSON-ready dict without empty optional fields."""
+    return event.model_dump(mode="json", exclude_none=True)
+
+
+def utc(dt: datetime) -> datetime:
+    """Return an aware datetime converted to UTC."""
+    from datetime import UTC
+
+    return dt.astimezone(UTC)

@@ -1,0 +1,1 @@
+"""Layout templates, static files, the home page and shared view helpers."""

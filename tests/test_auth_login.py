@@ -1,0 +1,92 @@
+"""Login, lockout, CSRF, logout and session cookie flags."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from tests.conftest import PASSWORD, csrf_token_from
+
+
+def test_each_role_can_log_in(client, make_user, login):
+    for role in ("official", "police", "leader", "admin"):
+        make_user(f"x-{role}", role)
+        c = client.application.test_client()
+        response = login(f"x-{role}", c=c)
+        assert response.status_code == 302
+        assert c.get("/").status_code in (200, 302)
+
+
+def test_wrong_password_is_refused_and_audited(app, client, make_user, login):
+    from service.audit.models import AuditEntry
+    from service.core.db import new_session
+
+    make_user("an", "official")
+    response = login("an", "wrong-password-1")
+    assert response.status_code == 401
+    with app.app_context():
+        s = new_session()
+        kinds = [e.kind for e in s.scalars(select(AuditEntry).order_by(AuditEntry.seq))]
+        bodies = [e.body for e in s.scalars(select(AuditEntry))]
+        s.close()
+    assert "auth.login_failed" in kinds
+    assert not any("wrong-password" in b for b in bodies)
+
+
+def test_five_wrong_passwords_lock_the_account(app, client, make_user, login):
+    make_user("binh", "leader")
+    for _ in range(5):
+        assert login("binh", "not-the-password").status_code == 401
+    locked = login("binh", PASSWORD)
+    assert locked.status_code == 401
+    assert "tạm khóa" in locked.text
+    from datetime import UTC, datetime, timedelta
+
+    from service.auth.models import User
+    from service.core.db import new_session
+
+    with app.app_context():
+        s = new_session()
+        user = s.scalar(select(User).where(User.username == "binh"))
+        assert user.locked_until_at > datetime.now(UTC) + timedelta(minutes=10)
+        user.locked_until_at = datetime.now(UTC) - timedelta(seconds=1)  # the lockout runs out
+        s.commit()
+        s.close()
+    assert login("binh", PASSWORD).status_code == 302
+
+
+def test_post_without_csrf_token_gets_400(client, make_user):
+    make_user("chi", "police")
+    response = client.post("/login", data={"username": "chi", "password": PASSWORD})
+    assert response.status_code == 400
+
+
+def test_logout_needs_csrf_and_ends_session(client, make_user, login):
+    make_user("dung", "police")
+    login("dung")
+    assert client.post("/logout").status_code == 400
+    token = csrf_token_from(client, "/audit/")
+    assert client.post("/logout", data={"csrf_token": token}).status_code == 302
+    assert client.get("/audit/").status_code == 302
+
+
+def test_session_cookie_flags(client, make_user, login):
+    make_user("em", "official")
+    response = login("em")
+    cookie = response.headers.get("Set-Cookie", "")
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
+
+
+def test_open_redirect_is_refused(client, make_user):
+    make_user("gia", "official")
+    token = csrf_token_from(client)
+    response = client.post("/login?next=//evil.example/x",
+                           data={"username": "gia", "password": PASSWORD, "csrf_token": token})
+    assert response.status_code == 302
+    assert "evil.example" not in response.headers["Location"]
+
+
+def test_security_headers(client):
+    response = client.get("/login")
+    assert "default-src 'self'" in response.headers["Content-Security-Policy"]
+    assert response.headers["X-Frame-Options"] == "DENY"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"

@@ -1,0 +1,88 @@
+"""The whole allow/deny matrix: every route × every role (later issues extend ROUTE_ACCESS)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+ROLES = ("official", "police", "leader", "admin")
+PUBLIC, TOKEN, ANY = "public", "token", "any"
+
+# endpoint -> who may use it. A new route fails test_every_route_is_in_the_matrix until added.
+ROUTE_ACCESS: dict[str, object] = {
+    "auth.login": PUBLIC,
+    "auth.logout": ANY,
+    "web.home": ANY,
+    "web.health": PUBLIC,
+    "web.set_language": PUBLIC,
+    "web.dashboard": {"leader", "police", "admin"},
+    "api.ingest": TOKEN,
+    "api.heartbeat": TOKEN,
+    "api.openapi": PUBLIC,
+    "audit.search": {"police"},
+    "audit.entry": {"police"},
+    "audit.entry_proof": {"police"},
+    "audit.export_csv": {"police"},
+    "audit.export_bundle_view": {"police"},
+}
+_SAMPLE = {"int": "1", "string": "vi", "default": "x", "path": "x"}
+
+
+def _urls(app):
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint == "static":
+            continue
+        url = rule.rule
+        for conv in re.findall(r"<(?:([a-z]+):)?[a-z_]+>", url):
+            url = re.sub(r"<(?:[a-z]+:)?[a-z_]+>", _SAMPLE.get(conv or "default", "1"), url, count=1)
+        method = "GET" if "GET" in rule.methods else sorted(rule.methods - {"HEAD", "OPTIONS"})[0]
+        yield rule.endpoint, url, method
+
+
+@pytest.fixture
+def matrix_app(app, make_user):
+    app.config["WTF_CSRF_ENABLED"] = False
+    for role in ROLES:
+        make_user(f"u-{role}", role, unit="cong_an" if role == "police" else "van_phong")
+    return app
+
+
+def test_every_route_is_in_the_matrix(app):
+    endpoints = {endpoint for endpoint, _, _ in _urls(app)}
+    assert endpoints - set(ROUTE_ACCESS) == set(), "add new routes to ROUTE_ACCESS"
+
+
+@pytest.mark.parametrize("role", [None, *ROLES])
+def test_role_matrix(matrix_app, login, role):
+    client = matrix_app.test_client()
+    if role:
+        assert login(f"u-{role}", c=client).status_code == 302
+    problems = []
+    for endpoint, url, method in _urls(matrix_app):
+        if endpoint == "auth.logout":
+            continue  # would end the session mid-walk; covered by test_logout
+        access = ROUTE_ACCESS[endpoint]
+        response = client.open(url, method=method)
+        status = response.status_code
+        is_login_redirect = status == 302 and "/login" in response.headers.get("Location", "")
+        if access == PUBLIC:
+            allowed = True
+        elif access == TOKEN:
+            allowed = False  # a session is never enough for token routes
+            if status != 401:
+                problems.append(f"{endpoint}: session got {status}, want 401")
+            continue
+        elif access == ANY:
+            allowed = role is not None
+        else:
+            allowed = role in access
+        if allowed and (status in (401, 403) or is_login_redirect):
+            problems.append(f"{endpoint} as {role}: denied ({status})")
+        if not allowed:
+            want_redirect = role is None
+            if want_redirect and not is_login_redirect:
+                problems.append(f"{endpoint} as anonymous: {status}, want redirect to login")
+            if not want_redirect and status != 403:
+                problems.append(f"{endpoint} as {role}: {status}, want 403")
+    assert problems == []
