@@ -535,3 +535,39 @@ def test_any_valid_text_round_trips_and_any_change_is_caught(body: str) -> None:
     with pytest.raises(NoteError):
         open_note("x" + note, [verifier])
 
+
+
+# --- the worked example in docs/audit-log.md ------------------------------------------------
+
+DOC_SIGNER = (
+    "PRIVATE+KEY+canhgac.nhanly.langson.vn/audit+c9ab47f4+AZe6f2TOWxIxkaV5W4HtKzMaWBCgicLmDKFEHqLw455o"
+)
+DOC_VERIFIER = "canhgac.nhanly.langson.vn/audit+c9ab47f4+AfHSaaHLXdOq2Yu0B03eLMsyq4BE9ipFNQi32Hyl1i/X"
+DOC_ENTRIES = [
+    '{"body":{"action":"copy","actor":"nguyen.van.a","pii":{"cccd":120}},"kind":"example","seq":0}',
+    '{"body":{"n":1.5,"note":"Xã Nhân Lý"},"kind":"example","seq":1}',
+    '{"body":{},"kind":"example","seq":2}',
+]
+DOC_NOTE = (
+    "canhgac.nhanly.langson.vn/audit\n3\nRhldL4fFcY9378wnZ87+tUCs3sWM3YbuvRzZd3rx4vg=\n\n"
+    "— canhgac.nhanly.langson.vn/audit "
+    "yatH9DOYU1Xk4nJncz9CzHiyllkL9Nyh9EtrXDZG+sC5y4glMqYttBv9jN+O6sz2rpF3+QYkILNCL9MSLFEPBYMiHQw=\n"
+)
+
+
+def test_worked_example_in_the_format_document_is_correct() -> None:
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "audit-log.md").read_text("utf-8")
+    for snippet in (DOC_SIGNER, DOC_VERIFIER, *DOC_ENTRIES, DOC_NOTE.rstrip("\n")):
+        assert snippet in doc
+    seed = hashlib.sha256(b"Canh Gac documentation example key - never use").digest()
+    assert base64.b64decode(DOC_SIGNER.rsplit("+", 1)[1]) == b"\x01" + seed
+    signer = parse_signer_key(DOC_SIGNER)
+    assert str(signer.verifier_key) == DOC_VERIFIER
+    leaves = merkle.leaf_hashes(e.encode("utf-8") for e in DOC_ENTRIES)
+    for leaf in leaves:
+        assert leaf.hex() in doc
+    origin = "canhgac.nhanly.langson.vn/audit"
+    cp = open_checkpoint(DOC_NOTE, origin, [DOC_VERIFIER])
+    assert cp.size == 3
+    assert cp.root == merkle.root_hash(leaves)
+    assert sign_note(format_checkpoint(origin, 3, cp.root), signer) == DOC_NOTE

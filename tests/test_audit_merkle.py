@@ -284,6 +284,22 @@ def test_every_proof_matches_the_reference_up_to_size_64() -> None:
             verify_consistency(m, n, ref.mth(0, m), root, want)
 
 
+def test_larger_sizes_around_powers_of_two_match_the_reference() -> None:
+    hashes = _leaves(11, 300)
+    ref = Reference(hashes)
+    stored = {(lv, i): h for lv, i, h in CompactRange().append(hashes)}
+    assert stored == _complete_nodes(ref, 300)
+    for n in (127, 128, 129, 255, 256, 257, 300):
+        for m in range(n):
+            want = ref.path(m, 0, n)
+            assert inclusion_proof(hashes[:n], m) == want
+            assert inclusion_proof_from_nodes(m, n, stored.__getitem__) == want
+        for m in range(1, n + 1):
+            want = ref.proof(m, n)
+            assert consistency_proof_from_nodes(m, n, stored.__getitem__) == want
+            verify_consistency(m, n, ref.mth(0, m), ref.mth(0, n), want)
+
+
 heavy = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
