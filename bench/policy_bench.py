@@ -13,7 +13,7 @@ import random
 import sys
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 import yaml
 
@@ -22,72 +22,93 @@ from service.policy.engine import Policy, evaluate
 from service.policy.loader import default_policy_dir, load_policy, load_policy_files, read_policy_files
 from service.policy.windows import WindowState
 
-_FOLDERS = ["DanCu", "HoTich", "HoSoTTHC", "AnSinh", "DatDai", "CongVan", "BaoCao", "Downloads"]
-_UNITS = ["cong_an", "van_phong", "tt_hcc", "vh_xh", "kinh_te", "dv_cong_ich", None]
-_PURPOSES = [None, None, "xac_minh_dia_chi", "tiep_nhan_ho_so", "khac"]
+# folder -> owning unit; the last folders hold no citizen data
+_FOLDERS = {
+    "DanCu": "cong_an", "HoTich": "van_phong", "HoSoTTHC": "tt_hcc", "AnSinh": "vh_xh",
+    "DatDai": "kinh_te", "CongVan": None, "BaoCao": None, "Downloads": None,
+}
+_UNITS = ["cong_an", "van_phong", "tt_hcc", "vh_xh", "kinh_te", "dv_cong_ich"]
 
 
-def _path(rng: random.Random, index: int) -> str:
-    folder = rng.choice(_FOLDERS)
-    if rng.random() < 0.7:
+def _path(folder: str, index: int) -> str:
+    if index % 10 < 7:
         return f"C:\\DuLieu\\{folder}\\{2020 + index % 7}\\tep_{index}.xlsx"
     return f"/home/canbo{index % 40}/{folder}/tep_{index}.ods"
 
 
 def _destination(rng: random.Random, index: int) -> dict:
+    # Mostly the shared drive or local folders; a few percent go where rules look.
     choice = rng.random()
-    if choice < 0.3:
+    if choice < 0.55:
         return {"path": f"S:\\ChiaSe\\tep_{index}.xlsx"}
-    if choice < 0.5:
+    if choice < 0.94:
         return {"path": f"C:\\Users\\canbo\\Documents\\tep_{index}.xlsx"}
-    if choice < 0.65:
+    if choice < 0.96:
         return {"path": f"E:\\tep_{index}.xlsx"}
-    if choice < 0.8:
+    if choice < 0.98:
         return {"path": f"C:\\Users\\canbo\\OneDrive\\tep_{index}.xlsx"}
     return {"path": f"C:\\Users\\canbo\\Documents\\Zalo Received Files\\tep_{index}.xlsx"}
 
 
+def _when(rng: random.Random, start: datetime) -> str:
+    # 90 % within office hours (Mon–Fri 07:00–17:30, +07:00), the rest at any time of the week
+    day = rng.randrange(7)
+    if rng.random() < 0.9:
+        day = rng.randrange(5)
+        second = 7 * 3600 + rng.randrange(int(10.5 * 3600))
+    else:
+        second = rng.randrange(86400)
+    local = start + timedelta(days=day, seconds=second)
+    return local.isoformat()
+
+
 def make_events(n_events: int, *, distinct_paths: int | None = 5_000, seed: int = 6) -> list[Event]:
-    """Return a deterministic, realistic mix of events spread over one week, day and night."""
+    """Return a deterministic mix of a commune's events over one week (mostly ordinary work)."""
     rng = random.Random(seed)
-    start = datetime(2026, 3, 2, 0, 0, tzinfo=UTC)
+    start = datetime(2026, 3, 2, tzinfo=timezone(timedelta(hours=7)))
+    folders = list(_FOLDERS)
     events = []
     for i in range(n_events):
         path_index = rng.randrange(distinct_paths) if distinct_paths else i
+        folder = folders[path_index % len(folders)]
+        owner = _FOLDERS[folder]
+        # 95 % of accesses come from the owning unit (or state an allowed purpose)
+        unit = owner if owner and rng.random() < 0.95 else rng.choice(_UNITS)
         roll = rng.random()
         data: dict = {
             "id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
-            "occurred_at": (start + timedelta(seconds=rng.randrange(7 * 86400))).isoformat(),
+            "occurred_at": _when(rng, start),
             "host": f"PC-{i % 30:02d}",
             "actor": f"canbo{i % 40}",
-            "unit": rng.choice(_UNITS),
-            "purpose": rng.choice(_PURPOSES),
+            "unit": unit,
+            "purpose": rng.choice([None, "tiep_nhan_ho_so"]) if unit != owner else None,
         }
-        if roll < 0.60:
+        path = _path(folder, path_index)
+        if roll < 0.62:
             data["action"] = rng.choice(["open", "read", "view", "modify"])
-            data["object"] = {"path": _path(rng, path_index)}
-        elif roll < 0.72:
+            data["object"] = {"path": path}
+        elif roll < 0.74:
             data["action"] = rng.choice(["copy", "move"])
-            data["object"] = {"path": _path(rng, path_index)}
+            data["object"] = {"path": path}
             data["destination"] = _destination(rng, path_index)
-        elif roll < 0.77:
+        elif roll < 0.79:
             data["action"] = rng.choice(["export", "print"])
-            data["object"] = {"path": _path(rng, path_index), "record_count": rng.randrange(1, 300)}
+            data["object"] = {"path": path, "record_count": rng.randrange(1, 60)}
         elif roll < 0.82:
             data["action"] = "delete"
-            data["object"] = {"path": _path(rng, path_index)}
+            data["object"] = {"path": path}
         elif roll < 0.87:
-            data["action"] = rng.choice(["login", "login_failed", "login_failed", "logout"])
-        elif roll < 0.92:
+            data["action"] = rng.choice(["login", "login", "login_failed", "logout"])
+        elif roll < 0.90:
             data["action"] = "share"
-            data["object"] = {"path": _path(rng, path_index)}
+            data["object"] = {"path": path}
             data["destination"] = {"target": rng.choice(
-                ["vanthu@langson.gov.vn", "ban@gmail.com", "https://drive.google.com/x"]
+                ["vanthu@langson.gov.vn", "https://dichvucong.gov.vn/nop", "ban@gmail.com"]
             )}
-        elif roll < 0.96:
+        elif roll < 0.92:
             data["action"] = "create"
             data["object"] = {"path": f"D:\\CongThongTin\\bai_{path_index}.docx"}
-            data["pii"] = rng.choice([{}, {"cccd": 2}, {"phone": 1}])
+            data["pii"] = rng.choice([{}, {}, {}, {"phone": 1}])
         else:
             data["action"] = "heartbeat"
         events.append(Event.model_validate(data))

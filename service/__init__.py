@@ -39,6 +39,7 @@ def create_app(settings: Settings | dict[str, Any] | None = None) -> Flask:
     from service.auth import login
     from service.core import db, requestlog
     from service.events import api as events_api
+    from service.events import processing
     from service.web import wiring as web_wiring
 
     db.init_app(app)
@@ -47,6 +48,7 @@ def create_app(settings: Settings | dict[str, Any] | None = None) -> Flask:
     login.init_app(app)
     audit_wiring.init_app(app)
     events_api.init_app(app)
+    processing.init_app(app)
     return app
 
 

@@ -40,6 +40,10 @@ class Settings(BaseModel):
     checkpoint_interval_seconds: int = Field(default=60, ge=1)
     ack_sla_minutes: int = Field(default=15, ge=1)
     breach_notice_hours: int = Field(default=72, ge=1)
+    breach_reminder_hours: list[int] = Field(default_factory=lambda: [24, 48, 66])
+    escalation_steps: list[list[str]] = Field(default_factory=list)
+    incident_join_hours: int = Field(default=24, ge=0)
+    evidence_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     agent_silence_minutes: int = Field(default=30, ge=1)
     smtp_host: str | None = None
     smtp_port: int = Field(default=25, ge=1, le=65535)
@@ -51,6 +55,16 @@ class Settings(BaseModel):
     webhook_url: str | None = None
     webhook_secret: str | None = None
     notify_command: str | None = None
+    notify_command_timeout_seconds: float = Field(default=30.0, gt=0)
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+    notify_dispatch_immediately: bool = True
+    notify_dispatch_interval_seconds: int = Field(default=30, ge=1)
+    notify_retry_base_seconds: int = Field(default=30, ge=1)
+    notify_retry_max_seconds: int = Field(default=900, ge=1)
+    notify_failing_after_attempts: int = Field(default=6, ge=1)
+    notify_lease_seconds: int = Field(default=300, ge=10)
+    notify_batch_size: int = Field(default=10, ge=1, le=1000)
+    notify_retention_days: int = Field(default=90, ge=1)
     scheduler_enabled: bool = True
     timezone: str = "Asia/Ho_Chi_Minh"
     evidence_retention_years: int = Field(default=5, ge=5)
@@ -74,6 +88,30 @@ class Settings(BaseModel):
         if value.startswith("postgresql://"):
             # psycopg 3 is the driver we ship; plain postgresql:// would pick psycopg2.
             value = "postgresql+psycopg://" + value.removeprefix("postgresql://")
+        return value
+
+    @field_validator("breach_reminder_hours", mode="before")
+    @classmethod
+    def _hours_from_text(cls, value: Any) -> Any:
+        # Environment variables are text: accept "24,48,66" as well as a TOML list.
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("breach_reminder_hours")
+    @classmethod
+    def _sorted_positive_hours(cls, value: list[int]) -> list[int]:
+        if any(hour <= 0 for hour in value):
+            raise ValueError("reminder hours must be positive")
+        return sorted(set(value))
+
+    @field_validator("escalation_steps", mode="before")
+    @classmethod
+    def _steps_from_text(cls, value: Any) -> Any:
+        # Text form: steps separated by ";", names in a step by ",": "role:leader,role:police;chutich".
+        if isinstance(value, str):
+            return [[name.strip() for name in step.split(",") if name.strip()]
+                    for step in value.split(";") if step.strip()]
         return value
 
     @field_validator("timezone")

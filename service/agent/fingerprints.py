@@ -98,15 +98,19 @@ class ScanSummary:
     seconds: float = 0.0
 
 
-def hash_file(path: str) -> tuple[str, str | None]:
+def hash_file(
+    path: str, *, max_bytes: int | None = None, max_seconds: float | None = None
+) -> tuple[str, str | None]:
     """Return (sha256 hex, content fingerprint hex or None) using service.pii."""
     from service.pii.fingerprint import content_fingerprint, file_sha256
 
     digest = file_sha256(path)
+    limits = {key: value for key, value in
+              (("max_bytes", max_bytes), ("max_seconds", max_seconds)) if value is not None}
     try:
-        content = content_fingerprint(path)
+        content = content_fingerprint(path, **limits)
     except Exception:  # an unparsable document still has a byte hash
-        logger.debug("content fingerprint failed for %s", path, exc_info=True)
+        logger.debug("content fingerprint failed", exc_info=True)
         content = None
     return digest, content
 

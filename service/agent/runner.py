@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import signal
 import threading
@@ -10,7 +11,7 @@ from datetime import UTC, datetime
 from service.agent import __version__
 from service.agent.client import ClientError, Sender, ServerClient
 from service.agent.config import AgentConfig
-from service.agent.fingerprints import FingerprintIndex
+from service.agent.fingerprints import FingerprintIndex, hash_file
 from service.agent.spool import Spool
 from service.agent.watcher import Watcher
 
@@ -72,6 +73,71 @@ def install_signal_handlers(stop_event: threading.Event) -> None:
             signal.signal(getattr(signal, name), _stop)
 
 
+class Agent:
+    """The running agent: spool, index, watcher, sender and heartbeat threads."""
+
+    def __init__(self, config: AgentConfig, *, watcher_options: dict | None = None) -> None:
+        if config.server_url.startswith("http:") and not config.is_loopback_server:
+            logger.warning("CẢNH BÁO: gửi sự kiện không mã hoá qua mạng / WARNING: events sent "
+                           "unencrypted over the network (allow_insecure_http)")
+        config.bearer_token()  # fail now, not in a thread, when the token file is missing
+        self.config = config
+        self.stop_event = threading.Event()
+        self.spool = Spool(config.spool_path, max_bytes=config.spool_max_mb * 1024 * 1024)
+        self.index = FingerprintIndex(config.spool_path, hasher=functools.partial(
+            hash_file, max_bytes=config.scan.max_bytes, max_seconds=config.scan.max_seconds))
+        self.watcher = Watcher(config, self.spool, self.index, **(watcher_options or {}))
+        self.sender = Sender(
+            self.spool,
+            make_client(config),
+            batch_size=config.batch_size,
+            backoff_initial=config.backoff_initial_seconds,
+            backoff_max=config.backoff_max_seconds,
+        )
+        self._threads = [
+            threading.Thread(target=self.sender.run, args=(self.stop_event,),
+                             name="canhgac-agent-sender", daemon=True),
+            threading.Thread(target=_heartbeat_loop, args=(config, self.spool, self.stop_event),
+                             name="canhgac-agent-heartbeat", daemon=True),
+        ]
+        self._is_closed = False
+
+    def start(self) -> None:
+        """Start watching and sending (the initial index scan runs in the background)."""
+        self.watcher.start()
+        for thread in self._threads:
+            thread.start()
+        logger.info("Canh Gác agent %s đang chạy / running (agent_id=%s, spool=%d pending)",
+                    __version__, self.config.agent_id, self.spool.pending_count())
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        """Wait until the protected files are indexed."""
+        return self.watcher.wait_ready(timeout)
+
+    def is_idle(self) -> bool:
+        """Tell whether every observed change has been examined and every event sent."""
+        return self.watcher.is_idle() and self.spool.pending_count() == 0
+
+    def stop(self) -> None:
+        """Stop all threads and close the spool; events not yet sent stay in the spool."""
+        if self._is_closed:
+            return
+        self._is_closed = True
+        self.stop_event.set()
+        self.watcher.stop()
+        self.spool.wakeup.set()  # let the sender see the stop request
+        for thread in self._threads:
+            if thread.is_alive():
+                thread.join(timeout=self.config.request_timeout_seconds + 1)
+        rejected = self.spool.rejected_count()
+        if rejected:
+            logger.warning("%d sự kiện bị máy chủ từ chối vẫn giữ trong spool / %d rejected "
+                           "events kept in the spool", rejected, rejected)
+        self.index.close()
+        self.spool.close()
+        logger.info("Đã dừng / stopped")
+
+
 def run_agent(
     config: AgentConfig,
     stop_event: threading.Event,
@@ -80,48 +146,14 @@ def run_agent(
     watcher_options: dict | None = None,
 ) -> None:
     """Run the agent until *stop_event* is set; set *ready_event* once the index is built."""
-    if config.server_url.startswith("http:") and not config.is_loopback_server:
-        logger.warning("CẢNH BÁO: gửi sự kiện không mã hoá qua mạng / WARNING: events sent "
-                       "unencrypted over the network (allow_insecure_http)")
-    config.bearer_token()  # fail now, not in a thread, when the token file is missing
-    spool = Spool(config.spool_path, max_bytes=config.spool_max_mb * 1024 * 1024)
-    index = FingerprintIndex(config.spool_path)
-    watcher = Watcher(config, spool, index, **(watcher_options or {}))
-    sender = Sender(
-        spool,
-        make_client(config),
-        batch_size=config.batch_size,
-        backoff_initial=config.backoff_initial_seconds,
-        backoff_max=config.backoff_max_seconds,
-    )
-    threads = [
-        threading.Thread(target=sender.run, args=(stop_event,), name="canhgac-agent-sender",
-                         daemon=True),
-        threading.Thread(target=_heartbeat_loop, args=(config, spool, stop_event),
-                         name="canhgac-agent-heartbeat", daemon=True),
-    ]
+    agent = Agent(config, watcher_options=watcher_options)
     try:
-        watcher.start()
-        for thread in threads:
-            thread.start()
-        logger.info("Canh Gác agent %s đang chạy / running (agent_id=%s, spool=%d pending)",
-                    __version__, config.agent_id, spool.pending_count())
+        agent.start()
         while not stop_event.is_set():
-            if watcher.wait_ready(timeout=0.5):
+            if agent.wait_ready(timeout=0.5):
+                if ready_event is not None:
+                    ready_event.set()
                 break
-        if ready_event is not None and watcher.ready.is_set():
-            ready_event.set()
         stop_event.wait()
     finally:
-        watcher.stop()
-        spool.wakeup.set()  # let the sender see the stop request
-        for thread in threads:
-            if thread.is_alive():
-                thread.join(timeout=config.request_timeout_seconds + 1)
-        rejected = spool.rejected_count()
-        if rejected:
-            logger.warning("%d sự kiện bị máy chủ từ chối vẫn giữ trong spool / %d rejected "
-                           "events kept in the spool", rejected, rejected)
-        index.close()
-        spool.close()
-        logger.info("Đã dừng / stopped")
+        agent.stop()

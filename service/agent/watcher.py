@@ -173,6 +173,7 @@ class Watcher:
         self._heap: list[tuple[float, int, tuple[str, str]]] = []
         self._counter = 0
         self._is_stopping = False
+        self._is_busy = False
         self._tombstones: dict[str, _Tombstone] = {}
         self._roots: list[WatchRoot] = []
         self._watches: dict[str, object] = {}
@@ -277,6 +278,12 @@ class Watcher:
         for key in list(self._tombstones):
             self._expire(key, force=True)
         self._mark_alive()
+
+    def is_idle(self) -> bool:
+        """Tell whether no file is waiting to be examined (periodic chores aside)."""
+        with self._cond:
+            has_work = any(t.kind not in ("poll", "alive") for t in self._tasks.values())
+        return self.ready.is_set() and not has_work and not self._is_busy
 
     def wait_ready(self, timeout: float | None = None) -> bool:
         """Wait until the initial index scan is done."""
@@ -385,6 +392,7 @@ class Watcher:
                     continue
                 heapq.heappop(self._heap)
                 del self._tasks[key]
+                self._is_busy = True  # under the lock: is_idle() never sees a gap
                 return task
         return None
 
@@ -411,6 +419,8 @@ class Watcher:
             except Exception:
                 logger.exception("Lỗi khi xử lý / error while handling %s",
                                  paths.redact_for_log(task.path))
+            finally:
+                self._is_busy = False
 
     def _initial_scan(self) -> None:
         protected = [r for r in self._roots if r.role == PROTECTED]
@@ -441,6 +451,10 @@ class Watcher:
             for root in self._roots:
                 if root.role == EGRESS:
                     self._catch_up(root, since)
+        else:
+            # First run: what is already in Downloads or on a stick predates the agent and
+            # is not reported; from now on a crash is covered by the catch-up above.
+            self._mark_alive()
         self._schedule("alive", "", ALIVE_EVERY_SECONDS)
         if self.config.auto_detect_removable:
             self._schedule("poll", "", self.config.removable_poll_seconds)
@@ -610,7 +624,9 @@ class Watcher:
         dest_fingerprint = None
         if source is None:
             try:
-                dest_fingerprint = content_fingerprint(path)
+                dest_fingerprint = content_fingerprint(
+                    path, max_bytes=self.config.scan.max_bytes,
+                    max_seconds=self.config.scan.max_seconds)
             except Exception:
                 logger.debug("content fingerprint failed", exc_info=True)
             if dest_fingerprint:

@@ -88,6 +88,10 @@ def _import_job_modules() -> None:
 
 def start_background(app: Flask) -> None:
     """Start the scheduler for this process when enabled in the settings."""
+    processor = app.extensions.get("canhgac.processor")
+    if processor is not None:
+        processor.start()
+        app.extensions["canhgac.processor_started"] = True
     if not app.config["SETTINGS"].scheduler_enabled:
         return
     scheduler = build_scheduler(app)
@@ -97,6 +101,9 @@ def start_background(app: Flask) -> None:
 
 def stop_background(app: Flask) -> None:
     """Stop the scheduler, waiting for running jobs."""
+    processor = app.extensions.get("canhgac.processor")
+    if processor is not None:
+        processor.stop_watching()
     scheduler = app.extensions.pop("canhgac.scheduler", None)
     if scheduler is not None:
         scheduler.shutdown(wait=True)

@@ -5,5 +5,6 @@ from service.auth import models as _auth  # noqa: F401
 from service.core.db import Base
 from service.events import models as _events  # noqa: F401
 from service.incidents import models as _incidents  # noqa: F401
+from service.notify import models as _notify  # noqa: F401
 
 metadata = Base.metadata

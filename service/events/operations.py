@@ -64,11 +64,13 @@ def ingest_events(session: Session, events: list[Event], *, source: str, process
         seen.add(key)
         fresh.append(event)
     if processor is not None:
+        # The policy version that judges these events enters the trail before them.
+        processor.record_version(session)
         fresh = [processor.enrich(e) for e in fresh]
     rows = append_entries(
         session, [PendingEntry("event", event_body(e, source), _search(e)) for e in fresh]
     )
-    _track_agents(session, fresh, source)
+    _track_agents(session, fresh, source, processor)
     if processor is not None:
         processor.evaluate(session, list(zip(fresh, rows, strict=True)))
     return IngestResult(len(fresh), len(events) - len(fresh), [r.seq for r in rows])
@@ -83,7 +85,7 @@ def _get_agent(session: Session, agent_id: str, source: str) -> Agent:
     return agent
 
 
-def _track_agents(session: Session, events: list[Event], source: str) -> None:
+def _track_agents(session: Session, events: list[Event], source: str, processor=None) -> None:
     now = utcnow()
     by_agent: dict[str, list[Event]] = {}
     for event in events:
@@ -105,12 +107,18 @@ def _track_agents(session: Session, events: list[Event], source: str) -> None:
             expected = max(expected, seq + 1)
         if missing:
             agent.missing_events += missing
-            record(
+            entry = record(
                 session, "agent.gap",
                 {"agent_id": agent_id, "host": agent.host, "missing": missing,
                  "after_seq": agent.last_seq},
                 host=agent.host,
             )
+            if processor is not None:
+                from service.policy.schemas import MonitoringSignal
+
+                processor.evaluate_signal(session, MonitoringSignal(
+                    kind="event_gap", agent_id=agent_id, host=agent.host or "?", missing=missing,
+                ), entry.seq)
         agent.last_seq = max(agent.last_seq or -1, seqs[-1])
 
 

@@ -96,10 +96,14 @@ class Incident(Base):
     notice_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     notice_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     notice_late_reason: Mapped[str | None] = mapped_column(Text)
+    notice_channel: Mapped[str | None] = mapped_column(String(32))
+    notice_reference: Mapped[str | None] = mapped_column(String(200))
+    no_notice_reason: Mapped[str | None] = mapped_column(Text)  # closed without a notice: why
     escalation_level: Mapped[int] = mapped_column(Integer, default=0)
     last_escalated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     reminders_sent: Mapped[list] = mapped_column(JSON, default=list)
     hit_count: Mapped[int] = mapped_column(Integer, default=1)
+    last_hit_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     comments: Mapped[list[IncidentComment]] = relationship(
         back_populates="incident", order_by="IncidentComment.id"

@@ -21,11 +21,11 @@ Rules (the "why" behind each pattern):
 - ``email`` — ``local@domain.tld`` with ASCII local part and domain; digits inside an e-mail
   address are not counted again as a phone.
 - Numbers directly after a bank-account, tax-code or serial label (``STK``, ``TK``,
-  ``số tài khoản``, ``account``, ``MST``, ``mã số thuế``, ``serial``, …; at most a few
-  punctuation characters and an optional ``số`` in between) are not counted: a 12-digit
-  VietinBank account or a 10-digit tax code is not a citizen's identifier. Exception: a labelled
-  12-digit number with a perfect ID structure (score 1.0) still counts, because a VNeID account
-  ("Tài khoản: …") *is* the ID number.
+  ``số tài khoản``, ``ngân hàng``, ``MST``, ``mã số thuế``, ``seri``, ``IMEI``, …; at most a
+  few punctuation characters and an optional ``số`` in between) are not counted: a 12-digit
+  VietinBank account or a 10-digit tax code is not a citizen's identifier. A bare
+  ``tài khoản``/``account`` label is ambiguous, because a VNeID account *is* the ID number:
+  after it, a 12-digit number with a perfect ID structure (score 1.0) still counts.
 - Speed: a cheap first pass finds digit clusters (sre skips straight to digits); the precise
   patterns run only inside clusters of 10+ characters, and plain digit runs (CSV cells) are
   classified without a regex at all.
@@ -124,12 +124,14 @@ _EMAIL_LOCAL_EDGE = "._%+-"
 
 # Labels, lower case, with and without diacritics. Matched at the end of the text before a
 # number (after stripping a short gap and an optional "số"), so no regex scans the whole text.
+# "tài khoản"/"account" alone may name a VNeID account, whose login *is* the ID number.
+_ACCOUNT_LABELS: tuple[str, ...] = ("tài khoản", "tai khoan", "account")
 _NON_PII_LABELS: tuple[str, ...] = (
-    "tài khoản", "tai khoan", "ngân hàng", "ngan hang", "stk", "tk",
-    "account", "account no", "account number", "acct", "acc no", "a/c",
+    "số tài khoản", "so tai khoan", "ngân hàng", "ngan hang", "stk", "tk",
+    "account no", "account number", "acct", "acc no", "a/c",
     "mã số thuế", "ma so thue", "mst", "tax", "tax code", "tax id",
     "mã số doanh nghiệp", "ma so doanh nghiep", "seri", "serial", "s/n", "imei",
-)
+)  # fmt: skip
 _BHXH_LABELS: tuple[str, ...] = ("bhxh", "bảo hiểm xã hội", "bao hiem xa hoi")
 _LABEL_GAP_CHARS = " \t:.#=-–—(["
 _LABEL_MAX_GAP = 6
@@ -210,7 +212,7 @@ def _score_head(head: str, year_now: int) -> float:
 
 
 def _label_before(text: str, start: int) -> str | None:
-    """Return "bhxh" or "other" when a label ends just before ``start`` on the same line."""
+    """Return "bhxh", "account" or "other" when a label ends just before ``start``."""
     head = text[max(0, start - 48) : start]
     stripped = head.rstrip(_LABEL_GAP_CHARS)
     # Fast exit for the common case: a cell delimiter or digit, not a word, precedes the number.
@@ -221,7 +223,11 @@ def _label_before(text: str, start: int) -> str | None:
         if words.endswith(filler) or words == filler[1:]:
             words = words[: -len(filler) + 1].rstrip(_LABEL_GAP_CHARS)
             break
-    for labels, kind in ((_BHXH_LABELS, "bhxh"), (_NON_PII_LABELS, "other")):
+    for labels, kind in (
+        (_BHXH_LABELS, "bhxh"),
+        (_NON_PII_LABELS, "other"),
+        (_ACCOUNT_LABELS, "account"),
+    ):
         for label in labels:
             if words.endswith(label) and (
                 len(words) == len(label) or not words[-len(label) - 1].isalnum()
@@ -315,7 +321,7 @@ def detect_detailed(text: str, *, reference_year: int | None = None) -> PiiRepor
         prev = text[start - 1 : start]
         # Only a letter or a label gap can precede a labelled number; "," or tab cannot.
         label = _label_before(text, start) if prev.isalpha() or prev in _LABEL_GAP_CHARS else None
-        if label == "other" and not (kind == "cccd" and score == 1.0):
+        if label == "other" or (label == "account" and not (kind == "cccd" and score == 1.0)):
             continue
         if label == "bhxh" and kind == "phone" and len(digits) == 10:
             kind = "bhxh"

@@ -190,6 +190,8 @@ def _canonical_text(text: str) -> str:
     first = text[:1]
     if not first or first not in _NUMBER_START or len(text) > 64:
         return text.upper() if len(text) in (4, 5) and text.lower() in _BOOLEANS else text
+    if text.isdigit() and text.isascii():  # fast path for the commonest numeric cell
+        return text if first == "0" else str(int(text))
     if _PLAIN_NUMBER.fullmatch(text):
         return _canonical_number(text)
     if _GROUPED_COMMA.fullmatch(text):

@@ -37,6 +37,7 @@ import datetime as dt
 import io
 import re
 import time
+import unicodedata
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -166,7 +167,8 @@ class _Scan:
                 if len(block) > chars_left:
                     # Cut on a line end so that no number is cut into a shorter one.
                     cut = block.rfind("\n", 0, chars_left)
-                    pending.append(block[: max(cut, 0)])
+                    if cut > 0:
+                        pending.append(block[:cut])
                     raise _SizeCapped
                 chars_left -= len(block)
                 pending.append(block)
@@ -250,9 +252,18 @@ def detect_encoding(sample: bytes) -> str:
 def iter_text_chunks(stream: IO[bytes], byte_limit: int) -> Iterator[str]:
     """Decode a byte stream chunk by chunk, each chunk ending on a line boundary.
 
-    Bad bytes become U+FFFD; raises ``_SizeCapped`` after yielding the text within
-    ``byte_limit`` when the stream holds more.
+    Bad bytes become U+FFFD; text comes out NFC (cp1258 writes tone marks as combining
+    characters); raises ``_SizeCapped`` after yielding the text within ``byte_limit`` when the
+    stream holds more.
     """
+    for chunk in _decode_chunks(stream, byte_limit):
+        if not unicodedata.is_normalized("NFC", chunk):
+            chunk = unicodedata.normalize("NFC", chunk)
+        yield chunk
+
+
+def _decode_chunks(stream: IO[bytes], byte_limit: int) -> Iterator[str]:
+    """Decode up to ``byte_limit`` bytes in chunks cut at line ends (see ``iter_text_chunks``)."""
     first = stream.read(min(_SAMPLE_BYTES, byte_limit))
     decoder = codecs.getincrementaldecoder(detect_encoding(first))(errors="replace")
     read = len(first)
@@ -268,7 +279,9 @@ def iter_text_chunks(stream: IO[bytes], byte_limit: int) -> Iterator[str]:
             tail = text
         if read >= byte_limit:
             if stream.read(1):
-                yield tail + decoder.decode(b"", final=True)
+                # The last line is cut: keep it only up to its last blank, so that the cut
+                # cannot turn the start of a longer number into an identifier.
+                yield tail[: max(tail.rfind(" "), tail.rfind("\t"), 0)]
                 raise _SizeCapped
             break
         data = stream.read(min(_READ_CHUNK, byte_limit - read))
@@ -419,13 +432,18 @@ def _one_line(text: str) -> str:
     return text
 
 
+def _is_non_pii_header(cell: str) -> bool:
+    """Tell a column header naming a bank account, tax code or serial (not an identifier)."""
+    return bool(NON_PII_LABEL.search(cell)) and not _ID_HEADER.search(cell)
+
+
 def _table_records(rows: Iterable[list[str]]) -> Iterator[str]:
     """Join table rows into tab-separated records, dropping bank/tax/serial columns."""
     skipped_columns: set[int] = set()
     for index, row in enumerate(rows):
         if index < _HEADER_ROWS:
             for column, cell in enumerate(row):
-                if len(cell) < 64 and NON_PII_LABEL.search(cell) and not _ID_HEADER.search(cell):
+                if len(cell) < 64 and _is_non_pii_header(unicodedata.normalize("NFC", cell)):
                     skipped_columns.add(column)
         if skipped_columns:
             row = ["" if i in skipped_columns else cell for i, cell in enumerate(row)]

@@ -45,27 +45,86 @@ def normalize_path(text: str) -> str:
 
 
 def glob_regex(pattern: str) -> str:
-    """Translate one glob (either separator, matched case-insensitively) to a regex body."""
-    return fnmatch.translate(normalize_path(pattern))
+    """Translate one glob (either separator) to a regex body for a normalised, lower-case path."""
+    return fnmatch.translate(normalize_path(pattern).lower())
 
 
-def compile_globs(groups: Sequence[tuple[str, Sequence[str]]]) -> tuple[re.Pattern[str] | None, list[str]]:
-    """Compile named groups of globs into ONE regex; ``lastgroup`` says which group matched.
+_WILDCARDS = frozenset("*?[")
 
-    Groups are tried in the order given, so the first group that matches wins. Returns
-    (regex or None when there is no pattern at all, group names by index).
+
+def _is_literal(text: str) -> bool:
+    return not (_WILDCARDS & set(text))
+
+
+class PathMatcher:
+    """Ordered groups of globs compiled for speed; ``match`` returns the first group that matches.
+
+    Globs follow ``fnmatch`` (``*`` also crosses separators), match the WHOLE path, ignore
+    case and accept ``/`` or ``\\``. Common shapes skip the regex engine: exact paths,
+    ``prefix*``, ``*/folder/*`` (a folder anywhere: one dict lookup per folder of the path)
+    and ``*text*``; every other glob goes into ONE combined regex per group, built with
+    ``fnmatch.translate``. The result is the same as trying each group's globs in order.
     """
-    names: list[str] = []
-    parts: list[str] = []
-    for name, patterns in groups:
-        bodies = [glob_regex(p) for p in patterns]
-        if not bodies:
-            continue
-        parts.append(f"(?P<g{len(names)}>{'|'.join(bodies)})")
-        names.append(name)
-    if not parts:
-        return None, names
-    return re.compile("|".join(parts), re.IGNORECASE), names
+
+    def __init__(self, groups: Sequence[tuple[str, Sequence[str]]]) -> None:
+        self.names = [name for name, _ in groups]
+        self._exact: dict[str, int] = {}
+        self._folders: dict[str, int] = {}
+        self._prefixes: list[tuple[str, int]] = []
+        self._substrings: list[tuple[str, int]] = []
+        self._regexes: list[tuple[re.Pattern[str], int]] = []
+        for index, (_, patterns) in enumerate(groups):
+            fallback: list[str] = []
+            for raw in patterns:
+                pattern = normalize_path(raw).lower()
+                self._add(pattern, index, fallback)
+            if fallback:
+                self._regexes.append((re.compile("|".join(fallback), re.IGNORECASE), index))
+        self.is_empty = not (self._exact or self._folders or self._prefixes
+                             or self._substrings or self._regexes)
+
+    def _add(self, pattern: str, index: int, fallback: list[str]) -> None:
+        body = pattern.strip("*")
+        if _is_literal(pattern):
+            self._exact.setdefault(pattern, index)
+        elif pattern.endswith("*") and not pattern.startswith("*") and _is_literal(body):
+            self._prefixes.append((body, index))
+        elif (pattern.startswith("*/") and pattern.endswith("/*") and _is_literal(body)
+              and "/" not in body.strip("/") and len(body) > 2):
+            self._folders.setdefault(body.strip("/"), index)
+        elif pattern.startswith("*") and pattern.endswith("*") and body and _is_literal(body):
+            self._substrings.append((body, index))
+        else:
+            fallback.append(fnmatch.translate(pattern))
+
+    def match(self, path: str) -> int | None:
+        """Return the index of the first group with a glob matching ``path``, or None."""
+        text = normalize_path(path).lower()
+        best = self._exact.get(text)
+        folders = self._folders
+        if folders:
+            # "*/x/*" needs a separator before and after x: skip the first and last parts
+            for part in text.split("/")[1:-1]:
+                index = folders.get(part)
+                if index is not None and (best is None or index < best):
+                    best = index
+        for prefix, index in self._prefixes:
+            if (best is None or index < best) and text.startswith(prefix):
+                best = index
+        for substring, index in self._substrings:
+            if (best is None or index < best) and substring in text:
+                best = index
+        for regex, index in self._regexes:
+            if best is not None and index >= best:
+                break
+            if regex.match(text):
+                return index
+        return best
+
+    def match_name(self, path: str) -> str | None:
+        """Return the name of the first group matching ``path``, or None."""
+        index = self.match(path)
+        return None if index is None else self.names[index]
 
 
 # ---------------------------------------------------------------- compile environment
@@ -188,10 +247,10 @@ class DataClassIn(Condition):
         if self.params.sensitivity is not None:
             levels = set(self.params.sensitivity)
             wanted = {c for c in wanted if env.class_sensitivity.get(c) in levels}
-        self._classes = frozenset(wanted)
+        self.classes = frozenset(wanted)
 
     def matches(self, ctx: Any) -> bool:
-        return ctx.data_class in self._classes
+        return ctx.data_class in self.classes
 
 
 class _KindsParams(Params):

@@ -30,11 +30,12 @@ from zoneinfo import ZoneInfo
 
 from service.events.schemas import Action, Destination, DestinationKind, Event, EventObject
 from service.policy.conditions import (
+    ActionIn,
     CompileEnv,
     Condition,
-    compile_globs,
+    DataClassIn,
+    PathMatcher,
     intersect_actions,
-    normalize_path,
 )
 from service.policy.schemas import (
     WEEKDAYS,
@@ -110,20 +111,16 @@ class Classifier:
 
     def __init__(self, data_classes: Sequence[DataClassSpec], scopes: Sequence[ScopeSpec]) -> None:
         self.class_ids = frozenset(c.id for c in data_classes)
-        self._class_re, self._class_names = compile_globs([(c.id, c.paths) for c in data_classes])
+        self._classes = PathMatcher([(c.id, c.paths) for c in data_classes])
         official = [s for s in scopes if s.kind == DestinationKind.OFFICIAL]
-        self._official_paths, _ = compile_globs([("official", _scope_paths(official))])
-        self._official_targets, _ = compile_globs([("official", [t for s in official for t in s.targets])])
+        self._official_paths = PathMatcher([("official", _scope_paths(official))])
+        self._official_targets = PathMatcher([("official", [t for s in official for t in s.targets])])
         self.official_domains = tuple(sorted({d for s in official for d in s.email_domains}))
         by_kind = {kind: [s for s in scopes if s.kind == kind] for kind in KIND_ORDER}
-        self._kind_paths, path_names = compile_globs(
-            [(kind.value, _scope_paths(by_kind[kind])) for kind in KIND_ORDER]
+        self._kind_paths = PathMatcher([(kind, _scope_paths(by_kind[kind])) for kind in KIND_ORDER])
+        self._kind_targets = PathMatcher(
+            [(kind, [t for s in by_kind[kind] for t in s.targets]) for kind in KIND_ORDER]
         )
-        self._kind_targets, target_names = compile_globs(
-            [(kind.value, [t for s in by_kind[kind] for t in s.targets]) for kind in KIND_ORDER]
-        )
-        self._path_kinds = [DestinationKind(n) for n in path_names]
-        self._target_kinds = [DestinationKind(n) for n in target_names]
         self._class_cache: dict[str, str | None] = {}
 
     def data_class_of(self, obj: EventObject | None) -> str | None:
@@ -138,7 +135,7 @@ class Classifier:
             return None
         found = self._class_cache.get(path, _MISSING)
         if found is _MISSING:
-            found = self.path_class(path)
+            found = self._classes.match_name(path)
             if len(self._class_cache) >= _CACHE_LIMIT:
                 self._class_cache.clear()
             self._class_cache[path] = found
@@ -146,10 +143,7 @@ class Classifier:
 
     def path_class(self, path: str) -> str | None:
         """Return the first data class whose patterns match ``path``, uncached."""
-        if self._class_re is None:
-            return None
-        match = self._class_re.match(normalize_path(path))
-        return None if match is None else self._class_names[int(match.lastgroup[1:])]
+        return self._classes.match_name(path)
 
     def destination_kind(self, action: Action, dest: Destination | None) -> DestinationKind | None:
         """Return the destination kind (see the module docstring for precedence)."""
@@ -161,15 +155,14 @@ class Classifier:
         kind = dest.kind
         if kind is not None and kind is not DestinationKind.UNKNOWN:
             return kind
-        if path is not None and self._kind_paths is not None:
-            match = self._kind_paths.match(normalize_path(path))
-            if match is not None:
-                return self._path_kinds[int(match.lastgroup[1:])]
+        if path is not None:
+            found = self._kind_paths.match_name(path)
+            if found is not None:
+                return found  # type: ignore[return-value]
         if target is not None:
-            if self._kind_targets is not None:
-                match = self._kind_targets.match(normalize_path(target))
-                if match is not None:
-                    return self._target_kinds[int(match.lastgroup[1:])]
+            found = self._kind_targets.match_name(target)
+            if found is not None:
+                return found  # type: ignore[return-value]
             if email_domain(target) is not None:
                 return DestinationKind.EMAIL
         if action is Action.PRINT:
@@ -180,23 +173,18 @@ class Classifier:
         """Return the scope kind a path itself lies in (official first), or None without a path."""
         if path is None:
             return None
-        normalized = normalize_path(path)
-        if self._official_paths is not None and self._official_paths.match(normalized):
+        if self._official_paths.match(path) is not None:
             return DestinationKind.OFFICIAL
-        if self._kind_paths is not None:
-            match = self._kind_paths.match(normalized)
-            if match is not None:
-                return self._path_kinds[int(match.lastgroup[1:])]
-        return DestinationKind.UNKNOWN
+        found = self._kind_paths.match_name(path)
+        return found if found is not None else DestinationKind.UNKNOWN  # type: ignore[return-value]
 
     def is_official(self, path: str | None, target: str | None) -> bool:
         """Tell whether a destination path, target or address is inside the official scope."""
-        if path is not None and self._official_paths is not None:
-            if self._official_paths.match(normalize_path(path)):
-                return True
+        if path is not None and self._official_paths.match(path) is not None:
+            return True
         if target is None:
             return False
-        if self._official_targets is not None and self._official_targets.match(normalize_path(target)):
+        if self._official_targets.match(target) is not None:
             return True
         domain = email_domain(target)
         return domain is not None and any(
@@ -224,15 +212,22 @@ def email_domain(target: str) -> str | None:
 # ---------------------------------------------------------------- the compiled policy
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class CompiledRule:
-    """A rule ready for the hot path."""
+    """A rule ready for the hot path.
+
+    ``classes`` is the rule's top-level ``data_class_in`` as a set (checked inline, before
+    any call); top-level ``action_in`` conditions are dropped because the rule is only
+    looked up for the actions they allow; ``fields`` are the placeholders of ``template``.
+    """
 
     spec: RuleSpec
+    classes: frozenset[str] | None
     conditions: tuple[Condition, ...]
     stateful: Condition | None
     actions: frozenset[Action] | None
     template: str
+    fields: tuple[str, ...]
 
 
 @dataclass(eq=False)
@@ -338,14 +333,26 @@ def compile_policy(
             continue
         for condition in conditions:
             condition.compile(env, spec.id)
-        stateless = tuple(c for c in conditions if not c.is_stateful)
-        stateful = next((c for c in conditions if c.is_stateful), None)
+        classes: frozenset[str] | None = None
+        stateless: list[Condition] = []
+        for condition in conditions:
+            if isinstance(condition, DataClassIn):
+                classes = condition.classes if classes is None else classes & condition.classes
+            elif isinstance(condition, ActionIn) or condition.is_stateful:
+                continue
+            else:
+                stateless.append(condition)
+        template = " ".join((spec.explanation or DEFAULT_TEMPLATES[spec.subject]).split())
         compiled.append(CompiledRule(
             spec=spec,
-            conditions=stateless,
-            stateful=stateful,
+            classes=classes,
+            conditions=tuple(stateless),
+            stateful=next((c for c in conditions if c.is_stateful), None),
             actions=intersect_actions(conditions),
-            template=spec.explanation or DEFAULT_TEMPLATES[spec.subject],
+            template=template,
+            fields=tuple(dict.fromkeys(
+                name for _, name, _, _ in string.Formatter().parse(template) if name
+            )),
         ))
     event_rules = [r for r in compiled if r.spec.subject is Subject.EVENT]
     by_action = {
@@ -377,39 +384,41 @@ def compile_policy(
 
 
 class EventContext:
-    """What conditions read about one event; built once per ``evaluate`` call."""
+    """What conditions read about one event; built at most once per ``evaluate`` call."""
 
     __slots__ = (
-        "_at_us", "_classifier", "_now_us", "_object_kind", "action", "data_class",
+        "_at_us", "_classifier", "_now", "_object_kind", "action", "data_class",
         "dest_kind", "event", "host", "state", "when", "window",
     )
 
-    def __init__(self, event: Event, policy: Policy, state: WindowState, now_us: int | None) -> None:
-        classifier = policy.classifier
+    def __init__(self, event: Event, classifier: Classifier, state: WindowState,
+                 now: datetime | None, data_class: str | None) -> None:
         self.event = event
         action = self.action = event.action
         self.host = event.host
         self.when = event.occurred_at
         self.state = state
         self.window: tuple[int, int, int] | None = None
-        self.data_class = classifier.data_class_of(event.object)
+        self.data_class = data_class
         dest = event.destination
         self.dest_kind = (
             None if dest is None and action is not Action.PRINT
             else classifier.destination_kind(action, dest)
         )
         self._classifier = classifier
-        self._now_us = now_us
+        self._now = now
         self._at_us: int | None = None
         self._object_kind: Any = _MISSING
 
     @property
     def at_us(self) -> int:
-        """Event time in µs since the epoch, never later than ``now``."""
+        """Event time in µs since the epoch, never more than the allowed skew after ``now``."""
         if self._at_us is None:
             at_us = round(self.when.timestamp() * 1_000_000)
-            if self._now_us is not None and at_us > self._now_us + MAX_CLOCK_SKEW_US:
-                at_us = self._now_us
+            if self._now is not None:
+                now_us = round(self._now.timestamp() * 1_000_000)
+                if at_us > now_us + MAX_CLOCK_SKEW_US:
+                    at_us = now_us
             self._at_us = at_us
         return self._at_us
 
@@ -468,17 +477,23 @@ def evaluate(event: Event, policy: Policy, state: WindowState | None, *,
     """Return the verdicts of every rule the event triggers, in rule order.
 
     Windows and working hours use the event's own time; ``now`` (the receive time) only
-    caps event times from clocks running ahead. ``state`` is updated by windowed rules.
+    caps event times from clocks running ahead. ``state`` is updated by windowed rules
+    (None: a throw-away state, so windowed rules see this event alone).
     """
     rules = policy.rules_by_action.get(event.action)
     if not rules:
         return []
-    if state is None:
-        state = WindowState()
-    now_us = None if now is None else round(now.timestamp() * 1_000_000)
-    ctx = EventContext(event, policy, state, now_us)
+    classifier = policy.classifier
+    data_class = classifier.data_class_of(event.object)
     verdicts: list[Verdict] = []
+    ctx = None
     for rule in rules:
+        classes = rule.classes
+        if classes is not None and data_class not in classes:
+            continue
+        if ctx is None:
+            ctx = EventContext(event, classifier, WindowState() if state is None else state,
+                               now, data_class)
         for condition in rule.conditions:
             if not condition.matches(ctx):
                 break
@@ -521,12 +536,13 @@ def _event_verdict(rule: CompiledRule, ctx: EventContext, policy: Policy) -> Ver
             None,
         )
     spec = rule.spec
+    facts = {name: _EVENT_FACTS[name](ctx, policy, spec) for name in rule.fields}
     return Verdict(
         rule_id=spec.id,
         title=spec.title,
         severity=spec.severity,
         response=spec.response,
-        explanation=_render(rule.template, _event_facts(spec, ctx, policy)),
+        explanation=rule.template.format_map(facts),
         group_key=key,
     )
 
@@ -534,7 +550,7 @@ def _event_verdict(rule: CompiledRule, ctx: EventContext, policy: Policy) -> Ver
 def _signal_verdict(rule: CompiledRule, signal: MonitoringSignal) -> Verdict:
     spec = rule.spec
     facts = {
-        "title": spec.title,
+        "title": _one_line(spec.title),
         "signal": "tác tử im lặng" if signal.kind == "agent_silent" else "thiếu sự kiện",
         "missing": _num(signal.missing),
         "silent_minutes": _num(signal.silent_seconds // 60),
@@ -545,48 +561,100 @@ def _signal_verdict(rule: CompiledRule, signal: MonitoringSignal) -> Verdict:
         title=spec.title,
         severity=spec.severity,
         response=spec.response,
-        explanation=_render(rule.template, facts),
+        explanation=rule.template.format_map(facts),
         group_key=GroupKey(None, signal.host, None, None),
     )
 
 
-def _render(template: str, facts: dict[str, str]) -> str:
-    return " ".join(template.format_map(facts).split())
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
-def _event_facts(spec: RuleSpec, ctx: EventContext, policy: Policy) -> dict[str, str]:
-    event = ctx.event
-    data_class = policy.data_classes.get(ctx.data_class) if ctx.data_class else None
-    obj = event.object
-    records = obj.record_count if obj is not None else None
-    unit = policy.units.get(event.unit) if event.unit else None
-    owner = policy.units.get(data_class.owner) if data_class is not None else None
-    kind = ctx.dest_kind
-    events, window_records, window_seconds = ctx.window or (0, 0, 0)
-    purpose = event.purpose
-    return {
-        "title": spec.title,
-        "class": data_class.id if data_class else "không rõ",
-        "class_label": data_class.label if data_class else "dữ liệu chưa phân loại",
-        "sensitivity": SENSITIVITY_LABELS[data_class.sensitivity] if data_class else "không rõ",
-        "action": event.action.value,
-        "action_label": ACTION_LABELS.get(event.action.value, event.action.value),
-        "kind": kind.value if kind is not None else "none",
-        "kind_label": KIND_LABELS[kind.value] if kind is not None else "không có nơi nhận",
-        "records": _num(records) if records is not None else "không rõ số",
-        "pii": _pii_summary(event.pii),
-        "pii_total": _num(sum(event.pii.values())),
-        "unit": unit.id if unit else "không rõ",
-        "unit_name": unit.name if unit else "đơn vị không có trong chính sách",
-        "owner_name": owner.name if owner else "không rõ",
-        "purpose_state": (
-            "không nêu mục đích" if purpose is None or not purpose.strip()
-            else "mục đích không thuộc danh mục được phép"
-        ),
-        "window_events": _num(events),
-        "window_records": _num(window_records),
-        "window_minutes": _num(window_seconds // 60),
-    }
+def _class_of(ctx: EventContext, policy: Policy) -> DataClassSpec | None:
+    return policy.data_classes.get(ctx.data_class) if ctx.data_class else None
+
+
+def _unit_of(ctx: EventContext, policy: Policy) -> UnitSpec | None:
+    unit = ctx.event.unit
+    return policy.units.get(unit) if unit else None
+
+
+def _fact_class_label(ctx: EventContext, policy: Policy, spec: RuleSpec) -> str:
+    found = _class_of(ctx, policy)
+    return _one_line(found.label) if found else "dữ liệu chưa phân loại"
+
+
+def _fact_sensitivity(ctx: EventContext, policy: Policy, spec: RuleSpec) -> str:
+    found = _class_of(ctx, policy)
+    return SENSITIVITY_LABELS[found.sensitivity] if found else "không rõ"
+
+
+def _fact_kind(ctx: EventContext, policy: Policy, spec: RuleSpec) -> str:
+    return str(ctx.dest_kind) if ctx.dest_kind is not None else "none"
+
+
+def _fact_kind_label(ctx: EventContext, policy: Policy, spec: RuleSpec) -> str:
+    return KIND_LABELS[ctx.dest_kind] if ctx.dest_kind is not None else "không có nơi nhận"
+
+
+def _fact_records(ctx: EventContext, policy: Policy, spec: RuleSpec) -> str:
+    obj = ctx.event.object
+    count = obj.record_count if obj is not None else None
+    return _num(count) if count is not None else "không rõ số"
+
+
+def _fact_unit(ctx: EventContext, policy: Policy, spec: RuleSpec) -> str:
+    # Only a unit the policy knows is named: free text from an app never reaches the text.
+    unit = _unit_of(ctx, policy)
+    return unit.id if unit else "không rõ"
+
+
+def _fact_unit_name(ctx: EventContext, policy: Policy, spec: RuleSpec) -> str:
+    unit = _unit_of(ctx, policy)
+    return _one_line(unit.name) if unit else "đơn vị không có trong chính sách"
+
+
+def _fact_owner_name(ctx: EventContext, policy: Policy, spec: RuleSpec) -> str:
+    found = _class_of(ctx, policy)
+    owner = policy.units.get(found.owner) if found else None
+    return _one_line(owner.name) if owner else "không rõ"
+
+
+def _fact_purpose_state(ctx: EventContext, policy: Policy, spec: RuleSpec) -> str:
+    # The purpose text itself is never quoted: it may name a citizen.
+    purpose = ctx.event.purpose
+    if purpose is None or not purpose.strip():
+        return "không nêu mục đích"
+    return "mục đích không thuộc danh mục được phép"
+
+
+def _window_part(index: int) -> Any:
+    def fact(ctx: EventContext, policy: Policy, spec: RuleSpec) -> str:
+        window = ctx.window or (0, 0, 0)
+        return _num(window[index] // 60 if index == 2 else window[index])
+    return fact
+
+
+_EVENT_FACTS: dict[str, Any] = {
+    "title": lambda ctx, policy, spec: _one_line(spec.title),
+    "class": lambda ctx, policy, spec: ctx.data_class or "không rõ",
+    "class_label": _fact_class_label,
+    "sensitivity": _fact_sensitivity,
+    "action": lambda ctx, policy, spec: str(ctx.action),
+    "action_label": lambda ctx, policy, spec: ACTION_LABELS.get(ctx.action, str(ctx.action)),
+    "kind": _fact_kind,
+    "kind_label": _fact_kind_label,
+    "records": _fact_records,
+    "pii": lambda ctx, policy, spec: _pii_summary(ctx.event.pii),
+    "pii_total": lambda ctx, policy, spec: _num(sum(ctx.event.pii.values())),
+    "unit": _fact_unit,
+    "unit_name": _fact_unit_name,
+    "owner_name": _fact_owner_name,
+    "purpose_state": _fact_purpose_state,
+    "window_events": _window_part(0),
+    "window_records": _window_part(1),
+    "window_minutes": _window_part(2),
+}
 
 
 def _pii_summary(pii: dict[str, int]) -> str:
@@ -595,7 +663,6 @@ def _pii_summary(pii: dict[str, int]) -> str:
     return ", ".join(
         f"{PII_LABELS.get(kind, kind)} {_num(count)}" for kind, count in sorted(pii.items()) if count
     )
-
 
 
 # ---------------------------------------------------------------- rule tests

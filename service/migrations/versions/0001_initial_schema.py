@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 08:54:13.893054
+Create Date: 2026-11-25 09:01:54.492554
 """
 
 import sqlalchemy as sa
@@ -125,10 +125,14 @@ def upgrade() -> None:
     sa.Column('notice_due_at', service.core.db.UTCDateTime(timezone=True), nullable=True),
     sa.Column('notice_sent_at', service.core.db.UTCDateTime(timezone=True), nullable=True),
     sa.Column('notice_late_reason', sa.Text(), nullable=True),
+    sa.Column('notice_channel', sa.String(length=32), nullable=True),
+    sa.Column('notice_reference', sa.String(length=200), nullable=True),
+    sa.Column('no_notice_reason', sa.Text(), nullable=True),
     sa.Column('escalation_level', sa.Integer(), nullable=False),
     sa.Column('last_escalated_at', service.core.db.UTCDateTime(timezone=True), nullable=True),
     sa.Column('reminders_sent', sa.JSON(), nullable=False),
     sa.Column('hit_count', sa.Integer(), nullable=False),
+    sa.Column('last_hit_at', service.core.db.UTCDateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['acknowledged_by_id'], ['user.id'], name=op.f('fk_incident_acknowledged_by_id_user')),
     sa.ForeignKeyConstraint(['reporter_id'], ['user.id'], name=op.f('fk_incident_reporter_id_user')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_incident'))

@@ -1,0 +1,292 @@
+"""The policy in force, applied to ingested events: enrich, evaluate, raise alerts and incidents.
+
+The policy engine is pure; this module owns the mutable parts around it: which version is in
+force (hot-reloaded, last good version kept on failure), the sliding-window counters (rebuilt
+from the trail at start, so they survive a restart), and what each verdict does in the database.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import structlog
+from flask import Flask
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from service.audit import log
+from service.audit.models import AuditEntry
+from service.core.db import new_session, utcnow
+from service.events.schemas import Event
+from service.incidents.models import Alert
+from service.policy import engine
+from service.policy.loader import load_policy, resolve_policy_dir
+from service.policy.schemas import MonitoringSignal, PolicyError, Verdict
+from service.policy.windows import WindowState
+
+logger = structlog.get_logger("canhgac.policy")
+WARMUP = timedelta(hours=24)  # longest window the default policy uses; counters older than this are moot
+
+
+@dataclass
+class PolicyState:
+    """The policy in force and what the last load attempt said (shown to admins)."""
+
+    policy: engine.Policy | None = None
+    loaded_at: datetime | None = None
+    last_error: str | None = None
+    last_error_at: datetime | None = None
+    test_results: list = field(default_factory=list)
+    directory: str | None = None
+
+
+def _problems_text(exc: PolicyError) -> str:
+    return "; ".join(str(p) for p in getattr(exc, "problems", [])) or str(exc)
+
+
+def load_checked(directory) -> tuple[engine.Policy, list]:
+    """Load a policy and run its own rule tests; raise PolicyError on any failure."""
+    policy = load_policy(directory)
+    failures = engine.run_policy_tests(policy)
+    if failures:
+        raise PolicyError([f"rule test failed: {f}" for f in failures[:10]])
+    return policy, failures
+
+
+def group_key_text(verdict: Verdict) -> str:
+    """Return the grouping key of a verdict as one string (rule, actor, host, class, object)."""
+    g = verdict.group_key
+    return "|".join([verdict.rule_id, g.actor or "*", g.host or "*", g.data_class or "*",
+                     g.object_path or "*"])[:512]
+
+
+class PolicyProcessor:
+    """Applies the policy in force to events and monitoring signals."""
+
+    def __init__(self, app: Flask) -> None:
+        self.app = app
+        self.settings = app.config["SETTINGS"]
+        self.state = PolicyState()
+        self.windows = WindowState()
+        self._lock = threading.RLock()
+        self._watcher = None
+        self._recorded_hash: str | None = None
+
+    # ------------------------------------------------------------------ loading
+
+    def load_initial(self) -> None:
+        """Load the configured policy at start; fall back to the packaged default on failure."""
+        directory = resolve_policy_dir(self.settings.policy_dir)
+        try:
+            policy, results = load_checked(directory)
+        except PolicyError as exc:
+            self.state.last_error = _problems_text(exc)
+            self.state.last_error_at = utcnow()
+            logger.error("policy_rejected_at_start", directory=str(directory),
+                         problems=self.state.last_error[:500])
+            from service.policy.loader import default_policy_dir
+
+            directory = default_policy_dir()
+            policy, results = load_checked(directory)
+        self._put_in_force(policy, results, str(directory))
+
+    def _put_in_force(self, policy: engine.Policy, results: list, directory: str) -> None:
+        with self._lock:
+            self.state.policy = policy
+            self.state.loaded_at = utcnow()
+            self.state.test_results = results
+            self.state.directory = directory
+
+    def record_version(self, session: Session) -> None:
+        """Write the policy version in force to the trail unless it is already the latest there."""
+        policy = self.state.policy
+        if policy is None or self._recorded_hash == policy.hash:
+            return
+        last = session.scalar(
+            select(AuditEntry.body).where(AuditEntry.kind == "policy.loaded")
+            .order_by(AuditEntry.seq.desc()).limit(1)
+        )
+        if last is None or f'"hash":"{policy.hash}"' not in last:
+            log.record(session, "policy.loaded", {
+                "hash": policy.hash, "files": list(policy.files),
+                "rules": [r.id for r in policy.rules], "directory": self.state.directory,
+            })
+        self._recorded_hash = policy.hash
+
+    def on_reloaded(self, policy: engine.Policy) -> None:
+        """Put a new, valid and tested policy in force and record its hash in the trail."""
+        self._put_in_force(policy, [], str(policy.directory or self.state.directory))
+        self.state.last_error = None
+        with self.app.app_context():
+            session = new_session(self.app)
+            try:
+                self.record_version(session)
+                session.commit()
+            finally:
+                session.close()
+        logger.info("policy_reloaded", hash=policy.hash)
+
+    def on_rejected(self, reason: str) -> None:
+        """Keep the last good policy, record why the new one was refused, and raise an alert."""
+        self.state.last_error = reason[:2000]
+        self.state.last_error_at = utcnow()
+        logger.error("policy_rejected", problems=reason[:500])
+        with self.app.app_context():
+            session = new_session(self.app)
+            try:
+                entry = log.record(session, "policy.rejected", {
+                    "reason": reason[:2000],
+                    "in_force": self.state.policy.hash if self.state.policy else None,
+                })
+                session.add(Alert(
+                    rule_id="policy.rejected", severity="high", response="alert",
+                    explanation="Chính sách mới bị từ chối, phiên bản cũ vẫn được áp dụng: "
+                    + reason[:300],
+                    entry_seq=entry.seq, group_key="policy.rejected",
+                ))
+                session.commit()
+            finally:
+                session.close()
+
+    def start_watching(self) -> None:
+        """Watch the policy directory and reload on change (the last good version stays)."""
+        from service.policy.reload import PolicyWatcher
+
+        directory = self.state.directory
+        if directory is None:
+            return
+        self._watcher = PolicyWatcher(directory, on_loaded=self.on_reloaded,
+                                      on_rejected=self.on_rejected)
+        self._watcher.start()
+
+    def stop_watching(self) -> None:
+        """Stop the policy watcher."""
+        if self._watcher is not None:
+            self._watcher.stop()
+            self._watcher = None
+
+    # ------------------------------------------------------------------ windows
+
+    def warm_up(self, session: Session, now: datetime | None = None) -> int:
+        """Rebuild the window counters from the trail's recent events; return how many."""
+        from service.events.schemas import Event as EventModel
+
+        policy = self.state.policy
+        if policy is None:
+            return 0
+        since = (now or utcnow()) - WARMUP
+        count = 0
+        rows = session.execute(
+            select(AuditEntry.body).where(AuditEntry.kind == "event", AuditEntry.recorded_at >= since)
+            .order_by(AuditEntry.seq)
+        ).scalars()
+        import json
+
+        with self._lock:
+            for body in rows:
+                data = json.loads(body)["body"]
+                data.pop("source", None)
+                try:
+                    event = EventModel.model_validate(data)
+                except ValueError:
+                    continue
+                engine.evaluate(event, policy, self.windows)
+                count += 1
+        return count
+
+    # ------------------------------------------------------------------ per batch
+
+    def enrich(self, event: Event) -> Event:
+        """Fill the object's data class and the destination kind from the policy."""
+        policy = self.state.policy
+        return engine.enrich(event, policy) if policy is not None else event
+
+    def evaluate(self, session: Session, pairs: list[tuple[Event, AuditEntry]]) -> list[Alert]:
+        """Evaluate stored events; store alerts, open or join incidents; return the alerts."""
+        policy = self.state.policy
+        if policy is None:
+            return []
+        # The version that judged these events is in the trail before its verdicts.
+        self.record_version(session)
+        now = utcnow()
+        alerts: list[Alert] = []
+        with self._lock:
+            verdict_lists = [engine.evaluate(event, policy, self.windows, now=now)
+                             for event, _ in pairs]
+        for (event, entry), verdicts in zip(pairs, verdict_lists, strict=True):
+            for verdict in verdicts:
+                alert = self._act(session, verdict, entry_seq=entry.seq, event=event)
+                if alert is not None:
+                    alerts.append(alert)
+        return alerts
+
+    def evaluate_signal(self, session: Session, signal: MonitoringSignal, entry_seq: int | None):
+        """Evaluate a monitoring signal (silent agent, event gap) and act on its verdicts."""
+        policy = self.state.policy
+        if policy is None:
+            return []
+        verdicts = engine.evaluate_signal(signal, policy, now=utcnow())
+        return [a for v in verdicts if (a := self._act(session, v, entry_seq=entry_seq)) is not None]
+
+    def _act(self, session: Session, verdict: Verdict, *, entry_seq: int | None,
+             event: Event | None = None) -> Alert | None:
+        g = verdict.group_key
+        body = {
+            "rule_id": verdict.rule_id, "severity": str(verdict.severity),
+            "response": str(verdict.response), "explanation": verdict.explanation,
+            "entry_seq": entry_seq, "actor": g.actor, "host": g.host, "data_class": g.data_class,
+        }
+        if str(verdict.response) == "record":
+            log.record(session, "verdict.recorded", body, actor=g.actor, host=g.host,
+                       data_class=g.data_class)
+            return None
+        alert = Alert(
+            rule_id=verdict.rule_id, severity=str(verdict.severity),
+            response=str(verdict.response), explanation=verdict.explanation, entry_seq=entry_seq,
+            actor=g.actor, host=g.host, data_class=g.data_class, group_key=group_key_text(verdict),
+        )
+        session.add(alert)
+        session.flush()
+        log.record(session, "alert.raised", {**body, "alert_id": alert.id}, actor=g.actor,
+                   host=g.host, data_class=g.data_class)
+        if str(verdict.response) == "incident":
+            from service.incidents.workflow import report_incident
+
+            pii = dict(event.pii) if event is not None else {}
+            incident = report_incident(
+                session, self.settings, origin="rule", title=verdict.title,
+                summary=verdict.explanation, severity=str(verdict.severity),
+                rule_id=verdict.rule_id, group_key=alert.group_key,
+                data_classes=[g.data_class] if g.data_class else [], pii_counts=pii,
+                detected_at=event.occurred_at if event is not None else None, alert=alert,
+                involves_personal_data=bool(g.data_class or pii),
+            )
+            alert.incident_id = incident.id
+            alert.state = "incident"
+        return alert
+
+
+    def start(self) -> None:
+        """Record the version in force, rebuild the windows from the trail, start watching."""
+        session = new_session(self.app)
+        try:
+            with self.app.app_context():
+                self.record_version(session)
+                warmed = self.warm_up(session)
+                session.commit()
+        finally:
+            session.close()
+        logger.info("policy_started", hash=self.state.policy.hash if self.state.policy else None,
+                    warmed_events=warmed)
+        if self.settings.policy_reload:
+            self.start_watching()
+
+
+def init_app(app: Flask) -> None:
+    """Load the policy in force (no database work: that waits for start())."""
+    processor = PolicyProcessor(app)
+    processor.load_initial()
+    app.extensions["canhgac.processor"] = processor
+    app.extensions["canhgac.policy_state"] = processor.state
