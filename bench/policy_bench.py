@@ -19,7 +19,12 @@ import yaml
 
 from service.events.schemas import Event
 from service.policy.engine import Policy, evaluate
-from service.policy.loader import default_policy_dir, load_policy, load_policy_files, read_policy_files
+from service.policy.loader import (
+    default_policy_dir,
+    load_policy,
+    load_policy_files,
+    read_policy_files,
+)
 from service.policy.windows import WindowState
 
 # folder -> owning unit; the last folders hold no citizen data

@@ -40,6 +40,8 @@ def create_app(settings: Settings | dict[str, Any] | None = None) -> Flask:
     from service.core import db, requestlog
     from service.events import api as events_api
     from service.events import processing
+    from service.incidents import views as incidents_views
+    from service.notify import wiring as notify_wiring
     from service.web import wiring as web_wiring
 
     db.init_app(app)
@@ -49,6 +51,8 @@ def create_app(settings: Settings | dict[str, Any] | None = None) -> Flask:
     audit_wiring.init_app(app)
     events_api.init_app(app)
     processing.init_app(app)
+    incidents_views.init_app(app)
+    notify_wiring.init_app(app)
     return app
 
 

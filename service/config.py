@@ -69,6 +69,18 @@ class Settings(BaseModel):
     timezone: str = "Asia/Ho_Chi_Minh"
     evidence_retention_years: int = Field(default=5, ge=5)
     session_cookie_secure: bool | None = None
+    # Official documents (Decree 30 layout; Mẫu số 08): who issues them and who answers for data.
+    org_name: str = "Ủy ban nhân dân xã Nhân Lý"
+    org_address: str = "Xã Nhân Lý, tỉnh Lạng Sơn"
+    org_phone: str = ""
+    org_website: str = ""
+    document_place: str = "Nhân Lý"
+    dpo_name: str = ""
+    dpo_title: str = "Trưởng Công an xã"
+    dpo_phone: str = ""
+    dpo_email: str = ""
+    signer_name: str = ""
+    report_due_day: int = Field(default=8, ge=2, le=28)
 
     @field_validator("log_level")
     @classmethod

@@ -9,7 +9,7 @@ from pathlib import Path
 import openpyxl
 
 from service.agent import paths
-from service.agent.fingerprints import FingerprintIndex, IndexedFile, hash_file
+from service.agent.fingerprints import Digest, FingerprintIndex, IndexedFile, fingerprint_file
 from service.pii.fingerprint import file_sha256
 
 
@@ -19,9 +19,9 @@ class CountingHasher:
     def __init__(self) -> None:
         self.paths: list[str] = []
 
-    def __call__(self, path: str) -> tuple[str, str | None]:
+    def __call__(self, path: str) -> Digest:
         self.paths.append(path)
-        return hash_file(path)
+        return fingerprint_file(path)
 
 
 def make_sheet(path: Path, rows: int = 5) -> list[list[object]]:
@@ -88,7 +88,7 @@ def test_lookup_by_sha256_and_by_content_across_formats(tmp_path):
     exported = tmp_path / "xuat.csv"
     with exported.open("w", newline="", encoding="utf-8") as handle:
         csv.writer(handle).writerows(table)
-    _, exported_fingerprint = hash_file(str(exported))
+    exported_fingerprint = fingerprint_file(str(exported)).content_fingerprint
     assert index.find_by_sha256(file_sha256(exported)) is None
     assert index.find_by_content(exported_fingerprint) == source
     index.close()
@@ -164,13 +164,46 @@ def test_unreadable_file_is_skipped_not_fatal(tmp_path):
     (root / "locked.txt").write_text("x\n", encoding="utf-8")
     (root / "open.txt").write_text("y\n", encoding="utf-8")
 
-    def hasher(path: str) -> tuple[str, str | None]:
+    def hasher(path: str) -> Digest:
         if path.endswith("locked.txt"):
             raise PermissionError(13, "The process cannot access the file")
-        return hash_file(path)
+        return fingerprint_file(path)
 
     index = FingerprintIndex(tmp_path / "agent.sqlite3", hasher=hasher)
     summary = index.scan_root(str(root), None)
     assert summary.files == 2
     assert [e.path for e in index.under(str(root))] == [str(root / "open.txt")]
+    index.close()
+
+
+def test_pii_counts_are_stored_with_the_digests(tmp_path):
+    root = tmp_path / "DuLieu"
+    root.mkdir()
+    make_sheet(root / "ho-ngheo.xlsx", rows=6)
+    (root / "ghi-chu.txt").write_text("Không có số nào\n", encoding="utf-8")
+    index = FingerprintIndex(tmp_path / "agent.sqlite3")
+    index.scan_root(str(root), None)
+    sheet = index.get(str(root / "ho-ngheo.xlsx"))
+    assert sheet.pii == {"cccd": 6, "phone": 6} and sheet.record_count == 6
+    assert index.get(str(root / "ghi-chu.txt")).pii == {}
+    index.close()
+
+
+def test_an_index_from_an_older_agent_is_upgraded_in_place(tmp_path):
+    import sqlite3
+
+    db = tmp_path / "agent.sqlite3"
+    old = sqlite3.connect(db)
+    old.execute(
+        "CREATE TABLE protected_files (key TEXT PRIMARY KEY, path TEXT NOT NULL, root TEXT NOT "
+        "NULL, sha256 BLOB NOT NULL, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, "
+        "content_fp BLOB, data_class TEXT) WITHOUT ROWID"
+    )
+    old.execute("INSERT INTO protected_files VALUES ('/d/a', '/d/a', '/d', ?, 1, 2, NULL, NULL)",
+                (bytes(32),))
+    old.commit()
+    old.close()
+    index = FingerprintIndex(db)
+    entry = index.get("/d/a")
+    assert entry.sha256 == "0" * 64 and entry.pii is None and entry.record_count is None
     index.close()

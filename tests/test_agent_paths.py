@@ -80,6 +80,17 @@ def test_compare_key_is_idempotent(parts):
     assert paths.compare_key(paths.compare_key(posix, POSIX), POSIX) == posix
 
 
+@given(st.lists(st.tuples(segment, st.sampled_from(["/", "//", "/./", "\\"])), min_size=1,
+                max_size=5), st.booleans())
+def test_compare_key_fast_path_agrees_with_pathlib(parts, trailing):
+    text = "/" + "".join(name + sep for name, sep in parts)
+    if not trailing:
+        text = text.rstrip("/\\.") or "/"
+    assert paths.compare_key(text, POSIX) == str(PurePosixPath(text))
+    windows = "C:" + text.replace("/", "\\")
+    assert paths.compare_key(windows, WIN) == str(PureWindowsPath(windows)).casefold()
+
+
 # --- ignored names ---
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import shutil
+import threading
 from pathlib import Path
 
 import openpyxl
@@ -181,10 +183,10 @@ def test_move_out_of_protected_scope_is_one_move_event(env):
 
 def test_protected_edits_deletions_and_safe_saves(env):
     keep = env.protected / "keep.txt"
-    gone = env.protected / "gone.txt"
+    gone = env.protected / "gone.xlsx"
     saved = env.protected / "saved.xlsx"
     keep.write_text("bản 1\n", encoding="utf-8")
-    gone.write_text("sẽ xoá\n", encoding="utf-8")
+    make_sheet(gone, rows=4)
     make_sheet(saved, rows=2)
     env.server.start()
     agent = env.start_agent()
@@ -203,7 +205,10 @@ def test_protected_edits_deletions_and_safe_saves(env):
     assert events == {("modify", str(keep)), ("delete", str(gone)), ("modify", str(saved))}
     modified = {e["object"]["path"]: e for e in env.server.events_by_action("modify")}
     assert modified[str(keep)]["object"]["sha256"] == file_sha256(keep)
-    assert env.server.events_by_action("delete")[0]["object"]["data_class"] == "ho_ngheo"
+    [deleted] = env.server.events_by_action("delete")
+    assert deleted["object"]["data_class"] == "ho_ngheo"
+    assert deleted["pii"] == {"cccd": 4, "phone": 4}  # what was lost, in counts
+    assert modified[str(saved)]["pii"] == {"cccd": 3, "phone": 3}
 
 
 def test_rename_inside_scope_is_silent_and_later_copies_name_the_new_path(env):
@@ -295,3 +300,39 @@ def test_removable_media_plugged_in_later_is_watched(env):
     assert {e["destination"]["kind"] for e in events} == {"removable"}
     mounted.clear()  # unplugged
     wait_until(lambda: all(r.path != str(stick) for r in agent.watcher.roots))
+
+
+def test_egress_files_wait_for_the_index_while_it_is_being_built(tmp_path):
+    from service.agent.fingerprints import FingerprintIndex, fingerprint_file
+    from service.agent.spool import Spool
+    from service.agent.watcher import Watcher
+
+    harness = Harness(tmp_path)
+    source = harness.protected / "ho-ngheo.xlsx"
+    make_sheet(source)
+    release = threading.Event()
+
+    def slow_hasher(path: str):
+        release.wait(10)  # the first index build is still running
+        return fingerprint_file(path)
+
+    config = harness.config()
+    spool = Spool(config.spool_path)
+    index = FingerprintIndex(config.spool_path, hasher=slow_hasher)
+    watcher = Watcher(config, spool, index, mount_bases=[])
+    watcher.start()
+    try:
+        shutil.copy(source, harness.usb / "som.xlsx")
+        wait_until(lambda: watcher.stats.hashed_egress >= 1)
+        assert spool.pending_count() == 0 and not watcher.ready.is_set()
+        release.set()
+        wait_until(lambda: spool.pending_count() == 1)
+        wait_until(watcher.is_idle)
+        [item] = spool.pending(10)
+        event = json.loads(item.body)
+        assert event["action"] == "copy" and event["object"]["path"] == str(source)
+    finally:
+        release.set()
+        watcher.stop()
+        index.close()
+        spool.close()

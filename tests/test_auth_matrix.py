@@ -25,6 +25,34 @@ ROUTE_ACCESS: dict[str, object] = {
     "audit.entry_proof": {"police"},
     "audit.export_csv": {"police"},
     "audit.export_bundle_view": {"police"},
+    "admin.index": {"admin"},
+    "admin.users": {"admin"},
+    "admin.user_new": {"admin"},
+    "admin.user_edit": {"admin"},
+    "admin.user_roles": {"admin"},
+    "admin.user_password": {"admin"},
+    "admin.user_disable": {"admin"},
+    "admin.tokens": {"admin"},
+    "admin.token_create": {"admin"},
+    "admin.token_revoke": {"admin"},
+    "admin.agents": {"admin"},
+    "admin.notifications": {"admin"},
+    "admin.policy": {"admin"},
+    "incidents.report": ANY,
+    "incidents.report_print": ANY,
+    "incidents.mine": ANY,
+    "incidents.index": {"police", "leader"},
+    "incidents.detail": ANY,  # object-level: officials see their own reports only (404)
+    "incidents.acknowledge": {"leader", "police"},  # police may look; only leaders acknowledge
+    "incidents.transition": {"police", "leader"},
+    "incidents.notice_sent": {"leader"},
+    "incidents.comment": ANY,  # object-level: reporter, police, leaders
+    "incidents.upload_evidence": ANY,  # object-level: reporter, police, leaders
+    "incidents.download_evidence": {"police", "leader"},
+    "incidents.document": {"police", "leader"},
+    "incidents.alerts": {"police"},
+    "incidents.open_alert": {"police"},
+    "incidents.dismiss_alert": {"police"},
 }
 _SAMPLE = {"int": "1", "string": "vi", "default": "x", "path": "x"}
 

@@ -13,6 +13,7 @@ never report that copy twice.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import sqlite3
@@ -38,7 +39,9 @@ CREATE TABLE IF NOT EXISTS protected_files (
     size INTEGER NOT NULL,
     mtime_ns INTEGER NOT NULL,
     content_fp BLOB,
-    data_class TEXT
+    data_class TEXT,
+    pii TEXT,
+    record_count INTEGER
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS protected_files_sha ON protected_files (sha256);
 CREATE INDEX IF NOT EXISTS protected_files_cfp ON protected_files (content_fp)
@@ -52,12 +55,19 @@ CREATE TABLE IF NOT EXISTS egress_seen (
     reported_at REAL
 ) WITHOUT ROWID;
 """
+# Columns added after the first release: an agent upgraded in the field adds them in place.
+_ADDED_COLUMNS = {"pii": "TEXT", "record_count": "INTEGER"}
 
+_SELECT = (
+    "SELECT path, sha256, size, mtime_ns, content_fp, data_class, pii, record_count "
+    "FROM protected_files "
+)
 _UPSERT_SQL = (
     "INSERT INTO protected_files (key, path, root, sha256, size, mtime_ns, content_fp, "
-    "data_class) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(key) DO UPDATE SET "
+    "data_class, pii, record_count) VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT(key) DO UPDATE SET "
     "path=excluded.path, root=excluded.root, sha256=excluded.sha256, size=excluded.size, "
-    "mtime_ns=excluded.mtime_ns, content_fp=excluded.content_fp, data_class=excluded.data_class"
+    "mtime_ns=excluded.mtime_ns, content_fp=excluded.content_fp, "
+    "data_class=excluded.data_class, pii=excluded.pii, record_count=excluded.record_count"
 )
 _EGRESS_SEEN_SQL = (
     "INSERT INTO egress_seen (key, size, mtime_ns, sha256, reported_at) VALUES (?,?,?,?,?) "
@@ -67,8 +77,21 @@ _EGRESS_SEEN_SQL = (
 _FLUSH_EVERY = 256
 
 
+class Digest(NamedTuple):
+    """What the agent learns by reading a file once: identities and PII counts."""
+
+    sha256: str
+    content_fingerprint: str | None
+    pii_json: str | None
+    record_count: int | None
+
+
 class IndexedFile(NamedTuple):
-    """One protected file as last seen by the agent."""
+    """One protected file as last seen by the agent.
+
+    ``pii_json`` holds the PII counts by kind as compact JSON (counts only, never values):
+    a byte-identical copy has the same counts, so a copy is reported without rescanning.
+    """
 
     path: str
     sha256: str
@@ -76,6 +99,13 @@ class IndexedFile(NamedTuple):
     mtime_ns: int
     content_fingerprint: str | None
     data_class: str | None
+    pii_json: str | None = None
+    record_count: int | None = None
+
+    @property
+    def pii(self) -> dict[str, int] | None:
+        """Return the PII counts by kind, or None when the file was not scanned."""
+        return json.loads(self.pii_json) if self.pii_json is not None else None
 
 
 class SeenFile(NamedTuple):
@@ -98,21 +128,52 @@ class ScanSummary:
     seconds: float = 0.0
 
 
-def hash_file(
+def scan_pii(
     path: str, *, max_bytes: int | None = None, max_seconds: float | None = None
-) -> tuple[str, str | None]:
-    """Return (sha256 hex, content fingerprint hex or None) using service.pii."""
+) -> tuple[dict[str, int], int | None]:
+    """Return (non-zero PII counts by kind, record count or None) using service.pii."""
+    from service.pii.scanners import scan_file
+
+    limits = _limits(max_bytes, max_seconds)
+    try:
+        result = scan_file(path, **limits)
+    except Exception:  # the scanner promises not to raise; a bug there must not stop us
+        logger.warning("Không quét được tệp / PII scan failed for %s",
+                       paths.redact_for_log(path), exc_info=True)
+        return {}, None
+    counts = {
+        str(kind): int(count) for kind, count in (getattr(result, "counts", None) or {}).items()
+        if isinstance(count, int) and count > 0
+    }
+    record_count = getattr(result, "record_count", None)
+    if not isinstance(record_count, int) or record_count < 0:
+        record_count = None
+    return counts, record_count
+
+
+def fingerprint_file(
+    path: str, *, max_bytes: int | None = None, max_seconds: float | None = None
+) -> Digest:
+    """Return the sha256, content fingerprint and PII counts of a file (service.pii)."""
     from service.pii.fingerprint import content_fingerprint, file_sha256
 
     digest = file_sha256(path)
-    limits = {key: value for key, value in
-              (("max_bytes", max_bytes), ("max_seconds", max_seconds)) if value is not None}
     try:
-        content = content_fingerprint(path, **limits)
+        content = content_fingerprint(path, **_limits(max_bytes, max_seconds))
     except Exception:  # an unparsable document still has a byte hash
         logger.debug("content fingerprint failed", exc_info=True)
         content = None
-    return digest, content
+    counts, record_count = scan_pii(path, max_bytes=max_bytes, max_seconds=max_seconds)
+    return Digest(digest, content, _counts_json(counts), record_count)
+
+
+def _limits(max_bytes: int | None, max_seconds: float | None) -> dict:
+    return {key: value for key, value in
+            (("max_bytes", max_bytes), ("max_seconds", max_seconds)) if value is not None}
+
+
+def _counts_json(counts: dict[str, int]) -> str:
+    return json.dumps(counts, sort_keys=True, separators=(",", ":"))
 
 
 def _blob(hex_digest: str | None) -> bytes | None:
@@ -120,8 +181,9 @@ def _blob(hex_digest: str | None) -> bytes | None:
 
 
 def _row_to_file(row: tuple) -> IndexedFile:
-    path, sha, size, mtime_ns, cfp, data_class = row
-    return IndexedFile(path, sha.hex(), size, mtime_ns, cfp.hex() if cfp else None, data_class)
+    path, sha, size, mtime_ns, cfp, data_class, pii_json, record_count = row
+    return IndexedFile(path, sha.hex(), size, mtime_ns, cfp.hex() if cfp else None, data_class,
+                       pii_json, record_count)
 
 
 class FingerprintIndex:
@@ -132,7 +194,7 @@ class FingerprintIndex:
         db_path: str | Path,
         *,
         platform: str | None = None,
-        hasher: Callable[[str], tuple[str, str | None]] = hash_file,
+        hasher: Callable[[str], Digest] = fingerprint_file,
     ) -> None:
         self.platform = platform or paths.current_platform()
         self._hasher = hasher
@@ -140,6 +202,10 @@ class FingerprintIndex:
         # Losing the last rows of the index on power loss only costs a rehash: NORMAL is enough.
         self._conn = connect_database(Path(db_path), synchronous="NORMAL")
         self._conn.executescript(_SCHEMA)
+        present = {row[1] for row in self._conn.execute("PRAGMA table_info(protected_files)")}
+        for column, sql_type in _ADDED_COLUMNS.items():
+            if column not in present:
+                self._conn.execute(f"ALTER TABLE protected_files ADD COLUMN {column} {sql_type}")
 
     def close(self) -> None:
         """Close the database connection."""
@@ -172,8 +238,7 @@ class FingerprintIndex:
     def get(self, path: str) -> IndexedFile | None:
         """Return the indexed state of a protected file, or None."""
         rows = self._query(
-            "SELECT path, sha256, size, mtime_ns, content_fp, data_class "
-            "FROM protected_files WHERE key = ?",
+            _SELECT + "WHERE key = ?",
             (self.key(path),),
         )
         return _row_to_file(rows[0]) if rows else None
@@ -181,8 +246,7 @@ class FingerprintIndex:
     def find_by_sha256(self, sha256_hex: str) -> IndexedFile | None:
         """Return a protected file with exactly these bytes (the lowest path when several)."""
         rows = self._query(
-            "SELECT path, sha256, size, mtime_ns, content_fp, data_class "
-            "FROM protected_files WHERE sha256 = ? ORDER BY key LIMIT 1",
+            _SELECT + "WHERE sha256 = ? ORDER BY key LIMIT 1",
             (_blob(sha256_hex),),
         )
         return _row_to_file(rows[0]) if rows else None
@@ -190,8 +254,7 @@ class FingerprintIndex:
     def find_by_content(self, fingerprint_hex: str) -> IndexedFile | None:
         """Return a protected file with the same content in another format, or None."""
         rows = self._query(
-            "SELECT path, sha256, size, mtime_ns, content_fp, data_class "
-            "FROM protected_files WHERE content_fp = ? ORDER BY key LIMIT 1",
+            _SELECT + "WHERE content_fp = ? ORDER BY key LIMIT 1",
             (_blob(fingerprint_hex),),
         )
         return _row_to_file(rows[0]) if rows else None
@@ -202,8 +265,7 @@ class FingerprintIndex:
         prefix = self.key(directory).rstrip(sep) + sep
         upper = prefix[:-1] + chr(ord(sep) + 1)
         rows = self._query(
-            "SELECT path, sha256, size, mtime_ns, content_fp, data_class "
-            "FROM protected_files WHERE key >= ? AND key < ?", (prefix, upper)
+            _SELECT + "WHERE key >= ? AND key < ?", (prefix, upper)
         )
         return [_row_to_file(row) for row in rows]
 
@@ -233,7 +295,8 @@ class FingerprintIndex:
 
     def _row(self, entry: IndexedFile, root: str) -> tuple:
         return (self.key(entry.path), entry.path, self.key(root), _blob(entry.sha256), entry.size,
-                entry.mtime_ns, _blob(entry.content_fingerprint), entry.data_class)
+                entry.mtime_ns, _blob(entry.content_fingerprint), entry.data_class,
+                entry.pii_json, entry.record_count)
 
     def upsert(self, entry: IndexedFile, root: str) -> None:
         """Store the state of one protected file."""
@@ -244,8 +307,7 @@ class FingerprintIndex:
         with self._lock:
             key = self.key(path)
             rows = self._conn.execute(
-                "SELECT path, sha256, size, mtime_ns, content_fp, data_class "
-            "FROM protected_files WHERE key = ?", (key,)
+                _SELECT + "WHERE key = ?", (key,)
             ).fetchall()
             if rows:
                 self._conn.execute("DELETE FROM protected_files WHERE key = ?", (key,))
@@ -273,12 +335,14 @@ class FingerprintIndex:
         ):
             return previous, previous._replace(path=path, data_class=data_class)
         try:
-            digest, content = self._hasher(path)
+            digest = self._hasher(path)
         except OSError as exc:
             logger.info("Không đọc được tệp / cannot read %s: %s",
                         paths.redact_for_log(path), exc.strerror or exc)
             return previous, None
-        return previous, IndexedFile(path, digest, st.st_size, st.st_mtime_ns, content, data_class)
+        return previous, IndexedFile(path, digest.sha256, st.st_size, st.st_mtime_ns,
+                                     digest.content_fingerprint, data_class, digest.pii_json,
+                                     digest.record_count)
 
     def rename(self, old_path: str, new_path: str, root: str) -> IndexedFile | None:
         """Move an entry to a new path within protected scope; return the moved entry."""
@@ -349,8 +413,7 @@ class FingerprintIndex:
         gone: list[IndexedFile] = []
         with self._lock:
             cursor = self._conn.execute(
-                "SELECT path, sha256, size, mtime_ns, content_fp, data_class "
-            "FROM protected_files WHERE root = ?", (self.key(root),)
+                _SELECT + "WHERE root = ?", (self.key(root),)
             )
             rows = iter(cursor.fetchmany, [])
             for chunk in rows:

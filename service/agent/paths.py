@@ -64,9 +64,14 @@ def compare_key(path: str | PurePath, platform: str | None = None) -> str:
             text = "\\\\" + text[8:]
         elif text.startswith("\\\\?\\"):
             text = text[4:]
-        normalised = str(PureWindowsPath(text))
-        return normalised.casefold()
-    return str(PurePosixPath(text))
+        if "\\\\" in text[1:] or "\\." in text or (text.endswith("\\") and len(text) > 3):
+            text = str(PureWindowsPath(text))
+        return text.casefold()
+    # Paths from the OS are already clean; only odd ones pay for a PurePosixPath (hot path:
+    # the index computes a key per file on every start-up).
+    if "//" in text or "/." in text or (text.endswith("/") and len(text) > 1):
+        return str(PurePosixPath(text))
+    return text
 
 
 def is_under(path: str | PurePath, root: str | PurePath, platform: str | None = None) -> bool:

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from service.agent import __version__
 from service.agent.client import ClientError, Sender, ServerClient
 from service.agent.config import AgentConfig
-from service.agent.fingerprints import FingerprintIndex, hash_file
+from service.agent.fingerprints import FingerprintIndex, fingerprint_file
 from service.agent.spool import Spool
 from service.agent.watcher import Watcher
 
@@ -85,7 +85,7 @@ class Agent:
         self.stop_event = threading.Event()
         self.spool = Spool(config.spool_path, max_bytes=config.spool_max_mb * 1024 * 1024)
         self.index = FingerprintIndex(config.spool_path, hasher=functools.partial(
-            hash_file, max_bytes=config.scan.max_bytes, max_seconds=config.scan.max_seconds))
+            fingerprint_file, max_bytes=config.scan.max_bytes, max_seconds=config.scan.max_seconds))
         self.watcher = Watcher(config, self.spool, self.index, **(watcher_options or {}))
         self.sender = Sender(
             self.spool,

@@ -48,7 +48,13 @@ from watchdog.observers import Observer
 
 from service.agent import paths
 from service.agent.config import AgentConfig
-from service.agent.fingerprints import FingerprintIndex, IndexedFile, SeenFile, walk_files
+from service.agent.fingerprints import (
+    FingerprintIndex,
+    IndexedFile,
+    SeenFile,
+    scan_pii,
+    walk_files,
+)
 from service.agent.spool import Spool, SpoolFullError
 from service.events.schemas import Action, Destination, DestinationKind, Event, EventObject
 
@@ -398,13 +404,19 @@ class Watcher:
 
     # --- worker ---
 
-    def _run(self) -> None:
+    def _run_initial_scan(self) -> None:
         try:
             self._initial_scan()
         except Exception:
             logger.exception("Lỗi khi quét ban đầu / initial scan failed")
         finally:
             self.ready.set()
+
+    def _run(self) -> None:
+        # The first index build may take minutes (hashing and scanning every protected file);
+        # it runs beside the worker so that egress files are looked at meanwhile.
+        threading.Thread(target=self._run_initial_scan, name="canhgac-agent-scan",
+                         daemon=True).start()
         while True:
             task = self._next_task()
             if task is None:
@@ -439,7 +451,8 @@ class Watcher:
                 should_stop=lambda: self._is_stopping,
             )
             for entry in summary.removed:
-                self._bury(entry, now)
+                # The worker owns pending deletions: let it look at the path itself.
+                self._schedule("check", entry.path, 0, first_seen_at=now)
             logger.info(
                 "Đã lập chỉ mục %d tệp (%d băm mới) trong %.1fs / indexed %d files "
                 "(%d hashed) in %.1fs", summary.files, summary.hashed, summary.seconds,
@@ -579,8 +592,8 @@ class Watcher:
             self._schedule("check", path, 0)  # back again: the check decides
             return
         del self._tombstones[key]
-        self._emit(Action.DELETE, self._object(tombstone.entry), at=tombstone.gone_at,
-                   also=[self.index.remove_statement(path)])
+        self._emit(Action.DELETE, self._object(tombstone.entry), pii=tombstone.entry.pii,
+                   at=tombstone.gone_at, also=[self.index.remove_statement(path)])
 
     # --- egress folders ---
 
@@ -621,7 +634,12 @@ class Watcher:
                                                        seen.reported_at))
             return
         action, source, tombstone = self._match(sha=sha)
+        if source is None and not self.ready.is_set():
+            # The index is still being built: the source may not be in it yet. Look again.
+            self._schedule(task.kind, task.path, 1.0, first_seen_at=task.first_seen_at)
+            return
         dest_fingerprint = None
+        is_exact = source is not None
         if source is None:
             try:
                 dest_fingerprint = content_fingerprint(
@@ -631,7 +649,12 @@ class Watcher:
                 logger.debug("content fingerprint failed", exc_info=True)
             if dest_fingerprint:
                 action, source, tombstone = self._match(content_fingerprint=dest_fingerprint)
-        counts, record_count = self._scan(path)
+        if is_exact and source.pii is not None:
+            # Same bytes, same counts: no need to read the copy again (fast path).
+            counts, record_count = source.pii, source.record_count
+        else:
+            counts, record_count = scan_pii(path, max_bytes=self.config.scan.max_bytes,
+                                            max_seconds=self.config.scan.max_seconds)
         event_object: EventObject | None = None
         if source is not None:
             event_object = self._object(source, record_count=record_count)
@@ -671,25 +694,6 @@ class Watcher:
             return Action.MOVE, source, _Tombstone(source, time.time())
         return Action.COPY, source, None
 
-    def _scan(self, path: str) -> tuple[dict[str, int], int | None]:
-        from service.pii.scanners import scan_file
-
-        try:
-            result = scan_file(path, max_bytes=self.config.scan.max_bytes,
-                               max_seconds=self.config.scan.max_seconds)
-        except Exception:
-            logger.warning("Không quét được tệp / PII scan failed for %s",
-                           paths.redact_for_log(path), exc_info=True)
-            return {}, None
-        counts = {
-            str(kind): int(count) for kind, count in (getattr(result, "counts", None) or {}).items()
-            if isinstance(count, int) and count > 0
-        }
-        record_count = getattr(result, "record_count", None)
-        if not isinstance(record_count, int) or record_count < 0:
-            record_count = None
-        return counts, record_count
-
     # --- removable media ---
 
     def _refresh_removable(self) -> None:
@@ -698,9 +702,10 @@ class Watcher:
         poll_started = time.time()
         mounted = {self._key(p): p for p in self._removable_lister()}
         known = {r.key: r for r in self._roots if r.is_auto}
+        # Replace the list instead of changing it: other threads iterate over it.
         for key, root in known.items():
             if key not in mounted:
-                self._roots.remove(root)
+                self._roots = [r for r in self._roots if r is not root]
                 self._unschedule_watch(root)
                 logger.info("Thiết bị đã rút / removable medium removed: %s",
                             paths.redact_for_log(root.path))
@@ -709,7 +714,7 @@ class Watcher:
             if key in known or key in configured:
                 continue
             root = self._make_root(path, EGRESS, kind="removable", is_auto=True)
-            self._roots.append(root)
+            self._roots = [*self._roots, root]
             self._schedule_watch(root)
             logger.info("Phát hiện thiết bị lưu trữ di động / removable medium found: %s",
                         paths.redact_for_log(path))
@@ -732,12 +737,12 @@ class Watcher:
     def _object(self, entry: IndexedFile, *, record_count: int | None = None) -> EventObject:
         return EventObject(
             path=_clip(entry.path, 4096), sha256=entry.sha256, size=entry.size,
-            record_count=record_count, data_class=entry.data_class,
-            content_fingerprint=entry.content_fingerprint,
+            record_count=record_count if record_count is not None else entry.record_count,
+            data_class=entry.data_class, content_fingerprint=entry.content_fingerprint,
         )
 
     def _emit_modify(self, entry: IndexedFile, at: float, root: WatchRoot) -> None:
-        self._emit(Action.MODIFY, self._object(entry), at=at,
+        self._emit(Action.MODIFY, self._object(entry), pii=entry.pii, at=at,
                    also=[self.index.upsert_statement(entry, root.path)])
 
     def _emit(self, action: Action, event_object: EventObject, *, destination: str | None = None,

@@ -1,26 +1,59 @@
 """Append-only audit log on SQL: one leaf per entry, complete-subtree hashes, O(log n) proofs.
 
-Appends run inside the caller's transaction: the entry and the change it records commit
-together, or neither does. The head row is locked first, so concurrent writers (threads,
-processes, service instances) append one after another with no gap and no duplicate.
+Appends run inside the caller's transaction: the entries and the change they record commit
+together, once, or not at all. The single ``audit_head`` row is locked first (``SELECT … FOR
+UPDATE`` on PostgreSQL; SQLite transactions already start with ``BEGIN IMMEDIATE``, see
+service/core/db.py), so concurrent writers — threads, processes, service instances — append one
+after another with no gap and no duplicate.
+
+Storage (docs/audit-log.md, "Storage"): ``audit_entry`` holds the leaves (the entry bytes and
+their leaf hash, which is also complete node ``(0, seq)``); ``merkle_node`` holds every complete
+node of level ≥ 1. Rows are written with the driver's ``executemany`` and no ORM objects: the
+trail's append is on the ingest hot path.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, NamedTuple
 
-from sqlalchemy import insert, select, tuple_, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from service.audit import merkle
 from service.audit.canonical import canonical_json
-from service.audit.models import AuditEntry, AuditHead, MerkleNode
+from service.audit.models import AuditEntry
 from service.core.db import utcnow
+
+__all__ = [
+    "KIND_PATTERN",
+    "SEARCH_FIELDS",
+    "AppendedEntry",
+    "PendingEntry",
+    "append_entries",
+    "consistency_proof",
+    "entry_bytes",
+    "fetch_nodes",
+    "inclusion_proof",
+    "inclusion_proofs",
+    "node_getter",
+    "record",
+    "recorded_at_text",
+    "root_at",
+    "tree_size",
+]
 
 SEARCH_FIELDS = (
     "actor", "host", "action", "path", "data_class", "incident_id", "occurred_at", "event_id",
 )
+# Kinds are short dotted names ("event", "user.created"); the column is String(48).
+KIND_PATTERN = re.compile(r"[a-z][a-z0-9_]*(?:\.[a-z0-9_]+)*")
+_MAX_KIND = 48
+# Bound parameters per statement stay under SQLite's historical limit of 999.
+_MAX_PARAMS = 900
 
 
 @dataclass(frozen=True)
@@ -29,123 +62,264 @@ class PendingEntry:
 
     kind: str
     body: dict
-    search: dict
+    search: dict = field(default_factory=dict)
 
 
-def border_positions(size: int) -> list[tuple[int, int]]:
-    """Return the (level, index) of the complete subtrees on the right border of a tree."""
-    return [(level, (size >> level) - 1) for level in range(size.bit_length()) if size >> level & 1]
+class AppendedEntry(NamedTuple):
+    """A row just appended (not an ORM object: load AuditEntry by seq if you need one)."""
+
+    seq: int
+    recorded_at: datetime
+    kind: str
+    body: str
+    leaf_hash: bytes
+    actor: str | None
+    host: str | None
+    action: str | None
+    path: str | None
+    data_class: str | None
+    incident_id: int | None
+    occurred_at: datetime | None
+    event_id: str | None
 
 
-def _lock_head(session: Session) -> int:
-    head = session.execute(
-        select(AuditHead.size).where(AuditHead.id == 1).with_for_update()
-    ).scalar_one_or_none()
-    if head is None:
-        session.execute(insert(AuditHead).values(id=1, size=0))
-        return 0
-    return head
+def recorded_at_text(recorded_at: datetime) -> str:
+    """Return the ``recorded_at`` of an entry body: UTC, microseconds, ``Z`` (fixed width)."""
+    return recorded_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _load_nodes(session: Session, positions: Sequence[tuple[int, int]]) -> dict:
-    if not positions:
+def entry_bytes(seq: int, recorded_at: str, kind: str, body: dict) -> bytes:
+    """Return the leaf data of an entry: canonical JSON of {seq, recorded_at, kind, body}."""
+    return canonical_json({"seq": seq, "recorded_at": recorded_at, "kind": kind, "body": body})
+
+
+def _check_kind(kind: object) -> None:
+    """Refuse kinds that are not short dotted lowercase names."""
+    if not isinstance(kind, str) or len(kind) > _MAX_KIND or not KIND_PATTERN.fullmatch(kind):
+        raise ValueError(f"audit entry kind must match {KIND_PATTERN.pattern} "
+                         f"(at most {_MAX_KIND} chars), got {kind!r}")
+
+
+def _check_search(search: dict) -> None:
+    """Refuse search keys the table has no column for (a typo would silently drop a filter)."""
+    unknown = set(search) - set(SEARCH_FIELDS)
+    if unknown:
+        raise TypeError(f"unknown search fields: {sorted(unknown)}")
+
+
+# --- SQL helpers: the driver's own executemany, one statement text per dialect -------------
+
+
+def _placeholder(conn: Connection) -> str:
+    """Return the DB-API placeholder of the connection's driver."""
+    return "?" if conn.dialect.paramstyle == "qmark" else "%s"
+
+
+def _q(conn: Connection, name: str) -> str:
+    """Quote an identifier for this dialect ("index" is a reserved word)."""
+    return conn.dialect.identifier_preparer.quote(name)
+
+
+def _bind_processor(conn: Connection, column: str) -> Callable[[Any], Any]:
+    """Return how the ORM would convert a Python value of a column for this dialect."""
+    column_type = AuditEntry.__table__.c[column].type
+    processor = column_type.bind_processor(conn.dialect)
+    return processor or (lambda value: value)
+
+
+def _lock_head(conn: Connection) -> int:
+    """Lock the head row (creating it once) and return the tree size."""
+    p = _placeholder(conn)
+    is_pg = conn.dialect.name == "postgresql"
+    select_sql = "SELECT size FROM audit_head WHERE id = 1" + (" FOR UPDATE" if is_pg else "")
+    size = conn.exec_driver_sql(select_sql).scalar()
+    if size is not None:
+        return int(size)
+    # First append ever: two writers may race to create the row; exactly one insert wins and
+    # the other waits on its row lock, then reads the committed size.
+    conflict = " ON CONFLICT (id) DO NOTHING"
+    conn.exec_driver_sql(f"INSERT INTO audit_head (id, size) VALUES ({p}, {p}){conflict}", (1, 0))
+    return int(conn.exec_driver_sql(select_sql).scalar_one())
+
+
+def fetch_nodes(conn: Connection, nodes: Iterable[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+    """Read complete nodes in one query: level 0 from audit_entry, the rest from merkle_node."""
+    wanted = sorted(set(nodes))
+    if not wanted:
         return {}
-    rows = session.execute(
-        select(MerkleNode.level, MerkleNode.index, MerkleNode.hash).where(
-            tuple_(MerkleNode.level, MerkleNode.index).in_(positions)
-        )
-    )
-    return {(level, index): bytes(h) for level, index, h in rows}
+    p = _placeholder(conn)
+    index = _q(conn, "index")
+    parts: list[str] = []
+    params: list[int] = []
+    leaves = [i for level, i in wanted if level == 0]
+    inner = [(level, i) for level, i in wanted if level > 0]
+    if leaves:
+        parts.append(f"SELECT 0, seq, leaf_hash FROM audit_entry WHERE seq IN "
+                     f"({', '.join([p] * len(leaves))})")
+        params.extend(leaves)
+    if inner:
+        # OR of (level AND index) terms: each is a primary-key lookup. A row-value IN list
+        # makes SQLite scan the whole table.
+        terms = " OR ".join([f"(level = {p} AND {index} = {p})"] * len(inner))
+        parts.append(f"SELECT level, {index}, hash FROM merkle_node WHERE {terms}")
+        for level, i in inner:
+            params.extend((level, i))
+    rows = conn.exec_driver_sql(" UNION ALL ".join(parts), tuple(params)).all()
+    return {(int(level), int(i)): bytes(h) for level, i, h in rows}
 
 
-def append_entries(session: Session, entries: Iterable[PendingEntry]) -> list[AuditEntry]:
-    """Append entries as leaves, store every new complete subtree, and return the rows."""
+def _fetch_nodes_chunked(conn: Connection, nodes: Sequence[tuple[int, int]]) -> dict:
+    """Read many nodes in as few queries as the parameter limit allows."""
+    found: dict[tuple[int, int], bytes] = {}
+    unique = sorted(set(nodes))
+    step = _MAX_PARAMS // 2
+    for start in range(0, len(unique), step):
+        found.update(fetch_nodes(conn, unique[start : start + step]))
+    return found
+
+
+def _getter(found: dict[tuple[int, int], bytes]) -> merkle.GetNode:
+    """Turn prefetched nodes into a merkle.GetNode; a missing node is a damaged store."""
+
+    def get_node(level: int, index: int) -> bytes:
+        try:
+            return found[(level, index)]
+        except KeyError:
+            raise LookupError(f"missing tree node level={level} index={index}") from None
+
+    return get_node
+
+
+# --- Appending -------------------------------------------------------------------------------
+
+
+def append_entries(session: Session, entries: Iterable[PendingEntry]) -> list[AppendedEntry]:
+    """Append entries as leaves in the caller's transaction; store the new complete nodes.
+
+    Returns the appended rows in order (``.seq`` is each entry's position in the log).
+    The caller commits once; nothing here commits or flushes ORM state.
+    """
     entries = list(entries)
     if not entries:
         return []
-    size = _lock_head(session)
-    border = _load_nodes(session, border_positions(size))
+    for pending in entries:
+        _check_kind(pending.kind)
+        _check_search(pending.search)
+    conn = session.connection()
+    size = _lock_head(conn)
+    border_ids = merkle.subtree_ranges_for_root(size)
+    border = fetch_nodes(conn, border_ids)
+    tail = merkle.CompactRange(size, [_getter(border)(*node) for node in border_ids])
+
     recorded_at = utcnow()
-    stamp = recorded_at.isoformat().replace("+00:00", "Z")
-    entry_rows: list[dict] = []
-    node_rows: list[dict] = []
-    leaf_hash = merkle.leaf_hash
-    node_hash = merkle.node_hash
-    for offset, pending in enumerate(entries):
-        seq = size + offset
-        data = canonical_json(
-            {"seq": seq, "recorded_at": stamp, "kind": pending.kind, "body": pending.body}
+    stamp = recorded_at_text(recorded_at)
+    datas = [entry_bytes(size + offset, stamp, pending.kind, pending.body)
+             for offset, pending in enumerate(entries)]
+    leaves = merkle.leaf_hashes(datas)
+    new_nodes = tail.append(leaves)[len(leaves):]  # level 0 lives in audit_entry.leaf_hash
+
+    bind_time = _bind_processor(conn, "recorded_at")
+    bind_occurred = _bind_processor(conn, "occurred_at")
+    db_recorded_at = bind_time(recorded_at)
+    appended: list[AppendedEntry] = []
+    rows: list[tuple] = []
+    for offset, (pending, data, leaf) in enumerate(zip(entries, datas, leaves, strict=True)):
+        search = pending.search
+        occurred_at = search.get("occurred_at")
+        entry = AppendedEntry(
+            size + offset, recorded_at, pending.kind, data.decode("utf-8"), leaf,
+            search.get("actor"), search.get("host"), search.get("action"), search.get("path"),
+            search.get("data_class"), search.get("incident_id"), occurred_at,
+            search.get("event_id"),
         )
-        h = leaf_hash(data)
-        row = {"seq": seq, "recorded_at": recorded_at, "kind": pending.kind,
-               "body": data.decode(), "leaf_hash": h}
-        for name in SEARCH_FIELDS:
-            row[name] = pending.search.get(name)
-        entry_rows.append(row)
-        node_rows.append({"level": 0, "index": seq, "hash": h})
-        border[(0, seq)] = h
-        level, index = 0, seq
-        while index & 1:
-            h = node_hash(border[(level, index - 1)], h)
-            level, index = level + 1, index >> 1
-            border[(level, index)] = h
-            node_rows.append({"level": level, "index": index, "hash": h})
-    session.execute(insert(AuditEntry), entry_rows)
-    session.execute(insert(MerkleNode), node_rows)
-    session.execute(
-        update(AuditHead).where(AuditHead.id == 1).values(size=size + len(entries))
+        appended.append(entry)
+        rows.append((*entry[:1], db_recorded_at, *entry[2:11],
+                     None if occurred_at is None else bind_occurred(occurred_at), entry[12]))
+
+    p = _placeholder(conn)
+    columns = ", ".join(_q(conn, c) for c in AppendedEntry._fields)
+    conn.exec_driver_sql(
+        f"INSERT INTO audit_entry ({columns}) VALUES ({', '.join([p] * 13)})", rows
     )
-    return [AuditEntry(**row) for row in entry_rows]
+    if new_nodes:
+        conn.exec_driver_sql(
+            f"INSERT INTO merkle_node (level, {_q(conn, 'index')}, hash) VALUES ({p}, {p}, {p})",
+            new_nodes,
+        )
+    conn.exec_driver_sql(
+        f"UPDATE audit_head SET size = {p} WHERE id = 1", (size + len(entries),)
+    )
+    return appended
 
 
 def _search_from_body(body: dict, search: dict) -> dict:
+    """Default actor/host/action from the body's own top-level fields; explicit values win."""
     merged = {k: body.get(k) for k in ("actor", "host", "action") if isinstance(body.get(k), str)}
     merged.update({k: v for k, v in search.items() if v is not None})
     return merged
 
 
-def record(session: Session, kind: str, body: dict, **search) -> AuditEntry:
+def record(session: Session, kind: str, body: dict, **search) -> AppendedEntry:
     """Append one audit entry of the given kind in the caller's transaction."""
-    unknown = set(search) - set(SEARCH_FIELDS)
-    if unknown:
-        raise TypeError(f"unknown search fields: {sorted(unknown)}")
+    _check_search(search)
     return append_entries(session, [PendingEntry(kind, body, _search_from_body(body, search))])[0]
 
 
+# --- Reading the tree --------------------------------------------------------------------------
+
+
 def tree_size(session: Session) -> int:
-    """Return the number of entries in the log."""
-    return session.scalar(select(AuditHead.size).where(AuditHead.id == 1)) or 0
+    """Return the number of entries in the log (committed, or appended in this transaction)."""
+    size = session.connection().exec_driver_sql("SELECT size FROM audit_head WHERE id = 1").scalar()
+    return int(size or 0)
 
 
-def node_getter(session: Session, size: int):
-    """Return a get_node(level, index) that reads complete-subtree hashes, cached per call."""
-    cache: dict[tuple[int, int], bytes] = {}
+def node_getter(session: Session, size: int, *, for_nodes: Iterable[tuple[int, int]] | None = None):
+    """Return a get_node(level, index) for the tree of ``size`` leaves.
+
+    With ``for_nodes`` (e.g. ``merkle.inclusion_proof_nodes(...)``) every node is read up front
+    in one query; nodes asked for beyond those are read one query each and cached.
+    """
+    conn = session.connection()
+    cache: dict[tuple[int, int], bytes] = (
+        _fetch_nodes_chunked(conn, list(for_nodes)) if for_nodes is not None else {}
+    )
 
     def get_node(level: int, index: int) -> bytes:
         key = (level, index)
         if key not in cache:
-            value = session.scalar(
-                select(MerkleNode.hash).where(MerkleNode.level == level, MerkleNode.index == index)
-            )
-            if value is None:
+            if (index + 1) << level > size:
+                raise LookupError(f"node level={level} index={index} is not in a tree of {size}")
+            cache.update(fetch_nodes(conn, [key]))
+            if key not in cache:
                 raise LookupError(f"missing tree node level={level} index={index}")
-            cache[key] = bytes(value)
         return cache[key]
 
     return get_node
 
 
 def root_at(session: Session, size: int) -> bytes:
-    """Return the root hash of the tree at a given size (O(log n) reads)."""
-    return merkle.root_from_nodes(size, node_getter(session, size))
+    """Return the root hash of the tree at a given size (one query, O(log n) rows)."""
+    nodes = merkle.subtree_ranges_for_root(size)
+    return merkle.root_from_nodes(size, node_getter(session, size, for_nodes=nodes))
 
 
 def inclusion_proof(session: Session, seq: int, size: int) -> list[bytes]:
     """Return the RFC 9162 inclusion proof of entry seq in the tree of the given size."""
-    return merkle.inclusion_proof_from_nodes(seq, size, node_getter(session, size))
+    nodes = merkle.inclusion_proof_nodes(seq, size)
+    return merkle.inclusion_proof_from_nodes(seq, size, node_getter(session, size, for_nodes=nodes))
+
+
+def inclusion_proofs(session: Session, seqs: Sequence[int], size: int) -> list[list[bytes]]:
+    """Return the inclusion proofs of many entries, reading their nodes in few queries."""
+    plans = [merkle.inclusion_proof_nodes(seq, size) for seq in seqs]
+    get_node = node_getter(session, size, for_nodes=[n for plan in plans for n in plan])
+    return [merkle.inclusion_proof_from_nodes(seq, size, get_node) for seq in seqs]
 
 
 def consistency_proof(session: Session, old_size: int, new_size: int) -> list[bytes]:
     """Return the RFC 9162 consistency proof between two sizes of the tree."""
-    return merkle.consistency_proof_from_nodes(old_size, new_size, node_getter(session, new_size))
-
+    nodes = merkle.consistency_proof_nodes(old_size, new_size)
+    return merkle.consistency_proof_from_nodes(
+        old_size, new_size, node_getter(session, new_size, for_nodes=nodes)
+    )

@@ -1,4 +1,4 @@
-"""Audit trail operations: sign checkpoints, read entries (audited), build proofs."""
+"""Audit trail operations: sign checkpoints and find the latest one."""
 
 from __future__ import annotations
 
@@ -21,7 +21,13 @@ def latest_checkpoint(session: Session) -> Checkpoint | None:
 
 
 def sign_checkpoint(session: Session, settings: Settings, *, force: bool = False) -> Checkpoint:
-    """Sign and store a checkpoint of the current tree unless one already covers it."""
+    """Sign and store a checkpoint of the current tree unless one already covers it.
+
+    Call it whenever a checkpoint leaves the server (the schedule, `canhgac checkpoint`, every
+    notification, every export): the signed note is ``.note``. It signs the tree as this
+    transaction sees it, so entries appended earlier in the same transaction are covered;
+    commit before the note is shown to anyone.
+    """
     size = log.tree_size(session)
     last = latest_checkpoint(session)
     if last is not None and last.size == size and not force:

@@ -1,22 +1,73 @@
-"""Recompute the whole trail: every leaf, the tree, every checkpoint's signature and root."""
+"""Recompute the whole trail: every leaf, the tree, every checkpoint's signature and root.
+
+Two passes share one set of checks on the checkpoints:
+
+* the *fast pass* reads entries in large ranges (one aggregate row per range: the bodies joined
+  by "\\n", which canonical JSON never contains raw, and the stored leaf hashes joined), hashes
+  every leaf and folds the tree with ``merkle.CompactRange``; it proves everything when every
+  root matches, at close to the speed of hashing alone;
+* the *thorough pass* reads row by row and checks everything an entry carries (its number inside
+  its body, canonical form, kind and time columns, stored leaf hash, every stored tree node). It
+  runs with ``deep=True``, and otherwise only when the fast pass found a mismatch, to name the
+  first bad entry or checkpoint. It starts from the last checkpoint the fast pass proved.
+
+Nothing is written: a verification is read-only (the CLI rolls its transaction back).
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import func, select
+from sqlalchemy import select
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from service.audit import log, merkle
-from service.audit.canonical import canonical_json
-from service.audit.checkpoint import NoteError, open_note, parse_checkpoint
-from service.audit.models import AuditEntry, Checkpoint
+from service.audit.canonical import CanonicalizationError, canonical_json
+from service.audit.checkpoint import (
+    CheckpointError,
+    InvalidSignatureError,
+    NoteError,
+    UnverifiedNoteError,
+    VerifierKey,
+    open_note,
+    parse_checkpoint,
+)
+from service.audit.models import AuditEntry
+
+__all__ = [
+    "ENTRY_FIELDS",
+    "VerifyError",
+    "VerifyReport",
+    "extract_note",
+    "open_trusted_checkpoint",
+    "verify_log",
+]
+
+ENTRY_FIELDS = frozenset({"seq", "recorded_at", "kind", "body"})
+FAST_BATCH = 20_000
+THOROUGH_BATCH = 5_000
+
+# A signed checkpoint inside other text (a saved e-mail): origin, size, root, optional extension
+# lines, a blank line, then signature lines.
+_NOTE_IN_TEXT = re.compile(
+    r"^(?P<text>[^\n]+\n(?:0|[1-9][0-9]*)\n[A-Za-z0-9+/]+={0,2}\n(?:[^\n]+\n)*?)\n"
+    r"(?P<sigs>(?:\u2014 [^\n]+(?:\n|\Z))+)",
+    re.MULTILINE,
+)
 
 
 class VerifyError(Exception):
     """The trail does not hold; the message names the first bad entry or checkpoint."""
+
+    def __init__(self, message: str, *, seq: int | None = None, checkpoint: str | None = None):
+        """Keep which entry (seq) or checkpoint (label) failed, for callers and tests."""
+        super().__init__(message)
+        self.seq = seq
+        self.checkpoint = checkpoint
 
 
 @dataclass
@@ -27,130 +78,356 @@ class VerifyReport:
     root: bytes
     checkpoints: int
     external: list[int] = field(default_factory=list)
+    is_deep: bool = False
 
 
-class RootFolder:
-    """Fold leaf hashes left to right, keeping only the right border (O(log n) memory)."""
+@dataclass
+class _Target:
+    """A signed root the recomputed tree must reproduce at ``size``."""
 
-    __slots__ = ("count", "stack")
-
-    def __init__(self) -> None:
-        self.stack: list[bytes] = []
-        self.count = 0
-
-    def add(self, leaf: bytes) -> None:
-        """Append one leaf hash."""
-        node_hash = merkle.node_hash
-        stack = self.stack
-        h = leaf
-        n = self.count
-        while n & 1:
-            h = node_hash(stack.pop(), h)
-            n >>= 1
-        stack.append(h)
-        self.count += 1
-
-    def root(self) -> bytes:
-        """Return the root of the leaves added so far."""
-        if not self.stack:
-            return merkle.root_hash([])
-        h = self.stack[-1]
-        for left in reversed(self.stack[:-1]):
-            h = merkle.node_hash(left, h)
-        return h
+    size: int
+    root: bytes
+    label: str
 
 
-def check_entry_body(seq: int, body: str, stored_leaf: bytes) -> bytes:
-    """Check one stored entry against its canonical form and leaf hash; return the leaf hash."""
-    data = body.encode()
+class _Mismatch(Exception):
+    """The fast pass saw something wrong; the thorough pass will name it."""
+
+
+def extract_note(text: str) -> str:
+    """Return the signed checkpoint inside ``text`` (e.g. a saved e-mail), or the text itself."""
+    text = text.replace("\r\n", "\n")
+    found = list(_NOTE_IN_TEXT.finditer(text))
+    if not found:
+        return text
+    match = found[-1]
+    sigs = match.group("sigs")
+    return match.group("text") + "\n" + (sigs if sigs.endswith("\n") else sigs + "\n")
+
+
+def open_trusted_checkpoint(note: str, keys: Sequence[str | VerifierKey], origin: str | None,
+                            label: str):
+    """Check a signed checkpoint against the trusted keys and parse it; raise VerifyError."""
+    try:
+        text = open_note(note, keys)
+    except UnverifiedNoteError as exc:
+        signers = ", ".join(f"{s.name}+{s.key_id.hex()}" for s in exc.note.unverified) or "none"
+        raise VerifyError(
+            f"{label}: not signed by a trusted key (signed by: {signers}); the signing key "
+            "was replaced, or the checkpoint is from another log",
+            checkpoint=label,
+        ) from exc
+    except InvalidSignatureError as exc:
+        raise VerifyError(f"{label}: signature does not verify: the note was altered ({exc})",
+                          checkpoint=label) from exc
+    except NoteError as exc:
+        raise VerifyError(f"{label}: not a signed note ({exc})", checkpoint=label) from exc
+    try:
+        return parse_checkpoint(text, origin=origin)
+    except CheckpointError as exc:
+        raise VerifyError(f"{label}: not a checkpoint of this log ({exc})",
+                          checkpoint=label) from exc
+
+
+def _trusted_keys(verifier_keys: Iterable[str | VerifierKey]) -> list[str | VerifierKey]:
+    keys = [verifier_keys] if isinstance(verifier_keys, str | VerifierKey) else list(verifier_keys)
+    if not keys:
+        raise VerifyError("no trusted verifier key given")
+    return keys
+
+
+def _collect_targets(conn: Connection, keys, origin, external_notes, size) -> tuple[
+        list[_Target], int, list[int]]:
+    """Open every stored and kept checkpoint; return the roots to reproduce, in size order."""
+    targets: list[_Target] = []
+    stored = conn.exec_driver_sql(
+        "SELECT id, size, root_hash, note FROM checkpoint ORDER BY size, id"
+    ).all()
+    for cp_id, cp_size, cp_root, note in stored:
+        label = f"checkpoint #{cp_id} (size {cp_size})"
+        parsed = open_trusted_checkpoint(note, keys, origin, label)
+        if parsed.size != cp_size or parsed.root != bytes(cp_root):
+            raise VerifyError(f"{label}: the stored size or root differs from its signed note",
+                              checkpoint=label)
+        targets.append(_Target(parsed.size, parsed.root, label))
+    external_sizes = []
+    for i, item in enumerate(external_notes, 1):
+        name, note = item if isinstance(item, tuple) else (f"kept checkpoint {i}", item)
+        parsed = open_trusted_checkpoint(extract_note(note), keys, origin, name)
+        targets.append(_Target(parsed.size, parsed.root, f"{name} (size {parsed.size})"))
+        external_sizes.append(parsed.size)
+    for target in targets:
+        if target.size > size:
+            raise VerifyError(
+                f"{target.label}: it covers {target.size} entries but the log now has {size}: "
+                "entries were removed (the tail was truncated)",
+                seq=size, checkpoint=target.label,
+            )
+    targets.sort(key=lambda t: t.size)
+    return targets, len(stored), external_sizes
+
+
+def _check_numbering(conn: Connection, size: int) -> None:
+    """Entries must be exactly 0 .. size-1; name the first missing or extra one."""
+    count, low, high = conn.exec_driver_sql(
+        "SELECT count(*), min(seq), max(seq) FROM audit_entry"
+    ).one()
+    if count == size and (size == 0 or (low == 0 and high == size - 1)):
+        return  # seq is the primary key: no duplicates, so this range is gap-free
+    expected = 0
+    p = log._placeholder(conn)
+    while True:
+        seqs = conn.exec_driver_sql(
+            f"SELECT seq FROM audit_entry WHERE seq >= {p} ORDER BY seq LIMIT 50000", (expected,)
+        ).scalars().all()
+        for seq in seqs:
+            if seq >= size:
+                raise VerifyError(f"entry {seq}: present beyond the end of the log (size {size}): "
+                                  "an entry was inserted", seq=seq)
+            if seq != expected:
+                raise VerifyError(f"entry {expected}: missing (removed); the next entry present "
+                                  f"is {seq}", seq=expected)
+            expected += 1
+        if len(seqs) < 50000:
+            break
+    if expected < size:
+        raise VerifyError(f"entry {expected}: missing; entries {expected}..{size - 1} were "
+                          "removed (the tail was truncated)", seq=expected)
+
+
+def _fast_range_sql(conn: Connection) -> str:
+    p = log._placeholder(conn)
+    if conn.dialect.name == "postgresql":
+        return (
+            "SELECT count(*), min(seq), max(seq), "
+            "convert_to(string_agg(body, chr(10) ORDER BY seq), 'UTF8'), "
+            "string_agg(leaf_hash, ''::bytea ORDER BY seq) "
+            f"FROM audit_entry WHERE seq >= {p} AND seq < {p}"
+        )
+    # SQLite before 3.44 has no ORDER BY inside aggregates; it aggregates in the subquery's
+    # order (a rowid range scan). Were that ever not seq order, the roots would not match and
+    # the thorough pass would decide: the fast pass can raise false alarms, never false passes.
+    return (
+        "SELECT count(*), min(seq), max(seq), CAST(group_concat(body, char(10)) AS BLOB), "
+        "group_concat(hex(leaf_hash), '') "
+        f"FROM (SELECT seq, body, leaf_hash FROM audit_entry WHERE seq >= {p} AND seq < {p} "
+        "ORDER BY seq)"
+    )
+
+
+def _fast_pass(conn: Connection, size: int, targets: list[_Target], progress, batch: int,
+               proven: list) -> bytes:
+    """Hash and fold every entry by ranges; raise _Mismatch at the first disagreement.
+
+    ``proven`` receives (size, CompactRange copy) for each target reproduced, so a thorough pass
+    can resume from the last proven point.
+    """
+    sql = _fast_range_sql(conn)
+    is_hex = conn.dialect.name != "postgresql"
+    tree = merkle.CompactRange()
+    cuts = sorted({t.size for t in targets if t.size > 0} | set(range(batch, size, batch)) | {size})
+    by_size: dict[int, list[_Target]] = {}
+    for target in targets:
+        by_size.setdefault(target.size, []).append(target)
+    _fast_check(tree, by_size.get(0, ()), proven)
+    start = 0
+    for end in cuts:
+        if end <= start:
+            continue
+        count, low, high, joined, stored = conn.exec_driver_sql(sql, (start, end)).one()
+        if count != end - start or low != start or high != end - 1 or joined is None:
+            raise _Mismatch
+        bodies = bytes(joined).split(b"\n")
+        if len(bodies) != count:
+            raise _Mismatch  # a raw newline: not canonical JSON
+        leaves = merkle.leaf_hashes(bodies)
+        stored_bytes = bytes.fromhex(stored) if is_hex else bytes(stored)
+        if b"".join(leaves) != stored_bytes:
+            raise _Mismatch
+        tree.extend(leaves)
+        _fast_check(tree, by_size.get(end, ()), proven)
+        start = end
+        if progress:
+            progress(end)
+    return tree.root()
+
+
+def _fast_check(tree: merkle.CompactRange, targets: Iterable[_Target], proven: list) -> None:
+    targets = list(targets)
+    if not targets:
+        return
+    root = tree.root()
+    if any(root != t.root for t in targets):
+        raise _Mismatch
+    proven.append((tree.size, merkle.CompactRange(tree.size, [h for _, _, h in tree.border()])))
+
+
+def _describe_node_mismatch(level: int, index: int, leaf_ok: bool) -> VerifyError:
+    first = index << level
+    last = ((index + 1) << level) - 1
+    if level == 1 and leaf_ok:
+        return VerifyError(
+            f"entry {first} or {last}: changed together with its leaf hash (the stored tree node "
+            f"over entries {first}-{last} no longer matches them)", seq=first)
+    return VerifyError(
+        f"entries {first}-{last}: the stored tree node (level {level}, index {index}) does not "
+        "match them: entries were changed and rehashed, or the node table was altered", seq=first)
+
+
+def _check_row(seq: int, body: str, stored_leaf: bytes, kind: str, recorded_at) -> bytes:
+    """Check everything one entry row carries; return its leaf hash."""
+    data = body.encode("utf-8") if isinstance(body, str) else bytes(body)
     try:
         parsed = json.loads(data)
     except ValueError as exc:
-        raise VerifyError(f"entry {seq}: body is not JSON") from exc
-    if not isinstance(parsed, dict) or parsed.get("seq") != seq:
-        raise VerifyError(f"entry {seq}: body names sequence {parsed.get('seq')!r} (moved or reordered)")
-    if canonical_json(parsed) != data:
-        raise VerifyError(f"entry {seq}: body is not in canonical form (altered)")
+        raise VerifyError(f"entry {seq}: body is not JSON (altered)", seq=seq) from exc
+    if not isinstance(parsed, dict) or set(parsed) != ENTRY_FIELDS:
+        raise VerifyError(f"entry {seq}: body is not an entry object (altered)", seq=seq)
+    if parsed["seq"] != seq:
+        raise VerifyError(f"entry {seq}: its body is entry {parsed['seq']!r}: entries were moved, "
+                          "reordered or inserted", seq=seq)
+    try:
+        is_canonical = canonical_json(parsed) == data
+    except CanonicalizationError:
+        is_canonical = False
+    if not is_canonical:
+        raise VerifyError(f"entry {seq}: body is not canonical JSON (altered)", seq=seq)
     leaf = merkle.leaf_hash(data)
     if leaf != bytes(stored_leaf):
-        raise VerifyError(f"entry {seq}: leaf hash does not match its body (altered)")
+        raise VerifyError(f"entry {seq}: body does not match its stored leaf hash (altered)",
+                          seq=seq)
+    if parsed["kind"] != kind or parsed["recorded_at"] != log.recorded_at_text(recorded_at):
+        raise VerifyError(f"entry {seq}: the kind or time column differs from the body (altered)",
+                          seq=seq)
     return leaf
+
+
+def _stored_nodes(conn: Connection, level: int, first: int, end: int) -> list[tuple[int, bytes]]:
+    p = log._placeholder(conn)
+    index = log._q(conn, "index")
+    rows = conn.exec_driver_sql(
+        f"SELECT {index}, hash FROM merkle_node WHERE level = {p} AND {index} >= {p} "
+        f"AND {index} < {p} ORDER BY {index}", (level, first, end)
+    ).all()
+    return [(int(i), bytes(h)) for i, h in rows]
+
+
+def _check_nodes(conn: Connection, new_nodes: list[tuple[int, int, bytes]]) -> None:
+    """Compare the complete nodes a range of leaves created with the stored ones."""
+    by_level: dict[int, list[tuple[int, bytes]]] = {}
+    for level, index, h in new_nodes:
+        if level > 0:
+            by_level.setdefault(level, []).append((index, h))
+    bad: list[tuple[int, int, int]] = []  # (first leaf, level, index)
+    for level, nodes in by_level.items():
+        stored = dict(_stored_nodes(conn, level, nodes[0][0], nodes[-1][0] + 1))
+        for index, h in nodes:
+            if stored.get(index) != h:
+                bad.append((index << level, level, index))
+                break
+    if bad:
+        _first, level, index = min(bad)
+        raise _describe_node_mismatch(level, index, leaf_ok=True)
+
+
+def _thorough_pass(session: Session, size: int, targets: list[_Target], progress, batch: int,
+                   start: int, tree: merkle.CompactRange) -> bytes:
+    """Check every row, leaf, node and target from ``start``; raise VerifyError at the first fault."""
+    conn = session.connection()
+    by_size: dict[int, list[_Target]] = {}
+    for target in targets:
+        by_size.setdefault(target.size, []).append(target)
+    previous = start
+    cuts = sorted({t.size for t in targets if t.size > start}
+                  | set(range(start + batch, size, batch)) | {size})
+    _thorough_check(tree, by_size.get(start, ()), previous)
+    e = AuditEntry
+    for end in cuts:
+        if end <= start:
+            continue
+        rows = session.execute(
+            select(e.seq, e.body, e.leaf_hash, e.kind, e.recorded_at)
+            .where(e.seq >= start, e.seq < end).order_by(e.seq)
+        ).all()
+        expected = start
+        leaves = []
+        for seq, body, stored_leaf, kind, recorded_at in rows:
+            if seq != expected:
+                raise VerifyError(f"entry {expected}: missing (removed)", seq=expected)
+            leaves.append(_check_row(seq, body, stored_leaf, kind, recorded_at))
+            expected += 1
+        if expected != end:
+            raise VerifyError(f"entry {expected}: missing (removed)", seq=expected)
+        _check_nodes(conn, tree.append(leaves))
+        if end in by_size:
+            _thorough_check(tree, by_size[end], previous)
+            previous = end
+        start = end
+        if progress:
+            progress(end)
+    return tree.root()
+
+
+def _thorough_check(tree: merkle.CompactRange, targets: Iterable[_Target], previous: int) -> None:
+    root = tree.root()
+    for target in targets:
+        if root != target.root:
+            raise VerifyError(
+                f"{target.label}: the entries do not reproduce its signed root: the log was "
+                f"rewritten after it was signed (somewhere in entries {previous}..{tree.size - 1},"
+                " with every hash recomputed)", checkpoint=target.label, seq=previous,
+            )
+
+
+def _count_nodes(conn: Connection, size: int) -> None:
+    """A tree of n leaves has exactly n - popcount(n) complete nodes above the leaves."""
+    count = conn.exec_driver_sql("SELECT count(*) FROM merkle_node").scalar_one()
+    expected = size - size.bit_count()
+    if count != expected:
+        raise VerifyError(f"the node table holds {count} tree nodes, a tree of {size} entries "
+                          f"has {expected}: nodes were added or removed")
 
 
 def verify_log(
     session: Session,
-    verifier_keys: list[str],
+    verifier_keys: Iterable[str | VerifierKey],
     *,
-    external_notes: list[str] = (),
+    origin: str | None = None,
+    external_notes: Sequence[str | tuple[str, str]] = (),
     progress: Callable[[int], None] | None = None,
-    batch: int = 5000,
+    deep: bool = False,
+    batch: int = FAST_BATCH,
 ) -> VerifyReport:
-    """Verify every entry, the stored checkpoints and any kept checkpoints; raise VerifyError."""
+    """Verify every entry, the tree, the stored checkpoints and any kept ones; raise VerifyError.
+
+    ``verifier_keys`` are the only keys trusted; ``origin`` (the log's name) is required of
+    every checkpoint when given. ``external_notes`` are checkpoints kept outside the server,
+    as note text or (label, text). ``deep`` adds the row-by-row checks of every entry's body,
+    columns and every stored tree node.
+    """
+    keys = _trusted_keys(verifier_keys)
+    conn = session.connection()
     size = log.tree_size(session)
-    count = session.scalar(select(func.count()).select_from(AuditEntry)) or 0
-    targets: dict[int, list[tuple[str, bytes]]] = {}
-    stored = list(session.scalars(select(Checkpoint).order_by(Checkpoint.size, Checkpoint.id)))
-    for cp in stored:
-        label = f"checkpoint #{cp.id} (size {cp.size})"
-        body = _open(cp.note, verifier_keys, label)
-        parsed = parse_checkpoint(body)
-        if parsed.size != cp.size or parsed.root != bytes(cp.root_hash):
-            raise VerifyError(f"{label}: stored size/root differ from its signed note")
-        targets.setdefault(parsed.size, []).append((label, parsed.root))
-    external_sizes = []
-    for i, note in enumerate(external_notes):
-        label = f"kept checkpoint {i + 1}"
-        parsed = parse_checkpoint(_open(note, verifier_keys, label))
-        targets.setdefault(parsed.size, []).append((f"{label} (size {parsed.size})", parsed.root))
-        external_sizes.append(parsed.size)
-    max_target = max(targets, default=0)
-    if max_target > size or count != size:
-        raise VerifyError(
-            f"log holds {count} entries, head says {size}, a checkpoint covers {max_target}: "
-            "entries were removed or inserted"
-        )
-    folder = RootFolder()
-    _check_target(0, folder, targets)
-    expected = 0
-    last = 0
-    while expected < size:
-        rows = session.execute(
-            select(AuditEntry.seq, AuditEntry.body, AuditEntry.leaf_hash)
-            .where(AuditEntry.seq >= last)
-            .order_by(AuditEntry.seq)
-            .limit(batch)
-        ).all()
-        if not rows:
-            break
-        for seq, body, stored_leaf in rows:
-            if seq != expected:
-                raise VerifyError(f"entry {expected}: missing (next present is {seq})")
-            folder.add(check_entry_body(seq, body, stored_leaf))
-            expected += 1
-            if expected in targets:
-                _check_target(expected, folder, targets)
-        last = expected
-        if progress:
-            progress(expected)
-    if expected != size:
-        raise VerifyError(f"entry {expected}: missing (log ends at {expected}, head says {size})")
-    root = folder.root()
-    if size and log.root_at(session, size) != root:
-        raise VerifyError("stored tree nodes do not match the entries (node table altered)")
-    return VerifyReport(size=size, root=root, checkpoints=len(stored), external=external_sizes)
-
-
-def _open(note: str, keys: list[str], label: str) -> str:
-    try:
-        return open_note(note, keys)
-    except NoteError as exc:
-        raise VerifyError(f"{label}: signature does not verify ({exc})") from exc
-    except ValueError as exc:
-        raise VerifyError(f"{label}: malformed ({exc})") from exc
-
-
-def _check_target(size: int, folder: RootFolder, targets: dict) -> None:
-    root = folder.root()
-    for label, expected_root in targets.get(size, []):
-        if root != expected_root:
-            raise VerifyError(f"{label}: root does not match the entries it covers (log rewritten)")
+    targets, stored_count, external_sizes = _collect_targets(
+        conn, keys, origin, external_notes, size
+    )
+    _check_numbering(conn, size)
+    proven: list[tuple[int, merkle.CompactRange]] = []
+    root: bytes | None = None
+    if not deep:
+        try:
+            root = _fast_pass(conn, size, targets, progress, batch, proven)
+            if size and log.root_at(session, size) != root:
+                raise _Mismatch
+        except _Mismatch:
+            root = None
+    if root is None:
+        start, tree = proven[-1] if proven else (0, merkle.CompactRange())
+        root = _thorough_pass(session, size, targets, progress, THOROUGH_BATCH, start, tree)
+        if deep:
+            _count_nodes(conn, size)
+        if size and log.root_at(session, size) != root:
+            raise VerifyError("the stored tree border does not match the entries: the node "
+                              "table was altered")
+    return VerifyReport(size=size, root=root, checkpoints=stored_count, external=external_sizes,
+                        is_deep=deep)

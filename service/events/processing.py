@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service.audit import log
+from service.audit.log import AppendedEntry, PendingEntry
 from service.audit.models import AuditEntry
 from service.core.db import new_session, utcnow
 from service.events.schemas import Event
@@ -53,6 +54,18 @@ def load_checked(directory) -> tuple[engine.Policy, list]:
     if failures:
         raise PolicyError([f"rule test failed: {f}" for f in failures[:10]])
     return policy, failures
+
+
+def _verdict_body(verdict: Verdict, entry_seq: int | None) -> dict:
+    g = verdict.group_key
+    return {"rule_id": verdict.rule_id, "severity": str(verdict.severity),
+            "response": str(verdict.response), "explanation": verdict.explanation,
+            "entry_seq": entry_seq, "actor": g.actor, "host": g.host, "data_class": g.data_class}
+
+
+def _verdict_search(verdict: Verdict) -> dict:
+    g = verdict.group_key
+    return {"actor": g.actor, "host": g.host, "data_class": g.data_class}
 
 
 def group_key_text(verdict: Verdict) -> str:
@@ -203,24 +216,17 @@ class PolicyProcessor:
         policy = self.state.policy
         return engine.enrich(event, policy) if policy is not None else event
 
-    def evaluate(self, session: Session, pairs: list[tuple[Event, AuditEntry]]) -> list[Alert]:
+    def evaluate(self, session: Session, pairs: list[tuple[Event, AppendedEntry]]) -> list[Alert]:
         """Evaluate stored events; store alerts, open or join incidents; return the alerts."""
         policy = self.state.policy
         if policy is None:
             return []
-        # The version that judged these events is in the trail before its verdicts.
         self.record_version(session)
         now = utcnow()
-        alerts: list[Alert] = []
         with self._lock:
-            verdict_lists = [engine.evaluate(event, policy, self.windows, now=now)
-                             for event, _ in pairs]
-        for (event, entry), verdicts in zip(pairs, verdict_lists, strict=True):
-            for verdict in verdicts:
-                alert = self._act(session, verdict, entry_seq=entry.seq, event=event)
-                if alert is not None:
-                    alerts.append(alert)
-        return alerts
+            hits = [(verdict, entry.seq, event) for event, entry in pairs
+                    for verdict in engine.evaluate(event, policy, self.windows, now=now)]
+        return self._act(session, hits)
 
     def evaluate_signal(self, session: Session, signal: MonitoringSignal, entry_seq: int | None):
         """Evaluate a monitoring signal (silent agent, event gap) and act on its verdicts."""
@@ -228,45 +234,55 @@ class PolicyProcessor:
         if policy is None:
             return []
         verdicts = engine.evaluate_signal(signal, policy, now=utcnow())
-        return [a for v in verdicts if (a := self._act(session, v, entry_seq=entry_seq)) is not None]
+        return self._act(session, [(v, entry_seq, None) for v in verdicts])
 
-    def _act(self, session: Session, verdict: Verdict, *, entry_seq: int | None,
-             event: Event | None = None) -> Alert | None:
-        g = verdict.group_key
-        body = {
-            "rule_id": verdict.rule_id, "severity": str(verdict.severity),
-            "response": str(verdict.response), "explanation": verdict.explanation,
-            "entry_seq": entry_seq, "actor": g.actor, "host": g.host, "data_class": g.data_class,
-        }
-        if str(verdict.response) == "record":
-            log.record(session, "verdict.recorded", body, actor=g.actor, host=g.host,
-                       data_class=g.data_class)
-            return None
-        alert = Alert(
-            rule_id=verdict.rule_id, severity=str(verdict.severity),
-            response=str(verdict.response), explanation=verdict.explanation, entry_seq=entry_seq,
-            actor=g.actor, host=g.host, data_class=g.data_class, group_key=group_key_text(verdict),
-        )
-        session.add(alert)
-        session.flush()
-        log.record(session, "alert.raised", {**body, "alert_id": alert.id}, actor=g.actor,
-                   host=g.host, data_class=g.data_class)
-        if str(verdict.response) == "incident":
-            from service.incidents.workflow import report_incident
-
-            pii = dict(event.pii) if event is not None else {}
-            incident = report_incident(
-                session, self.settings, origin="rule", title=verdict.title,
-                summary=verdict.explanation, severity=str(verdict.severity),
-                rule_id=verdict.rule_id, group_key=alert.group_key,
-                data_classes=[g.data_class] if g.data_class else [], pii_counts=pii,
-                detected_at=event.occurred_at if event is not None else None, alert=alert,
-                involves_personal_data=bool(g.data_class or pii),
+    def _act(self, session: Session, hits: list[tuple[Verdict, int | None, Event | None]]) -> list[Alert]:
+        # One append for all the verdicts of a batch: per-verdict appends would cost a
+        # tree-border read each.
+        pending: list[PendingEntry] = []
+        alerts: list[tuple[Alert, Verdict, Event | None]] = []
+        for verdict, entry_seq, event in hits:
+            g = verdict.group_key
+            if str(verdict.response) == "record":
+                pending.append(PendingEntry("verdict.recorded", _verdict_body(verdict, entry_seq),
+                                            _verdict_search(verdict)))
+                continue
+            alert = Alert(
+                rule_id=verdict.rule_id, severity=str(verdict.severity),
+                response=str(verdict.response), explanation=verdict.explanation,
+                entry_seq=entry_seq, actor=g.actor, host=g.host, data_class=g.data_class,
+                group_key=group_key_text(verdict),
             )
-            alert.incident_id = incident.id
-            alert.state = "incident"
-        return alert
+            session.add(alert)
+            alerts.append((alert, verdict, event))
+        if alerts:
+            session.flush()
+        for alert, verdict, _event in alerts:
+            pending.append(PendingEntry(
+                "alert.raised", {**_verdict_body(verdict, alert.entry_seq), "alert_id": alert.id},
+                _verdict_search(verdict)))
+        log.append_entries(session, pending)
+        for alert, verdict, event in alerts:
+            if str(verdict.response) == "incident":
+                self._open_incident(session, alert, verdict, event)
+        return [a for a, _, _ in alerts]
 
+    def _open_incident(self, session: Session, alert: Alert, verdict: Verdict,
+                       event: Event | None) -> None:
+        from service.incidents.workflow import report_incident
+
+        g = verdict.group_key
+        pii = dict(event.pii) if event is not None else {}
+        incident = report_incident(
+            session, self.settings, origin="rule", title=verdict.title,
+            summary=verdict.explanation, severity=str(verdict.severity),
+            rule_id=verdict.rule_id, group_key=alert.group_key,
+            data_classes=[g.data_class] if g.data_class else [], pii_counts=pii,
+            detected_at=event.occurred_at if event is not None else None, alert=alert,
+            involves_personal_data=bool(g.data_class or pii),
+        )
+        alert.incident_id = incident.id
+        alert.state = "incident"
 
     def start(self) -> None:
         """Record the version in force, rebuild the windows from the trail, start watching."""

@@ -40,6 +40,7 @@ import datetime as dt
 import functools
 import re
 import unicodedata
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 KINDS: tuple[str, ...] = ("cccd", "phone", "bhxh", "email")
@@ -133,7 +134,8 @@ _NON_PII_LABELS: tuple[str, ...] = (
     "mã số doanh nghiệp", "ma so doanh nghiep", "seri", "serial", "s/n", "imei",
 )  # fmt: skip
 _BHXH_LABELS: tuple[str, ...] = ("bhxh", "bảo hiểm xã hội", "bao hiem xa hoi")
-_LABEL_GAP_CHARS = " \t:.#=-–—(["
+# No tab: in tab-joined table rows the cell before a number is data, not its label.
+_LABEL_GAP_CHARS = " :.#=-–—(["
 _LABEL_MAX_GAP = 6
 
 #: Label of a column or field whose numbers are not citizens' identifiers (bank, tax, serial).
@@ -270,7 +272,7 @@ def _classify_digits(core: str) -> str | None:
     return None
 
 
-def _number_hits(text: str):
+def _number_hits(text: str) -> Iterator[tuple[int, str, str]]:
     """Yield (start, kind, digits) for each identifier-shaped number, before label rules."""
     size = len(text)
     for cluster in _CLUSTER.finditer(text):

@@ -169,7 +169,9 @@ def canonical_cell(value: Any) -> str:
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):
-        return _canonical_decimal(Decimal(repr(value))) if value == value else "NaN"
+        # Excel shows 15 significant digits of the binary value; round the float itself, not
+        # its shortest repr, or some values would be rounded twice.
+        return _canonical_number(format(value, ".15g"))
     if isinstance(value, dt.datetime):
         if value.microsecond:
             # Excel keeps times as fractions of a day: 10:30 may come back as 10:29:59.999999.
@@ -219,9 +221,11 @@ def _canonical_number(text: str) -> str:
 
 def _canonical_decimal(number: Decimal) -> str:
     """Round to Excel's 15 significant digits and write without exponent or trailing zeros."""
-    if not number.is_finite() or abs(number.adjusted()) > _MAX_INT_DIGITS:
+    if not number.is_finite():
         return str(number)
     rounded = Decimal(format(number, ".15g"))
+    if abs(rounded.adjusted()) > _MAX_INT_DIGITS:
+        return str(rounded.normalize())
     if rounded == rounded.to_integral_value():
         return str(int(rounded))
     return format(rounded.normalize(), "f")

@@ -19,7 +19,8 @@ import re
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 from typing import Annotated, Any, ClassVar, Literal
 from zoneinfo import ZoneInfo
 
@@ -56,14 +57,27 @@ def _is_literal(text: str) -> bool:
     return not (_WILDCARDS & set(text))
 
 
+def match_key(path: str) -> str:
+    """Return the form of a path or target that ``PathMatcher.match`` expects."""
+    return normalize_path(path).lower()
+
+
+def _longest_literal(glob: str) -> str:
+    # A text every match must contain; "" (always run the regex) when classes make it unsure.
+    if "[" in glob:
+        return ""
+    return max(re.split(r"[*?]", glob), key=len)
+
+
 class PathMatcher:
     """Ordered groups of globs compiled for speed; ``match`` returns the first group that matches.
 
     Globs follow ``fnmatch`` (``*`` also crosses separators), match the WHOLE path, ignore
     case and accept ``/`` or ``\\``. Common shapes skip the regex engine: exact paths,
-    ``prefix*``, ``*/folder/*`` (a folder anywhere: one dict lookup per folder of the path)
-    and ``*text*``; every other glob goes into ONE combined regex per group, built with
-    ``fnmatch.translate``. The result is the same as trying each group's globs in order.
+    ``prefix*``, ``*/folder/*`` (a folder anywhere: one set test per path) and ``*text*``;
+    every other glob goes into ONE combined regex per group built with ``fnmatch.translate``
+    (skipped unless the glob's longest literal occurs in the path). The answer is the same
+    as trying each group's globs in order.
     """
 
     def __init__(self, groups: Sequence[tuple[str, Sequence[str]]]) -> None:
@@ -72,16 +86,18 @@ class PathMatcher:
         self._folders: dict[str, int] = {}
         self._prefixes: list[tuple[str, int]] = []
         self._substrings: list[tuple[str, int]] = []
-        self._regexes: list[tuple[re.Pattern[str], int]] = []
+        self._regexes: list[tuple[re.Pattern[str], int, tuple[str, ...]]] = []
         for index, (_, patterns) in enumerate(groups):
             fallback: list[str] = []
             for raw in patterns:
-                pattern = normalize_path(raw).lower()
-                self._add(pattern, index, fallback)
+                self._add(match_key(raw), index, fallback)
             if fallback:
-                self._regexes.append((re.compile("|".join(fallback), re.IGNORECASE), index))
-        self.is_empty = not (self._exact or self._folders or self._prefixes
-                             or self._substrings or self._regexes)
+                literals = tuple(_longest_literal(g) for g in fallback)
+                regex = re.compile("|".join(fnmatch.translate(g) for g in fallback), re.IGNORECASE)
+                # one glob without any literal (e.g. "*") means the regex must always run
+                self._regexes.append((regex, index, () if "" in literals else literals))
+        self._prefix_tuple = tuple(prefix for prefix, _ in self._prefixes)
+        self._folder_set = frozenset(self._folders)
 
     def _add(self, pattern: str, index: int, fallback: list[str]) -> None:
         body = pattern.strip("*")
@@ -90,40 +106,44 @@ class PathMatcher:
         elif pattern.endswith("*") and not pattern.startswith("*") and _is_literal(body):
             self._prefixes.append((body, index))
         elif (pattern.startswith("*/") and pattern.endswith("/*") and _is_literal(body)
-              and "/" not in body.strip("/") and len(body) > 2):
-            self._folders.setdefault(body.strip("/"), index)
+              and len(body) > 2 and "/" not in body[1:-1]):
+            self._folders.setdefault(body[1:-1], index)
         elif pattern.startswith("*") and pattern.endswith("*") and body and _is_literal(body):
             self._substrings.append((body, index))
         else:
-            fallback.append(fnmatch.translate(pattern))
+            fallback.append(pattern)
 
-    def match(self, path: str) -> int | None:
-        """Return the index of the first group with a glob matching ``path``, or None."""
-        text = normalize_path(path).lower()
-        best = self._exact.get(text)
-        folders = self._folders
-        if folders:
-            # "*/x/*" needs a separator before and after x: skip the first and last parts
-            for part in text.split("/")[1:-1]:
-                index = folders.get(part)
-                if index is not None and (best is None or index < best):
+    def match(self, key: str) -> int | None:
+        """Return the index of the first group with a glob matching ``key`` (see ``match_key``)."""
+        best = self._exact.get(key)
+        if self._folder_set:
+            # "*/x/*" needs a separator before and after x: the first and last parts never count
+            parts = key.split("/")[1:-1]
+            if not self._folder_set.isdisjoint(parts):
+                folders = self._folders
+                for part in parts:
+                    index = folders.get(part)
+                    if index is not None and (best is None or index < best):
+                        best = index
+        if self._prefix_tuple and key.startswith(self._prefix_tuple):
+            for prefix, index in self._prefixes:
+                if (best is None or index < best) and key.startswith(prefix):
                     best = index
-        for prefix, index in self._prefixes:
-            if (best is None or index < best) and text.startswith(prefix):
-                best = index
         for substring, index in self._substrings:
-            if (best is None or index < best) and substring in text:
+            if (best is None or index < best) and substring in key:
                 best = index
-        for regex, index in self._regexes:
+        for regex, index, literals in self._regexes:
             if best is not None and index >= best:
                 break
-            if regex.match(text):
+            if literals and not any(literal in key for literal in literals):
+                continue
+            if regex.match(key):
                 return index
         return best
 
-    def match_name(self, path: str) -> str | None:
-        """Return the name of the first group matching ``path``, or None."""
-        index = self.match(path)
+    def match_name(self, key: str) -> str | None:
+        """Return the name of the first group matching ``key`` (see ``match_key``), or None."""
+        index = self.match(key)
         return None if index is None else self.names[index]
 
 
@@ -144,15 +164,75 @@ class CompileEnv:
     work_start_s: int
     work_end_s: int
     holidays: frozenset[date]
+    # (offset, first year, last year) when the zone kept one UTC offset over those years
+    fixed_offset: tuple[timedelta, int, int] | None = None
+
+
+@lru_cache(maxsize=32)
+def fixed_offset_span(zone: ZoneInfo, *, around: int = 2026, first: int = 2000,
+                      last: int = 2100) -> tuple[timedelta, int, int] | None:
+    """Return (offset, first year, last year) of the zone's constant offset around ``around``.
+
+    Checked day by day from tzdata, so a zone that ever changes offset gets a shorter span
+    (or None) and events outside the span take the exact, slower conversion.
+    """
+    def offsets(year: int) -> set[timedelta | None]:
+        start = datetime(year, 1, 1, tzinfo=UTC)
+        return {(start + timedelta(days=day)).astimezone(zone).utcoffset() for day in range(366)}
+
+    found = offsets(around)
+    if len(found) != 1 or None in found:
+        return None
+    (offset,) = found
+    low = high = around
+    while low > first and offsets(low - 1) == found:
+        low -= 1
+    while high < last and offsets(high + 1) == found:
+        high += 1
+    return offset, low, high  # type: ignore[return-value]
+
+
+class WorkingHoursClock:
+    """Working-hours test compiled from the environment (kept small: it runs per event)."""
+
+    __slots__ = (
+        "_end",
+        "_first_year",
+        "_fixed",
+        "_holidays",
+        "_last_year",
+        "_start",
+        "_workdays",
+        "_zone",
+    )
+
+    def __init__(self, env: CompileEnv) -> None:
+        self._zone = env.timezone
+        fixed = env.fixed_offset
+        self._fixed = fixed[0] if fixed else None
+        self._first_year, self._last_year = (fixed[1], fixed[2]) if fixed else (0, -1)
+        self._workdays = env.workdays
+        self._holidays = frozenset(day.toordinal() for day in env.holidays)
+        self._start = env.work_start_s
+        self._end = env.work_end_s
+
+    def is_outside(self, when: datetime) -> bool:
+        """Tell whether an aware time falls outside working hours, in the policy's zone."""
+        tzinfo = when.tzinfo
+        # Fast path: a time stamped with the zone's own constant offset is already local.
+        if (self._fixed is None or tzinfo is None or tzinfo.utcoffset(None) != self._fixed
+                or not self._first_year <= when.year <= self._last_year):
+            when = when.astimezone(self._zone)
+        ordinal = when.toordinal()
+        if ordinal in self._holidays or (ordinal - 1) % 7 not in self._workdays:
+            return True
+        second = when.hour * 3600 + when.minute * 60 + when.second
+        return second < self._start or second >= self._end
 
 
 def is_outside_working_hours(when: datetime, env: CompileEnv) -> bool:
     """Tell whether an aware time falls outside the policy's working hours (local time)."""
-    local = when.astimezone(env.timezone)
-    if local.weekday() not in env.workdays or local.date() in env.holidays:
-        return True
-    second = local.hour * 3600 + local.minute * 60 + local.second
-    return second < env.work_start_s or second >= env.work_end_s
+    return WorkingHoursClock(env).is_outside(when)
 
 
 # ---------------------------------------------------------------- base classes
@@ -264,10 +344,10 @@ class DestinationKindIn(Condition):
     params_model = _KindsParams
 
     def compile(self, env: CompileEnv, rule_id: str) -> None:
-        self._kinds = frozenset(self.params.kinds)
+        self.kinds: frozenset[DestinationKind] = frozenset(self.params.kinds)
 
     def matches(self, ctx: Any) -> bool:
-        return ctx.dest_kind in self._kinds
+        return ctx.dest_kind in self.kinds
 
 
 class ObjectPathKindIn(Condition):
@@ -428,10 +508,10 @@ class OutsideWorkingHours(Condition):
     subjects = frozenset({Subject.EVENT, Subject.SIGNAL})
 
     def compile(self, env: CompileEnv, rule_id: str) -> None:
-        self._env = env
+        self._clock = WorkingHoursClock(env)
 
     def matches(self, ctx: Any) -> bool:
-        return is_outside_working_hours(ctx.when, self._env)
+        return self._clock.is_outside(ctx.when)
 
 
 # ---------------------------------------------------------------- windowed (stateful) conditions
@@ -629,7 +709,11 @@ class AnyOf(_Combinator):
         return frozenset(union)
 
     def matches(self, ctx: Any) -> bool:
-        return any(item.matches(ctx) for item in self.items)
+        # A plain loop: any() with a generator costs an allocation per event.
+        for item in self.items:  # noqa: SIM110
+            if item.matches(ctx):
+                return True
+        return False
 
 
 class AllOf(_Combinator):
@@ -641,7 +725,10 @@ class AllOf(_Combinator):
         return intersect_actions(self.items)
 
     def matches(self, ctx: Any) -> bool:
-        return all(item.matches(ctx) for item in self.items)
+        for item in self.items:  # noqa: SIM110 - see AnyOf.matches
+            if not item.matches(ctx):
+                return False
+        return True
 
 
 class Not(_Combinator):

@@ -34,8 +34,11 @@ from service.policy.conditions import (
     CompileEnv,
     Condition,
     DataClassIn,
+    DestinationKindIn,
     PathMatcher,
+    fixed_offset_span,
     intersect_actions,
+    match_key,
 )
 from service.policy.schemas import (
     WEEKDAYS,
@@ -135,7 +138,7 @@ class Classifier:
             return None
         found = self._class_cache.get(path, _MISSING)
         if found is _MISSING:
-            found = self._classes.match_name(path)
+            found = self._classes.match_name(match_key(path))
             if len(self._class_cache) >= _CACHE_LIMIT:
                 self._class_cache.clear()
             self._class_cache[path] = found
@@ -143,14 +146,16 @@ class Classifier:
 
     def path_class(self, path: str) -> str | None:
         """Return the first data class whose patterns match ``path``, uncached."""
-        return self._classes.match_name(path)
+        return self._classes.match_name(match_key(path))
 
     def destination_kind(self, action: Action, dest: Destination | None) -> DestinationKind | None:
         """Return the destination kind (see the module docstring for precedence)."""
         if dest is None:
             return DestinationKind.PRINT if action is Action.PRINT else None
-        path, target = dest.path, dest.target
-        if self.is_official(path, target):
+        path = None if dest.path is None else match_key(dest.path)
+        target = dest.target
+        target_key = None if target is None else match_key(target)
+        if self._is_official(path, target, target_key):
             return DestinationKind.OFFICIAL
         kind = dest.kind
         if kind is not None and kind is not DestinationKind.UNKNOWN:
@@ -159,11 +164,11 @@ class Classifier:
             found = self._kind_paths.match_name(path)
             if found is not None:
                 return found  # type: ignore[return-value]
-        if target is not None:
-            found = self._kind_targets.match_name(target)
+        if target_key is not None:
+            found = self._kind_targets.match_name(target_key)
             if found is not None:
                 return found  # type: ignore[return-value]
-            if email_domain(target) is not None:
+            if email_domain(target) is not None:  # type: ignore[arg-type]
                 return DestinationKind.EMAIL
         if action is Action.PRINT:
             return DestinationKind.PRINT
@@ -173,18 +178,26 @@ class Classifier:
         """Return the scope kind a path itself lies in (official first), or None without a path."""
         if path is None:
             return None
-        if self._official_paths.match(path) is not None:
+        key = match_key(path)
+        if self._official_paths.match(key) is not None:
             return DestinationKind.OFFICIAL
-        found = self._kind_paths.match_name(path)
+        found = self._kind_paths.match_name(key)
         return found if found is not None else DestinationKind.UNKNOWN  # type: ignore[return-value]
 
     def is_official(self, path: str | None, target: str | None) -> bool:
         """Tell whether a destination path, target or address is inside the official scope."""
-        if path is not None and self._official_paths.match(path) is not None:
+        return self._is_official(
+            None if path is None else match_key(path),
+            target,
+            None if target is None else match_key(target),
+        )
+
+    def _is_official(self, path_key: str | None, target: str | None, target_key: str | None) -> bool:
+        if path_key is not None and self._official_paths.match(path_key) is not None:
             return True
-        if target is None:
+        if target is None or target_key is None:
             return False
-        if self._official_targets.match(target) is not None:
+        if self._official_targets.match(target_key) is not None:
             return True
         domain = email_domain(target)
         return domain is not None and any(
@@ -216,13 +229,15 @@ def email_domain(target: str) -> str | None:
 class CompiledRule:
     """A rule ready for the hot path.
 
-    ``classes`` is the rule's top-level ``data_class_in`` as a set (checked inline, before
-    any call); top-level ``action_in`` conditions are dropped because the rule is only
-    looked up for the actions they allow; ``fields`` are the placeholders of ``template``.
+    ``classes`` and ``dest_kinds`` are the rule's top-level ``data_class_in`` and
+    ``destination_kind_in`` as sets, checked inline before any call; top-level ``action_in``
+    conditions are dropped because the rule is only looked up for the actions they allow;
+    ``fields`` are the placeholders of ``template``.
     """
 
     spec: RuleSpec
     classes: frozenset[str] | None
+    dest_kinds: frozenset[DestinationKind] | None
     conditions: tuple[Condition, ...]
     stateful: Condition | None
     actions: frozenset[Action] | None
@@ -251,6 +266,7 @@ class Policy:
     rule_origins: dict[str, tuple[str, int]] = field(repr=False, default_factory=dict)
     test_origins: tuple[tuple[str, int, tuple[int, ...]], ...] = field(repr=False, default=())
     test_subjects: tuple[tuple[Event | MonitoringSignal, ...], ...] = field(repr=False, default=())
+    labels: Labels = field(repr=False, default=None)  # type: ignore[assignment]
 
     def rule(self, rule_id: str) -> RuleSpec:
         """Return the rule with this id (KeyError if there is none)."""
@@ -272,6 +288,7 @@ class Policy:
 def build_env(settings: Settings, data_classes: Sequence[DataClassSpec], units: Sequence[UnitSpec]) -> CompileEnv:
     """Return the compile environment conditions are checked and compiled against."""
     hours = settings.working_hours
+    zone = ZoneInfo(settings.timezone)
     return CompileEnv(
         class_ids=frozenset(c.id for c in data_classes),
         unit_ids=frozenset(u.id for u in units),
@@ -282,11 +299,12 @@ def build_env(settings: Settings, data_classes: Sequence[DataClassSpec], units: 
             for unit in units
             for use in unit.uses
         },
-        timezone=ZoneInfo(settings.timezone),
+        timezone=zone,
         workdays=frozenset(WEEKDAYS.index(day) for day in hours.days),
         work_start_s=hours.start.hour * 3600 + hours.start.minute * 60,
         work_end_s=hours.end.hour * 3600 + hours.end.minute * 60,
         holidays=frozenset(settings.holidays),
+        fixed_offset=fixed_offset_span(zone),
     )
 
 
@@ -308,6 +326,21 @@ def template_problem(template: str, subject: Subject) -> str | None:
             known = ", ".join(sorted(allowed))
             return f"trường không cho phép / unknown placeholder {{{name}}} (allowed: {known})"
     return None
+
+
+def _bake_title(template: str, title: str) -> str:
+    """Return the one-line template with ``{title}`` replaced by the rule's title."""
+    def escape(text: str) -> str:
+        return text.replace("{", "{{").replace("}", "}}")
+
+    parts = []
+    for literal, name, _, _ in string.Formatter().parse(" ".join(template.split())):
+        parts.append(escape(literal))
+        if name == "title":
+            parts.append(escape(_one_line(title)))
+        elif name is not None:
+            parts.append("{" + name + "}")
+    return "".join(parts)
 
 
 def compile_policy(
@@ -334,18 +367,22 @@ def compile_policy(
         for condition in conditions:
             condition.compile(env, spec.id)
         classes: frozenset[str] | None = None
+        kinds: frozenset[DestinationKind] | None = None
         stateless: list[Condition] = []
         for condition in conditions:
             if isinstance(condition, DataClassIn):
                 classes = condition.classes if classes is None else classes & condition.classes
+            elif isinstance(condition, DestinationKindIn):
+                kinds = condition.kinds if kinds is None else kinds & condition.kinds
             elif isinstance(condition, ActionIn) or condition.is_stateful:
                 continue
             else:
                 stateless.append(condition)
-        template = " ".join((spec.explanation or DEFAULT_TEMPLATES[spec.subject]).split())
+        template = _bake_title(spec.explanation or DEFAULT_TEMPLATES[spec.subject], spec.title)
         compiled.append(CompiledRule(
             spec=spec,
             classes=classes,
+            dest_kinds=kinds,
             conditions=tuple(stateless),
             stateful=next((c for c in conditions if c.is_stateful), None),
             actions=intersect_actions(conditions),
@@ -377,6 +414,7 @@ def compile_policy(
         rule_origins=dict(rule_origins or {}),
         test_origins=tuple(test_origins),
         test_subjects=tuple(tuple(s) for s in test_subjects),
+        labels=Labels.build(data_classes, units),
     )
 
 
@@ -392,18 +430,17 @@ class EventContext:
     )
 
     def __init__(self, event: Event, classifier: Classifier, state: WindowState,
-                 now: datetime | None, data_class: str | None) -> None:
+                 now: datetime | None, data_class: str | None, dest_kind: Any) -> None:
         self.event = event
-        action = self.action = event.action
+        self.action = event.action
         self.host = event.host
         self.when = event.occurred_at
         self.state = state
         self.window: tuple[int, int, int] | None = None
         self.data_class = data_class
-        dest = event.destination
         self.dest_kind = (
-            None if dest is None and action is not Action.PRINT
-            else classifier.destination_kind(action, dest)
+            classifier.destination_kind(event.action, event.destination)
+            if dest_kind is _MISSING else dest_kind
         )
         self._classifier = classifier
         self._now = now
@@ -480,20 +517,30 @@ def evaluate(event: Event, policy: Policy, state: WindowState | None, *,
     caps event times from clocks running ahead. ``state`` is updated by windowed rules
     (None: a throw-away state, so windowed rules see this event alone).
     """
-    rules = policy.rules_by_action.get(event.action)
+    action = event.action
+    rules = policy.rules_by_action.get(action)
     if not rules:
         return []
     classifier = policy.classifier
     data_class = classifier.data_class_of(event.object)
     verdicts: list[Verdict] = []
+    dest_kind: Any = _MISSING
     ctx = None
     for rule in rules:
         classes = rule.classes
         if classes is not None and data_class not in classes:
             continue
+        kinds = rule.dest_kinds
+        if kinds is not None:
+            if dest_kind is _MISSING:
+                dest = event.destination
+                dest_kind = (None if dest is None and action is not Action.PRINT
+                             else classifier.destination_kind(action, dest))
+            if dest_kind not in kinds:
+                continue
         if ctx is None:
             ctx = EventContext(event, classifier, WindowState() if state is None else state,
-                               now, data_class)
+                               now, data_class, dest_kind)
         for condition in rule.conditions:
             if not condition.matches(ctx):
                 break
@@ -524,103 +571,75 @@ def _num(value: float) -> str:
 
 def _event_verdict(rule: CompiledRule, ctx: EventContext, policy: Policy) -> Verdict:
     event = ctx.event
-    if rule.stateful is None:
+    stateful = rule.stateful
+    if stateful is None:
         obj = event.object
         key = GroupKey(event.actor, event.host, ctx.data_class, obj.path if obj is not None else None)
     else:
-        by_actor, by_host, by_class = rule.stateful.key_fields()  # type: ignore[attr-defined]
+        by_actor, by_host, by_class = stateful.key_fields()  # type: ignore[attr-defined]
         key = GroupKey(
             event.actor if by_actor else None,
             event.host if by_host else None,
             ctx.data_class if by_class else None,
             None,
         )
+    labels = policy.labels
+    facts = {name: _EVENT_FACTS[name](ctx, labels) for name in rule.fields}
     spec = rule.spec
-    facts = {name: _EVENT_FACTS[name](ctx, policy, spec) for name in rule.fields}
-    return Verdict(
-        rule_id=spec.id,
-        title=spec.title,
-        severity=spec.severity,
-        response=spec.response,
-        explanation=rule.template.format_map(facts),
-        group_key=key,
-    )
+    return Verdict(spec.id, spec.title, spec.severity, spec.response,
+                   rule.template.format_map(facts), key)
 
 
 def _signal_verdict(rule: CompiledRule, signal: MonitoringSignal) -> Verdict:
     spec = rule.spec
     facts = {
-        "title": _one_line(spec.title),
         "signal": "tác tử im lặng" if signal.kind == "agent_silent" else "thiếu sự kiện",
         "missing": _num(signal.missing),
         "silent_minutes": _num(signal.silent_seconds // 60),
         "silent_hours": _num(signal.silent_seconds // 3600),
     }
-    return Verdict(
-        rule_id=spec.id,
-        title=spec.title,
-        severity=spec.severity,
-        response=spec.response,
-        explanation=rule.template.format_map(facts),
-        group_key=GroupKey(None, signal.host, None, None),
-    )
+    return Verdict(spec.id, spec.title, spec.severity, spec.response,
+                   rule.template.format_map(facts), GroupKey(None, signal.host, None, None))
 
 
 def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def _class_of(ctx: EventContext, policy: Policy) -> DataClassSpec | None:
-    return policy.data_classes.get(ctx.data_class) if ctx.data_class else None
+@dataclass(frozen=True)
+class Labels:
+    """One-line texts for explanations, prepared once per policy (never event text)."""
+
+    class_label: dict[str, str]
+    sensitivity: dict[str, str]
+    owner_name: dict[str, str]
+    unit_name: dict[str, str]
+
+    @classmethod
+    def build(cls, data_classes: Sequence[DataClassSpec], units: Sequence[UnitSpec]) -> Labels:
+        """Return the labels of a policy's classes and units."""
+        unit_names = {u.id: _one_line(u.name) for u in units}
+        return cls(
+            class_label={c.id: _one_line(c.label) for c in data_classes},
+            sensitivity={c.id: SENSITIVITY_LABELS[c.sensitivity] for c in data_classes},
+            owner_name={c.id: unit_names.get(c.owner, "không rõ") for c in data_classes},
+            unit_name=unit_names,
+        )
 
 
-def _unit_of(ctx: EventContext, policy: Policy) -> UnitSpec | None:
-    unit = ctx.event.unit
-    return policy.units.get(unit) if unit else None
-
-
-def _fact_class_label(ctx: EventContext, policy: Policy, spec: RuleSpec) -> str:
-    found = _class_of(ctx, policy)
-    return _one_line(found.label) if found else "dữ liệu chưa phân loại"
-
-
-def _fact_sensitivity(ctx: EventContext, policy: Policy, spec: RuleSpec) -> str:
-    found = _class_of(ctx, policy)
-    return SENSITIVITY_LABELS[found.sensitivity] if found else "không rõ"
-
-
-def _fact_kind(ctx: EventContext, policy: Policy, spec: RuleSpec) -> str:
-    return str(ctx.dest_kind) if ctx.dest_kind is not None else "none"
-
-
-def _fact_kind_label(ctx: EventContext, policy: Policy, spec: RuleSpec) -> str:
-    return KIND_LABELS[ctx.dest_kind] if ctx.dest_kind is not None else "không có nơi nhận"
-
-
-def _fact_records(ctx: EventContext, policy: Policy, spec: RuleSpec) -> str:
+def _fact_records(ctx: EventContext, labels: Labels) -> str:
     obj = ctx.event.object
     count = obj.record_count if obj is not None else None
     return _num(count) if count is not None else "không rõ số"
 
 
-def _fact_unit(ctx: EventContext, policy: Policy, spec: RuleSpec) -> str:
+def _fact_unit(ctx: EventContext, labels: Labels) -> str:
     # Only a unit the policy knows is named: free text from an app never reaches the text.
-    unit = _unit_of(ctx, policy)
-    return unit.id if unit else "không rõ"
+    unit = ctx.event.unit
+    return unit if unit in labels.unit_name else "không rõ"
 
 
-def _fact_unit_name(ctx: EventContext, policy: Policy, spec: RuleSpec) -> str:
-    unit = _unit_of(ctx, policy)
-    return _one_line(unit.name) if unit else "đơn vị không có trong chính sách"
-
-
-def _fact_owner_name(ctx: EventContext, policy: Policy, spec: RuleSpec) -> str:
-    found = _class_of(ctx, policy)
-    owner = policy.units.get(found.owner) if found else None
-    return _one_line(owner.name) if owner else "không rõ"
-
-
-def _fact_purpose_state(ctx: EventContext, policy: Policy, spec: RuleSpec) -> str:
+def _fact_purpose_state(ctx: EventContext, labels: Labels) -> str:
     # The purpose text itself is never quoted: it may name a citizen.
     purpose = ctx.event.purpose
     if purpose is None or not purpose.strip():
@@ -629,27 +648,26 @@ def _fact_purpose_state(ctx: EventContext, policy: Policy, spec: RuleSpec) -> st
 
 
 def _window_part(index: int) -> Any:
-    def fact(ctx: EventContext, policy: Policy, spec: RuleSpec) -> str:
+    def fact(ctx: EventContext, labels: Labels) -> str:
         window = ctx.window or (0, 0, 0)
         return _num(window[index] // 60 if index == 2 else window[index])
     return fact
 
 
 _EVENT_FACTS: dict[str, Any] = {
-    "title": lambda ctx, policy, spec: _one_line(spec.title),
-    "class": lambda ctx, policy, spec: ctx.data_class or "không rõ",
-    "class_label": _fact_class_label,
-    "sensitivity": _fact_sensitivity,
-    "action": lambda ctx, policy, spec: str(ctx.action),
-    "action_label": lambda ctx, policy, spec: ACTION_LABELS.get(ctx.action, str(ctx.action)),
-    "kind": _fact_kind,
-    "kind_label": _fact_kind_label,
+    "class": lambda ctx, labels: ctx.data_class or "không rõ",
+    "class_label": lambda ctx, labels: labels.class_label.get(ctx.data_class, "dữ liệu chưa phân loại"),
+    "sensitivity": lambda ctx, labels: labels.sensitivity.get(ctx.data_class, "không rõ"),
+    "action": lambda ctx, labels: str(ctx.action),
+    "action_label": lambda ctx, labels: ACTION_LABELS.get(ctx.action, str(ctx.action)),
+    "kind": lambda ctx, labels: str(ctx.dest_kind) if ctx.dest_kind is not None else "none",
+    "kind_label": lambda ctx, labels: KIND_LABELS.get(ctx.dest_kind, "không có nơi nhận"),
     "records": _fact_records,
-    "pii": lambda ctx, policy, spec: _pii_summary(ctx.event.pii),
-    "pii_total": lambda ctx, policy, spec: _num(sum(ctx.event.pii.values())),
+    "pii": lambda ctx, labels: _pii_summary(ctx.event.pii),
+    "pii_total": lambda ctx, labels: _num(sum(ctx.event.pii.values())),
     "unit": _fact_unit,
-    "unit_name": _fact_unit_name,
-    "owner_name": _fact_owner_name,
+    "unit_name": lambda ctx, labels: labels.unit_name.get(ctx.event.unit, "đơn vị không có trong chính sách"),
+    "owner_name": lambda ctx, labels: labels.owner_name.get(ctx.data_class, "không rõ"),
     "purpose_state": _fact_purpose_state,
     "window_events": _window_part(0),
     "window_records": _window_part(1),

@@ -33,7 +33,6 @@ from service.policy.schemas import (
     PolicyError,
     Problem,
     RuleSpec,
-    ScopeSpec,
     Settings,
     TestCase,
     TestDocument,
@@ -137,10 +136,10 @@ def _line(node: Node | None, loc: Sequence[Any]) -> int:
                     current = value
                     line = value.start_mark.line
                     break
-        elif isinstance(current, SequenceNode) and isinstance(part, int) and not isinstance(part, bool):
-            if 0 <= part < len(current.value):
-                current = current.value[part]
-                line = current.start_mark.line
+        elif (isinstance(current, SequenceNode) and isinstance(part, int)
+              and not isinstance(part, bool) and 0 <= part < len(current.value)):
+            current = current.value[part]
+            line = current.start_mark.line
         # parts that match nothing (pydantic's union tags, a missing field) are skipped
     return line + 1
 
@@ -335,7 +334,7 @@ def _merge(docs: list[tuple[_Doc, PolicyDocument]], problems: list[Problem]
         for section, items in sections.items():
             for index, spec in enumerate(getattr(parsed, section)):
                 items.append(_Item(spec, doc, (section, index)))
-    for section, items in sections.items():
+    for items in sections.values():
         seen: dict[str, _Item] = {}
         for item in items:
             if item.spec.id in seen:

@@ -300,9 +300,11 @@ class GroupKey(NamedTuple):
     object_path: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    """One rule that fired, with a one-line Vietnamese explanation free of personal identifiers."""
+class Verdict(NamedTuple):
+    """One rule that fired, with a one-line Vietnamese explanation free of personal identifiers.
+
+    A named tuple: immutable and cheap to build on the hot path.
+    """
 
     rule_id: str
     title: str

@@ -1,11 +1,13 @@
-"""Home, health and language switch."""
+"""Home, dashboard, health and language switch."""
 
 from __future__ import annotations
 
-from flask import Blueprint, redirect, render_template, request, session, url_for
+from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
 from flask_login import current_user
 
 from service.auth.access import public, roles_required
+from service.core.db import get_session, utcnow
+from service.web.dashboard import build_dashboard
 from service.web.wiring import LANGUAGES
 
 bp = Blueprint("web", __name__)
@@ -14,22 +16,19 @@ bp = Blueprint("web", __name__)
 @bp.route("/")
 @roles_required()
 def home():
-    """Send each user to the page of their main role."""
-    for role, endpoint in (
-        ("leader", "web.dashboard"),
-        ("police", "web.dashboard"),
-        ("admin", "web.dashboard"),
-    ):
-        if current_user.has_role(role):
-            return redirect(url_for(endpoint))
+    """Send leaders, police and admins to the dashboard; officials get their start page."""
+    if current_user.has_role("leader", "police", "admin"):
+        return redirect(url_for("web.dashboard"))
     return render_template("home.html")
 
 
 @bp.route("/dashboard")
 @roles_required("leader", "police", "admin")
 def dashboard():
-    """Show the overview page."""
-    return render_template("home.html")
+    """Show the overview: incidents waiting, deadlines, alerts, silent agents, the trail."""
+    settings = current_app.config["SETTINGS"]
+    board = build_dashboard(get_session(), settings, list(current_user.roles), utcnow())
+    return render_template("dashboard.html", board=board, settings=settings)
 
 
 @bp.route("/healthz")
@@ -46,6 +45,6 @@ def set_language(code: str):
     if code in LANGUAGES:
         session["lang"] = code
     target = request.form.get("next") or url_for("web.home")
-    if not target.startswith("/") or target.startswith("//"):
+    if not target.startswith("/") or target.startswith("//") or "\\" in target:
         target = url_for("web.home")
     return redirect(target)

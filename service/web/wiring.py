@@ -1,17 +1,21 @@
-"""Web wiring: CSRF, Babel (Vietnamese first), time formatting, error pages, home."""
+"""Web wiring: CSRF, Babel (Vietnamese first), time formatting, navigation, error pages."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from flask import Flask, current_app, jsonify, render_template, request, session
 from flask_babel import Babel
+from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
 csrf = CSRFProtect()
 babel = Babel()
 LANGUAGES = ("vi", "en")
+# Catalogs live in service/translations/<lang>/LC_MESSAGES/messages.{po,mo}.
+TRANSLATIONS_DIR = Path(__file__).resolve().parent.parent / "translations"
 
 
 def select_locale() -> str:
@@ -29,9 +33,47 @@ def local_time(value: datetime | None, with_seconds: bool = False) -> str:
     return value.astimezone(zone).strftime(fmt)
 
 
+def local_date(value: datetime | None) -> str:
+    """Format an aware UTC datetime as a date in the commune's time zone (dd/mm/yyyy)."""
+    if value is None:
+        return "—"
+    zone = ZoneInfo(current_app.config["SETTINGS"].timezone)
+    return value.astimezone(zone).strftime("%d/%m/%Y")
+
+
+def iso_utc(value: datetime | None) -> str:
+    """Return an aware datetime as RFC 3339 UTC with a Z, for <time datetime> and scripts."""
+    if value is None:
+        return ""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def b64(value: bytes | None) -> str:
+    """Return bytes in standard base64, as checkpoints show hashes."""
+    import base64
+
+    return base64.b64encode(value).decode() if value else ""
+
+
+def clock_text(seconds: float) -> str:
+    """Format a span as HH:MM:SS, with whole days in front ("2 ngày 03:04:05").
+
+    static/app.js formats the same way when it keeps the clock running.
+    """
+    total = int(abs(seconds))
+    days, rest = divmod(total, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    text = f"{hours:02d}:{minutes:02d}:{secs:02d}"
+    if days:
+        text = _("%(d)s ngày", d=days) + " " + text
+    return text
+
+
 def init_app(app: Flask) -> None:
-    """Register CSRF protection, Babel, template helpers, error pages and the home views."""
-    from service.web import views
+    """Register CSRF protection, Babel, template helpers, error pages, web and admin views."""
+    from service.admin import views as admin_views
+    from service.web import labels, nav, views
 
     csrf.init_app(app)
     babel.init_app(
@@ -39,12 +81,28 @@ def init_app(app: Flask) -> None:
         locale_selector=select_locale,
         default_locale="vi",
         default_timezone=app.config["SETTINGS"].timezone,
-        default_translation_directories="translations",
+        # Absolute, so it does not depend on app.root_path (which is service/ today).
+        default_translation_directories=str(TRANSLATIONS_DIR),
     )
     app.jinja_env.filters["local_time"] = local_time
+    app.jinja_env.filters["local_date"] = local_date
+    app.jinja_env.filters["iso_utc"] = iso_utc
+    app.jinja_env.filters["clock_text"] = clock_text
+    app.jinja_env.filters["b64"] = b64
+    app.jinja_env.filters["label"] = labels.label
     app.jinja_env.globals["LANGUAGES"] = LANGUAGES
     app.jinja_env.globals["current_locale"] = select_locale
+    app.jinja_env.globals["nav_items"] = nav.nav_items
+    app.jinja_env.globals["nav_link"] = nav.link
+    app.jinja_env.globals["record_link"] = nav.record_link
+    app.jinja_env.globals["NAV"] = {
+        "incident_report": nav.INCIDENT_REPORT, "incident_mine": nav.INCIDENT_MINE,
+        "incident_list": nav.INCIDENT_LIST,
+        "incident_detail": nav.INCIDENT_DETAIL, "alert_queue": nav.ALERT_QUEUE,
+        "monthly_reports": nav.MONTHLY_REPORTS,
+    }
     app.register_blueprint(views.bp)
+    app.register_blueprint(admin_views.bp)
 
     def _wants_json() -> bool:
         return request.path.startswith("/api/")
@@ -55,7 +113,7 @@ def init_app(app: Flask) -> None:
             return jsonify(error="csrf", detail=exc.description), 400
         return render_template("error.html", code=400, message=exc.description), 400
 
-    for code in (400, 401, 403, 404, 405, 413, 429, 500):
+    for code in (400, 401, 403, 404, 405, 409, 413, 429, 500):
 
         def _handler(exc, code=code):
             if _wants_json():

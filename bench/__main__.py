@@ -1,0 +1,81 @@
+"""Run every benchmark within about ten minutes on two cores; print a table; write results.json.
+
+Each module under bench/ exposes `run(...) -> dict` of figures. Figures that have a physical
+baseline (raw SQLite inserts, raw hashing, raw inotify) are reported as ratios measured in the
+same run, because the machines are shared and noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import platform
+import sys
+import time
+import traceback
+from datetime import UTC, datetime
+from pathlib import Path
+
+# (module, callable, kwargs for a full run, kwargs for --quick)
+SUITES = [
+    ("bench.audit_bench", "run", {}, {"quick": True}),
+    ("bench.ingest_bench", "run", {}, {"quick": True}),
+    ("bench.policy_bench", "run", {"n_events": 200_000}, {"n_events": 20_000}),
+    ("bench.notify_bench", "run", {}, {"n": 20}),
+    ("bench.agent_bench", "detection_latency", {}, {"repeats": 5}),
+    ("bench.agent_bench", "memory_watching", {"n_files": 100_000}, {"n_files": 5_000}),
+]
+
+
+def _flatten(prefix: str, value, out: dict) -> None:
+    if isinstance(value, dict):
+        for key, sub in value.items():
+            _flatten(f"{prefix}.{key}" if prefix else str(key), sub, out)
+    else:
+        out[prefix] = value
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmarks and report."""
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    parser.add_argument("--only", default=None, help="run suites whose module contains this")
+    args = parser.parse_args(argv)
+    results: dict = {
+        "started_at": datetime.now(UTC).isoformat(),
+        "machine": {"python": sys.version.split()[0], "platform": platform.platform()},
+        "quick": args.quick, "suites": {},
+    }
+    failed = 0
+    for module_name, func_name, full, quick in SUITES:
+        if args.only and args.only not in module_name:
+            continue
+        label = f"{module_name.split('.')[-1]}.{func_name}"
+        start = time.perf_counter()
+        try:
+            module = importlib.import_module(module_name)
+            figures = getattr(module, func_name)(**(quick if args.quick else full))
+            status = "ok"
+        except Exception as exc:  # noqa: BLE001 - one failing suite must not hide the others
+            figures = {"error": f"{type(exc).__name__}: {exc}"}
+            traceback.print_exc()
+            status = "error"
+            failed += 1
+        results["suites"][label] = {"status": status, "seconds": round(time.perf_counter() - start, 1),
+                                    "figures": figures}
+        print(f"\n== {label} ({status}, {results['suites'][label]['seconds']} s)")
+        flat: dict = {}
+        _flatten("", figures, flat)
+        for key, value in flat.items():
+            shown = f"{value:,.3f}" if isinstance(value, float) else str(value)
+            print(f"  {key:<60} {shown}")
+    results["finished_at"] = datetime.now(UTC).isoformat()
+    out = Path(__file__).resolve().parent / "results.json"
+    out.write_text(json.dumps(results, indent=2, ensure_ascii=False), encoding="utf-8")
+    print(f"\nresults written to {out}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

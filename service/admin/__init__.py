@@ -1,0 +1,1 @@
+"""Administration pages: users and roles, ingest tokens, agents, notification and policy status."""

@@ -1,0 +1,613 @@
+"""Incident pages: report form, my reports, incident list and detail, alert queue, downloads."""
+
+from __future__ import annotations
+
+import io
+import json
+from datetime import datetime
+
+from flask import (
+    Blueprint,
+    Flask,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    send_file,
+    url_for,
+)
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_login import current_user
+from sqlalchemy import select
+
+from service.audit import log
+from service.audit.models import AuditEntry
+from service.auth.access import roles_required
+from service.auth.models import User
+from service.core.db import get_session, utcnow
+from service.incidents import forms as F
+from service.incidents import workflow as W
+from service.incidents.models import (
+    OPEN_STATES,
+    Alert,
+    AlertState,
+    Incident,
+    IncidentEvidence,
+    IncidentState,
+)
+from service.incidents.schemas import FormDefinitionError, load_form
+
+bp = Blueprint("incidents", __name__, url_prefix="/incidents")
+
+STATE_TEXT = {
+    IncidentState.REPORTED: _l("Mới báo cáo, chờ xác nhận"),
+    IncidentState.ACKNOWLEDGED: _l("Lãnh đạo đã xác nhận"),
+    IncidentState.INVESTIGATING: _l("Đang điều tra"),
+    IncidentState.CONTAINED: _l("Đã ngăn chặn"),
+    IncidentState.RESOLVED: _l("Đã khắc phục"),
+    IncidentState.CLOSED: _l("Đã đóng"),
+    IncidentState.DISMISSED: _l("Đã bác bỏ"),
+}
+ACTION_TEXT = {
+    "acknowledge": _l("Xác nhận đã nhận"),
+    "start_investigation": _l("Bắt đầu điều tra"),
+    "contain": _l("Ghi nhận đã ngăn chặn"),
+    "resolve": _l("Ghi nhận đã khắc phục"),
+    "close": _l("Đóng sự cố"),
+    "dismiss": _l("Bác bỏ sự cố"),
+}
+ACTION_DONE = {
+    "acknowledge": _l("Đã xác nhận đã nhận sự cố."),
+    "start_investigation": _l("Đã chuyển sang điều tra."),
+    "contain": _l("Đã ghi nhận ngăn chặn."),
+    "resolve": _l("Đã ghi nhận khắc phục."),
+    "close": _l("Đã đóng sự cố."),
+    "dismiss": _l("Đã bác bỏ sự cố; lãnh đạo đã được thông báo."),
+}
+ACTION_FORMS = {
+    "acknowledge": F.ConfirmForm,
+    "start_investigation": F.ConfirmForm,
+    "contain": F.ContainForm,
+    "resolve": F.ResolveForm,
+    "close": F.CloseForm,
+    "dismiss": F.ReasonForm,
+}
+ENTRY_TEXT = {
+    "incident.reported": _l("Sự cố được báo cáo"),
+    "incident.joined": _l("Ghi nhận thêm một lần vi phạm cùng nhóm"),
+    "incident.escalated": _l("Báo động: chưa được xác nhận"),
+    "incident.acknowledged": _l("Lãnh đạo xác nhận đã nhận"),
+    "incident.investigating": _l("Bắt đầu điều tra"),
+    "incident.contained": _l("Đã ngăn chặn"),
+    "incident.resolved": _l("Đã khắc phục"),
+    "incident.closed": _l("Đóng sự cố"),
+    "incident.dismissed": _l("Bác bỏ sự cố"),
+    "incident.commented": _l("Bình luận"),
+    "incident.evidence_attached": _l("Thêm bằng chứng"),
+    "incident.evidence_downloaded": _l("Tải bằng chứng"),
+    "incident.document_downloaded": _l("Tải văn bản"),
+    "incident.notice_sent": _l("Đã gửi thông báo vi phạm cho cơ quan chuyên trách"),
+    "incident.deadline_reminder": _l("Nhắc hạn thông báo 72 giờ"),
+    "notify.queued": _l("Xếp thư thông báo vào hàng đợi gửi"),
+}
+DETAIL_TEXT = {
+    "origin": _l("Nguồn"), "severity": _l("Mức độ"), "rule_id": _l("Quy tắc"),
+    "reason": _l("Lý do"), "actions": _l("Biện pháp"), "cause": _l("Nguyên nhân"),
+    "measures": _l("Biện pháp khắc phục"), "note": _l("Ghi chú"),
+    "no_notice_reason": _l("Lý do không gửi thông báo"), "level": _l("Lần báo động"),
+    "minutes_unacknowledged": _l("Số phút chưa xác nhận"), "hour": _l("Giờ thứ"),
+    "filename": _l("Tệp"), "size": _l("Kích thước (byte)"), "sha256": "SHA-256",
+    "channel": _l("Kênh"), "reference": _l("Số văn bản"), "late_reason": _l("Lý do gửi muộn"),
+    "is_late": _l("Gửi muộn"), "hit_count": _l("Số lần"), "document": _l("Văn bản"),
+    "minutes_after_report": _l("Số phút sau khi báo cáo"), "length": _l("Độ dài"),
+    "recipient": _l("Người nhận"), "kind": _l("Loại thông báo"),
+}
+DOCUMENTS = {
+    "mau_08": ("render_breach_notice_pdf", "mau-08-thong-bao-vi-pham-su-co-{id}.pdf"),
+    "bien_ban": ("render_minutes_pdf", "bien-ban-xac-nhan-su-co-{id}.pdf"),
+}
+
+
+def init_app(app: Flask) -> None:
+    """Register the incident pages."""
+    app.register_blueprint(bp)
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _settings():
+    return current_app.config["SETTINGS"]
+
+
+def _user() -> User:
+    return current_user._get_current_object()
+
+
+def _locale() -> str:
+    from service.web.wiring import select_locale
+
+    return select_locale()
+
+
+def _incident_for_user(incident_id: int) -> Incident:
+    # Someone else's report answers 404, not 403: its existence is not the official's business.
+    incident = get_session().get(Incident, incident_id)
+    if incident is None or not W.can_view(incident, _user()):
+        abort(404)
+    return incident
+
+
+def _flash_form_errors(form) -> None:
+    for field in form:
+        for error in field.errors:
+            flash(f"{field.label.text}: {error}", "error")
+
+
+def deadline_info(incident: Incident, now: datetime | None = None) -> dict | None:
+    """Describe the 72-hour notice deadline for people: remaining time or how late."""
+    if not incident.involves_personal_data or incident.notice_due_at is None:
+        return None
+    if incident.notice_sent_at is not None:
+        return {"text": _("Đã gửi thông báo"), "is_overdue": False, "is_done": True}
+    if incident.state == IncidentState.DISMISSED:
+        return None
+    now = now or utcnow()
+    seconds = int((incident.notice_due_at - now).total_seconds())
+    hours, minutes = divmod(abs(seconds) // 60, 60)
+    if seconds >= 0:
+        text = _("Còn %(h)s giờ %(m)s phút", h=hours, m=minutes)
+    else:
+        text = _("Quá hạn %(h)s giờ %(m)s phút", h=hours, m=minutes)
+    return {"text": text, "is_overdue": seconds < 0, "is_done": False}
+
+
+def _sort_key(incident: Incident):
+    # Open first, unacknowledged first, nearest 72-hour deadline first, newest first.
+    due = incident.notice_due_at.timestamp() if incident.notice_due_at and \
+        incident.notice_sent_at is None else float("inf")
+    return (not incident.is_open, incident.state != IncidentState.REPORTED, due,
+            -incident.created_at.timestamp())
+
+
+def _timeline(session, incident: Incident, user: User) -> list[dict]:
+    items: list[dict] = []
+    entries = session.scalars(
+        select(AuditEntry).where(AuditEntry.incident_id == incident.id).order_by(AuditEntry.seq)
+    )
+    for entry in entries:
+        body = json.loads(entry.body).get("body", {})
+        details = [(DETAIL_TEXT[k], body[k]) for k in DETAIL_TEXT if body.get(k) not in (None, "", [])]
+        items.append({"at": entry.recorded_at, "seq": entry.seq, "kind": entry.kind,
+                      "text": ENTRY_TEXT.get(entry.kind, entry.kind), "by": body.get("by"),
+                      "details": details, "comment": None})
+    authors = {u.id: u.username for u in session.scalars(
+        select(User).where(User.id.in_({c.author_id for c in incident.comments if c.author_id})))}
+    for comment in incident.comments:
+        items.append({"at": comment.created_at, "seq": None, "kind": "comment",
+                      "text": _("Bình luận"), "by": authors.get(comment.author_id),
+                      "details": [], "comment": comment.body})
+    items.sort(key=lambda item: item["at"])
+    return items
+
+
+def _render_detail(incident: Incident, *, forms: dict | None = None, status: int = 200):
+    session = get_session()
+    user = _user()
+    is_staff = user.has_role("police", "leader")
+    actions = W.allowed_actions(incident, user)
+    action_forms = {a: ACTION_FORMS[a]() for a in actions}
+    action_forms.update({k: v for k, v in (forms or {}).items() if k in action_forms})
+    notice_form = None
+    if W.can_record_notice(incident, user):
+        notice_form = (forms or {}).get("notice") or F.NoticeSentForm()
+        notice_form.channel.choices = [(k, _(v)) for k, v in W.NOTICE_CHANNELS.items()]
+        if notice_form.sent_at.data is None:
+            notice_form.sent_at.data = datetime.strptime(
+                F.local_now_text(_settings().timezone), F.DATETIME_FORMAT)
+    reporter = session.get(User, incident.reporter_id) if incident.reporter_id else None
+    timeline = _timeline(session, incident, user) if is_staff else []
+    if is_staff:
+        log.record(session, "audit.viewed", {"actor": user.username, "what": "incident_timeline",
+                                             "incident": incident.id}, actor=user.username)
+        session.commit()
+    own_comments = [c for c in incident.comments if c.author_id == user.id]
+    return render_template(
+        "incidents/detail.html", incident=incident, reporter=reporter, is_staff=is_staff,
+        actions=actions, action_forms=action_forms, action_text=ACTION_TEXT,
+        notice_form=notice_form, comment_form=(forms or {}).get("comment") or F.CommentForm(),
+        evidence_form=F.EvidenceForm(), timeline=timeline, own_comments=own_comments,
+        state_text=STATE_TEXT, deadline=deadline_info(incident),
+        can_contribute=W.can_contribute(incident, user),
+        form_rows=_form_rows(incident), channels=W.NOTICE_CHANNELS,
+    ), status
+
+
+def _form_rows(incident: Incident) -> list[tuple[str, str]]:
+    """Return the report form's answers as (label, text) in the form's order."""
+    from service.web.wiring import local_time
+
+    data = incident.form_data or {}
+    try:
+        definition = load_form(_settings().incident_forms_dir)
+    except FormDefinitionError:
+        return [(name, str(value)) for name, value in data.items() if value not in (None, "", [])]
+    locale = _locale()
+    rows = []
+    for spec in definition.fields:
+        value = data.get(spec.name)
+        if value in (None, "", []) or spec.role == "summary":
+            continue  # the summary is shown on its own
+        if spec.type == "select":
+            text = spec.option_label(str(value), locale)
+        elif spec.type == "checkboxes":
+            text = ", ".join(spec.option_label(v, locale) for v in value)
+        elif spec.type == "datetime":
+            try:
+                text = local_time(datetime.fromisoformat(value))
+            except (TypeError, ValueError):
+                text = str(value)
+        else:
+            text = str(value)
+        rows.append((spec.label.get(locale), text))
+    return rows
+
+
+# ---------------------------------------------------------------- report form (every user)
+
+
+@bp.route("/report", methods=["GET", "POST"])
+@roles_required()
+def report():
+    """Show and accept the incident report form."""
+    settings = _settings()
+    try:
+        definition = load_form(settings.incident_forms_dir)
+    except FormDefinitionError as exc:
+        current_app.logger.error("incident form definition invalid: %s", exc)
+        return render_template("error.html", code=500, message=None), 500
+    form_class = F.build_report_form_class(definition, _locale(), settings.timezone)
+    form = form_class()
+    if request.method == "POST":
+        if not form.validate_on_submit():
+            _flash_form_errors(form)
+            return render_template("incidents/report.html", form=form, definition=definition,
+                                   locale=_locale()), 400
+        session = get_session()
+        values = {spec.name: form[spec.name].data for spec in definition.fields}
+        args = F.report_arguments(definition, values, settings.timezone)
+        try:
+            incident = W.report_incident(session, settings, origin="report", reporter=_user(),
+                                         **args)
+            evidence_field = definition.by_role("evidence")
+            upload = values.get(evidence_field.name) if evidence_field else None
+            if upload and getattr(upload, "filename", ""):
+                W.attach_evidence(session, settings, incident, _user(), filename=upload.filename,
+                                  data=upload.read(), content_type=upload.mimetype)
+        except W.WorkflowError as exc:
+            session.rollback()
+            flash(str(exc), "error")
+            return render_template("incidents/report.html", form=form, definition=definition,
+                                   locale=_locale()), 400
+        session.commit()
+        flash(_("Đã gửi báo cáo sự cố #%(id)s. Lãnh đạo UBND xã và Công an xã đã được thông báo.",
+                id=incident.id), "ok")
+        return redirect(url_for("incidents.detail", incident_id=incident.id))
+    return render_template("incidents/report.html", form=form, definition=definition,
+                           locale=_locale())
+
+
+@bp.route("/report/print")
+@roles_required()
+def report_print():
+    """Show the blank report form for printing (for when there is no network)."""
+    settings = _settings()
+    try:
+        definition = load_form(settings.incident_forms_dir)
+    except FormDefinitionError as exc:
+        current_app.logger.error("incident form definition invalid: %s", exc)
+        return render_template("error.html", code=500, message=None), 500
+    return render_template("incidents/report_print.html", definition=definition,
+                           locale=_locale(), settings=settings)
+
+
+@bp.route("/mine")
+@roles_required()
+def mine():
+    """List the incidents the current user reported, with their state."""
+    session = get_session()
+    incidents = session.scalars(
+        select(Incident).where(Incident.reporter_id == _user().id).order_by(Incident.id.desc())
+    ).all()
+    return render_template("incidents/mine.html", incidents=incidents, state_text=STATE_TEXT)
+
+
+# ---------------------------------------------------------------- police and leaders
+
+
+@bp.route("/")
+@roles_required("police", "leader")
+def index():
+    """List incidents: open first, unacknowledged first, with the 72-hour deadline."""
+    session = get_session()
+    show = request.args.get("show", "open")
+    query = select(Incident)
+    if show == "open":
+        query = query.where(Incident.state.in_([str(s) for s in OPEN_STATES]))
+    elif show in {str(s) for s in IncidentState}:
+        query = query.where(Incident.state == show)
+    incidents = sorted(session.scalars(query.order_by(Incident.id.desc()).limit(500)),
+                       key=_sort_key)
+    open_alerts = session.scalar(
+        select(Alert.id).where(Alert.state == AlertState.OPEN).limit(1)) is not None
+    return render_template(
+        "incidents/index.html", incidents=incidents, show=show, state_text=STATE_TEXT,
+        deadlines={i.id: deadline_info(i) for i in incidents}, has_open_alerts=open_alerts,
+        states=list(IncidentState),
+    )
+
+
+@bp.route("/<int:incident_id>")
+@roles_required()
+def detail(incident_id: int):
+    """Show an incident: facts, deadline, timeline, and what the user may do now."""
+    return _render_detail(_incident_for_user(incident_id))
+
+
+@bp.route("/<int:incident_id>/acknowledge", methods=["GET", "POST"])
+@roles_required("leader", "police")
+def acknowledge(incident_id: int):
+    """Acknowledge in one click (the link in the notification leads here after login).
+
+    Police get the same mail and link: they see the incident and who may acknowledge it.
+    """
+    session = get_session()
+    incident = _incident_for_user(incident_id)
+    form = F.ConfirmForm()
+    if request.method == "POST" and form.validate_on_submit():
+        try:
+            W.acknowledge_incident(session, incident, _user())
+        except W.WorkflowPermissionError:
+            session.rollback()
+            abort(403)
+        except W.WorkflowError as exc:
+            session.rollback()
+            flash(str(exc), "error")
+            return redirect(url_for("incidents.detail", incident_id=incident.id))
+        session.commit()
+        flash(str(ACTION_DONE["acknowledge"]), "ok")
+        return redirect(url_for("incidents.detail", incident_id=incident.id))
+    acknowledged_by = session.get(User, incident.acknowledged_by_id) \
+        if incident.acknowledged_by_id else None
+    return render_template("incidents/acknowledge.html", incident=incident, form=form,
+                           state_text=STATE_TEXT, deadline=deadline_info(incident),
+                           acknowledged_by=acknowledged_by)
+
+
+@bp.route("/<int:incident_id>/transition/<action>", methods=["POST"])
+@roles_required("police", "leader")
+def transition(incident_id: int, action: str):
+    """Perform one workflow step named by `action` (a POST form with CSRF)."""
+    if action not in W.TRANSITIONS:
+        abort(404)
+    session = get_session()
+    incident = _incident_for_user(incident_id)
+    form = ACTION_FORMS[action]()
+    if not form.validate_on_submit():
+        _flash_form_errors(form)
+        return _render_detail(incident, forms={action: form}, status=400)
+    user = _user()
+    try:
+        if action == "acknowledge":
+            W.acknowledge_incident(session, incident, user)
+        elif action == "start_investigation":
+            W.start_investigation(session, incident, user)
+        elif action == "contain":
+            W.contain_incident(session, incident, user, actions=form.actions.data)
+        elif action == "resolve":
+            W.resolve_incident(session, incident, user, cause=form.cause.data,
+                               measures=form.measures.data)
+        elif action == "close":
+            W.close_incident(session, incident, user, note=form.note.data or "",
+                             no_notice_reason=form.no_notice_reason.data)
+        else:
+            W.dismiss_incident(session, incident, user, reason=form.reason.data)
+    except W.WorkflowPermissionError:
+        session.rollback()
+        abort(403)
+    except W.WorkflowError as exc:
+        session.rollback()
+        flash(str(exc), "error")
+        return _render_detail(session.get(Incident, incident_id), forms={action: form}, status=409)
+    session.commit()
+    flash(str(ACTION_DONE[action]), "ok")
+    return redirect(url_for("incidents.detail", incident_id=incident.id))
+
+
+@bp.route("/<int:incident_id>/notice-sent", methods=["POST"])
+@roles_required("leader")
+def notice_sent(incident_id: int):
+    """Record that the notice (Mẫu số 08) was sent to the authority."""
+    session = get_session()
+    incident = _incident_for_user(incident_id)
+    form = F.NoticeSentForm()
+    form.channel.choices = [(k, _(v)) for k, v in W.NOTICE_CHANNELS.items()]
+    if not form.validate_on_submit():
+        _flash_form_errors(form)
+        return _render_detail(incident, forms={"notice": form}, status=400)
+    try:
+        W.record_breach_notice_sent(
+            session, incident, _user(), sent_at=F.to_utc(form.sent_at.data, _settings().timezone),
+            channel=form.channel.data, reference=form.reference.data,
+            late_reason=form.late_reason.data,
+        )
+    except W.WorkflowError as exc:
+        session.rollback()
+        flash(str(exc), "error")
+        return _render_detail(session.get(Incident, incident_id), forms={"notice": form},
+                              status=409)
+    session.commit()
+    flash(_("Đã ghi nhận việc gửi thông báo vi phạm."), "ok")
+    return redirect(url_for("incidents.detail", incident_id=incident.id))
+
+
+@bp.route("/<int:incident_id>/comments", methods=["POST"])
+@roles_required()
+def comment(incident_id: int):
+    """Add a comment (reporter, police, leader), at any state."""
+    session = get_session()
+    incident = _incident_for_user(incident_id)
+    form = F.CommentForm()
+    if not form.validate_on_submit():
+        _flash_form_errors(form)
+        return _render_detail(incident, forms={"comment": form}, status=400)
+    try:
+        W.add_comment(session, incident, _user(), form.body.data)
+    except W.WorkflowPermissionError:
+        abort(403)
+    except W.WorkflowError as exc:
+        session.rollback()
+        flash(str(exc), "error")
+        return _render_detail(incident, forms={"comment": form}, status=400)
+    session.commit()
+    flash(_("Đã thêm bình luận."), "ok")
+    return redirect(url_for("incidents.detail", incident_id=incident.id) + "#binh-luan")
+
+
+@bp.route("/<int:incident_id>/evidence", methods=["POST"])
+@roles_required()
+def upload_evidence(incident_id: int):
+    """Add an evidence file (reporter, police, leader); it is stored encrypted."""
+    session = get_session()
+    incident = _incident_for_user(incident_id)
+    form = F.EvidenceForm()
+    upload = form.file.data if form.validate_on_submit() else None
+    if not upload or not getattr(upload, "filename", ""):
+        flash(_("Hãy chọn một tệp."), "error")
+        return redirect(url_for("incidents.detail", incident_id=incident.id) + "#bang-chung")
+    try:
+        W.attach_evidence(session, _settings(), incident, _user(), filename=upload.filename,
+                          data=upload.read(), content_type=upload.mimetype)
+    except W.WorkflowPermissionError:
+        abort(403)
+    except W.WorkflowError as exc:
+        session.rollback()
+        flash(str(exc), "error")
+        return redirect(url_for("incidents.detail", incident_id=incident.id) + "#bang-chung")
+    session.commit()
+    flash(_("Đã lưu bằng chứng (đã mã hóa)."), "ok")
+    return redirect(url_for("incidents.detail", incident_id=incident.id) + "#bang-chung")
+
+
+@bp.route("/evidence/<int:evidence_id>")
+@roles_required("police", "leader")
+def download_evidence(evidence_id: int):
+    """Download an evidence file, decrypted; the download is recorded in the trail."""
+    session = get_session()
+    evidence = session.get(IncidentEvidence, evidence_id)
+    if evidence is None:
+        abort(404)
+    try:
+        data = W.read_evidence(session, _settings(), evidence, _user())
+    except (OSError, ValueError):
+        current_app.logger.error("evidence %s unreadable or altered", evidence_id)
+        return render_template("error.html", code=500, message=None), 500
+    session.commit()
+    return send_file(io.BytesIO(data), mimetype=evidence.content_type, as_attachment=True,
+                     download_name=evidence.filename)
+
+
+@bp.route("/<int:incident_id>/documents/<document>.pdf")
+@roles_required("police", "leader")
+def document(incident_id: int, document: str):
+    """Download Mẫu số 08 (mau_08) or the biên bản xác nhận (bien_ban) as PDF (audited)."""
+    if document not in DOCUMENTS:
+        abort(404)
+    session = get_session()
+    incident = _incident_for_user(incident_id)
+    function_name, file_name = DOCUMENTS[document]
+    try:
+        from service.reports import documents
+    except ModuleNotFoundError:
+        flash(_("Chức năng tạo văn bản chưa sẵn sàng."), "error")
+        return redirect(url_for("incidents.detail", incident_id=incident.id))
+    data = getattr(documents, function_name)(incident, _settings(),
+                                             data_class_labels=_data_class_labels())
+    W.record_document_download(session, incident, _user(), document=document, data=data)
+    session.commit()
+    return send_file(io.BytesIO(data), mimetype="application/pdf", as_attachment=True,
+                     download_name=file_name.format(id=incident.id))
+
+
+def _data_class_labels() -> dict[str, str]:
+    """Return data class labels from the policy in force ({} when none is loaded)."""
+    state = current_app.extensions.get("canhgac.policy_state")
+    policy = getattr(state, "policy", None)
+    classes = getattr(policy, "data_classes", None) or {}
+    return {key: spec.label for key, spec in classes.items()}
+
+
+# ---------------------------------------------------------------- police alert queue
+
+
+@bp.route("/alerts")
+@roles_required("police")
+def alerts():
+    """List open alerts, oldest first, each with 'open incident' and 'dismiss with reason'."""
+    session = get_session()
+    rows = session.scalars(
+        select(Alert).where(Alert.state == AlertState.OPEN).order_by(Alert.created_at, Alert.id)
+        .limit(500)
+    ).all()
+    return render_template("incidents/alerts.html", alerts=rows, open_form=F.ConfirmForm(),
+                           reason_form=F.ReasonForm())
+
+
+def _open_alert(alert_id: int) -> Alert:
+    alert = get_session().get(Alert, alert_id)
+    if alert is None:
+        abort(404)
+    return alert
+
+
+@bp.route("/alerts/<int:alert_id>/open", methods=["POST"])
+@roles_required("police")
+def open_alert(alert_id: int):
+    """Open an incident from an alert (or join the open incident of its group)."""
+    session = get_session()
+    alert = _open_alert(alert_id)
+    if not F.ConfirmForm().validate_on_submit():
+        abort(400)
+    try:
+        incident = W.open_incident_from_alert(session, _settings(), alert, _user())
+    except W.WorkflowError as exc:
+        session.rollback()
+        flash(str(exc), "error")
+        return redirect(url_for("incidents.alerts"))
+    session.commit()
+    flash(_("Cảnh báo đã được chuyển thành sự cố #%(id)s.", id=incident.id), "ok")
+    return redirect(url_for("incidents.detail", incident_id=incident.id))
+
+
+@bp.route("/alerts/<int:alert_id>/dismiss", methods=["POST"])
+@roles_required("police")
+def dismiss_alert(alert_id: int):
+    """Dismiss an alert with a reason (kept in the trail)."""
+    session = get_session()
+    alert = _open_alert(alert_id)
+    form = F.ReasonForm()
+    if not form.validate_on_submit():
+        flash(_("Cần nhập lý do bác bỏ."), "error")
+        return redirect(url_for("incidents.alerts"))
+    try:
+        W.dismiss_alert(session, alert, _user(), form.reason.data)
+    except W.WorkflowError as exc:
+        session.rollback()
+        flash(str(exc), "error")
+        return redirect(url_for("incidents.alerts"))
+    session.commit()
+    flash(_("Đã bác bỏ cảnh báo."), "ok")
+    return redirect(url_for("incidents.alerts"))

@@ -1,0 +1,226 @@
+"""Enqueue notifications in the caller's transaction (flush only); the dispatcher delivers them.
+
+Each enqueued message writes a "notify.queued" audit entry, and one checkpoint is signed
+after those entries so every message carries a checkpoint that covers its own queuing: the
+recipients' mailboxes become independent witnesses of the audit trail.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import structlog
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from service.audit import log as audit_log
+from service.audit.models import Checkpoint
+from service.audit.operations import sign_checkpoint
+from service.auth.models import Role, User
+from service.config import Settings
+from service.core.db import utcnow
+from service.notify import templates
+from service.notify.models import Channel, OutboxMessage, OutboxState
+
+log = structlog.get_logger("canhgac.notify")
+
+# Set on the session when messages were enqueued; wiring wakes the dispatcher after commit.
+WAKE_KEY = "canhgac.notify.wake"
+INCIDENT_KINDS = templates.INCIDENT_KINDS
+DEFAULT_ROLES = (Role.LEADER, Role.POLICE)
+# Greeting of the single webhook / command message of an event (it has no one recipient).
+GROUP_RECIPIENT = "Lãnh đạo UBND xã và Công an xã"
+
+
+@dataclass(frozen=True)
+class _Planned:
+    channel: Channel
+    user: User | None
+    address: str | None
+
+
+def _settings(settings: Settings | None) -> Settings:
+    if settings is not None:
+        return settings
+    from flask import current_app
+
+    return current_app.config["SETTINGS"]
+
+
+def default_recipients(session: Session) -> list[User]:
+    """Return every active user with role leader or police, by id."""
+    users = session.scalars(select(User).where(User.is_disabled.is_(False)).order_by(User.id))
+    return [user for user in users if user.has_role(*DEFAULT_ROLES)]
+
+
+def _plan(users: Iterable[User], settings: Settings) -> list[_Planned]:
+    planned: list[_Planned] = []
+    seen: set[int] = set()
+    for user in users:
+        if user.is_disabled or user.id in seen:
+            continue
+        seen.add(user.id)
+        email = (user.email or "").strip()
+        if email:
+            # Enqueued even without smtp_host: the message waits, visible, until SMTP is set.
+            planned.append(_Planned(Channel.EMAIL, user, email))
+        else:
+            log.warning("notify_recipient_without_email", recipient=user.username)
+    if settings.webhook_url:
+        planned.append(_Planned(Channel.WEBHOOK, None, None))
+    if settings.notify_command:
+        planned.append(_Planned(Channel.COMMAND, None, None))
+    return planned
+
+
+def message_domain(settings: Settings) -> str:
+    """Return the right-hand side of our Message-IDs: the host part of the audit origin."""
+    host = settings.audit_origin.split("/", 1)[0].strip().lower()
+    return "".join(ch for ch in host if ch.isalnum() or ch in ".-") or "canhgac"
+
+
+def message_id_for(row_id: int, incident_id: int | None, settings: Settings) -> str:
+    """Return the stable Message-ID of an outbox row (the same on every retry)."""
+    return f"<outbox-{row_id}.{incident_id or 0}@{message_domain(settings)}>"
+
+
+def incident_link(incident_id: int, kind: str, settings: Settings) -> str:
+    """Return the link a notification carries: acknowledge for new or escalated incidents."""
+    base = settings.base_url.rstrip("/")
+    if kind in templates.ACK_KINDS:
+        return f"{base}/incidents/{incident_id}/acknowledge"
+    return f"{base}/incidents/{incident_id}"
+
+
+def _enqueue(
+    session: Session, settings: Settings, planned: Sequence[_Planned], *, kind: str,
+    incident_id: int | None, link: str | None, render,
+) -> list[OutboxMessage]:
+    if not planned:
+        log.warning("notify_no_recipient", kind=kind, incident_id=incident_id)
+        return []
+    now = utcnow()
+    messages = [
+        OutboxMessage(
+            created_at=now, kind=kind, channel=item.channel, incident_id=incident_id,
+            recipient_id=item.user.id if item.user else None,
+            recipient_username=item.user.username if item.user else None,
+            address=item.address, subject="", body="", link=link,
+            state=OutboxState.PENDING, attempts=0, next_attempt_at=now, is_failing=False,
+        )
+        for item in planned
+    ]
+    session.add_all(messages)
+    session.flush()
+    for message in messages:
+        message.message_id = message_id_for(message.id, incident_id, settings)
+    audit_log.append_entries(session, [
+        audit_log.PendingEntry(
+            "notify.queued",
+            {"message": m.id, "channel": m.channel, "recipient": m.recipient_username,
+             "kind": kind, "incident_id": incident_id},
+            {"incident_id": incident_id},
+        )
+        for m in messages
+    ])
+    # Signed after the queued entries, so the checkpoint in the mail covers them too.
+    checkpoint: Checkpoint = sign_checkpoint(session, settings)
+    for message, item in zip(messages, planned, strict=True):
+        name = (item.user.full_name or item.user.username) if item.user else GROUP_RECIPIENT
+        rendered = render(name, checkpoint)
+        message.subject = rendered.subject
+        message.body = rendered.body
+        message.checkpoint_id = checkpoint.id
+    session.flush()
+    session.info[WAKE_KEY] = True
+    return messages
+
+
+def notify_incident(
+    session: Session, incident, *, kind: str, recipients: list[User] | None = None,
+    extra_text: str = "", settings: Settings | None = None,
+) -> list[OutboxMessage]:
+    """Enqueue one message per recipient per configured channel about an incident event.
+
+    kind is one of created, escalated, dismissed, deadline_reminder, acknowledged.
+    recipients None means every active leader and police user; disabled users are skipped.
+    Flushes only: the messages leave after the caller commits.
+    """
+    if kind not in INCIDENT_KINDS:
+        raise ValueError(f"unknown incident notification kind {kind!r}")
+    settings = _settings(settings)
+    if incident.id is None:
+        session.flush()
+    users = default_recipients(session) if recipients is None else recipients
+    link = incident_link(incident.id, kind, settings)
+
+    def render(name: str, checkpoint: Checkpoint) -> templates.RenderedMail:
+        return templates.render_incident_mail(
+            kind, incident, settings, recipient_name=name, link=link, extra_text=extra_text,
+            checkpoint_note=checkpoint.note, checkpoint_size=checkpoint.size,
+        )
+
+    return _enqueue(session, settings, _plan(users, settings), kind=kind,
+                    incident_id=incident.id, link=link, render=render)
+
+
+def notify_users(
+    session: Session, users: Iterable[User], *, subject: str, text: str, kind: str,
+    incident_id: int | None = None, link: str | None = None, settings: Settings | None = None,
+) -> list[OutboxMessage]:
+    """Enqueue a generic notification (e.g. the monthly report reminder) to the given users."""
+    settings = _settings(settings)
+
+    def render(name: str, checkpoint: Checkpoint) -> templates.RenderedMail:
+        return templates.render_user_mail(
+            subject, text, settings, recipient_name=name, link=link,
+            checkpoint_note=checkpoint.note, checkpoint_size=checkpoint.size,
+        )
+
+    return _enqueue(session, settings, _plan(users, settings), kind=kind,
+                    incident_id=incident_id, link=link, render=render)
+
+
+def prune_delivered(session: Session, settings: Settings, now: datetime | None = None) -> int:
+    """Delete delivered rows older than the retention; their audit entries stay. Flush only."""
+    now = now or utcnow()
+    cutoff = now - timedelta(days=settings.notify_retention_days)
+    result = session.execute(
+        delete(OutboxMessage)
+        .where(OutboxMessage.state == OutboxState.DELIVERED, OutboxMessage.delivered_at < cutoff)
+        .execution_options(synchronize_session=False)
+    )
+    count = result.rowcount or 0
+    if count:
+        audit_log.record(session, "notify.pruned",
+                         {"count": count, "delivered_before": cutoff.isoformat()})
+    return count
+
+
+def outbox_summary(session: Session) -> dict:
+    """Return counts of pending, failing and delivered messages per channel, and the oldest wait."""
+    rows = session.execute(
+        select(OutboxMessage.channel, OutboxMessage.state, OutboxMessage.is_failing,
+               func.count(), func.min(OutboxMessage.created_at))
+        .group_by(OutboxMessage.channel, OutboxMessage.state, OutboxMessage.is_failing)
+    )
+    summary: dict = {"pending": 0, "failing": 0, "delivered": 0, "by_channel": {},
+                     "oldest_pending_at": None}
+    for channel, state, is_failing, count, oldest in rows:
+        per = summary["by_channel"].setdefault(channel, {"pending": 0, "failing": 0,
+                                                         "delivered": 0})
+        if state == OutboxState.DELIVERED:
+            summary["delivered"] += count
+            per["delivered"] += count
+            continue
+        summary["pending"] += count
+        per["pending"] += count
+        if is_failing:
+            summary["failing"] += count
+            per["failing"] += count
+        if oldest is not None and (summary["oldest_pending_at"] is None
+                                   or oldest < summary["oldest_pending_at"]):
+            summary["oldest_pending_at"] = oldest
+    return summary

@@ -1,0 +1,1 @@
+"""Official documents (Decree 30 layout), the monthly report and its reminders."""

@@ -1,0 +1,479 @@
+"""PII file scanners: real xlsx/csv/docx/pdf/zip files, legacy encodings, limits, bad files."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import logging
+import os
+import random
+import time
+import unicodedata
+import zipfile
+from pathlib import Path
+
+import docx
+import openpyxl
+import pytest
+
+from service.pii import ScanResult, scan_file
+from service.pii.detectors import PROVINCE_CODES
+
+PROVINCES = sorted(PROVINCE_CODES)
+HEADER = ["STT", "Họ và tên", "Số CCCD", "Số điện thoại", "Số tài khoản", "Ngày sinh", "Trợ cấp"]
+NAMES = ["Nguyễn Văn Bình", "Hoàng Thị Lan", "Lý Văn Tú", "Nông Thị Hoa", "Vi Văn Thắng"]
+TONE_MARKS = {"\u0300", "\u0301", "\u0303", "\u0309", "\u0323"}
+
+
+def make_cccd(rng: random.Random) -> str:
+    # Never ending in 0000: an integer cell ending so reads as a round amount, not an ID.
+    rest = rng.randint(0, 999_999)
+    while rest % 10_000 == 0:
+        rest = rng.randint(0, 999_999)
+    year = rng.randint(1930, 2012)
+    century = (year // 100 - 19) * 2 + rng.randint(0, 1)
+    return f"{rng.choice(PROVINCES)}{century}{year % 100:02d}{rest:06d}"
+
+
+def make_phone(rng: random.Random) -> str:
+    rest = rng.randint(1, 99_999_999)
+    while rest % 10_000 == 0:
+        rest = rng.randint(1, 99_999_999)
+    return f"0{rng.choice('35789')}{rest:08d}"
+
+
+def citizen_rows(n: int, n_phones: int, seed: int = 6) -> list[dict]:
+    """Rows of a social-welfare list: ID, phone for the first n_phones, bank account, amount."""
+    rng = random.Random(seed)
+    return [
+        {
+            "stt": i + 1,
+            "name": rng.choice(NAMES),
+            "cccd": make_cccd(rng),
+            "phone": make_phone(rng) if i < n_phones else "",
+            "bank": f"10{rng.randint(0, 10**10 - 1):010d}",  # 12 digits, like VietinBank
+            "born": dt.datetime(rng.randint(1940, 2010), rng.randint(1, 12), rng.randint(1, 28)),
+            "amount": rng.choice([500_000, 1_200_000, 2_160_000]),
+        }
+        for i in range(n)
+    ]
+
+
+def write_xlsx(path: Path, rows: list[dict]) -> None:
+    """Write the list as a commune clerk would: some IDs and phones typed as numbers."""
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.title = "Danh sách"
+    ws.append(["DANH SÁCH CHI TRẢ TRỢ CẤP XÃ HỘI - XÃ NHÂN LÝ"])
+    ws.append(HEADER)
+    for i, row in enumerate(rows):
+        as_number = i % 2 == 0
+        ws.append(
+            [
+                row["stt"],
+                row["name"],
+                int(row["cccd"]) if as_number else row["cccd"],  # 11 digits when a number
+                int(row["phone"]) if as_number and row["phone"] else row["phone"] or None,
+                int(row["bank"]),
+                row["born"],
+                row["amount"],
+            ]
+        )
+        ws.cell(ws.max_row, 6).number_format = "dd/mm/yyyy"
+        ws.cell(ws.max_row, 7).number_format = "#,##0"
+    wb.save(path)
+
+
+def write_csv_like_excel(path: Path, rows: list[dict], *, encoding: str = "utf-8-sig") -> None:
+    """Write the list as Excel's "Save As CSV" would: numbers lose their leading zeros."""
+    with open(path, "w", newline="", encoding=encoding) as f:
+        w = csv.writer(f)
+        w.writerow(["DANH SÁCH CHI TRẢ TRỢ CẤP XÃ HỘI - XÃ NHÂN LÝ"])
+        w.writerow(HEADER)
+        for i, row in enumerate(rows):
+            as_number = i % 2 == 0
+            w.writerow(
+                [
+                    row["stt"],
+                    row["name"],
+                    str(int(row["cccd"])) if as_number else row["cccd"],
+                    str(int(row["phone"])) if as_number and row["phone"] else row["phone"],
+                    row["bank"],
+                    row["born"].strftime("%d/%m/%Y"),
+                    row["amount"],
+                ]
+            )
+
+
+def to_cp1258(text: str) -> bytes:
+    """Encode Vietnamese the Windows-1258 way: base letters precomposed, tone marks combining."""
+    out = []
+    for ch in unicodedata.normalize("NFC", text):
+        parts = unicodedata.normalize("NFD", ch)
+        base = unicodedata.normalize("NFC", "".join(c for c in parts if c not in TONE_MARKS))
+        out.append(base + "".join(c for c in parts if c in TONE_MARKS))
+    return "".join(out).encode("cp1258")
+
+
+def assert_counts(result: ScanResult, **expected: int) -> None:
+    assert result.error is None
+    assert result.pii_counts() == expected
+
+
+# --- spreadsheets and CSV ------------------------------------------------------------------------
+
+
+def test_xlsx_citizen_list_counts_ids_with_lost_leading_zeros(tmp_path: Path) -> None:
+    rows = citizen_rows(60, 25)
+    path = tmp_path / "chi-tra-tro-cap.xlsx"
+    write_xlsx(path, rows)
+
+    result = scan_file(path)
+
+    assert result.file_kind == "xlsx"
+    # Bank accounts (own column) and amounts are not identifiers; every ID and phone counts.
+    assert_counts(result, cccd=60, phone=25)
+    assert result.record_count == 60
+    assert result.rows_scanned == 62
+    assert result.cccd_confidence_min == 1.0
+    assert not result.is_truncated
+
+
+def test_xlsx_integer_cells_only_gain_a_zero_where_an_id_or_phone_fits(tmp_path: Path) -> None:
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.append(["Mã", "Giá trị"])
+    ws.append(["id mất số 0", 20185123456])  # counts: 020185123456
+    ws.append(["sđt mất số 0", 912345678])  # counts: 0912345678
+    ws.append(["số tiền tròn", 20_100_000_000])  # ends in 0000: an amount
+    ws.append(["tỉnh không có", 99_123_456_789])  # 099 is no province
+    ws.append(["số 9 chữ số", 212345678])  # 02x is no mobile prefix
+    ws.append(["định dạng tiền", 20185123457])
+    ws.cell(ws.max_row, 2).number_format = "#,##0"
+    ws.append(["số thực", 20185123458.0])  # a float that is an integer: same as an int
+    ws.append(["số thực 2", 1.5])
+    path = tmp_path / "so.xlsx"
+    wb.save(path)
+
+    assert_counts(scan_file(path), cccd=2, phone=1)
+
+
+def test_header_names_id_and_bhxh_columns(tmp_path: Path) -> None:
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.append(["Họ tên", "Số định danh cá nhân", "Mã số BHXH", "Ghi chú"])
+    ws.append(["Hà Nội", 1185123456, 112345678, 1185123456])  # 001185123456, 0112345678
+    ws.append(["Cao Bằng", "4301123456", "0312345678", ""])  # text that lost zeros too
+    ws.append(["Lạng Sơn", 20185123456, 2012345678, "ĐT 0912345678"])
+    path = tmp_path / "cot.xlsx"
+    wb.save(path)
+
+    # Outside the ID column a 10-digit number is not padded: it reads as a BHXH number.
+    assert_counts(scan_file(path), cccd=3, bhxh=4, phone=1)
+
+
+def test_csv_save_as_gives_the_same_counts_as_the_workbook(tmp_path: Path) -> None:
+    rows = citizen_rows(40, 17, seed=7)
+    write_xlsx(tmp_path / "a.xlsx", rows)
+    write_csv_like_excel(tmp_path / "a.csv", rows)
+
+    from_xlsx = scan_file(tmp_path / "a.xlsx")
+    from_csv = scan_file(tmp_path / "a.csv")
+
+    assert_counts(from_csv, cccd=40, phone=17)
+    assert from_csv.counts == from_xlsx.counts
+    assert from_csv.record_count == from_xlsx.record_count == 40
+    assert from_csv.encoding == "utf-8-sig"
+
+
+def test_legacy_cp1258_csv_is_decoded_and_its_labels_understood(tmp_path: Path) -> None:
+    rows = citizen_rows(30, 30, seed=8)
+    buffer = io.StringIO()
+    w = csv.writer(buffer, delimiter=";")
+    w.writerow(["Họ và tên", "Số CCCD", "Điện thoại", "Số tài khoản", "Ghi chú"])
+    for row in rows:
+        w.writerow([row["name"], row["cccd"], row["phone"], row["bank"], "Thôn Bản Chắt"])
+    data = to_cp1258(buffer.getvalue())
+    with pytest.raises(UnicodeDecodeError):
+        data.decode("utf-8")
+    path = tmp_path / "danh-sach-cu.csv"
+    path.write_bytes(data)
+
+    result = scan_file(path)
+
+    assert result.encoding == "cp1258"
+    # The bank column is dropped only if "Số tài khoản" was decoded and normalized correctly.
+    assert_counts(result, cccd=30, phone=30)
+
+
+def test_utf16_tab_separated_text_as_excel_unicode_text_writes_it(tmp_path: Path) -> None:
+    lines = ["Họ tên\tCCCD\tĐiện thoại", "Nông Thị Hoa\t020301123456\t0987654321"]
+    path = tmp_path / "unicode.txt"
+    path.write_bytes("\r\n".join(lines).encode("utf-16"))  # with BOM
+
+    result = scan_file(path)
+
+    assert result.encoding == "utf-16"
+    assert_counts(result, cccd=1, phone=1)
+
+
+def test_utf16_without_bom_is_recognised(tmp_path: Path) -> None:
+    path = tmp_path / "khong-bom.csv"
+    path.write_bytes("Tên,CCCD\nLan,020301123456\n".encode("utf-16-le"))
+    result = scan_file(path)
+    assert result.encoding == "utf-16-le"
+    assert_counts(result, cccd=1)
+
+
+def test_csv_with_a_stray_quote_falls_back_to_text(tmp_path: Path) -> None:
+    body = ['Tên,CCCD', '"Lan,020301123456'] + [f"Bình,02018512{i:04d}" for i in range(1, 2000)]
+    body.append("x" * 200_000)  # longer than the csv module's field limit once quoted
+    path = tmp_path / "loi-ngoac.csv"
+    path.write_text("\n".join(body), encoding="utf-8")
+
+    result = scan_file(path)
+
+    assert_counts(result, cccd=2000)
+
+
+# --- Word and PDF ------------------------------------------------------------------------------
+
+
+def test_docx_paragraphs_tables_and_headers(tmp_path: Path) -> None:
+    document = docx.Document()
+    document.sections[0].header.paragraphs[0].text = "Người lập: Vi Văn Thắng, ĐT 0912 345 678"
+    document.add_heading("BIÊN BẢN XÁC MINH HỘ NGHÈO", level=1)
+    document.add_paragraph("Ông Lý Văn Tú, CCCD số 020185123456, email tu.ly@gmail.com.")
+    document.add_paragraph("Số tiền hỗ trợ 1.200.000 đồng; số tài khoản 101234567890.")
+    table = document.add_table(rows=3, cols=3)
+    for r, (name, cccd, phone) in enumerate(
+        [("Hoàng Thị Lan", "020301123456", "0387654321"), ("Nông Thị Hoa", "004185000123", "")]
+    ):
+        for c, value in enumerate((name, cccd, phone)):
+            table.cell(r, c).text = value
+    merged = table.cell(2, 0).merge(table.cell(2, 2))
+    merged.text = "Ghi chú chung: 020199123456"  # one merged cell, counted once
+    path = tmp_path / "bien-ban.docx"
+    document.save(path)
+
+    result = scan_file(path)
+
+    assert result.file_kind == "docx"
+    assert_counts(result, cccd=4, phone=2, email=1)
+    assert result.record_count == 5
+
+
+def test_pdf_made_by_weasyprint(tmp_path: Path) -> None:
+    weasyprint = pytest.importorskip("weasyprint")
+    rows = citizen_rows(12, 5, seed=9)
+    cells = "".join(
+        f"<tr><td>{r['name']}</td><td>{r['cccd']}</td><td>{r['phone']}</td></tr>" for r in rows
+    )
+    html = (
+        "<html><body><h1>DANH SÁCH NGƯỜI CAO TUỔI</h1>"
+        "<p>Xã Nhân Lý, tỉnh Lạng Sơn. Kinh phí 120.000.000 đồng.</p>"
+        f"<table>{cells}</table></body></html>"
+    )
+    path = tmp_path / "danh-sach.pdf"
+    weasyprint.HTML(string=html).write_pdf(path)
+
+    result = scan_file(path)
+
+    assert result.file_kind == "pdf"
+    assert_counts(result, cccd=12, phone=5)
+    assert result.record_count == 12
+
+
+# --- archives ----------------------------------------------------------------------------------
+
+
+def test_zip_with_a_workbook_a_csv_and_a_nested_zip(tmp_path: Path) -> None:
+    rows = citizen_rows(20, 8, seed=10)
+    write_xlsx(tmp_path / "a.xlsx", rows)
+    inner = io.BytesIO()
+    with zipfile.ZipFile(inner, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("ghi-chu.txt", "Liên hệ 0912345678 hoặc 0987.654.321\n")
+    path = tmp_path / "ho-so.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        z.write(tmp_path / "a.xlsx", "2026/chi-tra.xlsx")
+        z.writestr("2026/", "")
+        z.writestr("danh-ba.csv", "Tên,ĐT\nLan,0388888123\n")
+        z.writestr("cu.zip", inner.getvalue())
+
+    result = scan_file(path)
+
+    assert result.file_kind == "zip"
+    assert_counts(result, cccd=20, phone=8 + 1 + 2)
+    assert result.members_scanned == 4  # xlsx, csv, inner zip, its txt
+    assert result.members_skipped == 0
+    assert not result.is_truncated
+
+
+def nest(payload_name: str, payload: bytes, levels: int) -> bytes:
+    data, name = payload, payload_name
+    for level in range(levels):
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as z:
+            z.writestr(name, data)
+        data, name = buffer.getvalue(), f"lop-{level}.zip"
+    return data
+
+
+def test_archives_nest_at_most_two_deep(tmp_path: Path) -> None:
+    two = tmp_path / "hai.zip"
+    two.write_bytes(nest("a.txt", b"CCCD 020185123456\n", 2))
+    three = tmp_path / "ba.zip"
+    three.write_bytes(nest("a.txt", b"CCCD 020185123456\n", 3))
+
+    assert_counts(scan_file(two), cccd=1)
+    deep = scan_file(three)
+    assert deep.error is None
+    assert deep.total == 0
+    assert deep.is_truncated
+
+
+def test_zip_bomb_member_is_skipped_quickly(tmp_path: Path) -> None:
+    path = tmp_path / "bom.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("bom.txt", b"0" * (48 * 1024 * 1024))  # ~1000:1
+        z.writestr("that.txt", "ĐT 0912345678\n")
+    assert path.stat().st_size < 200_000
+
+    started = time.monotonic()
+    result = scan_file(path)
+
+    assert time.monotonic() - started < 5
+    assert_counts(result, phone=1)
+    assert result.is_truncated
+    assert result.members_skipped == 1
+
+
+def test_archive_member_and_size_budgets(tmp_path: Path) -> None:
+    path = tmp_path / "nhieu.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        for i in range(30):
+            z.writestr(f"{i:02d}.txt", f"ĐT 09{i:08d}\n" + "Thôn Bản Chắt\n" * 50)
+
+    capped = scan_file(path, max_archive_members=10)
+    assert capped.pii_counts() == {"phone": 10}
+    assert capped.is_truncated
+
+    small = scan_file(path, max_archive_bytes=5 * 700)
+    assert 0 < small.counts["phone"] < 30
+    assert small.is_truncated
+
+    whole = scan_file(path)
+    assert_counts(whole, phone=30)
+    assert not whole.is_truncated
+
+
+def test_office_container_that_inflates_too_far_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "bom.xlsx"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("[Content_Types].xml", "<Types/>")
+        z.writestr("xl/workbook.xml", "<workbook/>")
+        z.writestr("xl/worksheets/sheet1.xml", b" " * (16 * 1024 * 1024))
+    result = scan_file(path)
+    assert result.error is None
+    assert result.is_truncated
+    assert result.total == 0
+
+
+# --- limits, sniffing, bad input -----------------------------------------------------------------
+
+
+def test_text_over_max_bytes_counts_only_whole_lines_read(tmp_path: Path) -> None:
+    lines = [f"Hộ {i}: ông A, CCCD 0201{i:08d}" for i in range(5000)]
+    data = "\n".join(lines).encode("utf-8")
+    path = tmp_path / "dai.txt"
+    path.write_bytes(data)
+    limit = 20_000
+
+    result = scan_file(path, max_bytes=limit)
+
+    whole_lines = data[:limit].count(b"\n")
+    assert result.is_truncated
+    assert result.counts["cccd"] == whole_lines
+    assert result.error is None
+
+
+def test_time_budget_truncates_instead_of_hanging(tmp_path: Path) -> None:
+    path = tmp_path / "a.txt"
+    path.write_text("CCCD 020185123456\n" * 1000, encoding="utf-8")
+    result = scan_file(path, max_seconds=0)
+    assert result.is_truncated
+    assert result.error is None
+    assert scan_file(path).counts["cccd"] == 1000
+
+
+def test_record_count_is_the_lines_with_identifiers(tmp_path: Path) -> None:
+    path = tmp_path / "ghi-chep.txt"
+    path.write_text(
+        "Biên bản họp thôn\nÔng A 020185123456, ĐT 0912345678\n\nBà B 0387654321\nHết.\n",
+        encoding="utf-8",
+    )
+    result = scan_file(path)
+    assert result.record_count == 2
+    assert result.rows_scanned == 5
+    assert result.file_kind == "text"
+
+
+def test_unknown_extensions_are_sniffed(tmp_path: Path) -> None:
+    write_xlsx(tmp_path / "a.xlsx", citizen_rows(3, 3))
+    (tmp_path / "bang.bin").write_bytes((tmp_path / "a.xlsx").read_bytes())
+    (tmp_path / "ghi.dat").write_text("ĐT 0912345678\n", encoding="utf-8")
+    weasyprint = pytest.importorskip("weasyprint")
+    weasyprint.HTML(string="<p>CCCD 020185123456</p>").write_pdf(tmp_path / "in.tmp")
+
+    assert scan_file(tmp_path / "bang.bin").file_kind == "xlsx"
+    assert_counts(scan_file(tmp_path / "bang.bin"), cccd=3, phone=3)
+    assert scan_file(tmp_path / "ghi.dat").file_kind == "text"
+    assert_counts(scan_file(tmp_path / "ghi.dat"), phone=1)
+    assert scan_file(tmp_path / "in.tmp").file_kind == "pdf"
+    assert_counts(scan_file(tmp_path / "in.tmp"), cccd=1)
+
+
+def _corrupt_cases(tmp_path: Path) -> dict[str, bytes]:
+    write_xlsx(tmp_path / "real.xlsx", citizen_rows(50, 10))
+    real = (tmp_path / "real.xlsx").read_bytes()
+    return {
+        "cat-doi.xlsx": real[: len(real) // 2],
+        "rac.xlsx": b"PK\x03\x04" + os.urandom(500),
+        "rac.docx": os.urandom(2000),
+        "rac.pdf": b"%PDF-1.7\n" + os.urandom(2000),
+        "rac.zip": b"PK\x03\x04 020185123456 " + os.urandom(300),
+        "cu.xls": b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + os.urandom(1000),
+        "nhi-phan.bin": bytes(range(256)) * 8,
+    }
+
+
+def test_corrupt_files_give_an_error_not_an_exception(tmp_path: Path) -> None:
+    for name, data in _corrupt_cases(tmp_path).items():
+        path = tmp_path / name
+        path.write_bytes(data)
+        result = scan_file(path)
+        assert isinstance(result.error, str), name
+        assert "020185123456" not in result.error
+    missing = scan_file(tmp_path / "khong-co.txt")
+    assert missing.error is not None and "FileNotFoundError" in missing.error
+    assert scan_file(tmp_path).error is not None  # a directory
+
+
+def test_values_never_reach_logs_or_results(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    secret_id, secret_phone = "020185987651", "0912987654"
+    paths = []
+    for name, data in _corrupt_cases(tmp_path).items():
+        paths.append(tmp_path / name)
+        paths[-1].write_bytes(data + secret_id.encode())
+    good = tmp_path / f"{secret_id}.csv"
+    good.write_text(f"CCCD,ĐT\n{secret_id},{secret_phone}\n", encoding="utf-8")
+    paths.append(good)
+
+    results = [scan_file(path) for path in paths]
+
+    assert results[-1].pii_counts() == {"cccd": 1, "phone": 1}
+    for text in [caplog.text, *map(repr, results)]:
+        assert secret_id not in text
+        assert secret_phone not in text
