@@ -13,6 +13,7 @@ from wtforms import (
     StringField,
     ValidationError,
 )
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, EqualTo, Length, Optional, Regexp
 
 from service.auth.models import UNITS, Role
@@ -31,14 +32,15 @@ def _strip(value: str | None) -> str | None:
     return value.strip() if isinstance(value, str) else value
 
 
-def role_choices() -> list[tuple[str, object]]:
-    """Return (code, translated name) for every role."""
-    return [(role.value, ROLE_NAMES[role.value]) for role in Role]
+def role_choices() -> list[SelectChoice]:
+    """Return a choice (code, translated name) for every role."""
+    return [SelectChoice(role.value, ROLE_NAMES[role.value]) for role in Role]
 
 
-def unit_choices() -> list[tuple[str, object]]:
-    """Return (code, translated name) for every unit, with "none" first."""
-    return [("", _l("— Không thuộc đơn vị nào —"))] + [(code, UNIT_NAMES[code]) for code in UNITS]
+def unit_choices() -> list[SelectChoice]:
+    """Return a choice (code, translated name) for every unit, with "none" first."""
+    return [SelectChoice("", _l("— Không thuộc đơn vị nào —"))] + [
+        SelectChoice(code, UNIT_NAMES[code]) for code in UNITS]
 
 
 def _min_password_length() -> int:
@@ -76,7 +78,7 @@ class RolesField(SelectMultipleField):
 
     def pre_validate(self, form) -> None:
         """Refuse codes that are not roles, with a translated message."""
-        valid = {code for code, _ in self.choices}
+        valid = {choice.value for choice in self.choices}
         if any(value not in valid for value in self.data or []):
             raise ValidationError(_l("Vai trò không hợp lệ."))
 

@@ -409,23 +409,20 @@ class FingerprintIndex:
         return summary
 
     def _removed_under(self, root: str) -> list[IndexedFile]:
-        # Stream the rows of this root and keep only the (few) whose file is gone.
-        gone: list[IndexedFile] = []
+        # Stream the paths of this root; only the (few) whose file is gone are loaded fully.
+        gone_paths: list[str] = []
         with self._lock:
-            cursor = self._conn.execute(
-                _SELECT + "WHERE root = ?", (self.key(root),)
-            )
-            rows = iter(cursor.fetchmany, [])
-            for chunk in rows:
-                for row in chunk:
+            cursor = self._conn.execute("SELECT path FROM protected_files WHERE root = ?",
+                                        (self.key(root),))
+            for chunk in iter(cursor.fetchmany, []):
+                for (path,) in chunk:
                     try:
-                        st = os.lstat(row[0])
+                        is_gone = not stat.S_ISREG(os.lstat(path).st_mode)
                     except OSError:
-                        gone.append(_row_to_file(row))
-                        continue
-                    if not stat.S_ISREG(st.st_mode):
-                        gone.append(_row_to_file(row))
-        return gone
+                        is_gone = True
+                    if is_gone:
+                        gone_paths.append(path)
+        return [entry for entry in map(self.get, gone_paths) if entry is not None]
 
     # --- egress bookkeeping ---
 

@@ -1,32 +1,103 @@
-"""Evidence bundles: entries, inclusion proofs, a signed checkpoint and an offline verifier."""
+"""Evidence bundles: entries, inclusion proofs, a signed checkpoint and an offline verifier.
+
+A bundle is a zip (docs/audit-log.md, "Evidence bundle"):
+
+* ``entries.jsonl`` — one line per entry, ascending ``seq``:
+  ``{"seq": n, "body": "<entry bytes as a JSON string>", "inclusion_proof": ["<base64>", …]}``;
+* ``checkpoint.txt`` — the signed checkpoint every proof leads to;
+* ``verifier.key`` — the server's verifier key (compare it with the copy kept on paper);
+* ``manifest.json`` — what was exported, when, by whom, and the SHA-256 of the files above;
+* ``manifest.sig`` — a signed note binding manifest.json, so no line can be dropped unnoticed;
+* ``README.txt`` (Vietnamese, then English) and ``verify_bundle.py`` (needs only Python and
+  ``cryptography``).
+"""
 
 from __future__ import annotations
 
 import base64
+import hashlib
+import io
 import json
 import zipfile
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 from sqlalchemy.orm import Session
 
 from service.audit import log, merkle
-from service.audit.checkpoint import NoteError, open_note, parse_checkpoint
-from service.audit.keys import load_verifier_key
+from service.audit.checkpoint import (
+    NoteError,
+    parse_checkpoint,
+    parse_verifier_key,
+    sign_note,
+    verify_note,
+)
+from service.audit.keys import load_signer_key, load_verifier_key
+from service.audit.models import AuditEntry
 from service.audit.operations import sign_checkpoint
 from service.audit.search import SearchFilter, search_query
 from service.config import Settings
 from service.core.db import utcnow
 
-MAX_BUNDLE_ENTRIES = 200_000
+FORMAT = "canhgac-evidence-bundle/1"
+ENTRIES_FILE = "entries.jsonl"
+CHECKPOINT_FILE = "checkpoint.txt"
+KEY_FILE = "verifier.key"
+MANIFEST_FILE = "manifest.json"
+MANIFEST_SIG_FILE = "manifest.sig"
+ENTRY_FIELDS = frozenset({"seq", "recorded_at", "kind", "body"})
+_CHUNK = 500  # entries whose proofs are read together
 
 
 class BundleError(Exception):
     """A bundle does not verify; the message says where."""
 
 
+@dataclass(frozen=True)
+class BundleSummary:
+    """What a verified bundle proves."""
+
+    entries: int
+    tree_size: int
+    origin: str
+    exported_at: str
+    exported_by: str
+    verifier_key: str
+    is_key_from_bundle: bool
+
+    def __str__(self) -> str:
+        """Return a one-line summary."""
+        return (f"{self.entries} entries proven in the signed log {self.origin} of "
+                f"{self.tree_size} entries (exported {self.exported_at} by {self.exported_by})")
+
+
 def _bundle_file(name: str) -> bytes:
     return resources.files("service.audit").joinpath("bundle_files", name).read_bytes()
+
+
+def manifest_statement(origin: str, manifest: bytes) -> str:
+    """Return the note text signed over a manifest (never parseable as a checkpoint)."""
+    return f"{FORMAT}\n{origin}\n{hashlib.sha256(manifest).hexdigest()}\n"
+
+
+def _entry_line(row_seq: int, body: str, proof: list[bytes]) -> bytes:
+    item = {"seq": row_seq, "body": body,
+            "inclusion_proof": [base64.b64encode(h).decode("ascii") for h in proof]}
+    return (json.dumps(item, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
+
+
+def _matching_rows(session: Session, flt: SearchFilter, size: int):
+    """Yield the matching entries below ``size`` in ascending seq, a chunk at a time."""
+    last = -1
+    while True:
+        query = (search_query(flt, newest_first=False)
+                 .where(AuditEntry.seq > last, AuditEntry.seq < size).limit(_CHUNK))
+        rows = session.scalars(query).all()
+        if not rows:
+            return
+        yield rows
+        last = rows[-1].seq
 
 
 def export_bundle(session: Session, settings: Settings, flt: SearchFilter, output: Path,
@@ -34,60 +105,139 @@ def export_bundle(session: Session, settings: Settings, flt: SearchFilter, outpu
     """Write a bundle of the entries matching a filter; audit the export; return the count."""
     checkpoint = sign_checkpoint(session, settings)
     size = checkpoint.size
-    rows = [r for r in session.scalars(search_query(flt).limit(MAX_BUNDLE_ENTRIES)) if r.seq < size]
-    rows.sort(key=lambda r: r.seq)
-    get_node = log.node_getter(session, size)
+    output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_name(output.name + ".part")
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as bundle:
-        lines = []
-        for row in rows:
-            proof = merkle.inclusion_proof_from_nodes(row.seq, size, get_node)
-            lines.append(json.dumps({
-                "seq": row.seq, "body": row.body,
-                "inclusion_proof": [base64.b64encode(h).decode() for h in proof],
-            }, ensure_ascii=False))
-        bundle.writestr("entries.jsonl", "\n".join(lines) + ("\n" if lines else ""))
-        bundle.writestr("checkpoint.txt", checkpoint.note)
-        bundle.writestr("verifier.key", load_verifier_key(settings.keys_dir) + "\n")
-        bundle.writestr("manifest.json", json.dumps({
-            "format": "canhgac-evidence-bundle/1", "exported_at": utcnow().isoformat(),
-            "exported_by": by, "filter": flt.describe(), "entries": len(rows), "tree_size": size,
-            "origin": settings.audit_origin,
-        }, ensure_ascii=False, indent=2))
-        bundle.writestr("README.txt", _bundle_file("README.txt"))
-        bundle.writestr("verify_bundle.py", _bundle_file("verify_bundle.py"))
-    tmp.replace(output)
+    entries_hash = hashlib.sha256()
+    count = 0
+    try:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as bundle:
+            with bundle.open(ENTRIES_FILE, "w") as out:
+                for rows in _matching_rows(session, flt, size):
+                    proofs = log.inclusion_proofs(session, [r.seq for r in rows], size)
+                    for row, proof in zip(rows, proofs, strict=True):
+                        line = _entry_line(row.seq, row.body, proof)
+                        entries_hash.update(line)
+                        out.write(line)
+                        count += 1
+            note = checkpoint.note.encode("utf-8")
+            bundle.writestr(CHECKPOINT_FILE, note)
+            bundle.writestr(KEY_FILE, load_verifier_key(settings.keys_dir) + "\n")
+            manifest = json.dumps({
+                "format": FORMAT,
+                "origin": settings.audit_origin,
+                "tree_size": size,
+                "root": base64.b64encode(checkpoint.root_hash).decode("ascii"),
+                "entries": count,
+                "exported_at": utcnow().isoformat().replace("+00:00", "Z"),
+                "exported_by": by,
+                "filter": flt.describe(),
+                "files": {ENTRIES_FILE: entries_hash.hexdigest(),
+                          CHECKPOINT_FILE: hashlib.sha256(note).hexdigest()},
+            }, ensure_ascii=False, indent=2).encode("utf-8") + b"\n"
+            bundle.writestr(MANIFEST_FILE, manifest)
+            statement = manifest_statement(settings.audit_origin, manifest)
+            bundle.writestr(MANIFEST_SIG_FILE,
+                            sign_note(statement, load_signer_key(settings.keys_dir)))
+            bundle.writestr("README.txt", _bundle_file("README.txt"))
+            bundle.writestr("verify_bundle.py", _bundle_file("verify_bundle.py"))
+        tmp.replace(output)
+    finally:
+        tmp.unlink(missing_ok=True)
     log.record(session, "audit.exported",
-               {"actor": by, "format": "bundle", "filter": flt.describe(), "count": len(rows),
-                "tree_size": size}, actor=by)
-    return len(rows)
+               {"actor": by, "format": "bundle", "filter": flt.describe(), "count": count,
+                "tree_size": size, "manifest_sha256": hashlib.sha256(manifest).hexdigest()},
+               actor=by)
+    return count
 
 
-def verify_bundle(path: Path, *, extra_keys: list[str] = ()) -> str:
-    """Check a bundle with the service's own core; return a one-line summary or raise."""
+# --- Verification (with the service's own core) ---------------------------------------------
+
+
+def _read_bundle(path: Path) -> dict[str, bytes]:
+    names = (ENTRIES_FILE, CHECKPOINT_FILE, KEY_FILE, MANIFEST_FILE, MANIFEST_SIG_FILE)
     try:
         with zipfile.ZipFile(path) as bundle:
-            keys = [bundle.read("verifier.key").decode().strip(), *extra_keys]
-            note = bundle.read("checkpoint.txt").decode()
-            entries = bundle.read("entries.jsonl").decode().splitlines()
-    except (OSError, KeyError, zipfile.BadZipFile, UnicodeDecodeError) as exc:
+            return {name: bundle.read(name) for name in names}
+    except KeyError as exc:
+        raise BundleError(f"not a complete bundle: {exc.args[0]}") from exc
+    except (OSError, zipfile.BadZipFile) as exc:
         raise BundleError(f"not a readable bundle: {exc}") from exc
+
+
+def _open(note: bytes, keys, what: str):
     try:
-        checkpoint = parse_checkpoint(open_note(note, keys))
-    except (NoteError, ValueError) as exc:
-        raise BundleError(f"checkpoint.txt: {exc}") from exc
-    for number, line in enumerate(entries, 1):
+        return verify_note(note, keys)
+    except NoteError as exc:
+        raise BundleError(f"{what}: {exc}") from exc
+
+
+def verify_bundle(path: Path, *, keys: list[str] | None = None) -> BundleSummary:
+    """Check a bundle offline; trust ``keys`` if given, else the bundle's own verifier.key."""
+    files = _read_bundle(Path(path))
+    is_key_from_bundle = not keys
+    try:
+        key_texts = keys or [files[KEY_FILE].decode("utf-8").strip()]
+        trusted = [parse_verifier_key(k.strip()) for k in key_texts]
+    except (NoteError, UnicodeDecodeError) as exc:
+        raise BundleError(f"{KEY_FILE}: {exc}") from exc
+
+    opened = _open(files[CHECKPOINT_FILE], trusted, CHECKPOINT_FILE)
+    signer = opened.verified[0].name
+    try:
+        # Our convention: the key is named after the log, so a checkpoint names its signer's log.
+        checkpoint = parse_checkpoint(opened.text, origin=signer)
+    except ValueError as exc:
+        raise BundleError(f"{CHECKPOINT_FILE}: {exc}") from exc
+
+    statement = _open(files[MANIFEST_SIG_FILE], trusted, MANIFEST_SIG_FILE).text
+    if statement != manifest_statement(checkpoint.origin, files[MANIFEST_FILE]):
+        raise BundleError(f"{MANIFEST_FILE}: does not match its signature {MANIFEST_SIG_FILE} "
+                          "(the manifest was altered)")
+    try:
+        manifest = json.loads(files[MANIFEST_FILE])
+        declared = manifest["files"]
+        if manifest["format"] != FORMAT:
+            raise BundleError(f"{MANIFEST_FILE}: unknown format {manifest['format']!r}")
+    except (ValueError, KeyError, TypeError) as exc:
+        raise BundleError(f"{MANIFEST_FILE}: malformed ({exc})") from exc
+    for name in (ENTRIES_FILE, CHECKPOINT_FILE):
+        if declared.get(name) != hashlib.sha256(files[name]).hexdigest():
+            raise BundleError(f"{name}: differs from the signed manifest (lines added, removed "
+                              "or changed)")
+    if manifest.get("tree_size") != checkpoint.size:
+        raise BundleError(f"{MANIFEST_FILE}: tree size differs from {CHECKPOINT_FILE}")
+
+    count = _verify_entries(files[ENTRIES_FILE], checkpoint.size, checkpoint.root)
+    if count != manifest.get("entries"):
+        raise BundleError(f"{ENTRIES_FILE}: {count} lines, the manifest says "
+                          f"{manifest.get('entries')}")
+    return BundleSummary(count, checkpoint.size, checkpoint.origin,
+                         str(manifest.get("exported_at")), str(manifest.get("exported_by")),
+                         str(trusted[0]), is_key_from_bundle)
+
+
+def _verify_entries(data: bytes, size: int, root: bytes) -> int:
+    """Check every line's body and inclusion proof; return how many lines there are."""
+    previous = -1
+    count = 0
+    for number, line in enumerate(io.BytesIO(data), 1):
+        where = f"{ENTRIES_FILE} line {number}"
         try:
             item = json.loads(line)
-            body = item["body"].encode()
-            if json.loads(body)["seq"] != item["seq"]:
-                raise BundleError(f"entries.jsonl line {number}: number does not match its body")
+            seq, body = item["seq"], item["body"].encode("utf-8")
             proof = [base64.b64decode(p, validate=True) for p in item["inclusion_proof"]]
-            merkle.verify_inclusion(merkle.leaf_hash(body), item["seq"], checkpoint.size, proof,
-                                    checkpoint.root)
-        except BundleError:
-            raise
-        except (ValueError, KeyError, TypeError) as exc:
-            raise BundleError(f"entries.jsonl line {number}: {exc}") from exc
-    return f"{len(entries)} entries proven in the signed log of {checkpoint.size} entries"
+            entry = json.loads(body)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise BundleError(f"{where}: malformed ({exc})") from exc
+        if not isinstance(seq, int) or isinstance(seq, bool) or seq <= previous:
+            raise BundleError(f"{where}: entry numbers must increase")
+        if not isinstance(entry, dict) or set(entry) != ENTRY_FIELDS or entry["seq"] != seq:
+            raise BundleError(f"{where}: the body is not entry {seq}")
+        try:
+            merkle.verify_inclusion(merkle.leaf_hash(body), seq, size, proof, root)
+        except merkle.ProofError as exc:
+            raise BundleError(f"{where}: entry {seq} is not in the signed log ({exc})") from exc
+        previous = seq
+        count += 1
+    return count

@@ -6,14 +6,20 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, func, select
 
 from service.audit.models import AuditEntry
 
 
 @dataclass(frozen=True)
 class SearchFilter:
-    """A trail filter; every field optional, combined with AND."""
+    """A trail filter; every field optional, combined with AND.
+
+    ``since`` (inclusive) and ``until`` (exclusive) bound when the recorded thing happened: the
+    event's own ``occurred_at`` when it has one, else the entry's ``recorded_at``. ``path_contains``
+    matches case-insensitively (Windows paths are). The search columns are copies made at append
+    time for finding entries; the entry body is the evidence.
+    """
 
     since: datetime | None = None
     until: datetime | None = None
@@ -49,6 +55,8 @@ class SearchFilter:
                 values["incident_id"] = int(incident)
             except (TypeError, ValueError) as exc:
                 raise ValueError("incident: must be a number") from exc
+        if "since" in values and "until" in values and values["since"] >= values["until"]:
+            raise ValueError("since must be before until")
         return cls(**values)
 
     def describe(self) -> dict:
@@ -59,16 +67,18 @@ class SearchFilter:
     def apply(self, query: Select) -> Select:
         """Add this filter's conditions to a query over AuditEntry."""
         e = AuditEntry
-        if self.since:
-            query = query.where(e.recorded_at >= self.since)
-        if self.until:
-            query = query.where(e.recorded_at < self.until)
+        if self.since or self.until:
+            happened = func.coalesce(e.occurred_at, e.recorded_at, type_=e.recorded_at.type)
+            if self.since:
+                query = query.where(happened >= self.since)
+            if self.until:
+                query = query.where(happened < self.until)
         if self.actor:
             query = query.where(e.actor == self.actor)
         if self.host:
             query = query.where(e.host == self.host)
         if self.path_contains:
-            query = query.where(e.path.contains(self.path_contains, autoescape=True))
+            query = query.where(e.path.icontains(self.path_contains, autoescape=True))
         if self.data_class:
             query = query.where(e.data_class == self.data_class)
         if self.action:
@@ -80,6 +90,7 @@ class SearchFilter:
         return query
 
 
-def search_query(flt: SearchFilter) -> Select:
-    """Return the query for entries matching a filter, newest first."""
-    return flt.apply(select(AuditEntry)).order_by(AuditEntry.seq.desc())
+def search_query(flt: SearchFilter, *, newest_first: bool = True) -> Select:
+    """Return the query for entries matching a filter (newest first unless told otherwise)."""
+    order = AuditEntry.seq.desc() if newest_first else AuditEntry.seq
+    return flt.apply(select(AuditEntry)).order_by(order)

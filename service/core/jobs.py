@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import inspect
+import os
+import socket
 import threading
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 
 import click
 import structlog
 from apscheduler.schedulers.background import BackgroundScheduler
 from flask import Flask
+from sqlalchemy import Integer, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
 
 from service.core.cliutil import data_dir_option, make_app
-from service.core.db import new_session
+from service.core.db import Base, UTCDateTime, new_session, utcnow
 
 log = structlog.get_logger("canhgac.jobs")
 
@@ -29,22 +36,86 @@ def job(job_id: str, every: Callable[[object], float]) -> Callable:
     return decorate
 
 
-def run_job(app: Flask, job_id: str) -> None:
-    """Run one job once in its own session and commit once; skip if another runner holds it."""
-    func, _ = JOBS[job_id]
+class JobRun(Base):
+    """A scheduled job's claim on one time slot; the unique key makes it run once per slot."""
+
+    __tablename__ = "job_run"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[str] = mapped_column(String(64))
+    slot_start: Mapped[datetime] = mapped_column(UTCDateTime())
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    runner: Mapped[str] = mapped_column(String(128))
+
+    __table_args__ = (UniqueConstraint("job_id", "slot_start", name="uq_job_run_job_id_slot"),)
+
+
+def slot_start(now: datetime, interval_seconds: float) -> datetime:
+    """Return the start of the time slot `now` falls in: floor(now / interval) · interval."""
+    if now.tzinfo is None:
+        raise ValueError("naive datetime refused; use aware UTC datetimes")
+    step = max(1, int(interval_seconds))
+    epoch = int(now.astimezone(UTC).timestamp() // 1)
+    return datetime.fromtimestamp(epoch - epoch % step, UTC)
+
+
+@lru_cache(maxsize=None)
+def _accepts_now(func: Callable) -> bool:
+    return "now" in inspect.signature(func).parameters
+
+
+def run_job(app: Flask, job_id: str, *, now: datetime | None = None,
+            exactly_once: bool = False) -> bool:
+    """Run one job once in its own session and commit once; return whether it ran.
+
+    It is skipped when another runner holds the job (PostgreSQL advisory lock) and, with
+    ``exactly_once`` (what the scheduler uses), when any instance already ran it in the current
+    slot of its interval: the slot claim commits with the job's work, so a failed run frees
+    the slot for a retry. ``now`` (aware UTC) is passed to jobs that take it, for tests.
+    """
+    func, every = JOBS[job_id]
+    now = now or utcnow()
     session = new_session(app)
     try:
         with app.app_context():
             if not _try_job_lock(session, job_id):
                 session.rollback()
-                return
-            func(app, session)
+                return False
+            if exactly_once and not _claim_slot(session, job_id, slot_start(now, every(app.config["SETTINGS"]))):
+                session.rollback()
+                log.info("job_slot_taken", job=job_id)
+                return False
+            if _accepts_now(func):
+                func(app, session, now=now)
+            else:
+                func(app, session)
             session.commit()
+            return True
     except Exception:
         session.rollback()
         log.exception("job_failed", job=job_id)
+        return False
     finally:
         session.close()
+
+
+def _claim_slot(session, job_id: str, start: datetime) -> bool:
+    # INSERT … ON CONFLICT DO NOTHING: on PostgreSQL a second instance waits for the first
+    # one's transaction and inserts nothing if it committed (or claims the slot if it rolled
+    # back); on SQLite BEGIN IMMEDIATE already serializes the two writers.
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    statement = insert(JobRun).values(
+        job_id=job_id, slot_start=start, started_at=utcnow(), runner=_runner_name(),
+    ).on_conflict_do_nothing(index_elements=["job_id", "slot_start"])
+    return session.execute(statement).rowcount == 1
+
+
+def _runner_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"[:128]
 
 
 def _try_job_lock(session, job_id: str) -> bool:
@@ -67,11 +138,21 @@ def build_scheduler(app: Flask) -> BackgroundScheduler:
     settings = app.config["SETTINGS"]
     scheduler = BackgroundScheduler(timezone="UTC")
     for job_id, (_func, every) in JOBS.items():
+        seconds = every(settings)
         scheduler.add_job(
-            run_job, "interval", seconds=every(settings), args=(app, job_id), id=job_id,
+            run_job, "interval", seconds=seconds, args=(app, job_id),
+            kwargs={"exactly_once": True}, id=job_id, start_date=_aligned_start(seconds),
             max_instances=1, coalesce=True, replace_existing=True,
         )
     return scheduler
+
+
+def _aligned_start(seconds: float) -> datetime:
+    # Fire a little after each slot boundary, so every instance aims at the same slot and
+    # clock jitter never pushes one firing into the next slot (which would skip a run).
+    step = max(1, int(seconds))
+    offset = min(5.0, step / 10)
+    return slot_start(utcnow(), step) - timedelta(seconds=step) + timedelta(seconds=offset)
 
 
 def _import_job_modules() -> None:

@@ -11,7 +11,10 @@
   leading zero stays text (Excel writes ID numbers stored as text that way). Trailing empty
   cells and empty rows are dropped; empty sheets are skipped; sheets are separated.
 - Text (.txt, .docx, .pdf): lines with whitespace collapsed, empty lines dropped, NFC, no BOM,
-  any line ending. Word paragraphs and table rows are lines, so a .docx saved as .txt matches.
+  any line ending. Word paragraphs and table rows (cells tab-joined) are lines, so a .docx
+  saved as .txt matches; Word headers and footers are layout, not content.
+- The stream starts with ``FINGERPRINT_VERSION`` and the family (table or text): change the
+  version whenever normalization changes, so old and new fingerprints never collide.
 - Known limits: CSV cells that Excel rendered with a display format (percent, currency) do not
   match the stored number; archives and unknown binaries have no content fingerprint (None).
 
@@ -71,7 +74,7 @@ class _Budget:
         self.chars_left -= chars
         if self.chars_left < 0:
             raise OverflowError("content over the size budget")
-        if time.monotonic() > self.deadline:
+        if time.monotonic() >= self.deadline:
             raise TimeoutError("content over the time budget")
 
 
@@ -100,14 +103,14 @@ def content_fingerprint(
         with open(path, "rb") as stream:
             kind, _ = sniff_stream(stream, str(path))
             if kind == "csv":
-                rows = ((0, row) for row in iter_csv_rows(stream, max_bytes + 1))
+                rows = ((0, row) for row in iter_csv_rows(stream, max_bytes))
                 return _hash_table(rows, budget)
             if kind == "xlsx":
                 if office_container_size(stream) > DEFAULT_MAX_ARCHIVE_BYTES:
                     return None
                 return _hash_table(iter_xlsx_rows(stream, values_only=True), budget)
             if kind == "text":
-                return _hash_text(iter_text_chunks(stream, max_bytes + 1), budget)
+                return _hash_text(iter_text_chunks(stream, max_bytes), budget)
             if kind == "docx":
                 if office_container_size(stream) > DEFAULT_MAX_ARCHIVE_BYTES:
                     return None

@@ -4,7 +4,8 @@ Times are integer microseconds since the Unix epoch, taken from the events thems
 replay of the same events gives the same counts. Each key keeps its own high-water mark:
 an entry counts while it is newer than ``high_water - window`` (an entry exactly one window
 older than the newest no longer counts); an event older than that arrives too late and is
-ignored. Pure: no I/O, no clock.
+ignored. Per-key marks suit agents that were offline and catch up. Keys idle for their
+window plus a day of event time are dropped, so memory stays bounded. Pure: no I/O, no clock.
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ WindowKey = tuple[str | None, ...]
 
 SNAPSHOT_VERSION = 1
 _PRUNE_EVERY_US = 300 * 1_000_000
+# A key idle for its window plus this much event time is dropped. Only an event arriving
+# later than that (relative to the newest event of any key) could have needed its entries.
+PRUNE_GRACE_US = 86_400 * 1_000_000
 
 
 class _Window:
@@ -100,12 +104,12 @@ class WindowState:
         """Forget a key (after a rule fired, counting starts again)."""
         self._windows.pop(key, None)
 
-    def prune(self, now_us: int) -> int:
-        """Drop keys whose every entry is older than their window at ``now_us``; return how many."""
+    def prune(self, now_us: int, *, grace_us: int = PRUNE_GRACE_US) -> int:
+        """Drop keys idle for their window plus ``grace_us`` at ``now_us``; return how many."""
         stale = [
             key
             for key, window in self._windows.items()
-            if window.high_water_us <= now_us - window.window_us
+            if window.high_water_us <= now_us - window.window_us - grace_us
         ]
         for key in stale:
             del self._windows[key]
@@ -113,7 +117,7 @@ class WindowState:
         return len(stale)
 
     def _tick(self, at_us: int) -> None:
-        # Idle keys are dropped every five minutes of event time: same input, same state.
+        # Idle keys are looked for every five minutes of event time: same input, same state.
         if self._clock_us is None or at_us > self._clock_us:
             self._clock_us = at_us
         if self._last_prune_us is None:
@@ -123,7 +127,7 @@ class WindowState:
 
     def _make_room(self) -> None:
         if self._clock_us is not None:
-            self.prune(self._clock_us)
+            self.prune(self._clock_us, grace_us=0)
         if len(self._windows) < self.max_keys:
             return
         # Oldest high-water mark first, ties broken by the key's text: deterministic.

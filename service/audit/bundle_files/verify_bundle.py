@@ -1,20 +1,34 @@
 #!/usr/bin/env python3
 """Kiểm tra gói bằng chứng Canh Gác / verify a Canh Gác evidence bundle.
 
-Needs only Python 3.9+ and the `cryptography` package. Usage:
+Cần Python 3.9+ và gói `cryptography` / needs Python 3.9+ and the `cryptography` package.
 
-    python verify_bundle.py bang-chung.zip [--key "name+keyid+base64"]
+    python verify_bundle.py bang-chung.zip [--key "name+keyid+base64" | --key khoa.txt]
+
+Không có --key: tin khóa verifier.key trong gói (hãy so với bản đã lưu trên giấy).
+Có --key: chỉ tin khóa đó. / Without --key the bundle's own verifier.key is trusted (compare
+it with the copy kept on paper); with --key only that key is trusted.
 
 This is a deliberately independent implementation of the checks (RFC 6962 leaf hashing,
 RFC 9162 inclusion proofs, C2SP signed-note Ed25519 signatures, C2SP checkpoint bodies), so a
-verifier does not have to trust the server's code. Exit 0 when every entry is proven.
+verifier does not have to trust the server's code. Exit 0 when every entry is proven, 1 when
+the bundle does not verify, 2 on a usage error.
 """
 
 import base64
+import binascii
 import hashlib
 import json
+import os
 import sys
 import zipfile
+
+FORMAT = "canhgac-evidence-bundle/1"
+ENTRY_FIELDS = {"seq", "recorded_at", "kind", "body"}
+
+
+class Invalid(Exception):
+    """The bundle does not verify."""
 
 
 def leaf_hash(data):
@@ -25,14 +39,25 @@ def node_hash(left, right):
     return hashlib.sha256(b"\x01" + left + right).digest()
 
 
+def b64decode(text):
+    raw = base64.b64decode(text, validate=True)
+    if base64.b64encode(raw).decode("ascii") != text:
+        raise ValueError("non-canonical base64")
+    return raw
+
+
 def root_from_inclusion_proof(index, size, leaf, proof):
-    # RFC 9162 section 2.1.3.2
-    if index >= size:
-        raise ValueError("index beyond tree size")
+    """RFC 9162 section 2.1.3.2."""
+    if not 0 <= index < size:
+        raise Invalid("entry number beyond the tree size")
+    inner = (index ^ (size - 1)).bit_length()
+    expected = inner + bin(index >> inner).count("1")
+    if len(proof) != expected or any(len(p) != 32 for p in proof):
+        raise Invalid("inclusion proof has the wrong shape")
     fn, sn, r = index, size - 1, leaf
     for p in proof:
         if sn == 0:
-            raise ValueError("proof too long")
+            raise Invalid("inclusion proof too long")
         if fn & 1 or fn == sn:
             r = node_hash(p, r)
             if not fn & 1:
@@ -44,86 +69,165 @@ def root_from_inclusion_proof(index, size, leaf, proof):
         fn >>= 1
         sn >>= 1
     if sn != 0:
-        raise ValueError("proof too short")
+        raise Invalid("inclusion proof too short")
     return r
 
 
 def parse_verifier_key(text):
-    name, key_id, key64 = text.strip().split("+")
-    raw = base64.b64decode(key64, validate=True)
+    """name+keyid+base64(0x01 || 32-byte Ed25519 public key); key id checked."""
+    parts = text.strip().split("+")
+    if len(parts) != 3 or not parts[0]:
+        raise Invalid("malformed verifier key")
+    name, key_id, key64 = parts
+    try:
+        raw = b64decode(key64)
+    except (ValueError, binascii.Error):
+        raise Invalid("malformed verifier key") from None
     if len(raw) != 33 or raw[0] != 1:
-        raise ValueError("only Ed25519 verifier keys are supported")
-    expected = hashlib.sha256(name.encode() + b"\n" + raw).digest()[:4]
-    if expected.hex() != key_id:
-        raise ValueError("verifier key id does not match its key")
+        raise Invalid("only Ed25519 verifier keys are supported")
+    expected = hashlib.sha256(name.encode("utf-8") + b"\n" + raw).digest()[:4]
+    if expected.hex() != key_id.lower():
+        raise Invalid("verifier key id does not match its key")
     return name, expected, raw[1:]
 
 
-def open_note(note, keys):
+def open_note(note, keys, what):
+    """Return (text, name of the first trusted signer) of a C2SP signed note."""
     from cryptography.exceptions import InvalidSignature
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-    text, sep, sigs = note.rpartition("\n\n")
-    if not sep:
-        raise ValueError("note has no signature block")
-    text += "\n"
-    verified = False
-    for line in sigs.rstrip("\n").split("\n"):
+    try:
+        note = note.decode("utf-8")
+    except UnicodeDecodeError:
+        raise Invalid(what + ": not UTF-8") from None
+    split = note.rfind("\n\n")
+    if split < 0 or not note.endswith("\n"):
+        raise Invalid(what + ": not a signed note")
+    text, block = note[: split + 1], note[split + 2 :]
+    signer = None
+    for line in block[:-1].split("\n"):
         if not line.startswith("\u2014 "):
-            raise ValueError("malformed signature line")
-        name, _, sig64 = line[2:].rpartition(" ")
-        sig = base64.b64decode(sig64, validate=True)
+            raise Invalid(what + ": malformed signature line")
+        name, _, sig64 = line[2:].partition(" ")
+        try:
+            sig = base64.b64decode(sig64, validate=True)
+        except (ValueError, binascii.Error):
+            raise Invalid(what + ": malformed signature") from None
         for key_name, key_id, public in keys:
             if key_name == name and sig[:4] == key_id:
                 try:
-                    Ed25519PublicKey.from_public_bytes(public).verify(sig[4:], text.encode())
+                    Ed25519PublicKey.from_public_bytes(public).verify(sig[4:], text.encode("utf-8"))
                 except InvalidSignature:
-                    raise ValueError("invalid signature by " + name) from None
-                verified = True
-    if not verified:
-        raise ValueError("no trusted key signed the checkpoint")
-    return text
+                    raise Invalid(what + ": invalid signature by " + name) from None
+                signer = signer or name
+    if signer is None:
+        raise Invalid(what + ": not signed by the trusted key")
+    return text, signer
 
 
-def parse_checkpoint(text):
-    lines = text.split("\n")
-    origin, size, root = lines[0], int(lines[1]), base64.b64decode(lines[2], validate=True)
-    if not origin or len(root) != 32 or str(size) != lines[1]:
-        raise ValueError("malformed checkpoint")
-    return origin, size, root
+def parse_checkpoint(text, origin):
+    lines = text[:-1].split("\n")
+    if len(lines) < 3 or lines[0] != origin:
+        raise Invalid("checkpoint is not from the log of the trusted key")
+    size_text = lines[1]
+    if not size_text.isdigit() or not size_text.isascii() or str(int(size_text)) != size_text:
+        raise Invalid("malformed checkpoint size")
+    try:
+        root = b64decode(lines[2])
+    except (ValueError, binascii.Error):
+        raise Invalid("malformed checkpoint root") from None
+    if len(root) != 32:
+        raise Invalid("malformed checkpoint root")
+    return int(size_text), root
 
 
-def verify(path, extra_keys=()):
-    with zipfile.ZipFile(path) as bundle:
-        key_texts = [bundle.read("verifier.key").decode().strip(), *extra_keys]
-        keys = [parse_verifier_key(k) for k in key_texts]
-        _origin, size, root = parse_checkpoint(open_note(bundle.read("checkpoint.txt").decode(), keys))
-        count = 0
-        for number, line in enumerate(bundle.read("entries.jsonl").decode().splitlines(), 1):
-            item = json.loads(line)
-            body = item["body"].encode()
-            if json.loads(body)["seq"] != item["seq"]:
-                raise ValueError(f"line {number}: entry number does not match its body")
-            proof = [base64.b64decode(p, validate=True) for p in item["inclusion_proof"]]
-            got = root_from_inclusion_proof(item["seq"], size, leaf_hash(body), proof)
-            if got != root:
-                raise ValueError(f"line {number}: entry {item['seq']} is not in the signed log")
-            count += 1
-    return count, size
+def verify(path, key_texts):
+    """Check the bundle; return a summary dict or raise Invalid."""
+    try:
+        with zipfile.ZipFile(path) as bundle:
+            files = {name: bundle.read(name) for name in (
+                "entries.jsonl", "checkpoint.txt", "verifier.key", "manifest.json", "manifest.sig")}
+    except KeyError as exc:
+        raise Invalid("not a complete bundle: " + str(exc)) from None
+    except (OSError, zipfile.BadZipFile) as exc:
+        raise Invalid("not a readable bundle: " + str(exc)) from None
+    if not key_texts:
+        key_texts = [files["verifier.key"].decode("utf-8", "replace")]
+    keys = [parse_verifier_key(k) for k in key_texts]
+
+    text, signer = open_note(files["checkpoint.txt"], keys, "checkpoint.txt")
+    size, root = parse_checkpoint(text, signer)
+    statement, _ = open_note(files["manifest.sig"], keys, "manifest.sig")
+    expected = FORMAT + "\n" + signer + "\n" + hashlib.sha256(files["manifest.json"]).hexdigest() + "\n"
+    if statement != expected:
+        raise Invalid("manifest.json does not match its signature (altered)")
+    try:
+        manifest = json.loads(files["manifest.json"].decode("utf-8"))
+        declared = manifest["files"]
+        count_declared = manifest["entries"]
+    except (ValueError, KeyError, TypeError):
+        raise Invalid("manifest.json is malformed") from None
+    for name in ("entries.jsonl", "checkpoint.txt"):
+        if declared.get(name) != hashlib.sha256(files[name]).hexdigest():
+            raise Invalid(name + " differs from the signed manifest (lines added, removed or changed)")
+    if manifest.get("tree_size") != size:
+        raise Invalid("manifest.json tree size differs from checkpoint.txt")
+
+    previous, count = -1, 0
+    for number, line in enumerate(files["entries.jsonl"].splitlines(), 1):
+        where = "entries.jsonl line %d" % number
+        try:
+            item = json.loads(line.decode("utf-8"))
+            seq, body = item["seq"], item["body"].encode("utf-8")
+            proof = [b64decode(p) for p in item["inclusion_proof"]]
+            entry = json.loads(body.decode("utf-8"))
+        except (ValueError, KeyError, TypeError, AttributeError, binascii.Error):
+            raise Invalid(where + ": malformed") from None
+        if not isinstance(seq, int) or isinstance(seq, bool) or seq <= previous:
+            raise Invalid(where + ": entry numbers must increase")
+        if not isinstance(entry, dict) or set(entry) != ENTRY_FIELDS or entry["seq"] != seq:
+            raise Invalid(where + ": the body is not entry %d" % seq)
+        if root_from_inclusion_proof(seq, size, leaf_hash(body), proof) != root:
+            raise Invalid(where + ": entry %d is not in the signed log (altered)" % seq)
+        previous, count = seq, count + 1
+    if count != count_declared:
+        raise Invalid("entries.jsonl has %d entries, the manifest says %s" % (count, count_declared))
+    return {"entries": count, "size": size, "origin": signer, "key": key_texts[0].strip(),
+            "exported_at": manifest.get("exported_at"), "exported_by": manifest.get("exported_by")}
 
 
 def main(argv):
-    if len(argv) < 2:
+    args, keys = [], []
+    i = 1
+    while i < len(argv):
+        if argv[i] == "--key" and i + 1 < len(argv):
+            value = argv[i + 1]
+            if os.path.isfile(value):
+                with open(value, encoding="utf-8") as fh:
+                    value = fh.read().strip()
+            keys.append(value)
+            i += 2
+        elif argv[i] in ("-h", "--help"):
+            print(__doc__)
+            return 0
+        else:
+            args.append(argv[i])
+            i += 1
+    if len(args) != 1:
         print(__doc__)
         return 2
-    extra = [argv[i + 1] for i, a in enumerate(argv) if a == "--key" and i + 1 < len(argv)]
     try:
-        count, size = verify(argv[1], extra)
-    except (ValueError, KeyError, zipfile.BadZipFile) as exc:
-        print(f"KHÔNG HỢP LỆ / INVALID: {exc}")
+        summary = verify(args[0], keys)
+    except Invalid as exc:
+        print("KHÔNG HỢP LỆ / INVALID: " + str(exc))
         return 1
-    print(f"HỢP LỆ / VALID: {count} mục có trong nhật ký đã ký ({size} mục) / "
-          f"{count} entries proven in the signed log of {size} entries")
+    print("HỢP LỆ / VALID: %d mục có trong nhật ký đã ký %s (%d mục); xuất lúc %s bởi %s"
+          % (summary["entries"], summary["origin"], summary["size"], summary["exported_at"],
+             summary["exported_by"]))
+    print("  %d entries proven in the signed log of %d entries" % (summary["entries"], summary["size"]))
+    if not keys:
+        print("Khóa xác minh trong gói / verifier key in the bundle: " + summary["key"])
+        print("  Hãy so sánh với khóa đã lưu trên giấy / compare it with the key kept on paper.")
     return 0
 
 
