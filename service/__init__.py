@@ -42,6 +42,7 @@ def create_app(settings: Settings | dict[str, Any] | None = None) -> Flask:
     from service.events import processing
     from service.incidents import views as incidents_views
     from service.notify import wiring as notify_wiring
+    from service.reports import wiring as reports_wiring
     from service.web import wiring as web_wiring
 
     db.init_app(app)
@@ -53,6 +54,7 @@ def create_app(settings: Settings | dict[str, Any] | None = None) -> Flask:
     processing.init_app(app)
     incidents_views.init_app(app)
     notify_wiring.init_app(app)
+    reports_wiring.init_app(app)
     return app
 
 

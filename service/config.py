@@ -121,9 +121,12 @@ class Settings(BaseModel):
     @classmethod
     def _steps_from_text(cls, value: Any) -> Any:
         # Text form: steps separated by ";", names in a step by ",": "role:leader,role:police;chutich".
+        # An empty step (";chutich") means "all leaders and police" for that step.
         if isinstance(value, str):
+            if not value.strip():
+                return []
             return [[name.strip() for name in step.split(",") if name.strip()]
-                    for step in value.split(";") if step.strip()]
+                    for step in value.split(";")]
         return value
 
     @field_validator("timezone")

@@ -114,7 +114,8 @@ def test_server_down_and_agent_killed_meanwhile_every_event_arrives_once(env):
     # 3. The agent restarts (server still down) and catches up with the copy it missed.
     agent = env.start_agent()
     wait_until(lambda: agent.spool.pending_count() == 2, timeout=8)
-    assert agent.sender.stats.failures >= 1  # it did try, and kept everything
+    wait_until(lambda: agent.sender.stats.failures >= 1)  # it does try, and keeps everything
+    assert agent.spool.pending_count() == 2
 
     # 4. The server comes back: both events arrive, each exactly once.
     env.server.start()
@@ -181,6 +182,12 @@ def test_cli_data_dir_holds_the_spool_when_the_file_names_none(env):
     result = CliRunner().invoke(agent_command, ["--config", str(config_file), "--data-dir",
                                                 str(data_dir), "--check"])
     assert result.exit_code == 0, result.output
+    assert f"spool={data_dir / 'agent-spool.sqlite3'}" in result.output
+    # A commented-out spool_path (as in the example file) does not count as naming one.
+    config_file.write_text(config_file.read_text(encoding="utf-8") + '# spool_path = "x"\n',
+                           encoding="utf-8")
+    result = CliRunner().invoke(agent_command, ["--config", str(config_file), "--data-dir",
+                                                str(data_dir), "--check"])
     assert f"spool={data_dir / 'agent-spool.sqlite3'}" in result.output
 
 

@@ -26,16 +26,26 @@ T0 = datetime(2026, 3, 2, 1, 30, tzinfo=UTC)
 ROLES = ("official", "police", "leader", "admin")
 
 
+def add_users(session, *specs) -> dict[str, User]:
+    """Add accounts that never log in (no password hashing: argon2 is slow on purpose)."""
+    users = {}
+    for username, role, unit in specs:
+        user = User(username=username, email=f"{username}@nhanly.example", roles=[role],
+                    unit=unit, password_hash="!", full_name="")
+        session.add(user)
+        users[username] = user
+    session.commit()
+    return users
+
+
 @pytest.fixture
-def people(app, make_user, session):
+def people(app, session):
     """Create one user per role (plus a second official and a second leader); return them."""
-    make_user("can-bo", "official", unit="van_phong")
-    make_user("can-bo-khac", "official", unit="kinh_te")
-    make_user("cong-an", "police", unit="cong_an")
-    make_user("chu-tich", "leader", unit="lanh_dao")
-    make_user("pho-chu-tich", "leader", unit="lanh_dao")
-    make_user("quan-tri", "admin")
-    users = {u.username: u for u in session.scalars(select(User))}
+    users = add_users(
+        session, ("can-bo", "official", "van_phong"), ("can-bo-khac", "official", "kinh_te"),
+        ("cong-an", "police", "cong_an"), ("chu-tich", "leader", "lanh_dao"),
+        ("pho-chu-tich", "leader", "lanh_dao"), ("quan-tri", "admin", None),
+    )
     return {
         "official": users["can-bo"], "official2": users["can-bo-khac"],
         "police": users["cong-an"], "leader": users["chu-tich"], "leader2": users["pho-chu-tich"],
@@ -81,7 +91,7 @@ def test_report_writes_trail_sets_deadline_and_notifies_leaders_and_police(sessi
     assert incident.state == IncidentState.REPORTED
     assert incident.notice_due_at == T0 + timedelta(hours=settings.breach_notice_hours)
     assert incident.unit == "van_phong" and incident.reporter_id == people["official"].id
-    [(kind, body)] = trail(session, incident.id, "incident.reported")
+    [(_, body)] = trail(session, incident.id, "incident.reported")
     assert body["incident_id"] == incident.id and body["by"] == "can-bo"
     assert body["data_classes"] == ["ho_tich"] and body["origin"] == "report"
     created = messages(session, incident.id, "created")

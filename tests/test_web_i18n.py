@@ -114,9 +114,23 @@ def test_language_switch_refuses_foreign_redirects(client):
     for target in ("https://evil.example/", "//evil.example/", "/\\evil.example"):
         response = client.post("/lang/en", data={"csrf_token": token, "next": target})
         assert response.headers["Location"] in ("/", "http://localhost/")
+    assert '<html lang="en">' in client.get("/login").text
     response = client.post("/lang/fr", data={"csrf_token": token, "next": "/login"})
-    assert '<html lang="vi">' in client.get("/login").text  # unknown language ignored
     assert response.status_code == 302
+    assert '<html lang="en">' in client.get("/login").text  # an unknown language changes nothing
+
+
+def test_language_switch_keeps_the_query_string(client, make_user, login):
+    # A mail link leads to /login?next=/incidents/5/acknowledge; switching language there
+    # must not lose where the reader was going.
+    page = client.get("/login?next=/incidents/5/acknowledge").text
+    assert 'name="next" value="/login?next=/incidents/5/acknowledge"' in page
+    make_user("hoa", "admin")
+    login("hoa")
+    token = csrf_token_from(client, "/admin/tokens")
+    created = client.post("/admin/tokens/new", data={"csrf_token": token, "source": "may-01"})
+    # Rendered by a POST-only route: switching language from there leads home, not to a 405.
+    assert 'name="next" value="/"' in created.text
 
 
 def test_times_are_shown_in_ho_chi_minh_as_dd_mm_yyyy(app):

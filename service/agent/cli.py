@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 import threading
+import tomllib
 from pathlib import Path
 
 import click
@@ -27,23 +28,19 @@ def _run(config_file: str, data_dir: str | None, print_server_fingerprint: bool,
     from service.agent import runner
     from service.agent.client import fetch_server_fingerprint
 
-    overrides = {}
-    if data_dir:
-        # The spool goes into --data-dir unless the file names one explicitly.
-        overrides["spool_path"] = str(Path(data_dir) / "agent-spool.sqlite3")
     try:
+        raw = tomllib.loads(Path(config_file).read_text(encoding="utf-8"))
         if print_server_fingerprint:
-            import tomllib
-
-            raw = tomllib.loads(Path(config_file).read_text(encoding="utf-8"))
-            url = raw.get("server_url", "")
-            click.echo(fetch_server_fingerprint(url))
+            click.echo(fetch_server_fingerprint(str(raw.get("server_url", ""))))
             click.echo("So sánh với dấu vân tay do `canhgac init` in ra trước khi ghim / "
                        "compare with the fingerprint printed by `canhgac init` before pinning",
                        err=True)
             return
-        raw_has_spool = "spool_path" in Path(config_file).read_text(encoding="utf-8")
-        config = load_config(config_file, {} if raw_has_spool else overrides)
+        overrides = {}
+        if data_dir and "spool_path" not in raw:
+            # The spool goes into --data-dir unless the file names one explicitly.
+            overrides["spool_path"] = str(Path(data_dir).resolve() / "agent-spool.sqlite3")
+        config = load_config(config_file, overrides)
         config.bearer_token()
     except (ConfigError, OSError, ValueError) as exc:
         raise click.ClickException(f"Cấu hình không hợp lệ / invalid configuration: {exc}") from exc

@@ -251,6 +251,18 @@ class FingerprintIndex:
         )
         return _row_to_file(rows[0]) if rows else None
 
+    def all_by_sha256(self, sha256_hex: str, limit: int = 16) -> list[IndexedFile]:
+        """Return protected files with exactly these bytes (a few, lowest paths first)."""
+        rows = self._query(_SELECT + "WHERE sha256 = ? ORDER BY key LIMIT ?",
+                           (_blob(sha256_hex), limit))
+        return [_row_to_file(row) for row in rows]
+
+    def all_by_content(self, fingerprint_hex: str, limit: int = 16) -> list[IndexedFile]:
+        """Return protected files with this content fingerprint (a few, lowest paths first)."""
+        rows = self._query(_SELECT + "WHERE content_fp = ? ORDER BY key LIMIT ?",
+                           (_blob(fingerprint_hex), limit))
+        return [_row_to_file(row) for row in rows]
+
     def find_by_content(self, fingerprint_hex: str) -> IndexedFile | None:
         """Return a protected file with the same content in another format, or None."""
         rows = self._query(

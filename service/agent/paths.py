@@ -77,11 +77,14 @@ def compare_key(path: str | PurePath, platform: str | None = None) -> str:
 def is_under(path: str | PurePath, root: str | PurePath, platform: str | None = None) -> bool:
     """Tell whether *path* is *root* itself or inside it (``/data2`` is not under ``/data``)."""
     platform = platform or current_platform()
-    key = compare_key(path, platform)
-    root_key = compare_key(root, platform)
+    return key_is_under(compare_key(path, platform), compare_key(root, platform), platform)
+
+
+def key_is_under(key: str, root_key: str, platform: str | None = None) -> bool:
+    """Like is_under, for keys already made by compare_key (no normalisation cost)."""
     if key == root_key:
         return True
-    sep = "\\" if platform == WINDOWS else "/"
+    sep = "\\" if (platform or current_platform()) == WINDOWS else "/"
     if not root_key.endswith(sep):
         root_key += sep
     return key.startswith(root_key)

@@ -181,6 +181,7 @@ class Watcher:
         self._is_stopping = False
         self._is_busy = False
         self._tombstones: dict[str, _Tombstone] = {}
+        self._recent_new: dict[str, tuple[str, float]] = {}
         self._roots: list[WatchRoot] = []
         self._watches: dict[str, object] = {}
         self._observer = Observer()
@@ -223,7 +224,7 @@ class Watcher:
         return list(unique.values())
 
     def start(self) -> None:
-        """Start observers and the worker; the initial index scan runs in the worker."""
+        """Start observers and the worker; the initial index scan runs beside the worker."""
         self._roots = self._configured_roots()
         for root in sorted(self._roots, key=lambda r: len(r.key)):
             self._schedule_watch(root)
@@ -244,7 +245,7 @@ class Watcher:
 
     def _schedule_watch(self, root: WatchRoot) -> None:
         for other_key in self._watches:
-            if paths.is_under(root.key, other_key, self.platform):
+            if paths.key_is_under(root.key, other_key, self.platform):
                 return  # a recursive watch on an enclosing root already sees this one
         if not os.path.isdir(root.path):
             logger.warning("Thư mục không tồn tại, bỏ qua / folder missing, not watched: %s",
@@ -304,9 +305,10 @@ class Watcher:
 
     def classify(self, path: str) -> WatchRoot | None:
         """Return the most specific root containing *path* (protected wins a tie)."""
+        key = self._key(path)
         best: WatchRoot | None = None
         for root in self._roots:
-            if not paths.is_under(path, root.key, self.platform):
+            if not paths.key_is_under(key, root.key, self.platform):
                 continue
             if (
                 best is None
@@ -531,7 +533,7 @@ class Watcher:
     def _check_protected(self, task: _Task, root: WatchRoot) -> None:
         path = task.path
         key = self._key(path)
-        if task.moved_to:
+        if task.moved_to and not os.path.lexists(path):
             target = self.classify(task.moved_to)
             if (
                 target is not None
@@ -561,13 +563,29 @@ class Watcher:
             moved = self._pop_tombstone(sha256=current.sha256)
             if moved is not None:
                 self.index.remove(moved.entry.path)
+            else:
+                self._note_new_protected(current)
         elif previous.sha256 != current.sha256:
             self._emit_modify(current, task.first_seen_at, root)
             return
         if current != previous:
             self.index.upsert(current, root.path)
 
+    def _note_new_protected(self, entry: IndexedFile) -> None:
+        now = time.monotonic()
+        horizon = now - max(30.0, 4 * self.config.delete_settle_seconds)
+        self._recent_new = {sha: seen for sha, seen in self._recent_new.items()
+                            if seen[1] >= horizon}
+        self._recent_new[entry.sha256] = (entry.path, now)
+
     def _bury(self, entry: IndexedFile, gone_at: float) -> None:
+        recent = self._recent_new.get(entry.sha256)
+        if recent is not None and recent[0] != entry.path and os.path.lexists(recent[0]):
+            # The same bytes just appeared elsewhere in scope: a rename whose "created" half
+            # arrived first (a new sub-folder is watched a moment after it is made).
+            del self._recent_new[entry.sha256]
+            self.index.remove(entry.path)
+            return
         # Wait before calling it a deletion: an editor's safe-save or a move to a USB stick
         # shows up as "gone" first.
         self._tombstones[self._key(entry.path)] = _Tombstone(entry, gone_at)
@@ -588,8 +606,11 @@ class Watcher:
         if tombstone is None:
             return
         path = tombstone.entry.path
-        if not force and os.path.lexists(path):
-            self._schedule("check", path, 0)  # back again: the check decides
+        if os.path.lexists(path):
+            if force:  # stopping: the next start-up scan compares it with the index
+                del self._tombstones[key]
+            else:
+                self._schedule("check", path, 0)  # back again: the check decides
             return
         del self._tombstones[key]
         self._emit(Action.DELETE, self._object(tombstone.entry), pii=tombstone.entry.pii,
@@ -680,19 +701,24 @@ class Watcher:
     def _match(
         self, *, sha: str | None = None, content_fingerprint: str | None = None
     ) -> tuple[Action, IndexedFile | None, _Tombstone | None]:
-        # A protected file that is pending deletion and shows up here was moved, not copied.
+        if sha:
+            candidates = self.index.all_by_sha256(sha)
+        else:
+            candidates = self.index.all_by_content(content_fingerprint or "")
+        # A protected file that still exists was copied...
+        for entry in candidates:
+            if self._key(entry.path) not in self._tombstones and os.path.lexists(entry.path):
+                return Action.COPY, entry, None
+        # ...one pending deletion that shows up here was moved...
         tombstone = self._pop_tombstone(sha256=sha, content_fingerprint=content_fingerprint)
         if tombstone is not None:
             return Action.MOVE, tombstone.entry, tombstone
-        if sha:
-            source = self.index.find_by_sha256(sha)
-        else:
-            source = self.index.find_by_content(content_fingerprint or "")
-        if source is not None and not os.path.lexists(source.path):
-            # The source left before its own deletion event was handled (moves between two
-            # watches arrive as "created here" + "deleted there", in either order).
-            return Action.MOVE, source, _Tombstone(source, time.time())
-        return Action.COPY, source, None
+        # ...and so was one that left before its own deletion event was handled (moves
+        # between two watches arrive as "created here" + "deleted there", in either order).
+        for entry in candidates:
+            if self._key(entry.path) not in self._tombstones:
+                return Action.MOVE, entry, _Tombstone(entry, time.time())
+        return Action.COPY, None, None
 
     # --- removable media ---
 

@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 from service.audit import log, merkle
 from service.audit.checkpoint import (
     NoteError,
+    UnverifiedNoteError,
     parse_checkpoint,
     parse_verifier_key,
     sign_note,
@@ -87,6 +88,15 @@ def _entry_line(row_seq: int, body: str, proof: list[bytes]) -> bytes:
     return (json.dumps(item, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
 
 
+def _check_proof(seq: int, body: str, proof: list[bytes], size: int, root: bytes) -> None:
+    """Refuse to hand out a proof that does not verify (a damaged or altered node table)."""
+    try:
+        merkle.verify_inclusion(merkle.leaf_hash(body.encode("utf-8")), seq, size, proof, root)
+    except merkle.ProofError as exc:
+        raise BundleError(f"entry {seq}: the stored tree does not prove it against the signed "
+                          "checkpoint; run `canhgac verify --deep`") from exc
+
+
 def _matching_rows(session: Session, flt: SearchFilter, size: int):
     """Yield the matching entries below ``size`` in ascending seq, a chunk at a time."""
     last = -1
@@ -116,6 +126,7 @@ def export_bundle(session: Session, settings: Settings, flt: SearchFilter, outpu
                 for rows in _matching_rows(session, flt, size):
                     proofs = log.inclusion_proofs(session, [r.seq for r in rows], size)
                     for row, proof in zip(rows, proofs, strict=True):
+                        _check_proof(row.seq, row.body, proof, size, checkpoint.root_hash)
                         line = _entry_line(row.seq, row.body, proof)
                         entries_hash.update(line)
                         out.write(line)
@@ -168,6 +179,8 @@ def _read_bundle(path: Path) -> dict[str, bytes]:
 def _open(note: bytes, keys, what: str):
     try:
         return verify_note(note, keys)
+    except UnverifiedNoteError as exc:
+        raise BundleError(f"{what}: not signed by the trusted key") from exc
     except NoteError as exc:
         raise BundleError(f"{what}: {exc}") from exc
 

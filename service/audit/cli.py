@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import getpass
 import sys
 from pathlib import Path
 
@@ -10,92 +12,155 @@ import click
 from service.core.cliutil import data_dir_option, make_app
 
 
+def _invalid(message: str) -> None:
+    """Print the verdict and exit 1 (what scripts and the police look for)."""
+    click.echo(f"KHÔNG HỢP LỆ / INVALID: {message}", err=True)
+    sys.exit(1)
+
+
+def _key_values(values: tuple[str, ...]) -> list[str]:
+    """Each --key is a verifier key, or a file holding one (e.g. the copy kept at init)."""
+    keys = []
+    for value in values:
+        path = Path(value)
+        keys.append(path.read_text(encoding="utf-8").strip() if path.is_file() else value.strip())
+    return keys
+
+
 @click.command("checkpoint")
 @data_dir_option
 def checkpoint_command(data_dir) -> None:
-    """Sign a checkpoint of the trail now and print the signed note."""
+    """Sign a checkpoint of the trail now and print the signed note (keep it: it is a witness)."""
+    from service.audit.keys import KeyMissingError, load_verifier_key
     from service.audit.operations import sign_checkpoint
     from service.core.db import get_session
 
     app = make_app(data_dir)
+    settings = app.config["SETTINGS"]
     with app.app_context():
         session = get_session()
-        cp = sign_checkpoint(session, app.config["SETTINGS"])
+        try:
+            verifier = load_verifier_key(settings.keys_dir)
+            cp = sign_checkpoint(session, settings)
+        except KeyMissingError as exc:
+            raise click.ClickException(str(exc)) from None
         session.commit()
-        click.echo(cp.note, nl=False)
+        note = cp.note
+    # The key goes to stderr so that `canhgac checkpoint > kept.txt` stores exactly the note.
+    click.echo(f"Khóa xác minh / verifier key: {verifier}", err=True)
+    click.echo(note, nl=False)
+
+
+def _verify_bundle(bundle: str, keys: list[str]) -> None:
+    from service.audit.bundle import BundleError, verify_bundle
+
+    try:
+        summary = verify_bundle(Path(bundle), keys=keys or None)
+    except BundleError as exc:
+        _invalid(str(exc))
+    click.echo(f"HỢP LỆ / VALID: {summary.entries} mục có trong nhật ký đã ký {summary.origin} "
+               f"({summary.tree_size} mục) / {summary}")
+    if summary.is_key_from_bundle:
+        click.echo(f"Khóa xác minh trong gói / verifier key in the bundle: {summary.verifier_key}\n"
+                   "  Hãy so sánh với khóa đã lưu trên giấy / compare it with the key kept on paper")
 
 
 @click.command("verify")
 @data_dir_option
 @click.option("--checkpoint", "kept", multiple=True, type=click.Path(exists=True, dir_okay=False),
-              help="A signed checkpoint kept outside the server; the log must extend it")
+              help="Checkpoint đã ký giữ bên ngoài (tệp, hoặc thư đã lưu) / a signed checkpoint "
+                   "kept outside the server; the log must extend it")
 @click.option("--bundle", type=click.Path(exists=True, dir_okay=False),
-              help="Verify an exported evidence bundle offline instead of the database")
-@click.option("--key", "keys", multiple=True, help="Extra verifier key(s) to trust")
-def verify_command(data_dir, kept, bundle, keys) -> None:
-    """Recompute the trail and check every checkpoint; exit non-zero on the first problem."""
+              help="Kiểm tra gói bằng chứng (không cần cơ sở dữ liệu) / verify an evidence "
+                   "bundle offline instead of the database")
+@click.option("--key", "keys", multiple=True,
+              help="Chỉ tin khóa xác minh này (chuỗi hoặc tệp) / trust only this verifier key "
+                   "(text or file) instead of keys/checkpoint.pub")
+@click.option("--deep", is_flag=True,
+              help="Kiểm tra thêm từng mục và từng nút cây / also check every entry's columns "
+                   "and every stored tree node row by row (slower)")
+def verify_command(data_dir, kept, bundle, keys, deep) -> None:
+    """Recompute the trail and check every checkpoint; exit non-zero at the first problem."""
+    trusted = _key_values(keys)
     if bundle:
-        from service.audit.bundle import BundleError, verify_bundle
-
-        try:
-            summary = verify_bundle(Path(bundle), extra_keys=list(keys))
-        except BundleError as exc:
-            click.echo(f"KHÔNG HỢP LỆ / INVALID: {exc}", err=True)
-            sys.exit(1)
-        click.echo(f"HỢP LỆ / VALID: {summary}")
+        _verify_bundle(bundle, trusted)
         return
-    from service.audit.keys import load_verifier_key
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from service.audit.keys import KeyMissingError, load_verifier_key
+    from service.audit.log import tree_size
     from service.audit.verify import VerifyError, verify_log
     from service.core.db import get_session
 
     app = make_app(data_dir)
     settings = app.config["SETTINGS"]
-    notes = [Path(p).read_text(encoding="utf-8") for p in kept]
+    notes = [(f"kept checkpoint {p}", Path(p).read_text(encoding="utf-8")) for p in kept]
+    try:
+        trusted = trusted or [load_verifier_key(settings.keys_dir)]
+    except KeyMissingError as exc:
+        raise click.ClickException(str(exc)) from None
     with app.app_context():
         session = get_session()
-        trusted = [load_verifier_key(settings.keys_dir), *keys]
-        from service.audit.log import tree_size
-
-        total = tree_size(session)
         try:
+            total = tree_size(session)
+            options = {"origin": settings.audit_origin, "external_notes": notes, "deep": deep}
             if sys.stderr.isatty() and total:
-                with click.progressbar(length=total, label="Kiểm tra / verifying", file=sys.stderr) as bar:
+                with click.progressbar(length=total, label="Kiểm tra / verifying",
+                                       file=sys.stderr) as bar:
                     seen = [0]
 
                     def progress(done: int) -> None:
-                        bar.update(done - seen[0])
+                        bar.update(done - seen[0])  # may step back when a second pass starts
                         seen[0] = done
 
-                    report = verify_log(session, trusted, external_notes=notes, progress=progress)
+                    report = verify_log(session, trusted, progress=progress, **options)
             else:
-                report = verify_log(session, trusted, external_notes=notes)
+                report = verify_log(session, trusted, **options)
         except VerifyError as exc:
-            click.echo(f"KHÔNG HỢP LỆ / INVALID: {exc}", err=True)
-            sys.exit(1)
-        session.rollback()
-    import base64
-
+            session.rollback()
+            _invalid(str(exc))
+        except SQLAlchemyError as exc:
+            session.rollback()
+            raise click.ClickException(
+                f"cannot read the audit trail ({type(exc).__name__}); was `canhgac init` run "
+                "for this data directory?") from None
+        session.rollback()  # verification writes nothing
+    extends = (f"; kéo dài các checkpoint đã giữ / extends the kept checkpoint(s) of size "
+               f"{', '.join(map(str, report.external))}" if report.external else "")
     click.echo(
-        f"HỢP LỆ / VALID: {report.size} entries, root {base64.b64encode(report.root).decode()}, "
-        f"{report.checkpoints} signed checkpoints"
-        + (f", extends kept checkpoint(s) of size {report.external}" if report.external else "")
+        f"HỢP LỆ / VALID: {report.size} mục / entries, gốc / root "
+        f"{base64.b64encode(report.root).decode()}, {report.checkpoints} checkpoint đã ký / "
+        f"signed checkpoints{' (deep)' if report.is_deep else ''}{extends}"
     )
+
+
+def _exporter() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no passwd entry (containers)
+        return "cli"
 
 
 @click.command("export")
 @data_dir_option
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--since", default=None, help="From (ISO date/time, Asia/Ho_Chi_Minh if no offset)")
-@click.option("--until", default=None, help="Until (exclusive)")
-@click.option("--actor", default=None)
-@click.option("--host", default=None)
-@click.option("--path", "path_contains", default=None, help="Path contains")
-@click.option("--data-class", default=None)
-@click.option("--incident", "incident_id", type=int, default=None)
-@click.option("--action", default=None)
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Tệp gói (.zip) / bundle file to write")
+@click.option("--since", default=None,
+              help="Từ (ISO, giờ Việt Nam nếu không ghi múi giờ) / from (ISO date/time, "
+                   "Asia/Ho_Chi_Minh when no offset)")
+@click.option("--until", default=None, help="Đến (không gồm) / until (exclusive)")
+@click.option("--actor", default=None, help="Người thực hiện / actor")
+@click.option("--host", default=None, help="Máy / host")
+@click.option("--path", "path_contains", default=None,
+              help="Đường dẫn chứa / path contains (case-insensitive)")
+@click.option("--data-class", default=None, help="Loại dữ liệu / data class")
+@click.option("--incident", "incident_id", type=int, default=None, help="Sự cố số / incident id")
+@click.option("--action", default=None, help="Hành động / action")
+@click.option("--kind", default=None, help="Loại mục / entry kind (event, user.created, …)")
 def export_command(data_dir, output, **filters) -> None:
     """Write an evidence bundle (zip) of the matching entries with proofs and a checkpoint."""
-    from service.audit.bundle import export_bundle
+    from service.audit.bundle import BundleError, export_bundle
+    from service.audit.keys import KeyMissingError
     from service.audit.search import SearchFilter
     from service.core.db import get_session
 
@@ -106,6 +171,9 @@ def export_command(data_dir, output, **filters) -> None:
         except ValueError as exc:
             raise click.ClickException(str(exc)) from None
         session = get_session()
-        count = export_bundle(session, app.config["SETTINGS"], flt, output, by="cli")
+        try:
+            count = export_bundle(session, app.config["SETTINGS"], flt, output, by=_exporter())
+        except (KeyMissingError, BundleError) as exc:
+            raise click.ClickException(str(exc)) from None
         session.commit()
     click.echo(f"Đã xuất {count} mục vào / exported {count} entries to {output}")

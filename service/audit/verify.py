@@ -40,8 +40,10 @@ from service.audit.models import AuditEntry
 
 __all__ = [
     "ENTRY_FIELDS",
+    "RootFolder",
     "VerifyError",
     "VerifyReport",
+    "check_entry_body",
     "extract_note",
     "open_trusted_checkpoint",
     "verify_log",
@@ -88,6 +90,29 @@ class _Target:
     size: int
     root: bytes
     label: str
+
+
+class RootFolder:
+    """Fold leaf hashes one at a time (a thin wrapper over merkle.CompactRange)."""
+
+    __slots__ = ("_tree",)
+
+    def __init__(self) -> None:
+        """Start from the empty tree."""
+        self._tree = merkle.CompactRange()
+
+    @property
+    def count(self) -> int:
+        """Return how many leaves were added."""
+        return self._tree.size
+
+    def add(self, leaf: bytes) -> None:
+        """Append one leaf hash."""
+        self._tree.extend([leaf])
+
+    def root(self) -> bytes:
+        """Return the root of the leaves added so far."""
+        return self._tree.root()
 
 
 class _Mismatch(Exception):
@@ -274,9 +299,15 @@ def _describe_node_mismatch(level: int, index: int, leaf_ok: bool) -> VerifyErro
         "match them: entries were changed and rehashed, or the node table was altered", seq=first)
 
 
-def _check_row(seq: int, body: str, stored_leaf: bytes, kind: str, recorded_at) -> bytes:
-    """Check everything one entry row carries; return its leaf hash."""
+def check_entry_body(seq: int, body: str | bytes, stored_leaf: bytes) -> bytes:
+    """Check one stored entry: its number, canonical form and leaf hash; return the leaf hash."""
     data = body.encode("utf-8") if isinstance(body, str) else bytes(body)
+    _check_body(seq, data, stored_leaf)
+    return merkle.leaf_hash(data)
+
+
+def _check_body(seq: int, data: bytes, stored_leaf: bytes) -> dict:
+    """Check an entry's bytes against its number and stored leaf hash; return them parsed."""
     try:
         parsed = json.loads(data)
     except ValueError as exc:
@@ -296,10 +327,17 @@ def _check_row(seq: int, body: str, stored_leaf: bytes, kind: str, recorded_at) 
     if leaf != bytes(stored_leaf):
         raise VerifyError(f"entry {seq}: body does not match its stored leaf hash (altered)",
                           seq=seq)
+    return parsed
+
+
+def _check_row(seq: int, body: str, stored_leaf: bytes, kind: str, recorded_at) -> bytes:
+    """Check everything one entry row carries, columns included; return its leaf hash."""
+    data = body.encode("utf-8")
+    parsed = _check_body(seq, data, stored_leaf)
     if parsed["kind"] != kind or parsed["recorded_at"] != log.recorded_at_text(recorded_at):
         raise VerifyError(f"entry {seq}: the kind or time column differs from the body (altered)",
                           seq=seq)
-    return leaf
+    return merkle.leaf_hash(data)
 
 
 def _stored_nodes(conn: Connection, level: int, first: int, end: int) -> list[tuple[int, bytes]]:
@@ -318,15 +356,16 @@ def _check_nodes(conn: Connection, new_nodes: list[tuple[int, int, bytes]]) -> N
     for level, index, h in new_nodes:
         if level > 0:
             by_level.setdefault(level, []).append((index, h))
-    bad: list[tuple[int, int, int]] = []  # (first leaf, level, index)
+    bad: set[tuple[int, int]] = set()
     for level, nodes in by_level.items():
         stored = dict(_stored_nodes(conn, level, nodes[0][0], nodes[-1][0] + 1))
-        for index, h in nodes:
-            if stored.get(index) != h:
-                bad.append((index << level, level, index))
-                break
-    if bad:
-        _first, level, index = min(bad)
+        bad.update((level, index) for index, h in nodes if stored.get(index) != h)
+    # A changed node changes every node above it: blame the nodes no bad child explains,
+    # and name the earliest entries among them.
+    causes = [(index << level, level, index) for level, index in bad
+              if (level - 1, 2 * index) not in bad and (level - 1, 2 * index + 1) not in bad]
+    if causes:
+        _first, level, index = min(causes)
         raise _describe_node_mismatch(level, index, leaf_ok=True)
 
 
@@ -388,6 +427,14 @@ def _count_nodes(conn: Connection, size: int) -> None:
                           f"has {expected}: nodes were added or removed")
 
 
+def _stored_root(session: Session, size: int) -> bytes | None:
+    """Return the root the stored nodes give (what the next checkpoint would sign), or None."""
+    try:
+        return log.root_at(session, size)
+    except LookupError:
+        return None
+
+
 def verify_log(
     session: Session,
     verifier_keys: Iterable[str | VerifierKey],
@@ -417,7 +464,7 @@ def verify_log(
     if not deep:
         try:
             root = _fast_pass(conn, size, targets, progress, batch, proven)
-            if size and log.root_at(session, size) != root:
+            if _stored_root(session, size) != root:
                 raise _Mismatch
         except _Mismatch:
             root = None
@@ -426,7 +473,7 @@ def verify_log(
         root = _thorough_pass(session, size, targets, progress, THOROUGH_BATCH, start, tree)
         if deep:
             _count_nodes(conn, size)
-        if size and log.root_at(session, size) != root:
+        if _stored_root(session, size) != root:
             raise VerifyError("the stored tree border does not match the entries: the node "
                               "table was altered")
     return VerifyReport(size=size, root=root, checkpoints=stored_count, external=external_sizes,

@@ -8,7 +8,7 @@ import socket
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from functools import lru_cache
+from functools import cache
 
 import click
 import structlog
@@ -59,7 +59,7 @@ def slot_start(now: datetime, interval_seconds: float) -> datetime:
     return datetime.fromtimestamp(epoch - epoch % step, UTC)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _accepts_now(func: Callable) -> bool:
     return "now" in inspect.signature(func).parameters
 
@@ -110,8 +110,9 @@ def _claim_slot(session, job_id: str, start: datetime) -> bool:
         from sqlalchemy.dialects.sqlite import insert
     statement = insert(JobRun).values(
         job_id=job_id, slot_start=start, started_at=utcnow(), runner=_runner_name(),
-    ).on_conflict_do_nothing(index_elements=["job_id", "slot_start"])
-    return session.execute(statement).rowcount == 1
+    ).on_conflict_do_nothing(index_elements=["job_id", "slot_start"]).returning(JobRun.id)
+    # RETURNING, not rowcount: drivers report rowcount of ORM inserts inconsistently.
+    return session.execute(statement).first() is not None
 
 
 def _runner_name() -> str:

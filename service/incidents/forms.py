@@ -16,6 +16,7 @@ from wtforms import (
     StringField,
     TextAreaField,
 )
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
 from wtforms.widgets import CheckboxInput, ListWidget
 
@@ -63,11 +64,11 @@ def _wtf_field(spec: FormField, locale: str, timezone: str):
         return field_class(label, checks, description=description, default=spec.default,
                            render_kw=render_kw)
     if spec.type == "select":
-        choices = [(o.value, o.label.get(locale)) for o in spec.options]
+        choices = [SelectChoice(o.value, o.label.get(locale)) for o in spec.options]
         return SelectField(label, checks, choices=choices, default=spec.default,
                            description=description, render_kw=render_kw)
     if spec.type == "checkboxes":
-        choices = [(o.value, o.label.get(locale)) for o in spec.options]
+        choices = [SelectChoice(o.value, o.label.get(locale)) for o in spec.options]
         return MultiCheckboxField(label, checks, choices=choices, default=spec.default or [],
                                   description=description)
     if spec.type == "datetime":
@@ -128,6 +129,20 @@ def report_arguments(definition: FormDefinition, values: dict, timezone: str) ->
 # ---------------------------------------------------------------- workflow step forms
 
 
+# The same channels as workflow.NOTICE_CHANNELS, as translatable labels for the pages.
+CHANNEL_LABELS = {
+    "cong_thong_tin": _l("Cổng thông tin quốc gia về bảo vệ dữ liệu cá nhân"),
+    "van_ban": _l("Văn bản (Mẫu số 08) gửi cơ quan chuyên trách"),
+    "email": _l("Thư điện tử"),
+    "khac": _l("Khác"),
+}
+
+
+def notice_channel_choices() -> list[SelectChoice]:
+    """Return the notice channels with labels in the interface language."""
+    return [SelectChoice(key, str(CHANNEL_LABELS.get(key, key))) for key in NOTICE_CHANNELS]
+
+
 class ConfirmForm(FlaskForm):
     """A one-button form (acknowledge, start investigation, open an alert as incident)."""
 
@@ -176,8 +191,8 @@ class NoticeSentForm(FlaskForm):
     """The notice to the authority was sent: when, how, its reference; late needs a reason."""
 
     sent_at = DateTimeLocalField(_l("Gửi lúc"), [DataRequired()], format=DATETIME_FORMAT)
-    channel = SelectField(_l("Kênh gửi"), choices=list(NOTICE_CHANNELS.items()),
-                          default="cong_thong_tin")
+    channel = SelectField(_l("Kênh gửi"), default="cong_thong_tin",
+                          choices=[SelectChoice(k, v) for k, v in NOTICE_CHANNELS.items()])
     reference = StringField(_l("Số văn bản hoặc mã tiếp nhận"), [DataRequired(), Length(max=200)])
     late_reason = TextAreaField(_l("Lý do gửi muộn (nếu quá 72 giờ)"),
                                 [Optional(), Length(max=10_000)])

@@ -204,7 +204,7 @@ def _render_detail(incident: Incident, *, forms: dict | None = None, status: int
     notice_form = None
     if W.can_record_notice(incident, user):
         notice_form = (forms or {}).get("notice") or F.NoticeSentForm()
-        notice_form.channel.choices = [(k, _(v)) for k, v in W.NOTICE_CHANNELS.items()]
+        notice_form.channel.choices = F.notice_channel_choices()
         if notice_form.sent_at.data is None:
             notice_form.sent_at.data = datetime.strptime(
                 F.local_now_text(_settings().timezone), F.DATETIME_FORMAT)
@@ -222,7 +222,7 @@ def _render_detail(incident: Incident, *, forms: dict | None = None, status: int
         evidence_form=F.EvidenceForm(), timeline=timeline, own_comments=own_comments,
         state_text=STATE_TEXT, deadline=deadline_info(incident),
         can_contribute=W.can_contribute(incident, user),
-        form_rows=_form_rows(incident), channels=W.NOTICE_CHANNELS,
+        form_rows=_form_rows(incident), channels=F.CHANNEL_LABELS,
     ), status
 
 
@@ -434,7 +434,7 @@ def notice_sent(incident_id: int):
     session = get_session()
     incident = _incident_for_user(incident_id)
     form = F.NoticeSentForm()
-    form.channel.choices = [(k, _(v)) for k, v in W.NOTICE_CHANNELS.items()]
+    form.channel.choices = F.notice_channel_choices()
     if not form.validate_on_submit():
         _flash_form_errors(form)
         return _render_detail(incident, forms={"notice": form}, status=400)

@@ -112,7 +112,7 @@ def record_result(
     session: Session, settings: Settings, snapshot: MessageSnapshot, token: str,
     now: datetime, error: BaseException | None,
 ) -> bool:
-    """Store one attempt's outcome and its audit entry, then commit; return is_failing."""
+    """Store one attempt's outcome and its audit entry (flush only); return is_failing."""
     attempt = snapshot.attempts + 1
     mine = (OutboxMessage.id == snapshot.id, OutboxMessage.claim_token == token)
     is_failing = error is not None and attempt >= settings.notify_failing_after_attempts
@@ -139,7 +139,6 @@ def record_result(
         # The lease ran out during the send and another dispatcher took the message over.
         body["lease_lost"] = True
     audit_log.record(session, "notify.attempt", body, incident_id=snapshot.incident_id)
-    session.commit()
     return is_failing
 
 
@@ -155,17 +154,24 @@ def _log_outcome(snapshot: MessageSnapshot, error: BaseException | None, failing
         log.warning("notify_attempt_failed", error=type(error).__name__, **fields)
 
 
-def _finish_stats(session: Session, stats: DispatchStats, channels: list[str]) -> None:
+def _finish_stats(
+    session: Session, stats: DispatchStats, channels: list[str], now: datetime,
+) -> None:
     pending = OutboxMessage.state == OutboxState.PENDING
     stats.waiting_for_config = session.scalar(
         select(func.count()).select_from(OutboxMessage)
         .where(pending, OutboxMessage.channel.not_in(channels) if channels else pending)
     ) or 0
     if channels:
-        stats.next_due_at = session.scalar(
-            select(func.min(OutboxMessage.next_attempt_at))
-            .where(pending, OutboxMessage.channel.in_(channels))
-        )
+        on_channel = (pending, OutboxMessage.channel.in_(channels))
+        free = or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until < now)
+        # A message another dispatcher holds is worth a look only when its claim runs out.
+        candidates = [
+            session.scalar(select(func.min(OutboxMessage.next_attempt_at)).where(*on_channel, free)),
+            session.scalar(select(func.min(OutboxMessage.claimed_until))
+                           .where(*on_channel, OutboxMessage.claimed_until >= now)),
+        ]
+        stats.next_due_at = min((c for c in candidates if c is not None), default=None)
     session.commit()
 
 
@@ -190,21 +196,24 @@ def dispatch_pending(
                 if lost:
                     continue
                 break
+            outcomes: list[tuple[MessageSnapshot, datetime, BaseException | None]] = []
             for snapshot in batch:
                 error: BaseException | None = None
                 try:
                     deliverer.deliver(snapshot, now or utcnow())
                 except Exception as exc:  # every failure is retried and audited
                     error = exc
+                outcomes.append((snapshot, now or utcnow(), error))
+            # One transaction per batch: no lock is held while sending, and one commit (fsync)
+            # records the whole batch. A crash before it re-sends the batch after the lease.
+            for snapshot, when, error in outcomes:
+                failing = record_result(session, settings, snapshot, token, when, error)
                 stats.attempted += 1
-                if error is None:
-                    stats.delivered += 1
-                else:
-                    stats.failed += 1
-                failing = record_result(session, settings, snapshot, token, now or utcnow(),
-                                        error)
+                stats.delivered += error is None
+                stats.failed += error is not None
                 _log_outcome(snapshot, error, failing)
+            session.commit()
     finally:
         deliverer.close()
-    _finish_stats(session, stats, channels)
+    _finish_stats(session, stats, channels, now or utcnow())
     return stats

@@ -59,9 +59,9 @@ def _gettext(text: str, **values) -> str:
 
 @cache
 def _environment() -> jinja2.Environment:
-    env = jinja2.Environment(  # noqa: S701 - text/plain mail bodies, not HTML
+    env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)),
-        autoescape=False,
+        autoescape=False,  # noqa: S701 - text/plain mail bodies, never shown as HTML
         trim_blocks=True,
         lstrip_blocks=True,
         undefined=jinja2.StrictUndefined,

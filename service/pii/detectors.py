@@ -46,7 +46,8 @@ from dataclasses import dataclass, field
 KINDS: tuple[str, ...] = ("cccd", "phone", "bhxh", "email")
 
 # Historic province codes of birth registration (Circular 07/2016/TT-BCA), 63 provinces.
-# (check) The 2025 province merger may change future codes; used only to score, never to reject.
+# (check) The 2025 province merger may change future codes; used only to score, never to reject,
+# and callers may pass their own set (a setting) as ``province_codes``.
 PROVINCE_CODES: frozenset[str] = frozenset(
     (
         "001", "002", "004", "006", "008", "010", "011", "012", "014", "015", "017", "019",
@@ -178,7 +179,12 @@ class PiiReport:
         )
 
 
-def score_cccd(digits: str, *, reference_year: int | None = None) -> float:
+def score_cccd(
+    digits: str,
+    *,
+    reference_year: int | None = None,
+    province_codes: frozenset[str] = PROVINCE_CODES,
+) -> float:
     """Score in [0, 1] how well 12 digits fit the historic personal-ID structure.
 
     Factors multiply: province code in the known set (else 0.6 if it starts with 0, 0.3 if not);
@@ -188,18 +194,19 @@ def score_cccd(digits: str, *, reference_year: int | None = None) -> float:
     """
     if len(digits) != 12 or not digits.isascii() or not digits.isdigit():
         raise ValueError("score_cccd expects exactly 12 ASCII digits")
-    score = _score_head(digits[:6], reference_year or dt.datetime.now(dt.UTC).year)
+    year_now = reference_year or dt.datetime.now(dt.UTC).year
+    score = _score_head(digits[:6], year_now, province_codes)
     if digits.count(digits[0]) == 12:
         score *= 0.2
     return score
 
 
 @functools.lru_cache(maxsize=4096)
-def _score_head(head: str, year_now: int) -> float:
+def _score_head(head: str, year_now: int, province_codes: frozenset[str]) -> float:
     """Score the structured first six digits (cached: a table repeats few provinces and years)."""
     score = 1.0
     province = head[:3]
-    if province not in PROVINCE_CODES:
+    if province not in province_codes:
         score *= 0.6 if province[0] == "0" else 0.3
     century_digit = int(head[3])
     # 0/1 → 1900s, 2/3 → 2000s, 4/5 → 2100s, 6/7 → 2200s, 8/9 → 2300s (Circular 07/2016).
@@ -297,8 +304,16 @@ def _number_hits(text: str) -> Iterator[tuple[int, str, str]]:
             yield m.start(), _GROUP_KIND[group], m.group(group)
 
 
-def detect_detailed(text: str, *, reference_year: int | None = None) -> PiiReport:
-    """Count identifiers by kind in text, with line coverage and ID-number confidence."""
+def detect_detailed(
+    text: str,
+    *,
+    reference_year: int | None = None,
+    province_codes: frozenset[str] = PROVINCE_CODES,
+) -> PiiReport:
+    """Count identifiers by kind in text, with line coverage and ID-number confidence.
+
+    ``reference_year`` (default: this year) and ``province_codes`` only affect confidence.
+    """
     if not unicodedata.is_normalized("NFC", text):
         # Labels carry diacritics; decomposed text (macOS, some PDFs) must match them too.
         text = unicodedata.normalize("NFC", text)
@@ -319,7 +334,7 @@ def detect_detailed(text: str, *, reference_year: int | None = None) -> PiiRepor
         if kind == "cccd":
             if len(digits) != 12:
                 digits = _NON_DIGIT.sub("", digits)
-            score = score_cccd(digits, reference_year=year_now)
+            score = score_cccd(digits, reference_year=year_now, province_codes=province_codes)
         prev = text[start - 1 : start]
         # Only a letter or a label gap can precede a labelled number; "," or tab cannot.
         label = _label_before(text, start) if prev.isalpha() or prev in _LABEL_GAP_CHARS else None

@@ -142,19 +142,23 @@ def _hash_table(rows: Iterable[tuple[int, Any]], budget: _Budget) -> str:
 
 
 def _hash_text(blocks: Iterable[str], budget: _Budget) -> str:
-    """Hash normalized non-empty lines of text."""
+    """Hash normalized non-empty lines of text, each followed by a newline."""
     digest = hashlib.sha256(f"{FINGERPRINT_VERSION}\ntext\n".encode())
-    for line in canonical_lines(blocks):
-        data = line.encode("utf-8", "surrogatepass") + b"\n"
-        budget.spend(len(data))
-        digest.update(data)
+    for block in blocks:
+        lines = list(canonical_lines((block,)))
+        if lines:
+            data = ("\n".join(lines) + "\n").encode("utf-8", "surrogatepass")
+            budget.spend(len(data))
+            digest.update(data)
     return digest.hexdigest()
 
 
 def canonical_lines(blocks: Iterable[str]) -> Iterator[str]:
     """Yield lines of text with whitespace collapsed, NFC, no BOM, empty lines dropped."""
     for block in blocks:
-        text = unicodedata.normalize("NFC", block.replace("\ufeff", ""))
+        text = block.replace("\ufeff", "")
+        if not unicodedata.is_normalized("NFC", text):
+            text = unicodedata.normalize("NFC", text)
         for line in text.splitlines():
             collapsed = " ".join(line.split())
             if collapsed:

@@ -33,7 +33,6 @@ Loc = tuple[str | int, ...]
 Issue = tuple[Loc, str]
 
 MAX_NESTING = 8
-_ALL_ACTIONS: frozenset[Action] = frozenset(Action)
 
 # ---------------------------------------------------------------- globs
 
@@ -43,11 +42,6 @@ def normalize_path(text: str) -> str:
     text = text.replace("\\", "/")
     # Windows and macOS may hand us decomposed Vietnamese letters; patterns are written composed.
     return text if text.isascii() else unicodedata.normalize("NFC", text)
-
-
-def glob_regex(pattern: str) -> str:
-    """Translate one glob (either separator) to a regex body for a normalised, lower-case path."""
-    return fnmatch.translate(normalize_path(pattern).lower())
 
 
 _WILDCARDS = frozenset("*?[")
@@ -228,11 +222,6 @@ class WorkingHoursClock:
             return True
         second = when.hour * 3600 + when.minute * 60 + when.second
         return second < self._start or second >= self._end
-
-
-def is_outside_working_hours(when: datetime, env: CompileEnv) -> bool:
-    """Tell whether an aware time falls outside the policy's working hours (local time)."""
-    return WorkingHoursClock(env).is_outside(when)
 
 
 # ---------------------------------------------------------------- base classes
@@ -626,7 +615,7 @@ class FailuresThenSuccess(_Windowed):
         return frozenset(self.params.failure_actions) | frozenset(self.params.success_actions)
 
     def matches(self, ctx: Any) -> bool:
-        action = ctx.action
+        action = ctx.event.action
         if action in self._failures:
             ctx.state.add(self._key(ctx), ctx.at_us, 1, self._window_us)
             return False

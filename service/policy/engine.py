@@ -91,7 +91,9 @@ KIND_LABELS: dict[str, str] = {
     "unknown": "nơi nhận không xác định",
 }
 SENSITIVITY_LABELS: dict[str, str] = {"basic": "cơ bản", "sensitive": "nhạy cảm"}
-PII_LABELS: dict[str, str] = {"cccd": "số định danh", "phone": "số điện thoại", "bhxh": "số BHXH"}
+PII_LABELS: dict[str, str] = {
+    "cccd": "số định danh", "phone": "số điện thoại", "bhxh": "số BHXH", "email": "địa chỉ thư",
+}
 
 EVENT_FIELDS = frozenset({
     "title", "class", "class_label", "sensitivity", "action", "action_label", "kind",
@@ -422,50 +424,67 @@ def compile_policy(
 
 
 class EventContext:
-    """What conditions read about one event; built at most once per ``evaluate`` call."""
+    """What conditions read about one event; built at most once per ``evaluate`` call.
 
-    __slots__ = (
-        "_at_us", "_classifier", "_now", "_object_kind", "action", "data_class",
-        "dest_kind", "event", "host", "state", "when", "window",
-    )
+    Only six attributes are set up front (this runs for most events); the rest are
+    properties or are set by the condition that produces them (``window``).
+    """
+
+    __slots__ = ("_at_us", "_classifier", "_now", "_object_kind", "data_class", "dest_kind",
+                 "event", "state", "window")
 
     def __init__(self, event: Event, classifier: Classifier, state: WindowState,
                  now: datetime | None, data_class: str | None, dest_kind: Any) -> None:
         self.event = event
-        self.action = event.action
-        self.host = event.host
-        self.when = event.occurred_at
-        self.state = state
-        self.window: tuple[int, int, int] | None = None
         self.data_class = data_class
         self.dest_kind = (
             classifier.destination_kind(event.action, event.destination)
             if dest_kind is _MISSING else dest_kind
         )
+        self.state = state
         self._classifier = classifier
         self._now = now
-        self._at_us: int | None = None
-        self._object_kind: Any = _MISSING
+
+    @property
+    def action(self) -> Action:
+        """The event's action."""
+        return self.event.action
+
+    @property
+    def host(self) -> str:
+        """The event's host."""
+        return self.event.host
+
+    @property
+    def when(self) -> datetime:
+        """The event's own time (aware)."""
+        return self.event.occurred_at
 
     @property
     def at_us(self) -> int:
         """Event time in µs since the epoch, never more than the allowed skew after ``now``."""
-        if self._at_us is None:
-            at_us = round(self.when.timestamp() * 1_000_000)
-            if self._now is not None:
-                now_us = round(self._now.timestamp() * 1_000_000)
-                if at_us > now_us + MAX_CLOCK_SKEW_US:
-                    at_us = now_us
-            self._at_us = at_us
-        return self._at_us
+        try:
+            return self._at_us
+        except AttributeError:
+            pass
+        at_us = round(self.event.occurred_at.timestamp() * 1_000_000)
+        if self._now is not None:
+            now_us = round(self._now.timestamp() * 1_000_000)
+            if at_us > now_us + MAX_CLOCK_SKEW_US:
+                at_us = now_us
+        self._at_us = at_us
+        return at_us
 
     @property
     def object_kind(self) -> DestinationKind | None:
         """Scope kind of the object's own path (e.g. a file created in the publishing folder)."""
-        if self._object_kind is _MISSING:
-            obj = self.event.object
-            self._object_kind = self._classifier.path_kind(obj.path if obj is not None else None)
-        return self._object_kind
+        try:
+            return self._object_kind
+        except AttributeError:
+            pass
+        obj = self.event.object
+        kind = self._object_kind = self._classifier.path_kind(obj.path if obj is not None else None)
+        return kind
 
 
 class SignalContext:
@@ -538,17 +557,27 @@ def evaluate(event: Event, policy: Policy, state: WindowState | None, *,
                              else classifier.destination_kind(action, dest))
             if dest_kind not in kinds:
                 continue
+        conditions = rule.conditions
+        stateful = rule.stateful
+        if not conditions and stateful is None:
+            # prefilters said it all: build the context only to explain the verdict
+            if ctx is None:
+                ctx = EventContext(event, classifier, _state(state), now, data_class, dest_kind)
+            verdicts.append(_event_verdict(rule, ctx, policy))
+            continue
         if ctx is None:
-            ctx = EventContext(event, classifier, WindowState() if state is None else state,
-                               now, data_class, dest_kind)
-        for condition in rule.conditions:
+            ctx = EventContext(event, classifier, _state(state), now, data_class, dest_kind)
+        for condition in conditions:
             if not condition.matches(ctx):
                 break
         else:
-            stateful = rule.stateful
             if stateful is None or stateful.matches(ctx):
                 verdicts.append(_event_verdict(rule, ctx, policy))
     return verdicts
+
+
+def _state(state: WindowState | None) -> WindowState:
+    return WindowState() if state is None else state
 
 
 def evaluate_signal(signal: MonitoringSignal, policy: Policy, *, now: datetime) -> list[Verdict]:
@@ -649,7 +678,7 @@ def _fact_purpose_state(ctx: EventContext, labels: Labels) -> str:
 
 def _window_part(index: int) -> Any:
     def fact(ctx: EventContext, labels: Labels) -> str:
-        window = ctx.window or (0, 0, 0)
+        window = getattr(ctx, "window", None) or (0, 0, 0)
         return _num(window[index] // 60 if index == 2 else window[index])
     return fact
 
@@ -676,11 +705,13 @@ _EVENT_FACTS: dict[str, Any] = {
 
 
 def _pii_summary(pii: dict[str, int]) -> str:
-    if not pii or not any(pii.values()):
-        return "không phát hiện"
-    return ", ".join(
-        f"{PII_LABELS.get(kind, kind)} {_num(count)}" for kind, count in sorted(pii.items()) if count
-    )
+    # Kind names come from agents and apps: only the kinds we know are named, the rest summed.
+    parts = [f"{PII_LABELS[kind]} {_num(count)}" for kind, count in sorted(pii.items())
+             if count and kind in PII_LABELS]
+    other = sum(count for kind, count in pii.items() if kind not in PII_LABELS)
+    if other:
+        parts.append(f"loại khác {_num(other)}")
+    return ", ".join(parts) if parts else "không phát hiện"
 
 
 # ---------------------------------------------------------------- rule tests

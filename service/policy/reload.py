@@ -125,6 +125,8 @@ class PolicyWatcher:
         """Load and test the directory now; report the outcome; return the policy in force."""
         with self._reload_lock:
             policy, reason = check_policy_dir(self.directory)
+            if self._stopped:  # stop() came while we were loading: report nothing more
+                return self._policy
             if policy is None:
                 log.warning("policy rejected: %s", (reason or "").splitlines()[0])
                 self._call(self._on_rejected, reason or "")

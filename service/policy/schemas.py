@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal, NamedTuple
 from zoneinfo import ZoneInfo
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     BeforeValidator,
@@ -64,8 +65,19 @@ WEEKDAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 # ---------------------------------------------------------------- scalar types
 
+def _no_identifiers(value: str) -> str:
+    # Labels and titles end up in alerts; a long digit run could be a citizen's ID number.
+    if re.search(r"\d{9,}", value):
+        raise ValueError("không được chứa dãy số dài / no long digit runs (identifiers) allowed")
+    return value
+
+
 Id = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
-Label = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Label = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+    AfterValidator(_no_identifiers),
+]
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
 Glob = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
 Purpose = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]

@@ -20,7 +20,7 @@ def _short(label: str) -> str:
     return label if len(label) <= MAX_LABEL else label[: MAX_LABEL - 1] + "…"
 
 
-def bar_chart_svg(items: list[tuple[str, float]], *, title: str, width: int = 640,
+def bar_chart_svg(items: list[tuple[str, float]], *, title: str, width: int = 520,
                   bar_height: int = 20, gap: int = 6) -> Markup:
     """Return a horizontal bar chart of (label, value) pairs as an SVG element."""
     label_width = int(width * 0.42)

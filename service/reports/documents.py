@@ -7,6 +7,7 @@ their own Jinja environment (no Flask, no translation catalog) from
 
 from __future__ import annotations
 
+import logging
 import unicodedata
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -137,10 +138,18 @@ def html_to_pdf(html: str) -> bytes:
     """Convert a document's HTML to PDF bytes with the Decree 30 stylesheet."""
     import weasyprint
 
+    # WeasyPrint narrates every layout step at INFO; keep the service log for what matters.
+    for name in ("weasyprint", "weasyprint.progress", "fontTools"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+    from weasyprint.urls import FatalURLFetchingError
+
     fetcher = _offline_fetcher()
-    css = weasyprint.CSS(string=STYLESHEET.read_text(encoding="utf-8"), url_fetcher=fetcher)
-    doc = weasyprint.HTML(string=html, url_fetcher=fetcher)
-    return doc.write_pdf(stylesheets=[css])
+    try:
+        css = weasyprint.CSS(string=STYLESHEET.read_text(encoding="utf-8"), url_fetcher=fetcher)
+        return weasyprint.HTML(string=html, url_fetcher=fetcher).write_pdf(stylesheets=[css])
+    except FatalURLFetchingError as exc:  # a BaseException in WeasyPrint: keep it ours
+        raise DocumentError(f"documents may not load external resources ({exc})") from None
 
 
 def render_document_pdf(template: str, context: dict) -> bytes:

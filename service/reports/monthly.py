@@ -48,27 +48,19 @@ MAX_PART_TEXT = 20_000
 ACCESS_ACTIONS = frozenset(
     {"open", "read", "modify", "create", "delete", "move", "copy", "export", "print", "share", "view"}
 )
-ALERT_RAISED_KINDS = frozenset({"alert", "alert.raised", "alert.created", "alert.opened"})
+# A copy or share: an event that sends data somewhere (its destination says where).
+TRANSFER_ACTIONS = frozenset({"copy", "move", "export", "share", "print"})
+ALERT_RAISED_KINDS = frozenset({"alert.raised"})
 ALERT_DISMISSED_KINDS = frozenset({"alert.dismissed"})
-NOTICE_KINDS = frozenset({"incident.notice_sent", "incident.notice_approved"})
-SILENCE_KINDS = frozenset({"agent.silent", "agent.silence"})
+NOTICE_KINDS = frozenset({"incident.notice_sent"})
+SILENCE_KINDS = frozenset({"agent.silent"})
 BACK_KINDS = frozenset({"agent.back"})
 GAP_KIND = "agent.gap"
 INCIDENT_STATES = ("reported", "acknowledged", "investigating", "contained", "resolved", "closed",
                    "dismissed")
-# The state an incident is in after an entry of kind "incident.<suffix>".
-STATE_BY_SUFFIX = {
-    "reported": "reported", "report": "reported", "created": "reported", "create": "reported",
-    "opened": "reported", "open": "reported",
-    "acknowledged": "acknowledged", "acknowledge": "acknowledged",
-    "investigating": "investigating", "investigate": "investigating",
-    "investigation_started": "investigating",
-    "contained": "contained", "contain": "contained",
-    "resolved": "resolved", "resolve": "resolved",
-    "closed": "closed", "close": "closed",
-    "dismissed": "dismissed", "dismiss": "dismissed",
-}
-STATE_FIELD_KINDS = frozenset({"incident.transition", "incident.state"})
+# service.incidents.workflow writes one entry "incident.<state>" per transition; other
+# incident.* kinds (joined, commented, evidence_attached, notice_sent, ...) change no state.
+TRANSITION_KINDS = {f"incident.{state}": state for state in INCIDENT_STATES}
 
 
 class ReportError(Exception):
@@ -193,14 +185,9 @@ def _parse_stamp(value) -> datetime | None:
     return parsed.astimezone(UTC) if parsed.tzinfo else None
 
 
-def transition_state(kind: str, body: dict) -> str | None:
-    """Return the incident state an entry moves to, or None if it is not a transition."""
-    if kind in STATE_FIELD_KINDS:
-        state = body.get("to") or body.get("state")
-        return state if state in INCIDENT_STATES else None
-    if not kind.startswith("incident."):
-        return None
-    return STATE_BY_SUFFIX.get(kind[len("incident."):])
+def transition_state(kind: str) -> str | None:
+    """Return the incident state an entry kind moves to, or None if it is not a transition."""
+    return TRANSITION_KINDS.get(kind)
 
 
 # --------------------------------------------------------------------------- the basis
@@ -295,10 +282,10 @@ def _count_events(session: Session, basis: Basis, period: Period, fig: Figures) 
             access[(data_class, body.get("unit") or "")] += 1
             by_action[action] += 1
         dest = body.get("destination")
-        if dest is not None and dest.get("kind") != "official":
+        if action in TRANSFER_ACTIONS and dest is not None and dest.get("kind") != "official":
             has_pii = sum(v for v in (body.get("pii") or {}).values() if isinstance(v, int)) > 0
             if data_class or has_pii:
-                oos[(data_class, dest.get("kind") or "unknown", action or "")] += 1
+                oos[(data_class, dest.get("kind") or "unknown", action)] += 1
     fig.access, fig.access_by_action, fig.out_of_scope = dict(access), dict(by_action), dict(oos)
     fig.agent_events = dict(per_agent)
     return set(per_agent)
@@ -323,12 +310,15 @@ def _count_alerts(session: Session, basis: Basis, period: Period, fig: Figures) 
 class _IncidentTrack:
     created_at: datetime | None = None
     detected_at: datetime | None = None
-    needs_notice: bool = True
+    involves_personal_data: bool = True
+    notice_due_at: datetime | None = None
     state: str | None = None
     acknowledged_at: datetime | None = None
     resolved_at: datetime | None = None
-    dismissed_at: datetime | None = None
-    notice_at: datetime | None = None
+    excused_at: datetime | None = None  # dismissed, or closed with a reason for no notice
+    notice_recorded_at: datetime | None = None
+    notice_sent_at: datetime | None = None
+    notice_deadline: datetime | None = None
 
 
 def _incident_figures(tracks: dict[int, _IncidentTrack], period: Period, notice_hours: int,
@@ -336,7 +326,6 @@ def _incident_figures(tracks: dict[int, _IncidentTrack], period: Period, notice_
     by_state: Counter = Counter()
     ack, resolve = [], []
     on_time = late = missing = new = 0
-    window = timedelta(hours=notice_hours)
     for track in tracks.values():
         if track.state:
             by_state[track.state] += 1
@@ -349,18 +338,18 @@ def _incident_figures(tracks: dict[int, _IncidentTrack], period: Period, notice_
             ack.append((track.acknowledged_at - created).total_seconds())
         if track.resolved_at and period.start_at <= track.resolved_at < period.end_at:
             resolve.append((track.resolved_at - created).total_seconds())
-        if not track.needs_notice:
-            continue
-        deadline = (track.detected_at or created) + window
-        if track.notice_at is not None:
-            if period.start_at <= track.notice_at < period.end_at:
-                if track.notice_at <= deadline:
+        if track.notice_recorded_at is not None:
+            if period.start_at <= track.notice_recorded_at < period.end_at:
+                deadline = track.notice_deadline or _deadline(track, notice_hours)
+                sent = track.notice_sent_at or track.notice_recorded_at
+                if deadline is None or sent <= deadline:
                     on_time += 1
                 else:
                     late += 1
-        elif period.start_at <= deadline < period.end_at and not (
-            track.dismissed_at and track.dismissed_at <= deadline
-        ):
+            continue
+        deadline = _deadline(track, notice_hours)
+        if (deadline is not None and period.start_at <= deadline < period.end_at
+                and track.excused_at is None):
             missing += 1
     fig.incidents_by_state = dict(by_state)
     fig.ack_seconds, fig.resolve_seconds = sorted(ack), sorted(resolve)
@@ -368,31 +357,46 @@ def _incident_figures(tracks: dict[int, _IncidentTrack], period: Period, notice_
     fig.incidents_new = new
 
 
+def _deadline(track: _IncidentTrack, notice_hours: int) -> datetime | None:
+    if track.notice_due_at is not None:
+        return track.notice_due_at
+    if not track.involves_personal_data or track.created_at is None:
+        return None
+    return (track.detected_at or track.created_at) + timedelta(hours=notice_hours)
+
+
 def _track_incident(tracks: dict[int, _IncidentTrack], kind: str, body: dict,
                     at: datetime) -> None:
     incident_id = body.get("incident_id")
     if not isinstance(incident_id, int) or isinstance(incident_id, bool):
         return
+    track = tracks.setdefault(incident_id, _IncidentTrack())
+    due = _parse_stamp(body.get("notice_due_at"))
     if kind in NOTICE_KINDS:
-        track = tracks.setdefault(incident_id, _IncidentTrack())
-        if track.notice_at is None:
-            track.notice_at = at
+        if track.notice_recorded_at is None:
+            track.notice_recorded_at = at
+            track.notice_sent_at = _parse_stamp(body.get("sent_at"))
+            track.notice_deadline = due or track.notice_due_at
         return
-    state = transition_state(kind, body)
+    if due is not None:
+        # The clock may restart when personal data shows up later ("incident.joined").
+        track.notice_due_at = due
+    state = transition_state(kind)
     if state is None:
         return
-    track = tracks.setdefault(incident_id, _IncidentTrack())
     track.state = state
     if state == "reported" and track.created_at is None:
         track.created_at = at
         track.detected_at = _parse_stamp(body.get("detected_at"))
-        track.needs_notice = body.get("involves_personal_data") is not False
+        track.involves_personal_data = body.get("involves_personal_data") is not False
     elif state == "acknowledged" and track.acknowledged_at is None:
         track.acknowledged_at = at
     elif state == "resolved" and track.resolved_at is None:
         track.resolved_at = at
-    elif state == "dismissed" and track.dismissed_at is None:
-        track.dismissed_at = at
+    elif track.excused_at is None and (
+        state == "dismissed" or (state == "closed" and body.get("no_notice_reason"))
+    ):
+        track.excused_at = at
 
 
 def _count_incidents(session: Session, basis: Basis, period: Period, notice_hours: int,
@@ -426,7 +430,10 @@ def _agent_step(agents: dict[str, _AgentTrack], fig_gaps: Counter, counters: lis
             fig_gaps[agent_id] += missing if isinstance(missing, int) else 0
     elif kind in SILENCE_KINDS:
         if track.silent_since is None:
-            track.silent_since = at
+            # The entry is written some minutes after the last contact; it says how many.
+            silent = body.get("silent_seconds")
+            lag = silent if isinstance(silent, int | float) and silent > 0 else 0
+            track.silent_since = at - timedelta(seconds=lag)
             if in_period:
                 track.silences += 1
     elif kind in BACK_KINDS and track.silent_since is not None:
@@ -538,10 +545,10 @@ def recount_from_entries(entries: Iterable, *, month: str, timezone: str = "Asia
                 access[dc, body.get("unit") or ""] += 1
                 by_action[action] += 1
             dest = body.get("destination")
-            if dest is not None and dest.get("kind") != "official":
+            if action in TRANSFER_ACTIONS and dest is not None and dest.get("kind") != "official":
                 pii_total = sum(v for v in (body.get("pii") or {}).values() if isinstance(v, int))
                 if dc or pii_total > 0:
-                    oos[dc, dest.get("kind") or "unknown", action or ""] += 1
+                    oos[dc, dest.get("kind") or "unknown", action] += 1
         elif kind in ALERT_RAISED_KINDS and in_period:
             raised[str(body.get("rule_id") or ""), str(body.get("severity") or "")] += 1
         elif kind in ALERT_DISMISSED_KINDS and in_period:

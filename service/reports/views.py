@@ -19,7 +19,6 @@ from flask_wtf import FlaskForm
 from wtforms import TextAreaField
 from wtforms.validators import Length
 
-from service.audit import log
 from service.auth.access import roles_required
 from service.auth.models import UNITS
 from service.core.db import get_session, utcnow
@@ -55,6 +54,13 @@ def _checked_month(month: str) -> monthly.Period:
     if period.start_at > utcnow():
         abort(404)
     return period
+
+
+def _data_class_labels() -> dict[str, str]:
+    """Return data class labels from the policy in force ({} when none is loaded)."""
+    state = current_app.extensions.get("canhgac.policy_state")
+    classes = getattr(getattr(state, "policy", None), "data_classes", None) or {}
+    return {key: getattr(spec, "label", key) for key, spec in classes.items()}
 
 
 def _recent_months() -> list[str]:
@@ -103,7 +109,7 @@ def _build(month: str, fmt: str) -> monthly.MonthlyReport:
 def month_view(month: str):
     """Show a month's report with its basis, figures, charts and the units' parts."""
     report = _build(month, "web")
-    context = monthly.report_context(report, _settings())
+    context = monthly.report_context(report, _settings(), data_class_labels=_data_class_labels())
     return render_template("reports/monthly.html", **context)
 
 
@@ -112,7 +118,7 @@ def month_view(month: str):
 def month_pdf(month: str):
     """Download the report as PDF (BÁO CÁO, Decree 30 layout)."""
     report = _build(month, "pdf")
-    data = monthly.render_monthly_pdf(report, _settings())
+    data = monthly.render_monthly_pdf(report, _settings(), data_class_labels=_data_class_labels())
     return Response(data, mimetype="application/pdf", headers={
         "Content-Disposition": f"attachment; filename=bao-cao-{report.month}.pdf"})
 
@@ -157,42 +163,3 @@ def part_form(month: str):
         period_label=period.label, unit_label=UNITS.get(unit, unit), due_at=period.parts_due_at,
         is_overdue=utcnow() >= period.parts_due_at,
     )
-
-
-def _incident_or_404(incident_id: int):
-    from service.incidents.models import Incident
-
-    incident = get_session().get(Incident, incident_id)
-    if incident is None:
-        abort(404)
-    return incident
-
-
-def _document_response(incident_id: int, what: str, render) -> Response:
-    incident = _incident_or_404(incident_id)
-    data = render(incident, _settings())
-    session = get_session()
-    log.record(session, "document.rendered",
-               {"actor": current_user.username, "document": what, "incident_id": incident_id},
-               actor=current_user.username, incident_id=incident_id)
-    session.commit()
-    return Response(data, mimetype="application/pdf", headers={
-        "Content-Disposition": f"attachment; filename={what}-su-co-{incident_id}.pdf"})
-
-
-@bp.route("/incidents/<int:incident_id>/notice.pdf")
-@roles_required("leader", "police")
-def breach_notice(incident_id: int):
-    """Download the Mẫu số 08 breach notice of an incident (audited)."""
-    from service.reports.documents import render_breach_notice_pdf
-
-    return _document_response(incident_id, "thong-bao", render_breach_notice_pdf)
-
-
-@bp.route("/incidents/<int:incident_id>/minutes.pdf")
-@roles_required("leader", "police")
-def minutes(incident_id: int):
-    """Download the biên bản confirming the violation of an incident (audited)."""
-    from service.reports.documents import render_minutes_pdf
-
-    return _document_response(incident_id, "bien-ban", render_minutes_pdf)

@@ -24,6 +24,23 @@ def select_locale() -> str:
     return chosen if chosen in LANGUAGES else "vi"
 
 
+def return_path() -> str:
+    """Return where the language switch should lead back to: this page, if it can be fetched.
+
+    A page rendered in answer to a POST (a token just created, a refused form) has no GET
+    route of its own, so the switch leads home rather than to a 405.
+    """
+    if request.method == "GET":
+        return request.full_path.rstrip("?")
+    from werkzeug.exceptions import HTTPException
+
+    try:
+        current_app.url_map.bind_to_environ(request.environ).match(request.path, method="GET")
+    except HTTPException:
+        return "/"
+    return request.path
+
+
 def local_time(value: datetime | None, with_seconds: bool = False) -> str:
     """Format an aware UTC datetime for people, in the commune's time zone (dd/mm/yyyy HH:MM)."""
     if value is None:
@@ -92,6 +109,7 @@ def init_app(app: Flask) -> None:
     app.jinja_env.filters["label"] = labels.label
     app.jinja_env.globals["LANGUAGES"] = LANGUAGES
     app.jinja_env.globals["current_locale"] = select_locale
+    app.jinja_env.globals["return_path"] = return_path
     app.jinja_env.globals["nav_items"] = nav.nav_items
     app.jinja_env.globals["nav_link"] = nav.link
     app.jinja_env.globals["record_link"] = nav.record_link

@@ -75,7 +75,7 @@ def root_from_inclusion_proof(index, size, leaf, proof):
 
 def parse_verifier_key(text):
     """name+keyid+base64(0x01 || 32-byte Ed25519 public key); key id checked."""
-    parts = text.strip().split("+")
+    parts = text.strip().split("+", 2)  # base64 may itself contain "+"
     if len(parts) != 3 or not parts[0]:
         raise Invalid("malformed verifier key")
     name, key_id, key64 = parts
@@ -197,6 +197,8 @@ def verify(path, key_texts):
 
 
 def main(argv):
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(errors="replace")  # a console that cannot show Vietnamese
     args, keys = [], []
     i = 1
     while i < len(argv):

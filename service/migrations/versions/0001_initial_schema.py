@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 09:05:29.842319
+Create Date: 2026-11-25 09:12:43.307765
 """
 
 import sqlalchemy as sa
@@ -71,11 +71,51 @@ def upgrade() -> None:
     with op.batch_alter_table('checkpoint', schema=None) as batch_op:
         batch_op.create_index('ix_checkpoint_size', ['size'], unique=False)
 
+    op.create_table('job_run',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('job_id', sa.String(length=64), nullable=False),
+    sa.Column('slot_start', service.core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('started_at', service.core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('runner', sa.String(length=128), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_job_run')),
+    sa.UniqueConstraint('job_id', 'slot_start', name='uq_job_run_job_id_slot')
+    )
     op.create_table('merkle_node',
     sa.Column('level', sa.SmallInteger(), autoincrement=False, nullable=False),
     sa.Column('index', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=False, nullable=False),
     sa.Column('hash', sa.LargeBinary(length=32), nullable=False),
     sa.PrimaryKeyConstraint('level', 'index', name=op.f('pk_merkle_node'))
+    )
+    op.create_table('report_reminder',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('month', sa.String(length=7), nullable=False),
+    sa.Column('kind', sa.String(length=16), nullable=False),
+    sa.Column('unit', sa.String(length=64), nullable=False),
+    sa.Column('sent_on', sa.Date(), nullable=False),
+    sa.Column('sent_at', service.core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('recipients', sa.Integer(), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_report_reminder')),
+    sa.UniqueConstraint('month', 'kind', 'unit', 'sent_on', name='uq_report_reminder_once')
+    )
+    with op.batch_alter_table('report_reminder', schema=None) as batch_op:
+        batch_op.create_index('ix_report_reminder_month', ['month'], unique=False)
+
+    op.create_table('unit_report_part',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('unit', sa.String(length=64), nullable=False),
+    sa.Column('month', sa.String(length=7), nullable=False),
+    sa.Column('done_text', sa.Text(), nullable=False),
+    sa.Column('not_done_text', sa.Text(), nullable=False),
+    sa.Column('difficulties_text', sa.Text(), nullable=False),
+    sa.Column('causes_text', sa.Text(), nullable=False),
+    sa.Column('proposals_text', sa.Text(), nullable=False),
+    sa.Column('submitted_at', service.core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('submitted_by', sa.String(length=64), nullable=False),
+    sa.Column('amended_at', service.core.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('is_late', sa.Boolean(), nullable=False),
+    sa.Column('text_sha256', sa.String(length=64), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_unit_report_part')),
+    sa.UniqueConstraint('unit', 'month', name='uq_unit_report_part_unit_month')
     )
     op.create_table('user',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -259,7 +299,13 @@ def downgrade() -> None:
 
     op.drop_table('incident')
     op.drop_table('user')
+    op.drop_table('unit_report_part')
+    with op.batch_alter_table('report_reminder', schema=None) as batch_op:
+        batch_op.drop_index('ix_report_reminder_month')
+
+    op.drop_table('report_reminder')
     op.drop_table('merkle_node')
+    op.drop_table('job_run')
     with op.batch_alter_table('checkpoint', schema=None) as batch_op:
         batch_op.drop_index('ix_checkpoint_size')
 

@@ -1,0 +1,107 @@
+"""`canhgac init` keys, `canhgac checkpoint`, and `canhgac verify` on a real terminal."""
+
+from __future__ import annotations
+
+import os
+import pty
+import select
+import stat
+import subprocess
+import sys
+import time
+
+from service.audit import log
+from service.audit.checkpoint import open_checkpoint, parse_verifier_key
+from service.audit.keys import SIGNER_FILE, VERIFIER_FILE
+
+ADMIN_PASSWORD = "mat-khau-quan-tri-1"
+
+
+def test_init_creates_private_keys_once_and_prints_the_verifier_key(app, runner, data_dir):
+    keys = data_dir / "keys"
+    for name in (SIGNER_FILE, VERIFIER_FILE):
+        (keys / name).unlink()  # the app fixture prepared keys; start from none
+    env = {"CANHGAC_ADMIN_PASSWORD": ADMIN_PASSWORD}
+    first = runner.invoke(["init", "--non-interactive", "--admin-email", "admin@nhanly.example"], env=env)
+    assert first.exit_code == 0, first.output
+    verifier = (keys / VERIFIER_FILE).read_text().strip()
+    assert verifier in first.output
+    key = parse_verifier_key(verifier)
+    assert key.name == app.config["SETTINGS"].audit_origin
+    assert stat.S_IMODE((keys / SIGNER_FILE).stat().st_mode) == 0o600
+    assert stat.S_IMODE(keys.stat().st_mode) == 0o700
+    assert (keys / SIGNER_FILE).read_text().startswith("PRIVATE+KEY+")
+    signer_before = (keys / SIGNER_FILE).read_text()
+
+    (keys / SIGNER_FILE).chmod(0o644)  # e.g. restored from a careless copy
+    (keys / VERIFIER_FILE).unlink()
+    second = runner.invoke(["init", "--non-interactive", "--admin-email", "admin@nhanly.example"], env=env)
+    assert second.exit_code == 0, second.output
+    assert (keys / SIGNER_FILE).read_text() == signer_before  # never replaced
+    assert (keys / VERIFIER_FILE).read_text().strip() == verifier  # re-derived, same key
+    assert verifier in second.output
+    assert stat.S_IMODE((keys / SIGNER_FILE).stat().st_mode) == 0o600
+
+
+def test_checkpoint_prints_the_key_then_a_signed_note(app, session, runner, tmp_path):
+    log.record(session, "user.created", {"by": "admin", "user": "an"}, actor="admin")
+    session.commit()
+    result = runner.invoke(["checkpoint"])
+    assert result.exit_code == 0, result.output
+    settings = app.config["SETTINGS"]
+    verifier = (settings.keys_dir / VERIFIER_FILE).read_text().strip()
+    assert result.output.startswith(f"Khóa xác minh / verifier key: {verifier}\n")
+    note = result.stdout  # exactly the note, so `canhgac checkpoint > kept.txt` keeps it whole
+    assert note.startswith(settings.audit_origin + "\n")
+    checkpoint = open_checkpoint(note, settings.audit_origin, [verifier])
+    assert checkpoint.size == log.tree_size(session) == 1
+    assert checkpoint.root == log.root_at(session, 1)
+    session.commit()
+    kept = tmp_path / "kept.txt"
+    kept.write_text(note, encoding="utf-8")
+    # Signing again without growth gives the same note (Ed25519 is deterministic).
+    assert runner.invoke(["checkpoint"]).stdout == note
+    assert runner.invoke(["verify", "--checkpoint", str(kept)]).exit_code == 0
+
+
+def test_checkpoint_without_keys_says_to_run_init(app, runner, data_dir):
+    (data_dir / "keys" / SIGNER_FILE).unlink()
+    result = runner.invoke(["checkpoint"])
+    assert result.exit_code == 1
+    assert "canhgac init" in result.output
+
+
+def test_verify_shows_a_progress_bar_on_a_terminal(app, session, settings_overrides):
+    for start in range(0, 3000, 1000):
+        log.append_entries(session, [log.PendingEntry("event", {"i": i}, {})
+                                     for i in range(start, start + 1000)])
+    session.commit()
+    env = {**os.environ, "CANHGAC_DATABASE_URL": settings_overrides["database_url"],
+           "CANHGAC_SECRET_KEY": "test-secret-key", "CANHGAC_SCHEDULER_ENABLED": "false",
+           "CANHGAC_POLICY_RELOAD": "false", "CANHGAC_DATA_DIR": str(settings_overrides["data_dir"]),
+           "COLUMNS": "100"}
+    primary, replica = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "service.cli", "verify"], env=env,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=replica)
+    os.close(replica)
+    shown = b""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([primary], [], [], 1)
+        if ready:
+            try:
+                chunk = os.read(primary, 4096)
+            except OSError:  # the other end closed
+                break
+            if not chunk:
+                break
+            shown += chunk
+        elif proc.poll() is not None:
+            break
+    os.close(primary)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, shown.decode(errors="replace")
+    terminal = shown.decode("utf-8", errors="replace")
+    assert "Kiểm tra / verifying" in terminal
+    assert "100%" in terminal
+    assert "HỢP LỆ / VALID: 3000 mục" in out.decode()

@@ -1,0 +1,223 @@
+"""The stored trail: appends, roots and proofs from storage, locking across processes, durability."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from datetime import UTC, datetime
+
+import pytest
+from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from sqlalchemy import event, select
+
+from service.audit import log, merkle
+from service.audit.canonical import canonical_json
+from service.audit.keys import load_verifier_key
+from service.audit.models import AuditEntry, MerkleNode
+from service.audit.verify import verify_log
+from service.core.db import get_engine
+
+
+def _leaves(session) -> list[bytes]:
+    rows = session.execute(select(AuditEntry.leaf_hash).order_by(AuditEntry.seq)).scalars()
+    return [bytes(h) for h in rows]
+
+
+def _pending(n: int, tag: str = "t") -> list[log.PendingEntry]:
+    return [log.PendingEntry("event", {"tag": tag, "i": i, "note": "Xã Nhân Lý"},
+                             {"actor": f"canbo{i % 3}", "host": "PC-01"}) for i in range(n)]
+
+
+def _verify(app, session):
+    settings = app.config["SETTINGS"]
+    return verify_log(session, [load_verifier_key(settings.keys_dir)],
+                      origin=settings.audit_origin)
+
+
+@hsettings(max_examples=12, deadline=None,
+           suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(batches=st.lists(st.integers(min_value=1, max_value=40), min_size=1, max_size=5))
+def test_root_from_storage_equals_root_over_all_leaves(session, batches):
+    # The log only grows across examples, so every example checks a bigger, different tree.
+    before = log.tree_size(session)
+    for n in batches:
+        rows = log.append_entries(session, _pending(n))
+        assert [r.seq for r in rows] == list(range(before, before + n))
+        before += n
+        session.commit()
+    leaves = _leaves(session)
+    assert len(leaves) == log.tree_size(session) == before
+    for size in {1, len(leaves) // 2 or 1, len(leaves)}:
+        assert log.root_at(session, size) == merkle.root_hash(leaves[:size])
+    # Storage keeps exactly the complete nodes above the leaves: n - popcount(n) of them.
+    count = session.query(MerkleNode).count()
+    assert count == len(leaves) - len(leaves).bit_count()
+
+
+def test_proofs_from_storage_verify(session):
+    for n in (1, 2, 5, 9, 20, 4):
+        log.append_entries(session, _pending(n))
+    session.commit()
+    leaves = _leaves(session)
+    size = len(leaves)
+    roots = [merkle.root_hash(leaves[:m]) for m in range(size + 1)]
+    assert log.root_at(session, 0) == merkle.EMPTY_ROOT
+    for tree in (size, 33, 17, 1):
+        for index in range(tree):
+            proof = log.inclusion_proof(session, index, tree)
+            assert proof == merkle.inclusion_proof(leaves[:tree], index)
+            merkle.verify_inclusion(leaves[index], index, tree, proof, roots[tree])
+        for old in range(1, tree + 1):
+            proof = log.consistency_proof(session, old, tree)
+            assert proof == merkle.consistency_proof(leaves[:tree], old)
+            merkle.verify_consistency(old, tree, roots[old], roots[tree], proof)
+    many = log.inclusion_proofs(session, list(range(size)), size)
+    assert many == [merkle.inclusion_proof(leaves, i) for i in range(size)]
+
+
+def test_a_proof_is_one_query(app, session):
+    log.append_entries(session, _pending(1000))
+    session.commit()
+    statements: list[str] = []
+
+    def count(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("SELECT"):  # not SQLite's BEGIN IMMEDIATE
+            statements.append(statement)
+
+    engine = get_engine(app)
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        log.inclusion_proof(session, 777, 1000)
+        proof_queries = len(statements)
+        statements.clear()
+        log.consistency_proof(session, 300, 999)
+        consistency_queries = len(statements)
+        statements.clear()
+        log.root_at(session, 999)
+        root_queries = len(statements)
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert (proof_queries, consistency_queries, root_queries) == (1, 1, 1)
+
+
+def test_entry_is_canonical_json_of_seq_time_kind_body(session):
+    occurred = datetime(2026, 3, 2, 1, 2, 3, tzinfo=UTC)
+    row = log.record(session, "user.created", {"by": "admin", "user": {"name": "Lê Thị B"}},
+                     actor="admin", occurred_at=occurred, incident_id=7)
+    session.commit()
+    stored = session.get(AuditEntry, row.seq)
+    data = stored.body.encode()
+    parsed = json.loads(data)
+    assert set(parsed) == {"seq", "recorded_at", "kind", "body"}
+    assert parsed["seq"] == row.seq and parsed["kind"] == "user.created"
+    assert parsed["body"] == {"by": "admin", "user": {"name": "Lê Thị B"}}
+    assert canonical_json(parsed) == data
+    assert bytes(stored.leaf_hash) == merkle.leaf_hash(data) == row.leaf_hash
+    # recorded_at: fixed-width UTC text in the body, the same instant in the column.
+    assert parsed["recorded_at"] == log.recorded_at_text(stored.recorded_at)
+    assert len(parsed["recorded_at"]) == len("2026-01-01T00:00:00.000000Z")
+    assert stored.recorded_at.tzinfo is not None and stored.recorded_at == row.recorded_at
+    assert (stored.actor, stored.incident_id, stored.occurred_at) == ("admin", 7, occurred)
+
+
+def test_record_takes_actor_host_action_from_the_body(session):
+    row = log.record(session, "auth.login", {"actor": "an", "host": "PC-7", "action": "login"})
+    assert (row.actor, row.host, row.action) == ("an", "PC-7", "login")
+    row = log.record(session, "auth.login", {"actor": "an"}, actor="binh")
+    assert row.actor == "binh"
+
+
+@pytest.mark.parametrize("kind", ["", "Event", "event/x", "a" * 49, "x..y", None])
+def test_bad_kinds_are_refused(session, kind):
+    with pytest.raises(ValueError, match="kind"):
+        log.record(session, kind, {})
+    assert log.tree_size(session) == 0
+
+
+def test_unknown_search_fields_are_refused(session):
+    with pytest.raises(TypeError, match="unknown search fields"):
+        log.record(session, "event", {}, actr="typo")
+    with pytest.raises(TypeError, match="unknown search fields"):
+        log.append_entries(session, [log.PendingEntry("event", {}, {"user": "x"})])
+
+
+def test_append_commits_with_the_caller_or_not_at_all(session):
+    log.append_entries(session, _pending(5))
+    session.commit()
+    log.append_entries(session, _pending(3))
+    assert log.tree_size(session) == 8  # this transaction sees its own appends
+    session.rollback()
+    assert log.tree_size(session) == 5
+    assert session.query(AuditEntry).count() == 5
+    assert session.query(MerkleNode).count() == 5 - 2  # nodes of 5 leaves: (1,0) (1,1) (2,0)
+    log.append_entries(session, _pending(3))
+    session.commit()
+    assert log.root_at(session, 8) == merkle.root_hash(_leaves(session))
+
+
+def test_sqlite_commits_are_durable(app, session):
+    if get_engine(app).dialect.name != "sqlite":
+        pytest.skip("SQLite pragmas")
+    conn = session.connection()
+    assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+    assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+
+
+_WORKER = textwrap.dedent("""
+    import os, sys, time
+    from sqlalchemy.orm import Session
+    from service.audit import log
+    from service.core.db import make_engine
+
+    url, worker, total, go = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+    engine = make_engine(url)
+    while not os.path.exists(go):
+        time.sleep(0.01)
+    sizes = [1, 37, 200, 5, 120, 64, 2, 90]
+    done = 0
+    turn = 0
+    with Session(engine) as session:
+        while done < total:
+            n = min(sizes[turn % len(sizes)], total - done)
+            turn += 1
+            log.append_entries(session, [
+                log.PendingEntry("event", {"worker": worker, "i": done + k}, {"actor": worker})
+                for k in range(n)])
+            session.commit()
+            done += n
+    engine.dispose()
+""")
+
+
+@pytest.mark.heavy
+def test_four_processes_append_one_consistent_tree(app, session, settings_overrides, tmp_path):
+    workers, per_worker = 4, 5000
+    go = tmp_path / "go"
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    procs = [
+        subprocess.Popen([sys.executable, "-c", _WORKER, settings_overrides["database_url"],
+                          f"w{w}", str(per_worker), str(go)], env=env)
+        for w in range(workers)
+    ]
+    time.sleep(0.5)
+    go.touch()  # start together: the first appends also race to create the head row
+    for proc in procs:
+        assert proc.wait(timeout=240) == 0
+    session.rollback()
+    total = workers * per_worker
+    assert log.tree_size(session) == total
+    seqs = session.scalars(select(AuditEntry.seq).order_by(AuditEntry.seq)).all()
+    assert seqs == list(range(total))  # no gap, no duplicate
+    seen = set()
+    for seq, body in session.execute(select(AuditEntry.seq, AuditEntry.body)):
+        entry = json.loads(body)
+        assert entry["seq"] == seq
+        seen.add((entry["body"]["worker"], entry["body"]["i"]))
+    assert seen == {(f"w{w}", i) for w in range(workers) for i in range(per_worker)}
+    assert log.root_at(session, total) == merkle.root_hash(_leaves(session))
+    report = _verify(app, session)
+    assert report.size == total

@@ -1,0 +1,105 @@
+"""The police views of the trail work, and reading or exporting the trail is itself audited."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+import zipfile
+
+import pytest
+from sqlalchemy import select
+
+from service.audit import log, merkle
+from service.audit.bundle import verify_bundle
+from service.audit.checkpoint import open_checkpoint
+from service.audit.keys import load_verifier_key
+from service.audit.models import AuditEntry
+from tests.conftest import csrf_token_from
+
+
+@pytest.fixture
+def police(app, session, make_user, login, client):
+    """A logged-in police officer and a trail with a few events."""
+    make_user("cong_an_1", "police", unit="cong_an")
+    log.append_entries(session, [
+        log.PendingEntry("event", {"actor": f"canbo{i % 2}", "action": "copy", "i": i},
+                         {"actor": f"canbo{i % 2}", "action": "copy",
+                          "path": f"C:\\DuLieu\\DanCu\\tep_{i}.xlsx", "data_class": "dan_cu"})
+        for i in range(12)
+    ])
+    session.commit()
+    assert login("cong_an_1").status_code == 302
+    return client
+
+
+def _looks(session, kind: str) -> list[dict]:
+    session.rollback()
+    rows = session.scalars(select(AuditEntry).where(AuditEntry.kind == kind)
+                           .order_by(AuditEntry.seq)).all()
+    assert all(r.actor == "cong_an_1" for r in rows)
+    return [json.loads(r.body)["body"] for r in rows]
+
+
+def test_search_lists_entries_and_is_audited(police, session):
+    page = police.get("/audit/?actor=canbo1")
+    assert page.status_code == 200
+    assert "Nhật ký kiểm toán" in page.text
+    assert "Tìm thấy 6 mục." in page.text
+    looks = _looks(session, "audit.viewed")
+    assert looks[-1]["what"] == "search" and looks[-1]["filter"] == {"actor": "canbo1"}
+    bad = police.get("/audit/?since=hom-qua")
+    assert bad.status_code == 200  # a bad filter is explained, not a crash
+
+
+def test_entry_and_its_proof(police, app, session):
+    seq = session.scalars(select(AuditEntry.seq).where(AuditEntry.kind == "event")).first()
+    session.rollback()
+    page = police.get(f"/audit/entries/{seq}")
+    assert page.status_code == 200 and "canbo0" in page.text
+    assert police.get("/audit/entries/99999").status_code == 404
+    response = police.get(f"/audit/entries/{seq}/proof.json")
+    assert response.status_code == 200
+    payload = response.get_json()
+    settings = app.config["SETTINGS"]
+    checkpoint = open_checkpoint(payload["checkpoint"], settings.audit_origin,
+                                 [load_verifier_key(settings.keys_dir)])
+    body = payload["entry"]["body"].encode()
+    proof = [base64.b64decode(p) for p in payload["inclusion_proof"]]
+    merkle.verify_inclusion(merkle.leaf_hash(body), seq, checkpoint.size, proof, checkpoint.root)
+    looks = _looks(session, "audit.viewed")
+    assert [(x["what"], x.get("seq")) for x in looks[-2:]] == [("entry", seq), ("proof", seq)]
+
+
+def test_csv_export_is_audited(police, session):
+    token = csrf_token_from(police, "/audit/")
+    response = police.post("/audit/export.csv", data={"csrf_token": token, "actor": "canbo0"})
+    assert response.status_code == 200
+    assert response.mimetype == "text/csv"
+    rows = list(csv.reader(io.StringIO(response.get_data(as_text=True).lstrip("\ufeff"))))
+    assert rows[0][0] == "seq" and len(rows) == 1 + 6
+    assert {r[3] for r in rows[1:]} == {"canbo0"}
+    exports = _looks(session, "audit.exported")
+    assert exports[-1]["format"] == "csv" and exports[-1]["count"] == 6
+
+
+def test_bundle_export_view_gives_a_verifiable_bundle_and_is_audited(police, session, tmp_path):
+    token = csrf_token_from(police, "/audit/")
+    response = police.post("/audit/export.zip", data={"csrf_token": token, "actor": "canbo1"})
+    assert response.status_code == 200
+    assert response.mimetype == "application/zip"
+    bundle = tmp_path / "bang-chung.zip"
+    bundle.write_bytes(response.data)
+    summary = verify_bundle(bundle)
+    assert summary.entries == 6 and summary.exported_by == "cong_an_1"
+    with zipfile.ZipFile(bundle) as z:
+        assert "verify_bundle.py" in z.namelist()
+    exports = _looks(session, "audit.exported")
+    assert exports[-1]["format"] == "bundle" and exports[-1]["count"] == 6
+
+
+def test_only_police_read_the_trail(app, make_user, login, client):
+    make_user("quan_tri", "admin")
+    assert login("quan_tri").status_code == 302
+    assert client.get("/audit/").status_code == 403
