@@ -62,7 +62,7 @@ class MailCatcher:
         catcher = self
 
         class Handler:
-            async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd hook
+            async def handle_DATA(self, server, session, envelope):
                 name = f"{time.time_ns()}-{secrets.token_hex(3)}.eml"
                 (catcher.folder / name).write_bytes(envelope.content)
                 return "250 OK"
@@ -88,6 +88,7 @@ class MailCatcher:
 
 def citizen_rows(count: int, rng: random.Random) -> list[list]:
     """Return fake citizens of Xã Nhân Lý with made-up ID and phone numbers (demo data only)."""
+    # Demo data must be the same on every run; nothing here is a secret.
     rows = []
     for i in range(count):
         year = rng.randint(1945, 2010)

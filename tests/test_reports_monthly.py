@@ -368,3 +368,77 @@ def test_recount_sees_what_the_columns_hide(app, session, january):
     assert recount.figures != report.figures
     assert recount.root == report.basis.root
 
+
+
+def _few_events(app, clock, moments: list[datetime]) -> None:
+    session = new_session(app)
+    try:
+        for moment in moments:
+            clock.now = moment
+            ingest_events(session, [_event(moment, {"action": "copy", "data_class": "dan_cu",
+                                                    "unit": "cong_an",
+                                                    "destination": {"kind": "removable"}})],
+                          source="test")
+            session.commit()
+    finally:
+        session.close()
+
+
+def test_running_month_is_provisional_on_the_latest_checkpoint(app, session, clock):
+    settings = app.config["SETTINGS"]
+    _few_events(app, clock, [_t(3, 2), _t(4, 2)])
+    clock.now = _t(5, 2)
+    report = monthly.build_monthly_report(session, settings, MONTH, now=_t(5, 2))
+    session.commit()
+    assert report.is_provisional
+    assert report.basis.size == log.tree_size(session) == report.basis.covered
+    assert report.figures.out_of_scope == {("dan_cu", "removable", "copy"): 2}
+    session.rollback()  # end the read transaction: SQLite begins every one IMMEDIATE
+    # More activity, a later provisional report: a newer basis that extends the old one.
+    _few_events(app, clock, [_t(6, 2)])
+    again = monthly.build_monthly_report(session, settings, MONTH, now=_t(6, 3))
+    assert again.basis.size > report.basis.size
+    assert again.figures.out_of_scope == {("dan_cu", "removable", "copy"): 3}
+
+
+def test_finished_month_without_a_covering_checkpoint_gets_one_signed(app, session, clock):
+    settings = app.config["SETTINGS"]
+    _few_events(app, clock, [_t(3, 2), END + timedelta(hours=2)])
+    before = session.scalar(select(func.count()).select_from(Checkpoint))
+    clock.now = END + timedelta(days=2)
+    report = monthly.build_monthly_report(session, settings, MONTH, now=END + timedelta(days=2))
+    session.commit()
+    assert not report.is_provisional
+    assert session.scalar(select(func.count()).select_from(Checkpoint)) == before + 1
+    assert report.basis.covered == 1 and report.basis.size == 2  # signed now: covers both
+    assert report.figures.access_total == 1
+
+
+def test_altered_entry_stops_the_report(app, session, clock):
+    settings = app.config["SETTINGS"]
+    _few_events(app, clock, [_t(3, 2), _t(4, 2)])
+    seq, body = session.execute(select(AuditEntry.seq, AuditEntry.body)
+                                .where(AuditEntry.kind == "event").limit(1)).one()
+    session.rollback()
+    altered = body.replace('"removable"', '"official"')
+    assert altered != body
+    with get_engine(app).begin() as conn:
+        conn.execute(text("UPDATE audit_entry SET body = :b WHERE seq = :s"), {"b": altered, "s": seq})
+    with pytest.raises(monthly.ReportError, match=f"entry {seq}"):
+        monthly.build_monthly_report(session, settings, MONTH, now=END + timedelta(days=1))
+
+
+def test_bad_months_are_refused(app, session):
+    for bad in ("2027-13", "2027-1", "27-01", "", "2027-01-01"):
+        with pytest.raises(monthly.ReportError):
+            monthly.build_monthly_report(session, app.config["SETTINGS"], bad)
+
+
+def test_periods_follow_the_commune_time_zone():
+    period = monthly.month_period("2027-12", "Asia/Ho_Chi_Minh", 8)
+    assert period.start_at == datetime(2027, 11, 30, 17, tzinfo=UTC)
+    assert period.end_at == datetime(2027, 12, 31, 17, tzinfo=UTC)
+    assert period.parts_due_at == datetime(2028, 1, 7, 17, tzinfo=UTC)
+    assert monthly.previous_month(datetime(2027, 1, 1, 16, 59, tzinfo=UTC), "Asia/Ho_Chi_Minh") == "2026-12"
+    assert monthly.previous_month(datetime(2026, 12, 31, 17, tzinfo=UTC), "Asia/Ho_Chi_Minh") == "2026-12"
+    assert monthly.month_of(datetime(2026, 12, 31, 17, tzinfo=UTC), "Asia/Ho_Chi_Minh") == "2027-01"

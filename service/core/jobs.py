@@ -189,6 +189,9 @@ def stop_background(app: Flask) -> None:
     scheduler = app.extensions.pop("canhgac.scheduler", None)
     if scheduler is not None:
         scheduler.shutdown(wait=True)
+    from service.notify.wiring import stop_dispatcher
+
+    stop_dispatcher(app)
 
 
 @click.command("worker")

@@ -497,10 +497,10 @@ class OutsideWorkingHours(Condition):
     subjects = frozenset({Subject.EVENT, Subject.SIGNAL})
 
     def compile(self, env: CompileEnv, rule_id: str) -> None:
-        self._clock = WorkingHoursClock(env)
+        self.is_outside = WorkingHoursClock(env).is_outside
 
     def matches(self, ctx: Any) -> bool:
-        return self._clock.is_outside(ctx.when)
+        return self.is_outside(ctx.when)
 
 
 # ---------------------------------------------------------------- windowed (stateful) conditions

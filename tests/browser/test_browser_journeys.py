@@ -7,6 +7,7 @@ import json
 import re
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 import zipfile
 from datetime import timedelta
@@ -84,12 +85,22 @@ def test_admin_creates_an_ingest_token(journey):
     # ...and is never shown again.
     journey.nav("Mã truy cập")
     assert token not in page.content()
-    # On phones the cell's name starts with its column label (CSS generated content).
-    assert page.get_by_role("cell", name=source).is_visible()
+    revoke = page.get_by_role("button", name=journey.t("Thu hồi mã truy cập của %(source)s",
+                                                       source=source))
     journey.shot("tokens-after")
     journey.nav("Thiết bị giám sát")
     assert page.get_by_text(f"agent-{_tag(journey)}").is_visible()
     journey.shot("agents")
+    journey.nav("Mã truy cập")
+    revoke.click()
+    page.wait_for_load_state()
+    assert page.get_by_text(journey.t("Đã thu hồi mã truy cập của nguồn %(source)s.",
+                                      source=source)).is_visible()
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=10)  # noqa: S310 - local server
+    assert refused.value.code == 401
+    refused.value.close()
+    journey.shot("token-revoked")
     journey.check()
 
 

@@ -1,0 +1,331 @@
+"""The audit trail: append and verify throughput beside their physical baselines, proof time.
+
+All figures come from one run, on the same machine, interleaved round by round (the machines
+are shared and noisy, so the ratios are the figures to read):
+
+* **append**: ``append_entries`` in batches of 1,000, one commit per batch (SQLite, WAL,
+  synchronous=FULL), against (a) raw ``sqlite3.executemany`` of exactly the rows the trail
+  stored, into the same table with the same indexes and pragmas, one commit per 1,000, and
+  (b) pymerkle's ``SqliteTree.append_entries`` over the same entries, batches of 1,000 — fed
+  the finished canonical bytes (its best case) and, separately, timed from the same dicts
+  (canonicalization included, the work ``append_entries`` does);
+* **verify**: ``verify_log`` over the whole stored trail (reading the database included)
+  against ``hashlib.sha256`` over the same entry bytes already in memory;
+* **inclusion proof at 10,000,000 entries**: ``log.inclusion_proof`` from a SQLite file.
+  What is built, honestly: the full run writes 10,000,000 ``audit_entry`` rows and all
+  9,999,991 ``merkle_node`` rows (so the B-trees have their real depth), but synthetically:
+  every leaf hash is the same value, every node of a level has that level's hash (the tree of
+  ten million identical leaves, which is a valid RFC 6962 tree), bodies are "{}", and the
+  secondary indexes of ``audit_entry`` are not built (a proof reads leaves by primary key).
+  The quick run builds only the O(log n) nodes each timed proof reads. Every timed proof is
+  checked with ``merkle.verify_inclusion`` against the root of that tree.
+
+``run(quick=False) -> dict``; ``python bench/audit_bench.py [--quick]`` prints JSON.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy.orm import Session
+
+from service.audit import log, merkle
+from service.audit.checkpoint import generate_key
+from service.audit.models import AuditEntry, AuditHead, Checkpoint, MerkleNode
+from service.audit.operations import sign_checkpoint
+from service.audit.verify import verify_log
+from service.config import Settings
+from service.core.db import Base, make_engine
+from service.core.files import write_private
+
+BATCH = 1_000
+PROOF_SIZE = 10_000_000
+_TABLES = [AuditEntry.__table__, MerkleNode.__table__, AuditHead.__table__, Checkpoint.__table__]
+_ACTIONS = ["open", "read", "modify", "copy", "export", "print", "view"]
+_PATHS = ["C:\\DuLieu\\DanCu\\thon_{}.xlsx", "/home/vhxh/AnSinh/chi_tra_{}.csv",
+          "D:\\HoTich\\khai_sinh_{}.docx", "/srv/dungchung/kinhte/dat_{}.xlsx"]
+_CLASSES = ["dan_cu", "an_sinh", "ho_tich", "dat_dai"]
+
+
+def make_entries(n: int, seed: int = 0) -> list[log.PendingEntry]:
+    """Return n audit entries shaped like ingested events (bodies and search columns)."""
+    rng = random.Random(seed)
+    base = datetime(2026, 10, 1, 1, 30, tzinfo=UTC)
+    out = []
+    for i in range(n):
+        occurred = base + timedelta(milliseconds=i * 577)
+        actor, host, action = f"canbo{i % 40:02d}", f"PC-{i % 12:02d}", _ACTIONS[i % 7]
+        path = _PATHS[i % 4].format(i % 22)
+        body = {
+            "id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+            "occurred_at": occurred.isoformat(), "host": host, "actor": actor, "action": action,
+            "object": {"path": path, "sha256": hashlib.sha256(path.encode()).hexdigest(),
+                       "size": 10_000 + i % 5000, "data_class": _CLASSES[i % 4]},
+            "unit": ["cong_an", "van_phong", "vh_xh", "kinh_te", "tt_hcc"][i % 5],
+            "pii": {"cccd": i % 50}, "schema_version": 1, "source": "agent:PC-01",
+        }
+        out.append(log.PendingEntry("event", body, {
+            "actor": actor, "host": host, "action": action, "path": path,
+            "data_class": _CLASSES[i % 4], "occurred_at": occurred, "event_id": body["id"]}))
+    return out
+
+
+def _engine(path: Path):
+    engine = make_engine(f"sqlite:///{path}")
+    Base.metadata.create_all(engine, tables=_TABLES)
+    return engine
+
+
+def _append_rate(folder: Path, entries: list[log.PendingEntry]) -> float:
+    engine = _engine(folder / "trail.db")
+    start = time.perf_counter()
+    with Session(engine) as session:
+        for i in range(0, len(entries), BATCH):
+            log.append_entries(session, entries[i : i + BATCH])
+            session.commit()
+    elapsed = time.perf_counter() - start
+    engine.dispose()
+    return len(entries) / elapsed
+
+
+def _stored_rows(db: Path) -> list[tuple]:
+    conn = sqlite3.connect(db)
+    rows = conn.execute("SELECT * FROM audit_entry ORDER BY seq").fetchall()
+    conn.close()
+    return rows
+
+
+def _raw_rate(folder: Path, rows: list[tuple]) -> float:
+    """Insert the very rows the trail stored, same table and indexes, one commit per 1,000."""
+    engine = _engine(folder / "raw.db")  # same DDL, WAL and synchronous=FULL
+    engine.dispose()
+    conn = sqlite3.connect(folder / "raw.db", isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    sql = f"INSERT INTO audit_entry VALUES ({', '.join('?' * len(rows[0]))})"
+    start = time.perf_counter()
+    for i in range(0, len(rows), BATCH):
+        conn.execute("BEGIN")
+        conn.executemany(sql, rows[i : i + BATCH])
+        conn.execute("COMMIT")
+    elapsed = time.perf_counter() - start
+    conn.close()
+    return len(rows) / elapsed
+
+
+def _pymerkle_rate(folder: Path, datas: list[bytes] | None,
+                   entries: list[log.PendingEntry] | None = None) -> float:
+    """pymerkle's SqliteTree (its defaults), batches of 1,000; from bytes or from the dicts."""
+    from pymerkle import SqliteTree
+
+    tree = SqliteTree(str(folder / f"pymerkle-{uuid.uuid4().hex}.db"))
+    stamp = log.recorded_at_text(datetime.now(UTC))
+    start = time.perf_counter()
+    if datas is not None:
+        for i in range(0, len(datas), BATCH):
+            tree.append_entries(datas[i : i + BATCH])
+        n = len(datas)
+    else:
+        for i in range(0, len(entries), BATCH):
+            tree.append_entries([log.entry_bytes(i + k, stamp, e.kind, e.body)
+                                 for k, e in enumerate(entries[i : i + BATCH])])
+        n = len(entries)
+    elapsed = time.perf_counter() - start
+    tree.close()
+    return n / elapsed
+
+
+def _pymerkle_proof_ms(folder: Path, datas: list[bytes]) -> float:
+    from pymerkle import SqliteTree
+
+    tree = SqliteTree(str(folder / "pymerkle-proof.db"))
+    for i in range(0, len(datas), 10_000):
+        tree.append_entries(datas[i : i + 10_000])
+    rng = random.Random(3)
+    times = []
+    for _ in range(5):
+        index = rng.randrange(len(datas))
+        start = time.perf_counter()
+        tree.prove_inclusion(index + 1)  # pymerkle counts leaves from 1
+        times.append(time.perf_counter() - start)
+    tree.close()
+    return 1000 * statistics.median(times)
+
+
+def _hashlib_seconds(datas: list[bytes]) -> float:
+    sha256 = hashlib.sha256
+    start = time.perf_counter()
+    for data in datas:
+        sha256(data).digest()
+    return time.perf_counter() - start
+
+
+def _verify_seconds(db: Path, key: str, origin: str) -> float:
+    engine = make_engine(f"sqlite:///{db}")
+    with Session(engine) as session:
+        start = time.perf_counter()
+        verify_log(session, [key], origin=origin)
+        elapsed = time.perf_counter() - start
+        session.rollback()
+    engine.dispose()
+    return elapsed
+
+
+def _signed_trail(folder: Path, db: Path) -> tuple[str, str]:
+    """Sign a checkpoint of the trail in ``db`` with a fresh key; return (verifier, origin)."""
+    settings = Settings(data_dir=folder / "data", audit_origin="bench.canhgac/audit")
+    signer, verifier = generate_key(settings.audit_origin)
+    write_private(settings.keys_dir / "checkpoint.key", signer + "\n")
+    engine = make_engine(f"sqlite:///{db}")
+    with Session(engine) as session:
+        sign_checkpoint(session, settings)
+        session.commit()
+    engine.dispose()
+    return verifier, settings.audit_origin
+
+
+# --- inclusion proofs in a 10,000,000-entry log ---------------------------------------------
+
+
+def _level_hashes(levels: int) -> list[bytes]:
+    """Hashes of complete nodes per level in a tree whose leaves are all the same."""
+    hashes = [merkle.leaf_hash(b"{}")]
+    for _ in range(levels):
+        hashes.append(merkle.node_hash(hashes[-1], hashes[-1]))
+    return hashes
+
+
+def _build_big_tree(db: Path, size: int, only_nodes: list[tuple[int, int]] | None) -> None:
+    """Write the synthetic tree of ``size`` identical leaves straight into SQLite."""
+    engine = _engine(db)
+    engine.dispose()
+    hashes = _level_hashes(size.bit_length())
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=OFF")
+    conn.execute("PRAGMA synchronous=OFF")
+    for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type='index' AND "
+                                "tbl_name='audit_entry' AND sql IS NOT NULL").fetchall():
+        conn.execute(f'DROP INDEX "{name}"')
+    conn.execute("BEGIN")
+    conn.execute("INSERT INTO audit_head (id, size) VALUES (1, ?)", (size,))
+    stamp = "2026-10-01 00:00:00.000000"
+    if only_nodes is None:
+        conn.execute(
+            "WITH RECURSIVE c(x) AS (SELECT 0 UNION ALL SELECT x + 1 FROM c WHERE x < ?) "
+            "INSERT INTO audit_entry (seq, recorded_at, kind, body, leaf_hash) "
+            "SELECT x, ?, 'event', '{}', ? FROM c", (size - 1, stamp, hashes[0]))
+        for level in range(1, size.bit_length()):
+            count = size >> level
+            conn.execute(
+                "WITH RECURSIVE c(x) AS (SELECT 0 UNION ALL SELECT x + 1 FROM c WHERE x < ?) "
+                'INSERT INTO merkle_node (level, "index", hash) SELECT ?, x, ? FROM c',
+                (count - 1, level, hashes[level]))
+    else:
+        for level, index in sorted(set(only_nodes)):
+            if level == 0:
+                conn.execute("INSERT INTO audit_entry (seq, recorded_at, kind, body, leaf_hash) "
+                             "VALUES (?, ?, 'event', '{}', ?)", (index, stamp, hashes[0]))
+            else:
+                conn.execute('INSERT INTO merkle_node (level, "index", hash) VALUES (?, ?, ?)',
+                             (level, index, hashes[level]))
+    conn.execute("COMMIT")
+    conn.close()
+
+
+def proof_time(size: int = PROOF_SIZE, *, quick: bool = False, samples: int = 200) -> dict:
+    """Time inclusion proofs from a SQLite trail of ``size`` entries (see the module notes)."""
+    rng = random.Random(11)
+    seqs = [rng.randrange(size) for _ in range(samples)] + [0, size - 1, size // 2]
+    hashes = _level_hashes(size.bit_length())
+    root = merkle.root_from_nodes(size, lambda level, _index: hashes[level])
+    with tempfile.TemporaryDirectory(prefix="canhgac-proof-") as tmp:
+        db = Path(tmp) / "big.db"
+        started = time.perf_counter()
+        needed = None
+        if quick:
+            needed = [n for seq in seqs for n in merkle.inclusion_proof_nodes(seq, size)]
+            needed += merkle.subtree_ranges_for_root(size)
+        _build_big_tree(db, size, needed)
+        build_seconds = time.perf_counter() - started
+        engine = make_engine(f"sqlite:///{db}")
+        times = []
+        with Session(engine) as session:
+            log.inclusion_proof(session, seqs[0], size)  # warm the connection and page cache
+            for seq in seqs:
+                start = time.perf_counter()
+                proof = log.inclusion_proof(session, seq, size)
+                times.append(time.perf_counter() - start)
+                merkle.verify_inclusion(hashes[0], seq, size, proof, root)
+            assert log.root_at(session, size) == root
+            session.rollback()
+        engine.dispose()
+        file_mb = db.stat().st_size / 1e6
+    times.sort()
+    return {
+        "entries": size, "proofs_timed": len(times),
+        "built": "proof nodes only" if quick else "all entry and node rows (synthetic hashes)",
+        "build_seconds": round(build_seconds, 1), "database_mb": round(file_mb, 1),
+        "median_ms": 1000 * statistics.median(times),
+        "p99_ms": 1000 * times[min(len(times) - 1, int(len(times) * 0.99))],
+        "max_ms": 1000 * times[-1],
+    }
+
+
+def run(quick: bool = False) -> dict:
+    """Measure the audit trail beside raw SQLite, pymerkle and hashlib; see the module notes."""
+    n = 20_000 if quick else 100_000
+    rounds = 2 if quick else 3
+    entries = make_entries(n)
+    results: dict = {"entries": n, "batch": BATCH, "rounds": rounds}
+    append, raw, pym_bytes, pym_dicts, verify, hashing = [], [], [], [], [], []
+    with tempfile.TemporaryDirectory(prefix="canhgac-bench-") as tmp:
+        base = Path(tmp)
+        for r in range(rounds):
+            folder = base / f"round{r}"
+            folder.mkdir()
+            append.append(_append_rate(folder, entries))
+            rows = _stored_rows(folder / "trail.db")
+            datas = [row[3].encode() for row in rows]
+            raw.append(_raw_rate(folder, rows))
+            pym_bytes.append(_pymerkle_rate(folder, datas))
+            pym_dicts.append(_pymerkle_rate(folder, None, entries))
+            if r == 0:
+                key, origin = _signed_trail(folder, folder / "trail.db")
+                results["pymerkle_inclusion_proof_ms_at_entries"] = _pymerkle_proof_ms(folder, datas)
+            verify.append(_verify_seconds(folder / "trail.db", key, origin))
+            hashing.append(_hashlib_seconds(datas))
+    ratio = [a / b for a, b in zip(append, raw, strict=True)]
+    results["append"] = {
+        "entries_per_s": statistics.median(append),
+        "raw_sqlite_same_rows_per_s": statistics.median(raw),
+        "ratio_to_raw_sqlite": statistics.median(ratio),
+        "pymerkle_sqlitetree_from_bytes_per_s": statistics.median(pym_bytes),
+        "pymerkle_sqlitetree_from_dicts_per_s": statistics.median(pym_dicts),
+        "ratio_to_pymerkle_from_bytes": statistics.median(
+            [a / p for a, p in zip(append, pym_bytes, strict=True)]),
+        "ratio_to_pymerkle_from_dicts": statistics.median(
+            [a / p for a, p in zip(append, pym_dicts, strict=True)]),
+    }
+    results["verify"] = {
+        "entries_per_s": statistics.median([n / v for v in verify]),
+        "hashlib_entries_per_s": statistics.median([n / h for h in hashing]),
+        "ratio_to_hashlib": statistics.median([h / v for h, v in zip(hashing, verify, strict=True)]),
+        "target_ratio": 0.4,
+    }
+    results["inclusion_proof"] = proof_time(quick=quick)
+    results["inclusion_proof"]["target_ms"] = 5.0
+    return results
+
+
+if __name__ == "__main__":
+    print(json.dumps(run(quick="--quick" in sys.argv), indent=2))
