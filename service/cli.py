@@ -128,6 +128,9 @@ def _register() -> None:
                 raise
             continue
         main.add_command(getattr(mod, name))
+    from service.events.cli import replay_command
+
+    main.commands["policy"].add_command(replay_command)
 
 
 _register()

@@ -145,7 +145,7 @@ def month_of_events(now: datetime, seed: int = 2026) -> list[dict]:
     # A few anomalies the policy should flag.
     last = now - timedelta(days=3)
     events.append({
-        "id": str(uuid.uuid4()), "occurred_at": last.replace(hour=14, minute=40).isoformat(),
+        "id": str(uuid.uuid4()), "occurred_at": last.replace(hour=7, minute=40).isoformat(),  # 14:40 in the commune
         "host": "PC-VH_XH-02", "actor": "vhxh.hoangvang", "action": "copy", "unit": "vh_xh",
         "object": {"path": "/home/vhxh/AnSinh/ho_ngheo_thon_7.xlsx", "record_count": 64},
         "destination": {"path": "/home/vhxh/Zalo Received Files/ho_ngheo.xlsx"},

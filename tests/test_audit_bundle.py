@@ -180,7 +180,7 @@ def test_tampered_bundles_fail_both_verifiers(filled, runner, tmp_path):
     # One character of one entry's body.
     item = json.loads(lines[3])
     item["body"] = item["body"].replace("canbo0", "canbo9")
-    changed = lines[:3] + [json.dumps(item, ensure_ascii=False) + "\n"] + lines[4:]
+    changed = [*lines[:3], json.dumps(item, ensure_ascii=False) + "\n", *lines[4:]]
     _both_refuse(runner, _rewrite(out, tmp_path / "t1.zip", entries_jsonl="".join(changed).encode()),
                  tmp_path, "entries.jsonl")
     # A line dropped (an inconvenient entry left out).

@@ -11,7 +11,9 @@ import time
 from datetime import UTC, datetime
 
 import pytest
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 from sqlalchemy import event, select
 
 from service.audit import log, merkle
@@ -129,6 +131,13 @@ def test_record_takes_actor_host_action_from_the_body(session):
     assert (row.actor, row.host, row.action) == ("an", "PC-7", "login")
     row = log.record(session, "auth.login", {"actor": "an"}, actor="binh")
     assert row.actor == "binh"
+    # A long value in the body fits its search column; the body keeps it whole.
+    long_action = "cập nhật hồ sơ " * 10
+    row = log.record(session, "incident.commented", {"action": long_action})
+    session.commit()
+    stored = session.get(AuditEntry, row.seq)
+    assert stored.action == long_action[:32]
+    assert json.loads(stored.body)["body"]["action"] == long_action
 
 
 @pytest.mark.parametrize("kind", ["", "Event", "event/x", "a" * 49, "x..y", None])

@@ -53,6 +53,11 @@ ROUTE_ACCESS: dict[str, object] = {
     "incidents.alerts": {"police"},
     "incidents.open_alert": {"police"},
     "incidents.dismiss_alert": {"police"},
+    "reports.index": {"leader", "police", "official"},
+    "reports.month_view": {"leader", "police"},
+    "reports.month_pdf": {"leader", "police"},
+    "reports.month_csv": {"leader", "police"},
+    "reports.part_form": {"official", "police"},  # object-level: the user's unit must file parts
 }
 _SAMPLE = {"int": "1", "string": "vi", "default": "x", "path": "x"}
 

@@ -226,10 +226,12 @@ def test_working_hours_in_other_offsets_and_zones() -> None:
         assert clock.is_outside(utc_time) == expected
         assert clock.is_outside(utc_time.astimezone(VN)) == expected
         assert clock.is_outside(utc_time.astimezone(zone)) == expected
-    # before the zone's constant-offset span the exact conversion is used (1970: +08:00)
-    old = datetime(1970, 1, 5, 1, 30, tzinfo=UTC)  # Monday 09:30 at +08:00, 08:30 at +07:00
-    assert clock.is_outside(old) is False
-    assert clock.is_outside(datetime(1970, 1, 5, 7, 0, tzinfo=VN)) is False
+    # before the zone's constant-offset span the exact conversion is used: in 1970 the zone
+    # was +08:00, so 06:30 stamped +07:00 is 07:30 local time, inside working hours
+    assert zone.utcoffset(datetime(1970, 1, 5)) == timedelta(hours=8)
+    assert clock.is_outside(datetime(1970, 1, 5, 6, 30, tzinfo=VN)) is False
+    assert clock.is_outside(datetime(1970, 1, 5, 5, 30, tzinfo=VN)) is True
+    assert clock.is_outside(datetime(2026, 3, 2, 6, 30, tzinfo=VN)) is True
 
 
 def test_windowed_rule_through_evaluate_and_state_none() -> None:

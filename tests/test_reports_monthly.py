@@ -144,9 +144,10 @@ def _expected_event_figures(events: list[tuple[datetime, dict]]) -> dict:
             access[(dc, unit)] += 1
             by_action[action] += 1
         dest = spec.get("destination")
-        if action in TRANSFER and dest is not None and dest.get("kind") != "official":
-            if dc or sum((spec.get("pii") or {}).values()) > 0:
-                oos[(dc, dest.get("kind") or "unknown", action)] += 1
+        is_citizen_data = bool(dc) or sum((spec.get("pii") or {}).values()) > 0
+        if action in TRANSFER and dest is not None and dest.get("kind") != "official" \
+                and is_citizen_data:
+            oos[(dc, dest.get("kind") or "unknown", action)] += 1
     return {"access": dict(access), "access_by_action": dict(by_action),
             "out_of_scope": dict(oos), "agent_events": dict(agents)}
 

@@ -231,3 +231,16 @@ def test_without_the_slot_claim_two_instances_do_run_twice(app, probe_table, tmp
         counts[slot] = counts.get(slot, 0) + 1
     first = int(BASE.timestamp()) // 60
     assert [counts.get(first + k, 0) for k in range(3, 6)] == [2, 2, 2]
+
+
+def test_old_slot_claims_are_pruned(app, probe_job):
+    for days in (10, 8, 6, 0):
+        assert jobs.run_job(app, "test.probe", now=BASE - timedelta(days=days), exactly_once=True)
+    assert jobs.run_job(app, "core.prune_job_runs", now=BASE)
+    session = new_session(app)
+    try:
+        left = sorted(session.scalars(select(jobs.JobRun.slot_start)
+                                      .where(jobs.JobRun.job_id == "test.probe")))
+    finally:
+        session.close()
+    assert left == [jobs.slot_start(BASE - timedelta(days=6), 60), jobs.slot_start(BASE, 60)]

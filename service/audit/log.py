@@ -100,14 +100,23 @@ def _check_kind(kind: object) -> None:
                          f"(at most {_MAX_KIND} chars), got {kind!r}")
 
 
+_SEARCH_SET = frozenset(SEARCH_FIELDS)
+
+
 def _check_search(search: dict) -> None:
     """Refuse search keys the table has no column for (a typo would silently drop a filter)."""
-    unknown = set(search) - set(SEARCH_FIELDS)
-    if unknown:
-        raise TypeError(f"unknown search fields: {sorted(unknown)}")
+    if not search.keys() <= _SEARCH_SET:
+        raise TypeError(f"unknown search fields: {sorted(set(search) - _SEARCH_SET)}")
+
+
+def _fit(value: Any, limit: int) -> Any:
+    """Cut a search value to its column's width (the body keeps the whole value)."""
+    return value[:limit] if isinstance(value, str) and len(value) > limit else value
 
 
 # --- SQL helpers: the driver's own executemany, one statement text per dialect -------------
+# Statement texts are built only from constants, quoted identifiers and driver placeholders
+# (hence the S608 noqa marks); every value travels as a bound parameter.
 
 
 def _placeholder(conn: Connection) -> str:
@@ -131,14 +140,14 @@ def _lock_head(conn: Connection) -> int:
     """Lock the head row (creating it once) and return the tree size."""
     p = _placeholder(conn)
     is_pg = conn.dialect.name == "postgresql"
-    select_sql = "SELECT size FROM audit_head WHERE id = 1" + (" FOR UPDATE" if is_pg else "")
+    select_sql = "SELECT size FROM audit_head WHERE id = 1" + (" FOR UPDATE" if is_pg else "")  # noqa: S608
     size = conn.exec_driver_sql(select_sql).scalar()
     if size is not None:
         return int(size)
     # First append ever: two writers may race to create the row; exactly one insert wins and
     # the other waits on its row lock, then reads the committed size.
     conflict = " ON CONFLICT (id) DO NOTHING"
-    conn.exec_driver_sql(f"INSERT INTO audit_head (id, size) VALUES ({p}, {p}){conflict}", (1, 0))
+    conn.exec_driver_sql(f"INSERT INTO audit_head (id, size) VALUES ({p}, {p}){conflict}", (1, 0))  # noqa: S608
     return int(conn.exec_driver_sql(select_sql).scalar_one())
 
 
@@ -154,14 +163,14 @@ def fetch_nodes(conn: Connection, nodes: Iterable[tuple[int, int]]) -> dict[tupl
     leaves = [i for level, i in wanted if level == 0]
     inner = [(level, i) for level, i in wanted if level > 0]
     if leaves:
-        parts.append(f"SELECT 0, seq, leaf_hash FROM audit_entry WHERE seq IN "
+        parts.append(f"SELECT 0, seq, leaf_hash FROM audit_entry WHERE seq IN "  # noqa: S608
                      f"({', '.join([p] * len(leaves))})")
         params.extend(leaves)
     if inner:
         # OR of (level AND index) terms: each is a primary-key lookup. A row-value IN list
         # makes SQLite scan the whole table.
         terms = " OR ".join([f"(level = {p} AND {index} = {p})"] * len(inner))
-        parts.append(f"SELECT level, {index}, hash FROM merkle_node WHERE {terms}")
+        parts.append(f"SELECT level, {index}, hash FROM merkle_node WHERE {terms}")  # noqa: S608
         for level, i in inner:
             params.extend((level, i))
     rows = conn.exec_driver_sql(" UNION ALL ".join(parts), tuple(params)).all()
@@ -202,8 +211,9 @@ def append_entries(session: Session, entries: Iterable[PendingEntry]) -> list[Ap
     entries = list(entries)
     if not entries:
         return []
+    for kind in {pending.kind for pending in entries}:
+        _check_kind(kind)
     for pending in entries:
-        _check_kind(pending.kind)
         _check_search(pending.search)
     conn = session.connection()
     size = _lock_head(conn)
@@ -228,9 +238,10 @@ def append_entries(session: Session, entries: Iterable[PendingEntry]) -> list[Ap
         occurred_at = search.get("occurred_at")
         entry = AppendedEntry(
             size + offset, recorded_at, pending.kind, data.decode("utf-8"), leaf,
-            search.get("actor"), search.get("host"), search.get("action"), search.get("path"),
-            search.get("data_class"), search.get("incident_id"), occurred_at,
-            search.get("event_id"),
+            _fit(search.get("actor"), 255), _fit(search.get("host"), 255),
+            _fit(search.get("action"), 32), search.get("path"),
+            _fit(search.get("data_class"), 64), search.get("incident_id"), occurred_at,
+            _fit(search.get("event_id"), 36),
         )
         appended.append(entry)
         rows.append((*entry[:1], db_recorded_at, *entry[2:11],
@@ -239,15 +250,15 @@ def append_entries(session: Session, entries: Iterable[PendingEntry]) -> list[Ap
     p = _placeholder(conn)
     columns = ", ".join(_q(conn, c) for c in AppendedEntry._fields)
     conn.exec_driver_sql(
-        f"INSERT INTO audit_entry ({columns}) VALUES ({', '.join([p] * 13)})", rows
+        f"INSERT INTO audit_entry ({columns}) VALUES ({', '.join([p] * 13)})", rows  # noqa: S608
     )
     if new_nodes:
         conn.exec_driver_sql(
-            f"INSERT INTO merkle_node (level, {_q(conn, 'index')}, hash) VALUES ({p}, {p}, {p})",
+            f"INSERT INTO merkle_node (level, {_q(conn, 'index')}, hash) VALUES ({p}, {p}, {p})",  # noqa: S608
             new_nodes,
         )
     conn.exec_driver_sql(
-        f"UPDATE audit_head SET size = {p} WHERE id = 1", (size + len(entries),)
+        f"UPDATE audit_head SET size = {p} WHERE id = 1", (size + len(entries),)  # noqa: S608
     )
     return appended
 

@@ -83,7 +83,7 @@ def run_job(app: Flask, job_id: str, *, now: datetime | None = None,
                 return False
             if exactly_once and not _claim_slot(session, job_id, slot_start(now, every(app.config["SETTINGS"]))):
                 session.rollback()
-                log.info("job_slot_taken", job=job_id)
+                log.debug("job_slot_taken", job=job_id)
                 return False
             if _accepts_now(func):
                 func(app, session, now=now)
@@ -117,6 +117,23 @@ def _claim_slot(session, job_id: str, start: datetime) -> bool:
 
 def _runner_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"[:128]
+
+
+JOB_RUN_KEEP = timedelta(days=7)  # longer than any interval: an older slot never comes back
+
+
+def prune_job_runs(session, now: datetime) -> int:
+    """Delete slot claims older than JOB_RUN_KEEP; return how many (flush only)."""
+    from sqlalchemy import delete
+
+    result = session.execute(delete(JobRun).where(JobRun.slot_start < now - JOB_RUN_KEEP))
+    return result.rowcount or 0
+
+
+@job("core.prune_job_runs", every=lambda s: 86400)
+def prune_job_runs_job(app, session, now: datetime | None = None) -> None:
+    """Keep the slot-claim table small (about a week of claims)."""
+    prune_job_runs(session, now or utcnow())
 
 
 def _try_job_lock(session, job_id: str) -> bool:

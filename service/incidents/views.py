@@ -153,8 +153,8 @@ def deadline_info(incident: Incident, now: datetime | None = None) -> dict | Non
         return None
     if incident.notice_sent_at is not None:
         return {"text": _("Đã gửi thông báo"), "is_overdue": False, "is_done": True}
-    if incident.state == IncidentState.DISMISSED:
-        return None
+    if incident.state in (IncidentState.DISMISSED, IncidentState.CLOSED):
+        return None  # closed without a notice means a written reason is on the incident
     now = now or utcnow()
     seconds = int((incident.notice_due_at - now).total_seconds())
     hours, minutes = divmod(abs(seconds) // 60, 60)
@@ -173,20 +173,25 @@ def _sort_key(incident: Incident):
             -incident.created_at.timestamp())
 
 
-def _timeline(session, incident: Incident, user: User) -> list[dict]:
+def _timeline(session, incident: Incident) -> list[dict]:
+    """Return the audit entries of the incident in order, each comment with its entry."""
+    comments = {c.id: c for c in incident.comments}
+    authors = {u.id: u.username for u in session.scalars(
+        select(User).where(User.id.in_({c.author_id for c in comments.values() if c.author_id})))}
     items: list[dict] = []
     entries = session.scalars(
         select(AuditEntry).where(AuditEntry.incident_id == incident.id).order_by(AuditEntry.seq)
     )
     for entry in entries:
         body = json.loads(entry.body).get("body", {})
-        details = [(DETAIL_TEXT[k], body[k]) for k in DETAIL_TEXT if body.get(k) not in (None, "", [])]
+        comment = comments.pop(body.get("comment_id"), None) \
+            if entry.kind == "incident.commented" else None
+        details = [(DETAIL_TEXT[k], body[k]) for k in DETAIL_TEXT
+                   if body.get(k) not in (None, "", []) and not (comment and k == "length")]
         items.append({"at": entry.recorded_at, "seq": entry.seq, "kind": entry.kind,
                       "text": ENTRY_TEXT.get(entry.kind, entry.kind), "by": body.get("by"),
-                      "details": details, "comment": None})
-    authors = {u.id: u.username for u in session.scalars(
-        select(User).where(User.id.in_({c.author_id for c in incident.comments if c.author_id})))}
-    for comment in incident.comments:
+                      "details": details, "comment": comment.body if comment else None})
+    for comment in comments.values():  # a comment without its entry would be a bug; show it
         items.append({"at": comment.created_at, "seq": None, "kind": "comment",
                       "text": _("Bình luận"), "by": authors.get(comment.author_id),
                       "details": [], "comment": comment.body})
@@ -209,7 +214,7 @@ def _render_detail(incident: Incident, *, forms: dict | None = None, status: int
             notice_form.sent_at.data = datetime.strptime(
                 F.local_now_text(_settings().timezone), F.DATETIME_FORMAT)
     reporter = session.get(User, incident.reporter_id) if incident.reporter_id else None
-    timeline = _timeline(session, incident, user) if is_staff else []
+    timeline = _timeline(session, incident) if is_staff else []
     if is_staff:
         log.record(session, "audit.viewed", {"actor": user.username, "what": "incident_timeline",
                                              "incident": incident.id}, actor=user.username)

@@ -264,8 +264,12 @@ def report_incident(
         raise WorkflowError("Báo cáo của cán bộ phải có người báo cáo.")
     if reporter is not None and not reporter.is_active:
         raise WorkflowPermissionError("Tài khoản đã bị khóa.")
-    title = _clean(title, "tiêu đề", required=True, limit=300)
-    summary = _clean(summary, "mô tả", required=False) or ""
+    # Cut rather than refuse: a long rule explanation must never make an ingest batch fail.
+    title = (title or "").strip() or (f"Quy tắc {rule_id}" if rule_id else "")
+    if not title:
+        raise WorkflowError("Cần nhập tiêu đề.")
+    title = title[:300]
+    summary = (summary or "").strip()[:MAX_TEXT]
     now = _as_utc(now) or utcnow()
     detected_at = _as_utc(detected_at) or now
     if origin == "report" and detected_at > now + CLOCK_SKEW:

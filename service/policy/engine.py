@@ -437,10 +437,12 @@ class EventContext:
                  now: datetime | None, data_class: str | None, dest_kind: Any) -> None:
         self.event = event
         self.data_class = data_class
-        self.dest_kind = (
-            classifier.destination_kind(event.action, event.destination)
-            if dest_kind is _MISSING else dest_kind
-        )
+        if dest_kind is _MISSING:
+            dest = event.destination
+            action = event.action
+            dest_kind = (None if dest is None and action is not Action.PRINT
+                         else classifier.destination_kind(action, dest))
+        self.dest_kind = dest_kind
         self.state = state
         self._classifier = classifier
         self._now = now

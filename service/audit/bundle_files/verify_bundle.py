@@ -175,7 +175,7 @@ def verify(path, key_texts):
 
     previous, count = -1, 0
     for number, line in enumerate(files["entries.jsonl"].splitlines(), 1):
-        where = "entries.jsonl line %d" % number
+        where = f"entries.jsonl line {number}"
         try:
             item = json.loads(line.decode("utf-8"))
             seq, body = item["seq"], item["body"].encode("utf-8")
@@ -186,12 +186,12 @@ def verify(path, key_texts):
         if not isinstance(seq, int) or isinstance(seq, bool) or seq <= previous:
             raise Invalid(where + ": entry numbers must increase")
         if not isinstance(entry, dict) or set(entry) != ENTRY_FIELDS or entry["seq"] != seq:
-            raise Invalid(where + ": the body is not entry %d" % seq)
+            raise Invalid(f"{where}: the body is not entry {seq}")
         if root_from_inclusion_proof(seq, size, leaf_hash(body), proof) != root:
-            raise Invalid(where + ": entry %d is not in the signed log (altered)" % seq)
+            raise Invalid(f"{where}: entry {seq} is not in the signed log (altered)")
         previous, count = seq, count + 1
     if count != count_declared:
-        raise Invalid("entries.jsonl has %d entries, the manifest says %s" % (count, count_declared))
+        raise Invalid(f"entries.jsonl has {count} entries, the manifest says {count_declared}")
     return {"entries": count, "size": size, "origin": signer, "key": key_texts[0].strip(),
             "exported_at": manifest.get("exported_at"), "exported_by": manifest.get("exported_by")}
 
@@ -223,10 +223,9 @@ def main(argv):
     except Invalid as exc:
         print("KHÔNG HỢP LỆ / INVALID: " + str(exc))
         return 1
-    print("HỢP LỆ / VALID: %d mục có trong nhật ký đã ký %s (%d mục); xuất lúc %s bởi %s"
-          % (summary["entries"], summary["origin"], summary["size"], summary["exported_at"],
-             summary["exported_by"]))
-    print("  %d entries proven in the signed log of %d entries" % (summary["entries"], summary["size"]))
+    print(f"HỢP LỆ / VALID: {summary['entries']} mục có trong nhật ký đã ký {summary['origin']} "
+          f"({summary['size']} mục); xuất lúc {summary['exported_at']} bởi {summary['exported_by']}")
+    print(f"  {summary['entries']} entries proven in the signed log of {summary['size']} entries")
     if not keys:
         print("Khóa xác minh trong gói / verifier key in the bundle: " + summary["key"])
         print("  Hãy so sánh với khóa đã lưu trên giấy / compare it with the key kept on paper.")
