@@ -195,6 +195,12 @@ def test_an_altered_tree_node_is_detected(trail, session, runner):
     _assert_invalid(_verify(runner), "entries 32-39", "tree node")
     _rehash_everything(session)
     assert _verify(runner).exit_code == 0
+    # The border node under the checkpoint (entries 0..31): the checkpoint still matches the
+    # entries, the stored node does not.
+    _sql(session, "UPDATE merkle_node SET hash = :h WHERE level = 5 AND \"index\" = 0",
+         h=b"\x07" * 32)
+    _assert_invalid(_verify(runner), "entries 0-31", "tree node")
+    _rehash_everything(session)
     # An inner node only serves proofs (which their readers check against a signed root);
     # --deep compares every stored node with the recomputed tree.
     _sql(session, "UPDATE merkle_node SET hash = :h WHERE level = 2 AND \"index\" = 8",

@@ -156,7 +156,7 @@ PATH = st.one_of(
 )
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(groups=st.lists(st.lists(GLOB, min_size=1, max_size=4), min_size=1, max_size=4), path=PATH)
 def test_path_matcher_agrees_with_fnmatch(groups: list[list[str]], path: str) -> None:
     matcher = PathMatcher([(str(i), patterns) for i, patterns in enumerate(groups)])

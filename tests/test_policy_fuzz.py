@@ -109,7 +109,7 @@ def _replace(value: object, path: tuple, new: object) -> object:
     return value
 
 
-@FUZZ
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.sampled_from(sorted(DEFAULT_DATA)), st.data())
 def test_loader_on_the_default_policy_with_one_part_replaced(name: str, data: st.DataObject) -> None:
     """Deep mutations: everything valid except one subtree somewhere, in any file."""
@@ -165,7 +165,7 @@ EVENTS = st.builds(
 )
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(st.lists(EVENTS, min_size=1, max_size=30), st.none() | WHEN)
 def test_engine_never_raises_and_explanations_stay_clean(events: list[Event], now: datetime | None) -> None:
     state = WindowState()

@@ -253,11 +253,7 @@ def _read_ranges(conn: Connection, ranges: list[tuple[int, int]], out: queue.Que
             if count != end - start or low != start or high != end - 1 or joined is None:
                 out.put(_Mismatch())
                 return
-            bodies = bytes(joined).split(b"\n")
-            if len(bodies) != count:
-                out.put(_Mismatch())  # a raw newline: not canonical JSON
-                return
-            out.put((end, bodies))
+            out.put((end, count, joined))
     except BaseException as exc:  # handed to the hashing thread, which raises it
         out.put(exc)
 
@@ -289,7 +285,10 @@ def _fast_pass(conn: Connection, size: int, targets: list[_Target], progress, ba
             item = fetched.get()
             if isinstance(item, BaseException):
                 raise item
-            end, bodies = item
+            end, count, joined = item
+            bodies = bytes(joined).split(b"\n")
+            if len(bodies) != count:
+                raise _Mismatch  # a raw newline: not canonical JSON
             tree.extend(merkle.leaf_hashes(bodies))
             _fast_check(tree, by_size.get(end, ()), proven)
             if progress:
@@ -444,6 +443,20 @@ def _thorough_check(tree: merkle.CompactRange, targets: Iterable[_Target], previ
             )
 
 
+def _check_border(conn: Connection, tree: merkle.CompactRange) -> None:
+    """Name the stored border node that differs from the recomputed one."""
+    border = tree.border()
+    stored = log.fetch_nodes(conn, [(level, index) for level, index, _h in border])
+    for level, index, h in border:
+        if stored.get((level, index)) != h:
+            if level == 0:
+                raise VerifyError(f"entry {index}: its stored leaf hash does not match its body "
+                                  "(altered)", seq=index)
+            raise _describe_node_mismatch(level, index, leaf_ok=False)
+    raise VerifyError("the stored tree border does not match the entries: the node table was "
+                      "altered")
+
+
 def _count_nodes(conn: Connection, size: int) -> None:
     """A tree of n leaves has exactly n - popcount(n) complete nodes above the leaves."""
     count = conn.exec_driver_sql("SELECT count(*) FROM merkle_node").scalar_one()
@@ -500,7 +513,6 @@ def verify_log(
         if deep:
             _count_nodes(conn, size)
         if _stored_root(session, size) != root:
-            raise VerifyError("the stored tree border does not match the entries: the node "
-                              "table was altered")
+            _check_border(conn, tree)
     return VerifyReport(size=size, root=root, checkpoints=stored_count, external=external_sizes,
                         is_deep=deep)

@@ -56,7 +56,8 @@ def update() -> None:
         for lang in TARGET_LANGUAGES:
             subprocess.run(
                 [*pybabel(), "update", "--init-missing", "-i", str(pot), "-d", str(TRANSLATIONS),
-                 "-l", lang, "--ignore-obsolete", "--no-fuzzy-matching", "--no-wrap"],
+                 "-l", lang, "--ignore-obsolete", "--no-fuzzy-matching", "--no-wrap",
+                 "--ignore-pot-creation-date"],
                 cwd=ROOT, check=True, capture_output=True, text=True,
             )
 

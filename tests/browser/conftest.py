@@ -72,7 +72,7 @@ class Server:
         return (self.data_dir / "keys" / "checkpoint.pub").read_text().strip()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def server(tmp_path_factory) -> Iterator[Server]:
     """Initialize a data directory with `canhgac init`, then run `canhgac serve` on it."""
     root = tmp_path_factory.mktemp("browser")
@@ -135,9 +135,9 @@ def server(tmp_path_factory) -> Iterator[Server]:
             app.extensions["canhgac.engine"].dispose()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
-    """Launch Debian's Chromium once for the whole session."""
+    """Launch Debian's Chromium once for the journeys (closed before other tests run)."""
     executable = ensure_chromium()
     from playwright.sync_api import sync_playwright
 
