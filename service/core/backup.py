@@ -510,7 +510,7 @@ def _restore_rows(engine: Engine, manifest: dict, rows_of: Callable[[object], It
     with engine.begin() as conn:
         for table in _tables():
             counts[table.name] = _insert_rows(conn, table, rows_of(table))
-        pass  # MUTANT
+        _reset_sequences(conn)
     return counts
 
 

@@ -171,7 +171,7 @@ class PolicyProcessor:
         if directory is None:
             return
         self._watcher = PolicyWatcher(directory, on_loaded=self.on_reloaded,
-                                      on_rejected=self.on_rejected)
+                                      on_rejected=self.on_rejected, current=self.state.policy)
         self._watcher.start()
 
     def stop_watching(self) -> None:

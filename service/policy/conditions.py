@@ -129,8 +129,12 @@ class PathMatcher:
         for regex, index, literals in self._regexes:
             if best is not None and index >= best:
                 break
-            if literals and not any(literal in key for literal in literals):
-                continue
+            if literals:
+                for literal in literals:
+                    if literal in key:
+                        break
+                else:
+                    continue  # no glob of this group can match: skip its regex
             if regex.match(key):
                 return index
         return best

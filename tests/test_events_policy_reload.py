@@ -1,0 +1,104 @@
+"""Hot reload in the running service: a good change takes effect, a bad one never unprotects."""
+
+from __future__ import annotations
+
+import shutil
+import time
+
+import pytest
+from sqlalchemy import select
+
+from service.audit.models import AuditEntry
+from service.core.db import new_session
+from service.incidents.models import Alert
+from service.policy.loader import default_policy_dir
+
+
+@pytest.fixture
+def settings_overrides(settings_overrides, tmp_path):
+    policy_dir = tmp_path / "policies"
+    shutil.copytree(default_policy_dir(), policy_dir)
+    return {**settings_overrides, "policy_dir": policy_dir, "policy_reload": True}
+
+
+def _wait(predicate, seconds=15.0):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return predicate()
+
+
+def _kinds(app):
+    with app.app_context():
+        s = new_session()
+        try:
+            return [e.kind for e in s.scalars(select(AuditEntry).order_by(AuditEntry.seq))]
+        finally:
+            s.close()
+
+
+def test_change_takes_effect_and_its_hash_enters_the_trail(app, settings_overrides):
+    processor = app.extensions["canhgac.processor"]
+    processor.start()
+    try:
+        first = processor.state.policy.hash
+        assert _kinds(app).count("policy.loaded") == 1
+        rules = settings_overrides["policy_dir"] / "rules.yaml"
+        rules.write_text(rules.read_text(encoding="utf-8").replace(
+            'title: "Sao chép dữ liệu cá nhân ra thiết bị lưu trữ di động"',
+            'title: "Sao chép dữ liệu cá nhân ra USB hoặc ổ cứng rời"', 1), encoding="utf-8")
+        assert _wait(lambda: processor.state.policy.hash != first)
+        assert _wait(lambda: _kinds(app).count("policy.loaded") == 2)
+    finally:
+        processor.stop_watching()
+
+
+def test_broken_file_keeps_last_good_version_and_raises_an_alert(app, settings_overrides):
+    processor = app.extensions["canhgac.processor"]
+    processor.start()
+    try:
+        good = processor.state.policy.hash
+        (settings_overrides["policy_dir"] / "rules.yaml").write_text("rules:\n  - id: [\n",
+                                                                    encoding="utf-8")
+        assert _wait(lambda: processor.state.last_error is not None)
+        assert processor.state.policy.hash == good
+        assert _wait(lambda: "policy.rejected" in _kinds(app))
+        with app.app_context():
+            s = new_session()
+            alert = s.scalar(select(Alert).where(Alert.rule_id == "policy.rejected"))
+            s.close()
+        assert alert is not None and "rules.yaml" in alert.explanation
+    finally:
+        processor.stop_watching()
+
+
+def test_windows_survive_a_restart(app, settings_overrides):
+    """Counters are rebuilt from the trail: a restarted service still sees the burst."""
+    import uuid
+    from datetime import UTC, datetime, timedelta
+
+    from service import create_app
+    from service.config import load_settings
+    from service.events.operations import ingest_events
+    from service.events.schemas import Event
+
+    now = datetime.now(UTC)
+    events = [Event.model_validate({
+        "id": str(uuid.uuid4()), "occurred_at": (now - timedelta(minutes=30 - i)).isoformat(),
+        "host": "PC-CA-01", "actor": "ca.a", "unit": "cong_an", "action": "delete",
+        "object": {"path": f"C:\\DuLieu\\DanCu\\f{i}.xlsx"}}) for i in range(3)]
+    with app.app_context():
+        s = new_session()
+        ingest_events(s, events, source="t", processor=app.extensions["canhgac.processor"])
+        s.commit()
+        s.close()
+    restarted = create_app(load_settings({**settings_overrides, "policy_reload": False}, environ={}))
+    processor = restarted.extensions["canhgac.processor"]
+    with restarted.app_context():
+        s = new_session(restarted)
+        assert processor.warm_up(s) == 3
+        s.close()
+    assert len(processor.windows) > 0
+    restarted.extensions["canhgac.engine"].dispose()
