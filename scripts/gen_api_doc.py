@@ -16,6 +16,7 @@ import difflib
 import json
 import sys
 import tempfile
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,6 +66,13 @@ FIELD_NOTES_VI = {
     "ErrorAnswer.detail": "Giải thích ngắn (tiếng Anh).",
     "ErrorAnswer.index": "Vị trí (từ 0) của sự kiện bị lỗi trong lô.",
     "ErrorAnswer.field": "Trường bị lỗi, dạng `a.b`.",
+}
+
+# Vietnamese summaries of the endpoints ("METHOD path").
+ENDPOINT_NOTES_VI = {
+    "POST /api/v1/events": "Ghi bền một sự kiện hoặc một lô vào nhật ký kiểm toán",
+    "POST /api/v1/agents/heartbeat": "Tín hiệu sống của tác tử (để phát hiện tác tử im lặng)",
+    "GET /api/v1/openapi.json": "Tài liệu OpenAPI này, dạng máy đọc",
 }
 
 # Vietnamese names of enumeration values.
@@ -195,19 +203,26 @@ _MINIMAL = {"id": "6f1c2a9e-4b7d-4f0a-9c31-2d5e8b7a1f05", "occurred_at": "2026-0
             "host": "PM-HOTICH", "actor": "hoa.lt", "action": "open"}
 
 
+_MANY_EVENTS = (
+    "python3 -c 'import json, uuid; print(json.dumps([{\"id\": str(uuid.uuid4()), "
+    "\"occurred_at\": \"2026-03-02T11:00:00+07:00\", \"host\": \"h\", \"actor\": \"a\", "
+    "\"action\": \"open\"} for _ in range(5001)]))' > 5001-su-kien.json"
+)
+
+
 def _many_events(count: int) -> bytes:
-    events = [{**_MINIMAL, "id": f"00000000-0000-4000-8000-{i:012d}"} for i in range(count)]
-    return json.dumps(events).encode()
+    events = [{**_MINIMAL, "id": str(uuid.uuid4())} for _ in range(count)]
+    return (json.dumps(events) + "\n").encode()
 
 
 EXAMPLES = (
     Example("single", "Một sự kiện", "A single event", "POST", "/api/v1/events", 200,
-            {"stored": 1, "duplicates": 0}, body=_USB_COPY),
+            {"stored": 1, "duplicates": 0}, body=_USB_COPY, file="su-kien.json"),
     Example("resend", "Gửi lại đúng sự kiện đó (an toàn: không ghi trùng)",
             "The same event again (safe: nothing is stored twice)", "POST", "/api/v1/events", 200,
-            {"stored": 0, "duplicates": 1}, body=_USB_COPY),
+            {"stored": 0, "duplicates": 1}, body=_USB_COPY, file="su-kien.json", reuse_file=True),
     Example("batch", "Một lô (mảng JSON)", "A batch (a JSON array)", "POST", "/api/v1/events", 200,
-            {"stored": 2, "duplicates": 0}, body=_BATCH),
+            {"stored": 2, "duplicates": 0}, body=_BATCH, file="lo-su-kien.json"),
     Example("heartbeat", "Tín hiệu sống của tác tử", "An agent's heartbeat", "POST",
             "/api/v1/agents/heartbeat", 200, {"status": "ok"},
             body={"agent_id": "PC-VHXH-01", "host": "PC-VHXH-01", "last_seq": 4182,
@@ -238,7 +253,8 @@ EXAMPLES = (
             body={**_MINIMAL, "id": "6f1c2a9e-4b7d-4f0a-9c31-2d5e8b7a1f09", "pii": {"cccd": -1}}),
     Example("not_utf8", "Thân không phải UTF-8", "A body that is not UTF-8", "POST",
             "/api/v1/events", 400, {"error": "invalid_utf8", "detail": "body is not valid UTF-8"},
-            body=b"\xff\xfe", body_note="2 byte / bytes `FF FE`"),
+            file="khong-utf8.bin", prepare="printf '\\377\\376' > khong-utf8.bin",
+            make_body=lambda: b"\xff\xfe"),
     Example("too_deep", "JSON lồng 40 mức", "JSON nested 40 levels deep", "POST", "/api/v1/events",
             400, {"error": "too_deep", "detail": "JSON nested deeper than 32"},
             body="[" * 40 + "]" * 40),
@@ -248,12 +264,11 @@ EXAMPLES = (
             body={"host": "PC-VHXH-01"}),
     Example("batch_too_large", "Lô 5001 sự kiện", "A batch of 5001 events", "POST",
             "/api/v1/events", 413, {"error": "batch_too_large", "detail": "at most 5000 events"},
-            body_note="một mảng 5001 sự kiện / an array of 5001 events",
-            make_body=lambda: _many_events(5001)),
+            file="5001-su-kien.json", prepare=_MANY_EVENTS, make_body=lambda: _many_events(5001)),
     Example("body_too_large", "Thân lớn hơn 16 MiB", "A body over 16 MiB", "POST",
             "/api/v1/events", 413, {"error": "Request Entity Too Large", "status": 413},
-            body_note="16 777 217 byte / bytes",
-            make_body=lambda: b" " * (16 * 1024 * 1024 + 1)),
+            file="qua-lon.bin", prepare="head -c 16777217 /dev/zero > qua-lon.bin",
+            make_body=lambda: bytes(16 * 1024 * 1024 + 1)),
     Example("wrong_method", "Sai phương thức", "Wrong method", "GET", "/api/v1/events", 405,
             {"error": "Method Not Allowed", "status": 405}, has_token=False),
 )
@@ -362,7 +377,11 @@ def _schema_section(name: str, schema: dict) -> list[str]:
 
 
 def _endpoint_section(path: str, method: str, op: dict) -> list[str]:
-    lines = [f"### `{method.upper()} {path}`", "", op.get("summary", ""), ""]
+    key = f"{method.upper()} {path}"
+    summary = op.get("summary", "")
+    if key in ENDPOINT_NOTES_VI:
+        summary = f"{ENDPOINT_NOTES_VI[key]} / {summary}"
+    lines = [f"### `{key}`", "", summary, ""]
     auth = "Bearer token" if op.get("security") else "không / none (public)"
     lines.append(f"- Xác thực / auth: {auth}")
     body = op.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema")
@@ -385,30 +404,35 @@ def _answer_text(example: Example) -> str:
     return json.dumps(example.answer, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
 
 
+def _body_text(body: object) -> str:
+    return body if isinstance(body, str) else json.dumps(body, ensure_ascii=False, indent=2)
+
+
 def _curl(example: Example) -> list[str]:
-    parts = ["curl --cacert keys/tls.crt"]
+    parts = ['curl -sS --cacert "$CERT"']
     if example.method != "POST":
         parts.append(f"-X {example.method}")
     if example.has_token:
         parts.append('-H "Authorization: Bearer $TOKEN"')
-    has_body = example.body is not None and example.body_note is None
+    has_body = example.body is not None or example.file is not None
     if has_body:
-        parts.append('-H "Content-Type: application/json" --data-binary @-')
+        parts.append('-H "Content-Type: application/json"')
+        parts.append(f"--data-binary @{example.file}" if example.file else "--data-binary @-")
     command = " ".join(parts) + f' "$CANHGAC{example.path}"'
-    if not has_body:
-        return ["```sh", command, "```"]
-    if isinstance(example.body, str):
-        text = example.body
+    lines = ["```sh"]
+    if example.prepare:
+        lines.append(example.prepare)
+    elif example.file and not example.reuse_file:
+        lines += [f"cat > {example.file} <<'JSON'", _body_text(example.body), "JSON"]
+    if has_body and not example.file:
+        lines += [f"{command} <<'JSON'", _body_text(example.body), "JSON"]
     else:
-        text = json.dumps(example.body, ensure_ascii=False, indent=2)
-    return ["```sh", f"{command} <<'JSON'", text, "JSON", "```"]
+        lines.append(command)
+    return [*lines, "```"]
 
 
 def _example_section(example: Example) -> list[str]:
-    lines = [f"#### {example.title_vi} / {example.title_en}", ""]
-    if example.body_note is not None:
-        lines += [f"Thân / body: {example.body_note}.", ""]
-    lines += _curl(example)
+    lines = [f"#### {example.title_vi} / {example.title_en}", "", *_curl(example)]
     lines += ["", f"Trả lời / answer: **{example.status}**", "", "```json", _answer_text(example),
               "```", ""]
     return lines
@@ -476,16 +500,18 @@ def render(spec: dict) -> str:
         "Các ví dụ dưới dùng / the examples below use:",
         "",
         "```sh",
-        "CANHGAC=https://127.0.0.1:8443          # trên máy chủ / on the server itself",
-        "TOKEN=$(canhgac token create --source PM-HOTICH | tail -n 1)",
-        "cd /var/lib/canhgac                      # thư mục dữ liệu, có keys/tls.crt / data dir",
+        "CANHGAC=https://127.0.0.1:8443             # trên máy chủ / on the server itself",
+        "CERT=/var/lib/canhgac/keys/tls.crt          # <thư mục dữ liệu>/keys/tls.crt / <data dir>",
+        "TOKEN=$(cg token create --source PM-HOTICH | tail -n 1)   # cg: docs/operator-guide.md",
         "```",
         "",
-        "Từ máy khác, dùng tên máy chủ có trong chứng chỉ: / from another machine use the host "
-        "name in the certificate: `curl --cacert tls.crt --resolve canhgac-server:8443:192.168.1.10 "
+        "Từ máy khác, chép `tls.crt` sang và dùng tên máy chủ có trong chứng chỉ: / from another "
+        "machine, copy `tls.crt` over and use the host name in the certificate: "
+        "`curl --cacert tls.crt --resolve canhgac-server:8443:192.168.1.10 "
         "https://canhgac-server:8443/healthz` (thay tên và địa chỉ / your name and address). Trên "
-        "Windows dùng `curl.exe` và `--data-binary @su-kien.json` thay cho `<<'JSON'`. / On "
-        "Windows use `curl.exe` and `--data-binary @event.json` instead of the here-document.",
+        "Windows dùng `curl.exe` (có sẵn từ Windows 10) và tệp thân yêu cầu (`--data-binary "
+        "@su-kien.json`) thay cho `<<'JSON'`. / On Windows use `curl.exe` (built in since "
+        "Windows 10) and a body file instead of the here-document.",
         "",
         "## Điểm cuối / Endpoints",
         "",

@@ -76,14 +76,15 @@ def verify(data_dir: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
 class LiveServer:
     """`canhgac serve` as a real subprocess on 127.0.0.1; kill -9 and start again at will."""
 
-    def __init__(self, data_dir: Path, env: dict[str, str], threads: int = 8) -> None:
+    def __init__(self, data_dir: Path, env: dict[str, str], threads: int = 8,
+                 log_dir: Path | None = None) -> None:
         """Remember how to start the server; a port is chosen once and kept across restarts."""
         self.data_dir = data_dir
         self.env = env
         self.threads = threads
         self.port = free_port()
         self.process: subprocess.Popen | None = None
-        self.log = data_dir.parent / f"server-{self.port}.log"
+        self.log = (log_dir or data_dir.parent) / f"server-{self.port}.log"
 
     def start(self, timeout: float = 30.0) -> None:
         """Start the server and wait until it answers."""
@@ -107,6 +108,10 @@ class LiveServer:
             time.sleep(0.1)
         self.kill()
         raise AssertionError(f"server did not answer within {timeout}s")
+
+    def is_running(self) -> bool:
+        """Return whether the server process is alive."""
+        return self.process is not None and self.process.poll() is None
 
     def kill(self) -> None:
         """Kill the server with SIGKILL (no clean shutdown) and reap it."""
