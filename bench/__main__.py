@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
             module = importlib.import_module(module_name)
             figures = getattr(module, func_name)(**(quick if args.quick else full))
             status = "ok"
-        except Exception as exc:  # noqa: BLE001 - one failing suite must not hide the others
+        except Exception as exc:  # one failing suite must not hide the others
             figures = {"error": f"{type(exc).__name__}: {exc}"}
             traceback.print_exc()
             status = "error"
