@@ -4,10 +4,24 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 python -m pip install -q --upgrade pip
 python -m pip install -q -e '.[test]'
-if ! command -v chromium >/dev/null 2>&1; then
-  # Real-browser tests drive Debian's chromium (no browser download from the test tool).
-  (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || echo "chromium not installed: browser tests will fail" >&2
+
+# System packages from Debian: chromium for the real-browser tests (the test tool's own browser
+# download cannot work here), serif fonts with every Vietnamese letter for the Decree 30 PDFs,
+# and poppler-utils to render PDF pages in tests.
+need=()
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v pdftoppm >/dev/null 2>&1 || need+=(poppler-utils)
+fc-list 2>/dev/null | grep -qi "Liberation Serif" || need+=(fonts-liberation2)
+fc-list 2>/dev/null | grep -qi "Tinos" || need+=(fonts-croscore)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null) \
+      || echo "could not install ${need[*]}: the tests that need them will say so" >&2
+  else
+    echo "missing system packages (install as root): ${need[*]}" >&2
+  fi
 fi
+
 ruff check .
 # Everything, heavy reliability tests included (developers may add -m "not heavy").
 python -m pytest -q "$@"
