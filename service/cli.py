@@ -20,7 +20,7 @@ def main() -> None:
 @main.command()
 @data_dir_option
 @click.option("--admin", "admin_name", default="admin", show_default=True)
-@click.option("--admin-email", default="admin@localhost", show_default=True)
+@click.option("--admin-email", default="admin@canhgac.local", show_default=True)
 @click.option("--non-interactive", is_flag=True, help="Take the admin password from CANHGAC_ADMIN_PASSWORD")
 def init(data_dir, admin_name, admin_email, non_interactive) -> None:
     """Create the data directory, keys, database schema and first admin (idempotent)."""

@@ -132,7 +132,9 @@ def _q(conn: Connection, name: str) -> str:
 def _bind_processor(conn: Connection, column: str) -> Callable[[Any], Any]:
     """Return how the ORM would convert a Python value of a column for this dialect."""
     column_type = AuditEntry.__table__.c[column].type
-    processor = column_type.bind_processor(conn.dialect)
+    # dialect_impl: the dialect's own type (SQLite's DATETIME formats fractions as the ORM
+    # compares them), not the generic one that leaves formatting to the driver.
+    processor = column_type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
     return processor or (lambda value: value)
 
 

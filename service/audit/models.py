@@ -37,6 +37,7 @@ class AuditEntry(Base):
         Index("ix_audit_entry_kind_seq", "kind", "seq"),
         Index("ix_audit_entry_actor", "actor"),
         Index("ix_audit_entry_occurred_at", "occurred_at"),
+        Index("ix_audit_entry_recorded_at", "recorded_at"),
         Index("ix_audit_entry_incident_id", "incident_id"),
         Index("ix_audit_entry_event_id", "event_id", unique=True),
     )

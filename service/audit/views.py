@@ -47,6 +47,13 @@ def _filter_from_request() -> SearchFilter:
         return SearchFilter()
 
 
+def _csv_cell(value):
+    """Keep a text cell from running as a spreadsheet formula (values come from agents)."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
 def _record_look(what: str, **details) -> None:
     log.record(get_session(), "audit.viewed",
                {"actor": current_user.username, "what": what, **details},
@@ -123,9 +130,9 @@ def export_csv():
                      "path", "incident_id", "leaf_hash_b64"])
     count = 0
     for row in session.scalars(search_query(flt).limit(100_000)):
-        writer.writerow([row.seq, row.recorded_at.isoformat(), row.kind, row.actor, row.host,
-                         row.action, row.data_class, row.path, row.incident_id,
-                         base64.b64encode(row.leaf_hash).decode()])
+        writer.writerow([_csv_cell(v) for v in (
+            row.seq, row.recorded_at.isoformat(), row.kind, row.actor, row.host, row.action,
+            row.data_class, row.path, row.incident_id, base64.b64encode(row.leaf_hash).decode())])
         count += 1
     log.record(session, "audit.exported",
                {"actor": current_user.username, "format": "csv", "filter": flt.describe(),

@@ -12,7 +12,7 @@ from service.auth.access import public, token_required
 from service.auth.operations import find_token
 from service.core.db import get_session, utcnow
 from service.events import operations
-from service.events.schemas import Event
+from service.events.schemas import MAX_JSON_INT, NO_NUL, Event
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 _batch_adapter = TypeAdapter(list[Event] | Event)
@@ -24,11 +24,11 @@ class Heartbeat(BaseModel):
 
     model_config = {"extra": "forbid"}
 
-    agent_id: str = Field(min_length=1, max_length=128)
-    host: str = Field(min_length=1, max_length=255)
-    last_seq: int | None = Field(default=None, ge=0)
-    spool_depth: int | None = Field(default=None, ge=0)
-    version: str | None = Field(default=None, max_length=32)
+    agent_id: str = Field(min_length=1, max_length=128, pattern=NO_NUL)
+    host: str = Field(min_length=1, max_length=255, pattern=NO_NUL)
+    last_seq: int | None = Field(default=None, ge=0, le=MAX_JSON_INT)
+    spool_depth: int | None = Field(default=None, ge=0, le=MAX_JSON_INT)
+    version: str | None = Field(default=None, max_length=32, pattern=NO_NUL)
     sent_at: datetime | None = None
 
 

@@ -8,6 +8,22 @@ from service import __version__
 from service.events.schemas import Event
 
 
+def _closed_pattern_maps(node) -> None:
+    """Mark pattern-keyed maps closed: pydantic refuses keys that miss the pattern.
+
+    ``dict[PiiKind, int]`` becomes ``patternProperties`` alone, which in JSON Schema lets any
+    other key through with any value; the API answers 400 to those, so the document says so.
+    """
+    if isinstance(node, dict):
+        if "patternProperties" in node and "additionalProperties" not in node:
+            node["additionalProperties"] = False
+        for value in node.values():
+            _closed_pattern_maps(value)
+    elif isinstance(node, list):
+        for value in node:
+            _closed_pattern_maps(value)
+
+
 def build_openapi() -> dict:
     """Return the OpenAPI document for /api/v1."""
     from service.events.api import ErrorAnswer, Heartbeat, IngestAnswer
@@ -17,6 +33,7 @@ def build_openapi() -> dict:
         ref_template="#/components/schemas/{model}",
     )
     schemas = defs["$defs"]
+    _closed_pattern_maps(schemas)
     ref = lambda name: {"$ref": f"#/components/schemas/{name}"}  # noqa: E731
     err = {"application/json": {"schema": ref("ErrorAnswer")}}
     auth_errors = {

@@ -11,15 +11,28 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, RootModel, StringConstraints
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    RootModel,
+    StringConstraints,
+)
 
 SCHEMA_VERSION = 1
 
-ShortText = Annotated[str, StringConstraints(max_length=512)]
-PathText = Annotated[str, StringConstraints(max_length=4096)]
+# No NUL characters: PostgreSQL text cannot hold them, so they are refused at the door (400).
+NO_NUL = r"^[^\x00]*$"
+ShortText = Annotated[str, StringConstraints(max_length=512, pattern=NO_NUL)]
+PathText = Annotated[str, StringConstraints(max_length=4096, pattern=NO_NUL)]
 Sha256Hex = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 DataClassId = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
 PiiKind = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
+# Counts and sizes stay within JSON's exact integers (RFC 8785 canonical JSON, JavaScript).
+MAX_JSON_INT = 2**53 - 1
+Count = Annotated[int, Field(ge=0, le=MAX_JSON_INT)]
 
 
 class Action(enum.StrEnum):
@@ -65,8 +78,8 @@ class EventObject(_Strict):
 
     path: PathText | None = None
     sha256: Sha256Hex | None = None
-    size: Annotated[int, Field(ge=0)] | None = None
-    record_count: Annotated[int, Field(ge=0)] | None = None
+    size: Count | None = None
+    record_count: Count | None = None
     data_class: DataClassId | None = None
     content_fingerprint: Sha256Hex | None = Field(
         default=None, description="Hash of the content (e.g. cell values) independent of format"
@@ -81,25 +94,35 @@ class Destination(_Strict):
     kind: DestinationKind | None = None
 
 
+def _representable_in_utc(value: datetime) -> datetime:
+    """Refuse years 1 and 9999, where a time may not convert to UTC (it is stored in UTC)."""
+    if not 2 <= value.year <= 9998:
+        raise ValueError("the year must be between 0002 and 9998")
+    return value
+
+
 class Event(_Strict):
     """One access to citizen data, as reported by an agent or an application."""
 
     id: uuid.UUID = Field(description="Client-generated UUID; the idempotency key")
-    occurred_at: AwareDatetime = Field(description="RFC 3339 time with offset")
-    host: Annotated[str, StringConstraints(min_length=1, max_length=255)]
-    actor: Annotated[str, StringConstraints(min_length=1, max_length=255)]
+    occurred_at: Annotated[AwareDatetime, AfterValidator(_representable_in_utc)] = Field(
+        description="RFC 3339 time with offset; years 0002-9998 (it must convert to UTC)",
+        json_schema_extra={"pattern": "^(?!0001-|9999-)"},
+    )
+    host: Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=NO_NUL)]
+    actor: Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=NO_NUL)]
     action: Action
     object: EventObject | None = None
     destination: Destination | None = None
     purpose: ShortText | None = None
-    pii: dict[PiiKind, Annotated[int, Field(ge=0)]] = Field(
+    pii: dict[PiiKind, Count] = Field(
         default_factory=dict, description="Counts by kind only, never values"
     )
-    agent_id: Annotated[str, StringConstraints(max_length=128)] | None = None
-    seq: Annotated[int, Field(ge=0)] | None = Field(
+    agent_id: Annotated[str, StringConstraints(max_length=128, pattern=NO_NUL)] | None = None
+    seq: Count | None = Field(
         default=None, description="The agent's own event number, to detect gaps"
     )
-    unit: Annotated[str, StringConstraints(max_length=64)] | None = Field(
+    unit: Annotated[str, StringConstraints(max_length=64, pattern=NO_NUL)] | None = Field(
         default=None, description="Unit of the actor when the sender knows it"
     )
     schema_version: Literal[1] = 1

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 09:12:43.307765
+Create Date: 2026-11-25 10:08:50.731340
 """
 
 import sqlalchemy as sa
@@ -54,6 +54,7 @@ def upgrade() -> None:
         batch_op.create_index('ix_audit_entry_incident_id', ['incident_id'], unique=False)
         batch_op.create_index('ix_audit_entry_kind_seq', ['kind', 'seq'], unique=False)
         batch_op.create_index('ix_audit_entry_occurred_at', ['occurred_at'], unique=False)
+        batch_op.create_index('ix_audit_entry_recorded_at', ['recorded_at'], unique=False)
 
     op.create_table('audit_head',
     sa.Column('id', sa.Integer(), autoincrement=False, nullable=False),
@@ -312,6 +313,7 @@ def downgrade() -> None:
     op.drop_table('checkpoint')
     op.drop_table('audit_head')
     with op.batch_alter_table('audit_entry', schema=None) as batch_op:
+        batch_op.drop_index('ix_audit_entry_recorded_at')
         batch_op.drop_index('ix_audit_entry_occurred_at')
         batch_op.drop_index('ix_audit_entry_kind_seq')
         batch_op.drop_index('ix_audit_entry_incident_id')
