@@ -91,6 +91,11 @@ ENUM_NOTES_VI = {
     },
 }
 
+# Patterns said in words where words are clearer than the regular expression.
+PATTERN_WORDS = {
+    "^[^\\x00]*$": "không chứa ký tự NUL / no NUL character",
+}
+
 # Preferred order of the schema sections; any other schema follows alphabetically.
 SCHEMA_ORDER = ("Event", "EventObject", "Destination", "Action", "DestinationKind", "Heartbeat",
                 "IngestAnswer", "ErrorAnswer")
@@ -339,10 +344,12 @@ def _type_text(schema: dict) -> str:
     if "maximum" in schema:
         words.append(f"≤ {schema['maximum']}")
     if "pattern" in schema:
-        words.append(f"`{schema['pattern']}`")
+        words.append(PATTERN_WORDS.get(schema["pattern"], f"`{schema['pattern']}`"))
     if "patternProperties" in schema:
         inner = "; ".join(f"khoá / key `{key}` → {_type_text(value)}"
                           for key, value in schema["patternProperties"].items())
+        if schema.get("additionalProperties") is False:
+            inner += "; khoá khác bị từ chối / other keys refused"
         words.append(f"{{{inner}}}")
     return " ".join(words)
 

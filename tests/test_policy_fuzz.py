@@ -28,6 +28,8 @@ from service.policy import (
     run_policy_tests,
 )
 
+# The event schema refuses NUL (PostgreSQL cannot store it) and lone surrogates.
+NO_NUL = st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00")
 DEFAULT_FILES = read_policy_files(default_policy_dir())
 DEFAULT_DATA = {name: yaml.safe_load(data) for name, data in DEFAULT_FILES.items()}
 POLICY = load_policy(default_policy_dir())
@@ -129,14 +131,14 @@ FOLDERS = ["DanCu", "Dân cư", "HoTich", "TTHC", "AnSinh", "DatDai", "OneDrive"
 PATH = st.builds(
     lambda root, parts, sep, name: root + sep.join([*parts, name]),
     st.sampled_from(["C:\\", "E:\\", "S:\\", "\\\\MAYCHU\\DungChung\\", "/home/u/", "/media/u/", "", "/"]),
-    st.lists(st.sampled_from(FOLDERS) | st.text(max_size=5), max_size=4),
+    st.lists(st.sampled_from(FOLDERS) | st.text(NO_NUL, max_size=5), max_size=4),
     st.sampled_from(["\\", "/"]),
-    st.text(max_size=8).map(lambda t: t + ".xlsx") | st.just("zzpathqq.docx"),
+    st.text(NO_NUL, max_size=8).map(lambda t: t + ".xlsx") | st.just("zzpathqq.docx"),
 )
 TARGET = st.sampled_from([
     "ban@gmail.com", "vanthu@langson.gov.vn", "x@a.langson.gov.vn.evil.vn", "https://drive.google.com/x",
     "https://chat.zalo.me/", "https://dichvucong.gov.vn/", "zztargetqq", "@", "a@", "mailto:x@y.vn",
-]) | st.text(max_size=20)
+]) | st.text(NO_NUL, max_size=20)
 OFFSETS = st.integers(-12 * 60, 14 * 60).map(lambda m: timezone(timedelta(minutes=m)))
 WHEN = st.datetimes(min_value=datetime(1900, 1, 2), max_value=datetime(2200, 1, 1), timezones=OFFSETS)
 EVENTS = st.builds(

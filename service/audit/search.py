@@ -37,6 +37,8 @@ class SearchFilter:
         values: dict = {}
         for name in ("actor", "host", "path_contains", "data_class", "action", "kind"):
             value = (raw.get(name) or "").strip()
+            if "\x00" in value:  # PostgreSQL text cannot hold NUL: refuse, do not fail
+                raise ValueError(f"{name}: contains a NUL character")
             if value:
                 values[name] = value[:512]
         for name in ("since", "until"):
@@ -48,13 +50,18 @@ class SearchFilter:
                     raise ValueError(f"{name}: not an ISO date/time: {value!r}") from exc
                 if parsed.tzinfo is None:
                     parsed = parsed.replace(tzinfo=ZoneInfo(timezone))
-                values[name] = parsed.astimezone(UTC)
+                try:
+                    values[name] = parsed.astimezone(UTC)
+                except OverflowError as exc:  # year 1 east of UTC, year 9999 west of it
+                    raise ValueError(f"{name}: out of range: {value!r}") from exc
         incident = raw.get("incident_id")
         if incident not in (None, ""):
             try:
                 values["incident_id"] = int(incident)
             except (TypeError, ValueError) as exc:
                 raise ValueError("incident: must be a number") from exc
+            if not 0 <= values["incident_id"] < 2**31:  # the column is a 32-bit integer
+                raise ValueError("incident: no such number")
         if "since" in values and "until" in values and values["since"] >= values["until"]:
             raise ValueError("since must be before until")
         return cls(**values)

@@ -65,7 +65,8 @@ def _record_look(what: str, **details) -> None:
 def search():
     """Search the trail."""
     flt = _filter_from_request()
-    page = max(request.args.get("page", 1, type=int) or 1, 1)
+    # Bounded: a huge page number would overflow the database's OFFSET (a 500, not a page).
+    page = min(max(request.args.get("page", 1, type=int) or 1, 1), 1_000_000)
     session = get_session()
     total = session.scalar(flt.apply(select(func.count()).select_from(AuditEntry)))
     entries = session.scalars(search_query(flt).limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)).all()

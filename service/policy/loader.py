@@ -165,7 +165,11 @@ def _field(loc: Sequence[Any]) -> str:
         if isinstance(part, int) and not isinstance(part, bool):
             text += f"[{part}]"
         else:
-            text += ("." if text else "") + str(part)
+            name = str(part)
+            # A key with control characters must not split the one-line message.
+            if not name.isprintable():
+                name = repr(name)
+            text += ("." if text else "") + name
     return text
 
 
