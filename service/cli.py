@@ -22,7 +22,9 @@ def main() -> None:
 @click.option("--admin", "admin_name", default="admin", show_default=True)
 @click.option("--admin-email", default="admin@canhgac.local", show_default=True)
 @click.option("--non-interactive", is_flag=True, help="Take the admin password from CANHGAC_ADMIN_PASSWORD")
-def init(data_dir, admin_name, admin_email, non_interactive) -> None:
+@click.option("--tls-name", "tls_names", multiple=True,
+              help="Extra host name or LAN IP address for the new TLS certificate (repeatable)")
+def init(data_dir, admin_name, admin_email, non_interactive, tls_names) -> None:
     """Create the data directory, keys, database schema and first admin (idempotent)."""
     from service.audit.operations import sign_checkpoint
     from service.auth import operations
@@ -33,7 +35,7 @@ def init(data_dir, admin_name, admin_email, non_interactive) -> None:
 
     app = make_app(data_dir)
     settings = app.config["SETTINGS"]
-    verifier, cert = prepare_data_dir(app)
+    verifier, cert = prepare_data_dir(app, list(tls_names))
     with app.app_context():
         session = get_session()
         has_admin = any(
@@ -93,6 +95,14 @@ def serve(data_dir, host, port, tls, threads) -> None:
         server.ssl_adapter = BuiltinSSLAdapter(str(keys / "tls.crt"), str(keys / "tls.key"))
         scheme = "https"
     click.echo(f"Canh Gác đang chạy tại / serving at {scheme}://{host}:{port}/", err=True)
+
+    def _terminate(_signum, _frame):
+        # systemd and Windows service managers stop with SIGTERM: shut down as for Ctrl-C.
+        raise KeyboardInterrupt
+
+    import signal
+
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         server.start()
     except KeyboardInterrupt:

@@ -287,3 +287,22 @@ def test_verify_log_reports_progress_and_names_the_failure(trail, app, session):
     with pytest.raises(VerifyError) as caught:
         verify_log(session, [trail.key], origin=settings.audit_origin)
     assert caught.value.seq == 3
+
+
+def test_a_raw_saved_mail_in_quoted_printable_is_a_kept_checkpoint(trail, runner, tmp_path):
+    from email.message import EmailMessage
+
+    message = EmailMessage()
+    message["From"] = "canhgac@nhanly.example"
+    message["To"] = "congan@nhanly.example"
+    message["Subject"] = "[Canh Gác] Sự cố mới #1"
+    message["Message-ID"] = "<outbox-1.1@canhgac>"
+    message.set_content("Kính gửi Công an xã — điểm kiểm tra đã ký:\n\n" + trail.note,
+                        cte="quoted-printable")
+    raw = message.as_bytes()
+    assert b"=E1=BB" in raw or b"=C3" in raw  # really quoted-printable on the wire
+    saved = tmp_path / "thu-goc.eml"
+    saved.write_bytes(raw)
+    result = _verify(runner, "--checkpoint", str(saved))
+    assert result.exit_code == 0, result.output
+    assert f"of size {COVERED}" in result.output

@@ -217,3 +217,26 @@ def test_openapi_document_is_generated_from_the_models(client):
     event = doc["components"]["schemas"]["Event"]
     assert {"id", "occurred_at", "host", "actor", "action"} <= set(event["required"])
     assert "/api/v1/events" in doc["paths"]
+
+
+def test_agent_id_is_bound_to_its_token_source(client, runner, token):
+    other = runner.invoke(["token", "create", "--source", "pc-khac"]).output.strip().splitlines()[-1]
+    assert _post(client, token, [_event(agent_id="pc-ca-01", seq=0)]).status_code == 200
+    beat = {"agent_id": "pc-ca-01", "host": "PC-CA-01"}
+    spoof = client.post("/api/v1/agents/heartbeat", json=beat,
+                        headers={"Authorization": f"Bearer {other}"})
+    assert spoof.status_code == 403
+    assert _post(client, other, [_event(agent_id="pc-ca-01", seq=1)]).status_code == 403
+
+
+def test_renumbered_agent_raises_an_alert(app, client, token):
+    from service.incidents.models import Alert
+
+    assert _post(client, token, [_event(agent_id="pc-1", seq=n) for n in range(5)]).status_code == 200
+    # The spool was deleted: numbering starts again from 0.
+    assert _post(client, token, [_event(agent_id="pc-1", seq=0)]).status_code == 200
+    with app.app_context():
+        s = new_session()
+        alerts = [a.rule_id for a in s.scalars(select(Alert))]
+        s.close()
+    assert "agent.renumbered" in alerts

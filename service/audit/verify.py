@@ -119,9 +119,24 @@ class _Mismatch(Exception):
     """The fast pass saw something wrong; the thorough pass will name it."""
 
 
+def _mail_text(text: str) -> str:
+    """Return the decoded plain-text body when ``text`` is a saved mail (.eml), else the text."""
+    head = text[:4096]
+    if "\nMessage-ID:" not in head and "\nMIME-Version:" not in head and not head.startswith(
+            ("Message-ID:", "MIME-Version:", "Received:", "Return-Path:", "From:")):
+        return text
+    from email import message_from_string
+    from email import policy as email_policy
+
+    message = message_from_string(text, policy=email_policy.default)
+    body = message.get_body(preferencelist=("plain",))
+    # Mails travel quoted-printable or base64; the note must be read as the mail shows it.
+    return body.get_content() if body is not None else text
+
+
 def extract_note(text: str) -> str:
     """Return the signed checkpoint inside ``text`` (e.g. a saved e-mail), or the text itself."""
-    text = text.replace("\r\n", "\n")
+    text = _mail_text(text).replace("\r\n", "\n")
     found = list(_NOTE_IN_TEXT.finditer(text))
     if not found:
         return text

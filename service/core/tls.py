@@ -19,19 +19,29 @@ CERT_FILE = "tls.crt"
 KEY_FILE = "tls.key"
 
 
+def _is_ip(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
 def ensure_certificate(keys_dir: Path, hostnames: list[str] | None = None) -> Path:
     """Create a self-signed certificate under keys/ when there is none; return its path."""
     cert_path = keys_dir / CERT_FILE
     if cert_path.exists():
         return cert_path
-    names = sorted({"localhost", socket.gethostname(), *(hostnames or [])})
+    extra = list(hostnames or [])
+    names = sorted({"localhost", socket.gethostname(), *(n for n in extra if not _is_ip(n))})
+    addresses = sorted({"127.0.0.1", *(n for n in extra if _is_ip(n))})
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([
         x509.NameAttribute(NameOID.ORGANIZATION_NAME, "UBND xã Nhân Lý"),
         x509.NameAttribute(NameOID.COMMON_NAME, "Canh Gác"),
     ])
     now = datetime.now(UTC)
-    alt = [x509.DNSName(n) for n in names] + [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+    alt = [x509.DNSName(n) for n in names] + [x509.IPAddress(ipaddress.ip_address(a)) for a in addresses]
     cert = (
         x509.CertificateBuilder()
         .subject_name(subject)

@@ -46,6 +46,7 @@ class ErrorAnswer(BaseModel):
     detail: str | None = None
     index: int | None = None
     field: str | None = None
+    status: int | None = Field(default=None, description="HTTP status, in generic answers (405, 413)")
 
 
 def _error(status: int, error: str, **extra):
@@ -130,10 +131,14 @@ def ingest():
                       field=field or None, detail=err.get("msg"))
     events = parsed if isinstance(parsed, list) else [parsed]
     session = get_session()
-    result = operations.ingest_events(
-        session, events, source=token.source,
-        processor=current_app.extensions.get("canhgac.processor"),
-    )
+    try:
+        result = operations.ingest_events(
+            session, events, source=token.source,
+            processor=current_app.extensions.get("canhgac.processor"),
+        )
+    except operations.AgentSourceError as exc:
+        session.rollback()
+        return _error(403, "forbidden", detail=str(exc))
     session.commit()
     g.ingested = result
     return jsonify(stored=result.stored, duplicates=result.duplicates)
@@ -165,9 +170,13 @@ def heartbeat():
         return _error(400, "invalid_heartbeat", field=".".join(map(str, err["loc"])) or None,
                       detail=err["msg"])
     session = get_session()
-    operations.record_heartbeat(session, source=token.source, agent_id=beat.agent_id,
-                                host=beat.host, last_seq=beat.last_seq,
-                                spool_depth=beat.spool_depth, version=beat.version)
+    try:
+        operations.record_heartbeat(session, source=token.source, agent_id=beat.agent_id,
+                                    host=beat.host, last_seq=beat.last_seq,
+                                    spool_depth=beat.spool_depth, version=beat.version)
+    except operations.AgentSourceError as exc:
+        session.rollback()
+        return _error(403, "forbidden", detail=str(exc))
     session.commit()
     return jsonify(status="ok")
 

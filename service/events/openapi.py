@@ -39,6 +39,7 @@ def build_openapi() -> dict:
     auth_errors = {
         "400": {"description": "Invalid JSON or event; names the index and field", "content": err},
         "401": {"description": "Missing or invalid bearer token", "content": err},
+        "403": {"description": "The agent id belongs to another token's source", "content": err},
         "413": {"description": "Batch over the configured count or size", "content": err},
     }
     return {

@@ -76,12 +76,19 @@ def ingest_events(session: Session, events: list[Event], *, source: str, process
     return IngestResult(len(fresh), len(events) - len(fresh), [r.seq for r in rows])
 
 
+class AgentSourceError(PermissionError):
+    """An agent id first seen with one ingest token was used with another token."""
+
+
 def _get_agent(session: Session, agent_id: str, source: str) -> Agent:
     agent = session.scalar(select(Agent).where(Agent.agent_id == agent_id))
     if agent is None:
         agent = Agent(agent_id=agent_id, source=source, missing_events=0)
         session.add(agent)
         session.flush()
+    elif agent.source != source:
+        # Otherwise any valid token could keep another PC looking alive and hide its silence.
+        raise AgentSourceError(f"agent {agent_id!r} belongs to another source")
     return agent
 
 
@@ -99,6 +106,8 @@ def _track_agents(session: Session, events: list[Event], source: str, processor=
         seqs = sorted(e.seq for e in agent_events if e.seq is not None)
         if not seqs:
             continue
+        if agent.last_seq is not None and seqs[0] <= agent.last_seq:
+            _record_renumbering(session, agent, seqs[0])
         expected = (agent.last_seq + 1) if agent.last_seq is not None else seqs[0]
         missing = 0
         for seq in seqs:
@@ -120,6 +129,22 @@ def _track_agents(session: Session, events: list[Event], source: str, processor=
                     kind="event_gap", agent_id=agent_id, host=agent.host or "?", missing=missing,
                 ), entry.seq)
         agent.last_seq = max(agent.last_seq or -1, seqs[-1])
+
+
+def _record_renumbering(session: Session, agent: Agent, first_seq: int) -> None:
+    # New events numbered at or below what the server already has: the agent's spool was
+    # reset or replaced, so whatever it held before is lost to monitoring. Say so, loudly.
+    from service.incidents.models import Alert
+
+    entry = record(session, "agent.renumbered",
+                   {"agent_id": agent.agent_id, "host": agent.host, "first_seq": first_seq,
+                    "last_seq_before": agent.last_seq}, host=agent.host)
+    session.add(Alert(
+        rule_id="agent.renumbered", severity="high", response="alert",
+        explanation="Tác tử đánh số lại sự kiện (bộ đệm bị xóa hoặc thay): có thể mất dữ liệu giám sát",
+        entry_seq=entry.seq, host=agent.host, group_key=f"agent.renumbered|{agent.agent_id}"[:512],
+    ))
+    agent.last_seq = first_seq - 1
 
 
 def record_heartbeat(session: Session, *, source: str, agent_id: str, host: str,

@@ -61,7 +61,7 @@ def _gettext(text: str, **values) -> str:
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)),
-        autoescape=False,  # noqa: S701 - text/plain mail bodies, never shown as HTML
+        autoescape=False,  # noqa: S701 - text/plain mail bodies, never HTML  # nosec B701
         trim_blocks=True,
         lstrip_blocks=True,
         undefined=jinja2.StrictUndefined,
