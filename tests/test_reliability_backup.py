@@ -268,9 +268,17 @@ def test_restore_refuses_non_empty_places_and_damaged_backups(app, runner, tmp_p
     def foreign(manifest, members):
         manifest["format"] = "something-else"
 
+    def other_root(manifest, members):
+        manifest["root"] = "A" * 43 + "="  # files intact, but not the trail they hold
+
+    def malformed(manifest, members):
+        manifest["tree_size"] = "many"
+
     for name, change, message in (("damaged", flip_byte, "SHA-256"),
                                   ("slip", slip, "unexpected file"),
-                                  ("foreign", foreign, "not a Canh Gác backup")):
+                                  ("foreign", foreign, "not a Canh Gác backup"),
+                                  ("other-root", other_root, "does not match the manifest"),
+                                  ("malformed", malformed, "malformed")):
         target = tmp_path / f"new-{name}"
         result = _cli(["restore", str(rewrite(name, change)), "--data-dir", str(target)], None)
         assert result.exit_code != 0 and message in result.output, (name, result.output)

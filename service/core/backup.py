@@ -119,6 +119,8 @@ def _encode(codec: str, value):
 
 
 def _decode(codec: str, value):
+    # A JSON column's SQL NULL comes back as JSON null; both read as None and no query tells
+    # them apart.
     if value is None:
         return None
     if codec == "bytes":
@@ -396,6 +398,15 @@ def read_manifest(archive: zipfile.ZipFile) -> dict:
     if manifest.get("format_version") != FORMAT_VERSION:
         raise BackupError(f"backup format version {manifest.get('format_version')} is not "
                           f"supported (this version reads {FORMAT_VERSION})")
+    size, root = manifest.get("tree_size"), manifest.get("root")
+    try:
+        is_root = isinstance(root, str) and len(base64.b64decode(root, validate=True)) == 32
+    except ValueError:
+        is_root = False
+    if (not isinstance(size, int) or size < 0 or not is_root
+            or manifest.get("payload") not in ("sqlite-file", "tables-jsonl")
+            or not isinstance(manifest.get("files"), dict)):
+        raise BackupError("manifest.json is incomplete or malformed")
     return manifest
 
 
@@ -543,7 +554,6 @@ def _extract(archive: zipfile.ZipFile, name: str, target: Path, mode: int = 0o60
 
 def restore_backup(settings, backup: Path) -> BackupSummary:
     """Restore a backup into the settings' (empty) data directory and database."""
-    from service.audit import log
     from service.core.db import make_engine
 
     data_dir = Path(settings.data_dir)
@@ -558,46 +568,67 @@ def restore_backup(settings, backup: Path) -> BackupSummary:
         manifest = read_manifest(archive)
         check_archive(archive, manifest)
         url = settings.resolved_database_url
-        is_sqlite_target = url.startswith("sqlite")
-        target_db = _sqlite_path(url) if is_sqlite_target else None
+        target_db = _sqlite_path(url) if url.startswith("sqlite") else None
         if target_db is not None and target_db.exists() and target_db.stat().st_size > 0:
             raise BackupError(f"the database file {target_db} already exists")
-        engine = None
-        if not is_sqlite_target:
-            engine = make_engine(url)
-            if _database_rows(engine):
-                engine.dispose()
-                raise BackupError("the target database already holds data: restore only into an "
-                                  "empty database (a new schema)")
-        data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        os.chmod(data_dir, 0o700)
+        engine = make_engine(url)
         try:
-            if manifest["payload"] == "sqlite-file" and is_sqlite_target:
-                target_db.parent.mkdir(parents=True, exist_ok=True)
-                _extract(archive, SQLITE_MEMBER, target_db)
-                counts = dict(manifest.get("rows", {}))
-            else:
-                engine = engine or make_engine(url)
-                counts = _restore_logical(archive, manifest, engine)
-            _unpack_files(archive, manifest, data_dir)
-            check_engine = engine or make_engine(url)
+            if target_db is None and _database_rows(engine):
+                raise BackupError("the target database already holds data: restore only into "
+                                  "an empty database (a new schema)")
+            existed = data_dir.exists()
+            data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            os.chmod(data_dir, 0o700)
             try:
-                with check_engine.connect() as conn:
-                    session = Session(bind=conn)
-                    size = log.tree_size(session)
-                    root = log.root_at(session, size)
-                    session.close()
-            finally:
-                check_engine.dispose()
-        finally:
-            if engine is not None:
+                counts = _restore_into(archive, manifest, engine, target_db, data_dir)
+            except BaseException:
+                # Leave nothing half-restored behind: the directory (and file) were empty.
                 engine.dispose()
-    expected_root = base64.b64decode(manifest["root"])
-    if size != manifest["tree_size"] or root != expected_root:
-        raise BackupError(f"the restored trail (size {size}) does not match the manifest "
-                          f"(size {manifest['tree_size']}): the backup is damaged")
+                _clear(data_dir, remove=not existed)
+                if target_db is not None:
+                    for suffix in ("", "-wal", "-shm", "-journal"):
+                        Path(f"{target_db}{suffix}").unlink(missing_ok=True)
+                raise
+        finally:
+            engine.dispose()
     evidence = sum(1 for n in manifest["files"] if n.startswith(EVIDENCE_PREFIX))
-    return BackupSummary(size, root, counts, evidence, bool(manifest.get("has_keys")))
+    return BackupSummary(manifest["tree_size"], base64.b64decode(manifest["root"]), counts,
+                         evidence, bool(manifest.get("has_keys")))
+
+
+def _restore_into(archive: zipfile.ZipFile, manifest: dict, engine: Engine,
+                  target_db: Path | None, data_dir: Path) -> dict:
+    """Rebuild the database and files; check the trail's size and root against the manifest."""
+    from service.audit import log
+
+    if manifest["payload"] == "sqlite-file" and target_db is not None:
+        target_db.parent.mkdir(parents=True, exist_ok=True)
+        _extract(archive, SQLITE_MEMBER, target_db)
+        counts = dict(manifest.get("rows", {}))
+    else:
+        counts = _restore_logical(archive, manifest, engine)
+    _unpack_files(archive, manifest, data_dir)
+    with engine.connect() as conn:
+        session = Session(bind=conn)
+        size = log.tree_size(session)
+        root = log.root_at(session, size)
+        session.close()
+    if size != manifest["tree_size"] or root != base64.b64decode(manifest["root"]):
+        raise BackupError(f"the restored trail (size {size}) does not match the manifest "
+                          f"(size {manifest['tree_size']}): the backup is damaged or altered")
+    return counts
+
+
+def _clear(folder: Path, *, remove: bool) -> None:
+    """Remove what a failed restore put into a folder that was empty (or absent) before."""
+    if remove:
+        shutil.rmtree(folder, ignore_errors=True)
+        return
+    for child in folder.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
 
 
 def _restore_logical(archive: zipfile.ZipFile, manifest: dict, engine: Engine) -> dict:

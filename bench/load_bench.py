@@ -1,0 +1,126 @@
+"""Bounded load on loopback: concurrent clients of mixed ingest and page views against the real server.
+
+Each client loops until the deadline: three of four requests post a batch of 20 events, the
+fourth (after logging in once) fetches the police trail page. Reports errors and p50/p99 per kind.
+Everything stays on 127.0.0.1 and stops by itself.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import re
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+USER_AGENT = "canhgac-load-bench"
+
+
+def _percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
+
+
+def _login(port: int, username: str, password: str) -> str:
+    """Log in through the real form; return the Cookie header for later requests."""
+    import urllib.parse
+    import urllib.request
+    from http.cookiejar import CookieJar
+
+    jar = CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    # flask-login's strong session protection binds the session to the user agent.
+    opener.addheaders = [("User-Agent", USER_AGENT)]
+    base = f"http://127.0.0.1:{port}"
+    page = opener.open(base + "/login", timeout=30).read().decode()
+    token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page).group(1)
+    data = urllib.parse.urlencode({"username": username, "password": password,
+                                   "csrf_token": token}).encode()
+    opener.open(base + "/login", data=data, timeout=30).read()
+    return "; ".join(f"{c.name}={c.value}" for c in jar)
+
+
+def run(clients: int = 100, seconds: float = 60.0) -> dict:
+    """Run the load and return request counts, errors and latency percentiles."""
+    from cheroot import wsgi
+
+    from bench.ingest_bench import _prepared_app
+    from service.auth.operations import create_token, create_user
+    from service.core.db import new_session
+
+    with tempfile.TemporaryDirectory() as tmp:
+        app = _prepared_app(Path(tmp))
+        with app.app_context():
+            s = new_session(app)
+            _, token = create_token(s, "load", by="bench")
+            create_user(s, username="congan", password="mat-khau-tai-12", roles=["police"],
+                        email="congan@nhanly.example", unit="cong_an", by="bench")
+            s.commit()
+            s.close()
+        server = wsgi.Server(("127.0.0.1", 0), app, numthreads=16, request_queue_size=256)
+        server.prepare()
+        port = server.bind_addr[1]
+        threading.Thread(target=server.serve, daemon=True).start()
+        cookie = _login(port, "congan", "mat-khau-tai-12")
+        deadline = time.monotonic() + seconds
+        lock = threading.Lock()
+        latency: dict[str, list[float]] = {"ingest": [], "page": []}
+        errors: list[str] = []
+
+        def client(k: int) -> None:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            n = 0
+            while time.monotonic() < deadline:
+                kind = "page" if n % 4 == 3 else "ingest"
+                t0 = time.perf_counter()
+                try:
+                    if kind == "ingest":
+                        batch = [{"id": str(uuid.uuid4()), "occurred_at": "2026-10-01T09:00:00+07:00",
+                                  "host": f"PC-{k:03d}", "actor": f"canbo{k}", "action": "open",
+                                  "object": {"path": f"C:\\DuLieu\\DanCu\\thon_{n % 22}.xlsx"},
+                                  "unit": "cong_an"} for _ in range(20)]
+                        conn.request("POST", "/api/v1/events", body=json.dumps(batch), headers={
+                            "Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+                    else:
+                        conn.request("GET", "/audit/?page=1",
+                                     headers={"Cookie": cookie, "User-Agent": USER_AGENT})
+                    response = conn.getresponse()
+                    response.read()
+                    status = response.status
+                except (OSError, http.client.HTTPException) as exc:
+                    status = type(exc).__name__
+                    conn.close()
+                    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+                elapsed = time.perf_counter() - t0
+                with lock:
+                    latency[kind].append(elapsed)
+                    if status != 200:
+                        errors.append(f"{kind}:{status}")
+                n += 1
+            conn.close()
+
+        threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
+        start = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        wall = time.perf_counter() - start
+        server.stop()
+        app.extensions["canhgac.engine"].dispose()
+    result: dict = {"clients": clients, "seconds": round(wall, 1), "errors": len(errors),
+                    "error_kinds": sorted(set(errors))[:5]}
+    for kind, values in latency.items():
+        result[kind] = {"requests": len(values), "per_s": len(values) / wall,
+                        "p50_ms": 1000 * _percentile(values, 0.5),
+                        "p99_ms": 1000 * _percentile(values, 0.99)}
+    return result
+
+
+if __name__ == "__main__":
+    print(json.dumps(run(clients=20, seconds=10), indent=2))
