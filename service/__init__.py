@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Flask
+from werkzeug.routing import IntegerConverter
 
 from service.config import Settings, load_settings
 
@@ -20,6 +21,8 @@ def create_app(settings: Settings | dict[str, Any] | None = None) -> Flask:
     core_logging.configure_logging(settings.data_dir, settings.log_level)
 
     app = Flask(__name__, template_folder="web/templates", static_folder="web/static")
+    # Ids in URLs fit the database's integer columns; a larger number is a 404, not a 500.
+    app.url_map.converters["int"] = _BoundedInt
     app.config["SETTINGS"] = settings
     app.config.update(
         SECRET_KEY=_secret_key(settings),
@@ -56,6 +59,12 @@ def create_app(settings: Settings | dict[str, Any] | None = None) -> Flask:
     notify_wiring.init_app(app)
     reports_wiring.init_app(app)
     return app
+
+
+class _BoundedInt(IntegerConverter):
+    def __init__(self, url_map, *args, **kwargs) -> None:
+        kwargs.setdefault("max", 2**31 - 1)
+        super().__init__(url_map, *args, **kwargs)
 
 
 def _secret_key(settings: Settings) -> str:

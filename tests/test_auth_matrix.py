@@ -119,3 +119,10 @@ def test_role_matrix(matrix_app, login, role):
             if not want_redirect and status != 403:
                 problems.append(f"{endpoint} as {role}: {status}, want 403")
     assert problems == []
+
+
+def test_huge_ids_in_urls_are_404_not_500(matrix_app, login):
+    client = matrix_app.test_client()
+    login("u-police", c=client)
+    for url in ("/audit/entries/99999999999999999999", "/incidents/99999999999999999999"):
+        assert client.get(url).status_code == 404

@@ -7,6 +7,7 @@ from datetime import datetime
 
 from flask import Blueprint, Flask, current_app, g, jsonify, request
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
+from sqlalchemy.exc import OperationalError
 
 from service.auth.access import public, token_required
 from service.auth.operations import find_token
@@ -188,6 +189,17 @@ def openapi():
     from service.events.openapi import build_openapi
 
     return jsonify(build_openapi())
+
+
+@bp.errorhandler(OperationalError)
+def _storage_unavailable(exc):
+    # Database down, locked too long or disk full: tell clients to retry; nothing was stored.
+    from service.core.db import get_session
+
+    get_session().rollback()
+    response, status = _error(503, "storage_unavailable", detail=type(exc.orig).__name__)
+    response.headers["Retry-After"] = "5"
+    return response, status
 
 
 def init_app(app: Flask) -> None:

@@ -41,6 +41,8 @@ def build_openapi() -> dict:
         "401": {"description": "Missing or invalid bearer token", "content": err},
         "403": {"description": "The agent id belongs to another token's source", "content": err},
         "413": {"description": "Batch over the configured count or size", "content": err},
+        "503": {"description": "Storage unavailable (database down or disk full); retry later",
+                "content": err},
     }
     return {
         "openapi": "3.1.0",
