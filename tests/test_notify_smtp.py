@@ -413,3 +413,24 @@ def test_catch_up_job_delivers(settings_overrides, make_user, sink, app):
         s.close()
     finally:
         worker.extensions["canhgac.engine"].dispose()
+
+
+def test_long_vietnamese_subject_keeps_its_spaces():
+    """CPython's header folding drops spaces between encoded words; the mail must not."""
+    from datetime import UTC, datetime
+    from email import message_from_bytes
+    from email import policy as email_policy
+
+    from service.config import load_settings
+    from service.notify.channels import MessageSnapshot, build_email
+
+    subject = ("[Canh Gác] Sự cố mới #1 (mức nghiêm trọng): Sao chép dữ liệu cá nhân ra thiết bị "
+               "lưu trữ di động")
+    snapshot = MessageSnapshot(
+        id=1, kind="created", channel="email", incident_id=1, recipient_username="lanhdao",
+        address="lanhdao@nhanly.example", subject=subject, body="Nội dung thư\n" * 30, link=None,
+        message_id="<outbox-1.1@canhgac>", created_at=datetime(2026, 11, 25, tzinfo=UTC), attempts=0)
+    raw = build_email(snapshot, load_settings(environ={})).as_bytes()
+    back = message_from_bytes(raw, policy=email_policy.default)
+    assert str(back["Subject"]) == subject
+    assert max(len(line) for line in raw.split(b"\n")[raw.split(b"\n").index(b""):]) <= 78

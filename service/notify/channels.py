@@ -74,6 +74,9 @@ def thread_id(snapshot: MessageSnapshot) -> str | None:
     return f"<incident-{snapshot.incident_id}@{domain}>"
 
 
+_HEADER_LINE_MAX = 400
+
+
 def build_email(snapshot: MessageSnapshot, settings: Settings) -> EmailMessage:
     """Build the UTF-8 mail; headers depend only on the row, so a retry is the same mail."""
     msg = EmailMessage()
@@ -92,6 +95,10 @@ def build_email(snapshot: MessageSnapshot, settings: Settings) -> EmailMessage:
     if snapshot.incident_id is not None:
         msg["X-CanhGac-Incident"] = str(snapshot.incident_id)
     msg.set_content(snapshot.body, charset="utf-8")
+    # CPython folds long non-ASCII subjects into encoded words that drop the space between
+    # them ("ra thiết" arrives as "rathiết"). The body is already encoded at 76 columns, so a
+    # longer header line limit only changes how headers are folded.
+    msg.policy = msg.policy.clone(max_line_length=_HEADER_LINE_MAX)
     return msg
 
 
