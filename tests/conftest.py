@@ -57,6 +57,16 @@ def db_url(request, tmp_path) -> str:
         conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
+@pytest.fixture(autouse=True)
+def _close_engines():
+    """Close every engine a test made (apps built inside tests too): PostgreSQL has 100 slots."""
+    yield
+    from service.core.db import ENGINES
+
+    for engine in list(ENGINES):
+        engine.dispose()
+
+
 @pytest.fixture
 def data_dir(tmp_path) -> Path:
     """Return an empty data directory."""
