@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import base64
-import getpass
 import sys
 from pathlib import Path
 
 import click
 
-from service.core.cliutil import data_dir_option, make_app
+from service.core.cliutil import cli_actor, data_dir_option, make_app
 
 
 def _invalid(message: str) -> None:
@@ -134,12 +133,6 @@ def verify_command(data_dir, kept, bundle, keys, deep) -> None:
     )
 
 
-def _exporter() -> str:
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):  # no passwd entry (containers)
-        return "cli"
-
 
 @click.command("export")
 @data_dir_option
@@ -172,7 +165,7 @@ def export_command(data_dir, output, **filters) -> None:
             raise click.ClickException(str(exc)) from None
         session = get_session()
         try:
-            count = export_bundle(session, app.config["SETTINGS"], flt, output, by=_exporter())
+            count = export_bundle(session, app.config["SETTINGS"], flt, output, by=cli_actor())
         except (KeyMissingError, BundleError) as exc:
             raise click.ClickException(str(exc)) from None
         session.commit()

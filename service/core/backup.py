@@ -24,7 +24,6 @@ manifest's size and root before it says so. ``canhgac verify`` then recomputes e
 from __future__ import annotations
 
 import base64
-import getpass
 import hashlib
 import json
 import os
@@ -54,7 +53,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.orm import Session
 
-from service.core.cliutil import data_dir_option
+from service.core.cliutil import cli_actor, data_dir_option
 
 FORMAT = "canhgac-backup"
 FORMAT_VERSION = 1
@@ -663,12 +662,6 @@ def _unpack_files(archive: zipfile.ZipFile, manifest: dict, data_dir: Path) -> N
 # --- Commands ------------------------------------------------------------------------------------
 
 
-def _who() -> str:
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):  # no passwd entry (containers)
-        return "cli"
-
 
 @click.command("backup")
 @data_dir_option
@@ -687,7 +680,7 @@ def backup_command(data_dir, output, with_keys) -> None:
         summary = create_backup(settings, output, with_keys=with_keys)
     except BackupError as exc:
         raise click.ClickException(str(exc)) from None
-    record_backup(app, summary, output, _who())
+    record_backup(app, summary, output, cli_actor())
     app.extensions["canhgac.engine"].dispose()
     click.echo(f"Đã sao lưu / backed up: {summary.tree_size} mục nhật ký / trail entries, "
                f"gốc / root {summary.root_b64()}, {summary.evidence_files} tệp bằng chứng / "

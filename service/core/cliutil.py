@@ -44,3 +44,13 @@ def with_app(func: Callable) -> Callable:
             return func(app, **kwargs)
 
     return wrapper
+
+
+def cli_actor() -> str:
+    """Return who runs a command, as the trail names them: cli:<OS user>."""
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no passwd entry (containers)
+        return "cli"
