@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 
@@ -130,14 +131,7 @@ def _register() -> None:
         ("service.demo", "demo_command"),
         ("service.core.jobs", "worker_command"),
     ):
-        try:
-            mod = __import__(module, fromlist=[name])
-        except ModuleNotFoundError as exc:
-            # Only tolerate the module itself being absent (a domain not yet built).
-            if exc.name != module:
-                raise
-            continue
-        main.add_command(getattr(mod, name))
+        main.add_command(getattr(importlib.import_module(module), name))
     from service.events.cli import replay_command
 
     main.commands["policy"].add_command(replay_command)

@@ -178,11 +178,7 @@ def _import_job_modules() -> None:
 
     for name in ("service.audit.jobs", "service.incidents.jobs", "service.notify.jobs",
                  "service.reports.jobs", "service.events.jobs"):
-        try:
-            importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
+        importlib.import_module(name)
 
 
 def start_background(app: Flask) -> None:
