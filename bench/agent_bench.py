@@ -34,6 +34,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from bench.stats import percentile
+
 TOKEN = "bench-token"  # noqa: S105 - a throwaway token for a local bench server
 
 _CHILD = r"""
@@ -196,14 +198,6 @@ def memory_watching(n_files: int = 100_000, idle_seconds: float = 3.0) -> dict:
     }
 
 
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    if len(ordered) == 1:
-        return ordered[0]
-    position = (len(ordered) - 1) * q
-    low = int(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
 def _write_table(path: Path, size: int, rng: random.Random) -> None:
@@ -276,9 +270,9 @@ def detection_latency(
                     "n": len(agent_ms),
                     "missed": missed,
                     "agent_p50_ms": round(statistics.median(agent_ms), 2) if agent_ms else None,
-                    "agent_p99_ms": round(_percentile(agent_ms, 0.99), 2) if agent_ms else None,
+                    "agent_p99_ms": round(percentile(agent_ms, 0.99), 2) if agent_ms else None,
                     "watchdog_p50_ms": round(statistics.median(raw_ms), 3) if raw_ms else None,
-                    "watchdog_p99_ms": round(_percentile(raw_ms, 0.99), 3) if raw_ms else None,
+                    "watchdog_p99_ms": round(percentile(raw_ms, 0.99), 3) if raw_ms else None,
                 }
         finally:
             bare.stop()

@@ -16,14 +16,11 @@ import time
 import uuid
 from pathlib import Path
 
+from bench.stats import percentile
+
 USER_AGENT = "canhgac-load-bench"
 
 
-def _percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
 
 
 def _login(port: int, username: str, password: str) -> str:
@@ -117,8 +114,8 @@ def run(clients: int = 100, seconds: float = 60.0) -> dict:
                     "error_kinds": sorted(set(errors))[:5]}
     for kind, values in latency.items():
         result[kind] = {"requests": len(values), "per_s": len(values) / wall,
-                        "p50_ms": 1000 * _percentile(values, 0.5),
-                        "p99_ms": 1000 * _percentile(values, 0.99)}
+                        "p50_ms": 1000 * percentile(values, 0.5),
+                        "p99_ms": 1000 * percentile(values, 0.99)}
     return result
 
 

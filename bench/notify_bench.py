@@ -21,6 +21,8 @@ from pathlib import Path
 
 from aiosmtpd.controller import Controller
 
+from bench.stats import percentile
+
 
 class _Sink:
     """Counts accepted mails per incident and notes when the last one arrived."""
@@ -59,10 +61,6 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))
-    return ordered[index]
 
 
 def run(n: int = 200, recipients: int = 3, database_url: str | None = None) -> dict:
@@ -120,7 +118,7 @@ def run(n: int = 200, recipients: int = 3, database_url: str | None = None) -> d
             stop_dispatcher(app)
             app.extensions["canhgac.engine"].dispose()
             controller.stop()
-    p99 = _percentile(latencies, 0.99) if latencies else float("inf")
+    p99 = percentile(latencies, 0.99) if latencies else float("inf")
     return {
         "n_incidents": n,
         "recipients_per_incident": recipients,
