@@ -28,7 +28,7 @@ from service.policy import (
     load_policy,
 )
 from service.policy.conditions import PathMatcher, WorkingHoursClock, match_key
-from service.policy.engine import _EVENT_FACTS, EVENT_FIELDS
+from service.policy.engine import _EVENT_FACTS, EVENT_FIELDS, EventContext, _event_verdict
 
 POLICY = load_policy(default_policy_dir())
 VN = timezone(timedelta(hours=7))
@@ -296,3 +296,76 @@ def test_actions_index_skips_unrelated_rules() -> None:
     assert by_action[Action.HEARTBEAT] == ()
     assert {r.spec.id for r in by_action[Action.LOGIN]} == {"dang_nhap_sai_roi_thanh_cong"}
     assert "xoa_hang_loat" in {r.spec.id for r in by_action[Action.DELETE]}
+
+
+# ---------------------------------------------------------------- fast path == reference
+
+
+def reference_evaluate(event: Event, policy, state: WindowState) -> list:
+    """Evaluate the slow, obvious way: every rule, every written condition, no prefilter."""
+    data_class, dest_kind = classify(event, policy)
+    ctx = EventContext(event, policy.classifier, state, None, data_class, dest_kind)
+    verdicts = []
+    for rule in policy.compiled_rules:
+        if rule.spec.subject.value != "event":
+            continue
+        stateless = [c for c in rule.written if not c.is_stateful]
+        windowed = [c for c in rule.written if c.is_stateful]
+        # a windowed condition counts only events that passed the rule's other conditions
+        if all(c.matches(ctx) for c in stateless) and all(c.matches(ctx) for c in windowed):
+            verdicts.append(_event_verdict(rule, ctx, policy))
+    return verdicts
+
+
+OBJECT_PATHS = [
+    "C:\\DuLieu\\DanCu\\ds.xlsx", "/home/vp/HoTich/ks.xlsx", "C:/Users/x/AnSinh/chi_tra.xlsx",
+    "\\\\MAYCHU\\DungChung\\TTHC\\hs.pdf", "C:\\DuLieu\\DatDai\\so.xlsx",
+    "C:\\Users\\x\\Documents\\lich.docx", "D:\\CongThongTin\\bai.docx", "E:\\ds.xlsx",
+]
+DESTINATIONS = [
+    None, {"path": "E:\\ds.xlsx"}, {"path": "S:\\ChiaSe\\a.xlsx"},
+    {"path": "C:\\Users\\x\\OneDrive\\a.xlsx"}, {"path": "C:\\Users\\x\\Zalo Received Files\\a"},
+    {"path": "D:\\CongThongTin\\a.docx"}, {"target": "ban@gmail.com"},
+    {"target": "vanthu@langson.gov.vn"}, {"target": "https://example.org/x"},
+    {"path": "C:\\tmp\\a", "kind": "removable"}, {"path": "S:\\a", "kind": "cloud"},
+]
+EVENT_DATA = st.fixed_dictionaries(
+    {
+        "action": st.sampled_from([a.value for a in Action]),
+        "minutes": st.integers(0, 7 * 24 * 60),
+        "actor": st.sampled_from(["a", "b"]),
+        "host": st.sampled_from(["PC-1", "PC-2"]),
+        "unit": st.sampled_from([None, "cong_an", "van_phong", "vh_xh", "kinh_te", "la"]),
+        "purpose": st.sampled_from([None, "", "tiep_nhan_ho_so", "khac"]),
+        "path": st.sampled_from([None, *OBJECT_PATHS]),
+        "data_class": st.sampled_from([None, None, "dan_cu", "an_sinh", "khong_ro"]),
+        "records": st.sampled_from([None, 1, 40, 999, 5000]),
+        "pii": st.sampled_from([{}, {"phone": 2}, {"cccd": 1}, {"email": 3}]),
+        "destination": st.sampled_from(DESTINATIONS),
+    }
+)
+
+
+def _event_from(data: dict, index: int) -> Event:
+    fields: dict = {
+        "id": str(uuid.UUID(int=index + 1)),
+        "occurred_at": (MONDAY_9 + timedelta(minutes=data["minutes"])).isoformat(),
+        "host": data["host"], "actor": data["actor"], "action": data["action"],
+        "unit": data["unit"], "purpose": data["purpose"], "pii": data["pii"],
+    }
+    if data["path"] is not None or data["data_class"] is not None:
+        fields["object"] = {"path": data["path"], "data_class": data["data_class"],
+                            "record_count": data["records"]}
+    if data["destination"] is not None:
+        fields["destination"] = data["destination"]
+    return Event.model_validate(fields)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(EVENT_DATA, min_size=1, max_size=40))
+def test_evaluate_equals_the_reference_evaluation(steps: list[dict]) -> None:
+    """The prefiltered hot path gives exactly the verdicts of checking every condition."""
+    fast, slow = WindowState(), WindowState()
+    for index, data in enumerate(steps):
+        event = _event_from(data, index)
+        assert evaluate(event, POLICY, fast) == reference_evaluate(event, POLICY, slow)

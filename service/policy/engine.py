@@ -245,6 +245,8 @@ class CompiledRule:
     actions: frozenset[Action] | None
     template: str
     fields: tuple[str, ...]
+    # every top-level condition as written, for the reference evaluation in the tests
+    written: tuple[Condition, ...] = ()
 
 
 @dataclass(eq=False)
@@ -264,6 +266,9 @@ class Policy:
     classifier: Classifier = field(repr=False, default=None)  # type: ignore[assignment]
     compiled_rules: tuple[CompiledRule, ...] = field(repr=False, default=())
     rules_by_action: dict[Action, tuple[CompiledRule, ...]] = field(repr=False, default_factory=dict)
+    # action -> data class id (or None) -> the rules whose action and class prefilters pass
+    candidates: dict[Action, dict[str | None, tuple[CompiledRule, ...]]] = field(
+        repr=False, default_factory=dict)
     signal_rules: tuple[CompiledRule, ...] = field(repr=False, default=())
     rule_origins: dict[str, tuple[str, int]] = field(repr=False, default_factory=dict)
     test_origins: tuple[tuple[str, int, tuple[int, ...]], ...] = field(repr=False, default=())
@@ -392,6 +397,7 @@ def compile_policy(
             fields=tuple(dict.fromkeys(
                 name for _, name, _, _ in string.Formatter().parse(template) if name
             )),
+            written=tuple(conditions),
         ))
     event_rules = [r for r in compiled if r.spec.subject is Subject.EVENT]
     by_action = {
@@ -412,6 +418,14 @@ def compile_policy(
         classifier=Classifier(data_classes, scopes),
         compiled_rules=tuple(compiled),
         rules_by_action=by_action,
+        candidates={
+            action: {
+                data_class: tuple(r for r in rules if r.classes is None or data_class in r.classes)
+                for data_class in (*env.class_ids, None)
+            }
+            for action, rules in by_action.items()
+            if rules
+        },
         signal_rules=tuple(r for r in compiled if r.spec.subject is Subject.SIGNAL),
         rule_origins=dict(rule_origins or {}),
         test_origins=tuple(test_origins),
@@ -539,18 +553,19 @@ def evaluate(event: Event, policy: Policy, state: WindowState | None, *,
     (None: a throw-away state, so windowed rules see this event alone).
     """
     action = event.action
-    rules = policy.rules_by_action.get(action)
-    if not rules:
+    by_class = policy.candidates.get(action)
+    if by_class is None:
         return []
     classifier = policy.classifier
+    # data_class_of always answers a class id of the policy or None: both are keys here
     data_class = classifier.data_class_of(event.object)
+    rules = by_class[data_class]
+    if not rules:
+        return []
     verdicts: list[Verdict] = []
     dest_kind: Any = _MISSING
     ctx = None
     for rule in rules:
-        classes = rule.classes
-        if classes is not None and data_class not in classes:
-            continue
         kinds = rule.dest_kinds
         if kinds is not None:
             if dest_kind is _MISSING:
@@ -559,20 +574,13 @@ def evaluate(event: Event, policy: Policy, state: WindowState | None, *,
                              else classifier.destination_kind(action, dest))
             if dest_kind not in kinds:
                 continue
-        conditions = rule.conditions
-        stateful = rule.stateful
-        if not conditions and stateful is None:
-            # prefilters said it all: build the context only to explain the verdict
-            if ctx is None:
-                ctx = EventContext(event, classifier, _state(state), now, data_class, dest_kind)
-            verdicts.append(_event_verdict(rule, ctx, policy))
-            continue
         if ctx is None:
             ctx = EventContext(event, classifier, _state(state), now, data_class, dest_kind)
-        for condition in conditions:
+        for condition in rule.conditions:
             if not condition.matches(ctx):
                 break
         else:
+            stateful = rule.stateful
             if stateful is None or stateful.matches(ctx):
                 verdicts.append(_event_verdict(rule, ctx, policy))
     return verdicts
