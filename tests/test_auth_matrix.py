@@ -32,6 +32,7 @@ ROUTE_ACCESS: dict[str, object] = {
     "admin.user_roles": {"admin"},
     "admin.user_password": {"admin"},
     "admin.user_disable": {"admin"},
+    "admin.user_enable": {"admin"},
     "admin.tokens": {"admin"},
     "admin.token_create": {"admin"},
     "admin.token_revoke": {"admin"},

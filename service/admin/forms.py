@@ -132,6 +132,10 @@ class DisableUserForm(FlaskForm):
         DataRequired(_l("Đánh dấu ô xác nhận để vô hiệu hóa."))])
 
 
+class EnableUserForm(FlaskForm):
+    """Enable a disabled account again (CSRF only: leadership and police are told of it)."""
+
+
 class CreateTokenForm(FlaskForm):
     """Create an ingest token for a source (an agent or a business application)."""
 

@@ -115,7 +115,7 @@ def _render_user(user: User, status: int = 200, *, new_password: str | None = No
 @bp.route("/users/<int:user_id>")
 @roles_required("admin")
 def user_edit(user_id: int):
-    """Show one account: roles, password reset, disable."""
+    """Show one account: roles, password reset, disable or enable."""
     return _render_user(_get_user(user_id))
 
 
@@ -199,6 +199,22 @@ def user_disable(user_id: int):
         operations.disable_user(session, user, by=current_user.username)
         session.commit()
     flash(_("Đã vô hiệu hóa tài khoản %(name)s.", name=user.username), "success")
+    return redirect(url_for("admin.user_edit", user_id=user.id))
+
+
+@bp.route("/users/<int:user_id>/enable", methods=["POST"])
+@roles_required("admin")
+def user_enable(user_id: int):
+    """Enable a disabled account again."""
+    user = _get_user(user_id)
+    form = forms.EnableUserForm()
+    if not form.validate_on_submit():
+        _flash_errors(form)
+        return _render_user(user, 400)
+    session = get_session()
+    operations.enable_user(session, user, by=current_user.username)
+    session.commit()
+    flash(_("Đã kích hoạt lại tài khoản %(name)s.", name=user.username), "success")
     return redirect(url_for("admin.user_edit", user_id=user.id))
 
 

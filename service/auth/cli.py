@@ -82,6 +82,21 @@ def user_disable(app, username) -> None:
     click.echo(f"Đã vô hiệu hóa {user.username}")
 
 
+@user_cli.command("enable")
+@click.argument("username")
+@with_app
+def user_enable(app, username) -> None:
+    """Enable a disabled user account again."""
+    session = get_session()
+    try:
+        user = operations.get_user(session, username)
+    except operations.AccountError as exc:
+        raise click.ClickException(str(exc)) from None
+    operations.enable_user(session, user, by="cli")
+    session.commit()
+    click.echo(f"Đã kích hoạt lại {user.username}")
+
+
 @user_cli.command("list")
 @with_app
 def user_list(app) -> None:

@@ -109,31 +109,76 @@ def get_user(session: Session, username: str) -> User:
     return user
 
 
+def _announce(session: Session, headline: str, details: list[str], *, by: str,
+              concerns: User | None = None, was_watcher: bool = False) -> None:
+    # Resolved at call time: the outbox belongs to the notify package, which imports ours.
+    from service.notify.security import notify_security_change
+
+    also = [concerns] if concerns is not None and was_watcher else []
+    notify_security_change(session, headline=headline, details=details, by=by, also=also)
+
+
+def _is_watcher(user: User) -> bool:
+    return user.has_role(Role.LEADER, Role.POLICE)
+
+
 def change_password(
     session: Session, user: User, password: str, *, min_password_length: int = 10, by: str
 ) -> None:
-    """Set a new password, clear any lockout and write the audit entry."""
+    """Set a new password, clear any lockout, write the audit entry; announce a reset.
+
+    A reset by someone else (an admin, the CLI) is announced to leadership and police: it
+    is how an insider would take over the account of the person who watches them.
+    """
     _check_password(password, min_password_length)
     user.password_hash = hash_password(password)
     user.failed_logins = 0
     user.locked_until_at = None
     session.flush()
     record(session, "user.password_changed", {"by": by, "user": user.username}, actor=by)
+    if by != user.username:
+        _announce(session, f"Mật khẩu của tài khoản {user.username} đã được đặt lại",
+                  [f"Vai trò của tài khoản: {_roles_text(user.roles)}."], by=by)
 
 
 def disable_user(session: Session, user: User, *, by: str) -> None:
-    """Disable an account (it is never deleted) and write the audit entry."""
+    """Disable an account (it is never deleted), write the audit entry and announce it."""
+    if user.is_disabled:
+        return
     user.is_disabled = True
     session.flush()
     record(session, "user.disabled", {"by": by, "user": user.username}, actor=by)
+    _announce(session, f"Tài khoản {user.username} đã bị vô hiệu hóa",
+              [f"Vai trò của tài khoản: {_roles_text(user.roles)}."], by=by,
+              concerns=user, was_watcher=_is_watcher(user))
+
+
+def enable_user(session: Session, user: User, *, by: str) -> None:
+    """Enable a disabled account again with a cleared lockout, audit it and announce it."""
+    if not user.is_disabled:
+        return
+    user.is_disabled = False
+    user.failed_logins = 0
+    user.locked_until_at = None
+    session.flush()
+    record(session, "user.enabled", {"by": by, "user": user.username}, actor=by)
+    _announce(session, f"Tài khoản {user.username} đã được kích hoạt lại",
+              [f"Vai trò của tài khoản: {_roles_text(user.roles)}."], by=by)
+
+
+def _roles_text(roles: list[str]) -> str:
+    from service.notify.security import role_list
+
+    return role_list(roles)
 
 
 def set_roles(session: Session, user: User, roles: list[str], *, by: str) -> None:
-    """Replace a user's roles and write the audit entry."""
+    """Replace a user's roles, write the audit entry and announce a real change."""
     bad = [r for r in roles if r not in {x.value for x in Role}]
     if bad or not roles:
         raise AccountError("Vai trò không hợp lệ")
     before = sorted(user.roles)
+    was_watcher = _is_watcher(user) and not user.is_disabled
     user.roles = sorted(set(roles))
     session.flush()
     record(
@@ -142,6 +187,10 @@ def set_roles(session: Session, user: User, roles: list[str], *, by: str) -> Non
         {"by": by, "user": user.username, "before": before, "after": user.roles},
         actor=by,
     )
+    if before != user.roles:
+        _announce(session, f"Vai trò của tài khoản {user.username} đã thay đổi",
+                  [f"Trước: {_roles_text(before)}.", f"Sau: {_roles_text(user.roles)}."], by=by,
+                  concerns=user, was_watcher=was_watcher)
 
 
 def authenticate(
@@ -219,7 +268,7 @@ def _token_hash(token: str) -> str:
 
 
 def create_token(session: Session, source: str, *, by: str) -> tuple[IngestToken, str]:
-    """Create an ingest token for a source; return the row and the token (shown once)."""
+    """Create an ingest token for a source and announce it; return the row and the token (shown once)."""
     source = source.strip()
     if not source or len(source) > 128:
         raise AccountError("Tên nguồn phải có từ 1 đến 128 ký tự")
@@ -233,11 +282,14 @@ def create_token(session: Session, source: str, *, by: str) -> tuple[IngestToken
         {"by": by, "source": source, "token_id": row.id, "prefix": row.prefix},
         actor=by,
     )
+    # A token lets its holder write events as that source: a forged "all quiet" stream.
+    _announce(session, f"Đã tạo mã truy cập số {row.id} cho nguồn {source}",
+              ["Mã này cho phép gửi sự kiện vào hệ thống dưới tên nguồn trên."], by=by)
     return row, token
 
 
 def revoke_token(session: Session, token_id: int, *, by: str) -> IngestToken:
-    """Revoke an ingest token and write the audit entry."""
+    """Revoke an ingest token, write the audit entry and announce it."""
     row = session.get(IngestToken, token_id)
     if row is None:
         raise AccountError(f"Không có mã truy cập số {token_id}")
@@ -247,6 +299,9 @@ def revoke_token(session: Session, token_id: int, *, by: str) -> IngestToken:
         record(
             session, "token.revoked", {"by": by, "source": row.source, "token_id": row.id}, actor=by
         )
+        # Revoking an agent's token silences that machine's monitoring.
+        _announce(session, f"Đã thu hồi mã truy cập số {row.id} của nguồn {row.source}",
+                  ["Nguồn này không gửi được sự kiện nữa cho đến khi có mã mới."], by=by)
     return row
 
 

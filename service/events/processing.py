@@ -56,6 +56,35 @@ def load_checked(directory) -> tuple[engine.Policy, list]:
     return policy, failures
 
 
+def policy_change_lines(previous: engine.Policy, current: engine.Policy) -> list[str]:
+    """Return what a new policy version changes in its rules, one Vietnamese line each."""
+    def enabled(policy: engine.Policy) -> dict[str, object]:
+        return {rule.id: rule for rule in policy.rules if rule.enabled}
+
+    before, after = enabled(previous), enabled(current)
+    lines = [f"Phiên bản trước: {previous.hash[:16]}…; phiên bản mới: {current.hash[:16]}…."]
+    # Rules that stop applying are what an insider weakening the policy would do: first.
+    for label, ids in (
+        ("Quy tắc không còn áp dụng (bị xóa hoặc tắt)", sorted(before.keys() - after.keys())),
+        ("Quy tắc mới áp dụng", sorted(after.keys() - before.keys())),
+        ("Quy tắc được sửa", sorted(i for i in before.keys() & after.keys() if before[i] != after[i])),
+    ):
+        if ids:
+            lines.append(f"{label}: {', '.join(ids)}.")
+    if len(lines) == 1:
+        lines.append("Các quy tắc không đổi; lớp dữ liệu, đơn vị, phạm vi hoặc bài kiểm thử đã thay đổi.")
+    return lines
+
+
+def _announce_policy_change(session: Session, previous: engine.Policy, current: engine.Policy) -> None:
+    from service.notify.security import notify_security_change
+
+    notify_security_change(
+        session, headline="Chính sách phát hiện đã được thay đổi và đang áp dụng",
+        details=policy_change_lines(previous, current), by="không xác định (tệp chính sách trên máy chủ đã được sửa)",
+    )
+
+
 def _verdict_body(verdict: Verdict, entry_seq: int | None) -> dict:
     g = verdict.group_key
     return {"rule_id": verdict.rule_id, "severity": str(verdict.severity),
@@ -129,13 +158,16 @@ class PolicyProcessor:
         self._recorded_hash = policy.hash
 
     def on_reloaded(self, policy: engine.Policy) -> None:
-        """Put a new, valid and tested policy in force and record its hash in the trail."""
+        """Put a new, valid and tested policy in force, record its hash and announce the change."""
+        previous = self.state.policy
         self._put_in_force(policy, [], str(policy.directory or self.state.directory))
         self.state.last_error = None
         with self.app.app_context():
             session = new_session(self.app)
             try:
                 self.record_version(session)
+                if previous is not None and previous.hash != policy.hash:
+                    _announce_policy_change(session, previous, policy)
                 session.commit()
             finally:
                 session.close()
