@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+import json
 
+from sqlalchemy import func, select
+
+from service.audit.models import AuditEntry
 from tests.conftest import PASSWORD, csrf_token_from
 
 
@@ -32,7 +35,7 @@ def test_wrong_password_is_refused_and_audited(app, client, make_user, login):
     assert not any("wrong-password" in b for b in bodies)
 
 
-def test_five_wrong_passwords_lock_the_account(app, client, make_user, login):
+def test_five_wrong_passwords_lock_the_account_from_that_address(app, client, make_user, login):
     make_user("binh", "leader")
     for _ in range(5):
         assert login("binh", "not-the-password").status_code == 401
@@ -41,17 +44,72 @@ def test_five_wrong_passwords_lock_the_account(app, client, make_user, login):
     assert "tạm khóa" in locked.text
     from datetime import UTC, datetime, timedelta
 
-    from service.auth.models import User
+    from service.auth.models import LoginThrottle
     from service.core.db import new_session
 
     with app.app_context():
         s = new_session()
-        user = s.scalar(select(User).where(User.username == "binh"))
-        assert user.locked_until_at > datetime.now(UTC) + timedelta(minutes=10)
-        user.locked_until_at = datetime.now(UTC) - timedelta(seconds=1)  # the lockout runs out
+        row = s.scalar(select(LoginThrottle).where(LoginThrottle.username == "binh"))
+        assert row.remote_addr == "127.0.0.1"
+        assert row.locked_until_at > datetime.now(UTC) + timedelta(minutes=10)
+        row.locked_until_at = datetime.now(UTC) - timedelta(seconds=1)  # the lockout runs out
         s.commit()
         s.close()
     assert login("binh", PASSWORD).status_code == 302
+
+
+def test_a_lockout_from_one_address_does_not_lock_out_another(app, make_user):
+    """A LAN guesser locks out their own machine, not the chairman at theirs."""
+    from service.auth.operations import authenticate
+    from service.core.db import new_session
+
+    make_user("chu_tich", "leader")
+    with app.app_context():
+        s = new_session()
+        reasons = [authenticate(s, "chu_tich", "doan-bua", remote_addr="10.0.0.66").reason
+                   for _ in range(6)]
+        assert reasons == ["bad_credentials"] * 5 + ["locked"]
+        assert authenticate(s, "chu_tich", PASSWORD, remote_addr="10.0.0.66").reason == "locked"
+        assert authenticate(s, "chu_tich", PASSWORD, remote_addr="10.0.0.10").user is not None
+        s.commit()
+        kinds = [json.loads(e.body)["body"] for e in s.scalars(
+            select(AuditEntry).where(AuditEntry.kind == "user.locked"))]
+        s.close()
+    assert kinds == [{"user": "chu_tich", "until": kinds[0]["until"], "scope": "source",
+                      "remote_addr": "10.0.0.66"}]
+
+
+def test_many_addresses_lock_the_account_everywhere_until_a_reset(app, make_user):
+    from service.auth.models import User
+    from service.auth.operations import ACCOUNT_LOCK_FACTOR, authenticate, change_password
+    from service.core.db import new_session
+
+    make_user("cong_an_1", "police")
+    with app.app_context():
+        s = new_session()
+        for index in range(5 * ACCOUNT_LOCK_FACTOR):  # five guesses from each of four addresses
+            assert authenticate(s, "cong_an_1", "doan", remote_addr=f"10.0.1.{index % 4}").user is None
+        assert authenticate(s, "cong_an_1", PASSWORD, remote_addr="10.0.0.10").reason == "locked"
+        user = s.scalar(select(User).where(User.username == "cong_an_1"))
+        change_password(s, user, "mat-khau-moi-2026-x", by="quan_tri")  # a reset unlocks
+        assert authenticate(s, "cong_an_1", "mat-khau-moi-2026-x", remote_addr="10.0.1.0").user
+        s.commit()
+        s.close()
+
+
+def test_unknown_names_leave_no_throttle_rows(app):
+    from service.auth.models import LoginThrottle
+    from service.auth.operations import authenticate
+    from service.core.db import new_session
+
+    with app.app_context():
+        s = new_session()
+        for index in range(20):
+            assert authenticate(s, f"khong-co-{index}", "x", remote_addr="10.0.0.1").reason == (
+                "bad_credentials")
+        s.commit()
+        assert s.scalar(select(func.count()).select_from(LoginThrottle)) == 0
+        s.close()
 
 
 def test_post_without_csrf_token_gets_400(client, make_user):

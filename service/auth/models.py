@@ -6,7 +6,7 @@ import enum
 from datetime import datetime
 
 from flask_login import UserMixin
-from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String
+from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from service.core.db import Base, UTCDateTime, utcnow
@@ -87,3 +87,21 @@ class IngestToken(Base):
     def is_revoked(self) -> bool:
         """Return whether the token has been revoked."""
         return self.revoked_at is not None
+
+
+class LoginThrottle(Base):
+    """Failed logins of one account from one source address since its last success.
+
+    A lockout normally applies to that pair only, so someone on the LAN typing wrong
+    passwords for the chairman locks out their own machine, not the chairman.
+    """
+
+    __tablename__ = "login_throttle"
+    __table_args__ = (UniqueConstraint("username", "remote_addr"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64))
+    remote_addr: Mapped[str] = mapped_column(String(64))
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_failure_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    locked_until_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

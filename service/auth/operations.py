@@ -8,11 +8,11 @@ import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from service.audit.log import record
-from service.auth.models import UNITS, IngestToken, Role, User
+from service.auth.models import UNITS, IngestToken, LoginThrottle, Role, User
 from service.auth.passwords import hash_password, verify_password
 from service.core.db import utcnow
 
@@ -118,6 +118,12 @@ def _announce(session: Session, headline: str, details: list[str], *, by: str,
     notify_security_change(session, headline=headline, details=details, by=by, also=also)
 
 
+def _clear_lockouts(session: Session, user: User) -> None:
+    user.failed_logins = 0
+    user.locked_until_at = None
+    session.execute(delete(LoginThrottle).where(LoginThrottle.username == user.username))
+
+
 def _is_watcher(user: User) -> bool:
     return user.has_role(Role.LEADER, Role.POLICE)
 
@@ -132,8 +138,7 @@ def change_password(
     """
     _check_password(password, min_password_length)
     user.password_hash = hash_password(password)
-    user.failed_logins = 0
-    user.locked_until_at = None
+    _clear_lockouts(session, user)
     session.flush()
     record(session, "user.password_changed", {"by": by, "user": user.username}, actor=by)
     if by != user.username:
@@ -158,8 +163,7 @@ def enable_user(session: Session, user: User, *, by: str) -> None:
     if not user.is_disabled:
         return
     user.is_disabled = False
-    user.failed_logins = 0
-    user.locked_until_at = None
+    _clear_lockouts(session, user)
     session.flush()
     record(session, "user.enabled", {"by": by, "user": user.username}, actor=by)
     _announce(session, f"Tài khoản {user.username} đã được kích hoạt lại",
@@ -193,6 +197,21 @@ def set_roles(session: Session, user: User, roles: list[str], *, by: str) -> Non
                   concerns=user, was_watcher=was_watcher)
 
 
+# A lockout is per (account, source address); across all sources an account locks only after
+# this many times the per-source limit, so a guesser must spread over many addresses to lock
+# it, and one with a few addresses gets few guesses.
+ACCOUNT_LOCK_FACTOR = 4
+
+
+def _throttle(session: Session, username: str, remote_addr: str) -> LoginThrottle:
+    row = session.scalar(select(LoginThrottle).where(
+        LoginThrottle.username == username, LoginThrottle.remote_addr == remote_addr))
+    if row is None:
+        row = LoginThrottle(username=username, remote_addr=remote_addr, failures=0)
+        session.add(row)
+    return row
+
+
 def authenticate(
     session: Session,
     username: str,
@@ -202,35 +221,39 @@ def authenticate(
     max_failures: int = 5,
     lockout_seconds: int = 900,
 ) -> LoginResult:
-    """Check a login, apply throttling and lockout, and audit the attempt."""
+    """Check a login, apply per-source and per-account lockout, and audit the attempt.
+
+    ``max_failures`` wrong passwords from one address lock the account for that address
+    only; ``ACCOUNT_LOCK_FACTOR`` times as many from anywhere lock it everywhere. A locked
+    attempt is refused even with the right password and does not count as a failure.
+    """
     now = utcnow()
     name = (username or "").strip().lower()[:64]
+    source = (remote_addr or "-")[:64]
     user = session.scalar(select(User).where(User.username == name))
     is_ok = verify_password(user.password_hash if user else None, password or "")
     reason: str | None = None
+    # Rows only for accounts that exist: guessed names must not grow the table.
+    throttle = _throttle(session, name, source) if user is not None else None
     if user is None:
         reason = "bad_credentials"
     elif user.is_disabled:
         reason = "disabled"
-    elif user.locked_until_at is not None and user.locked_until_at > now:
+    elif (user.locked_until_at is not None and user.locked_until_at > now) or (
+            throttle.locked_until_at is not None and throttle.locked_until_at > now):
         reason = "locked"
     elif not is_ok:
         reason = "bad_credentials"
-        user.failed_logins += 1
-        if user.failed_logins >= max_failures:
-            user.locked_until_at = now + timedelta(seconds=lockout_seconds)
-            user.failed_logins = 0
-            record(
-                session,
-                "user.locked",
-                {"user": user.username, "until": user.locked_until_at.isoformat()},
-                actor=user.username,
-            )
+        _count_failure(session, user, throttle, now, max_failures, lockout_seconds)
     if reason is None:
-        assert user is not None
+        assert user is not None and throttle is not None
         user.failed_logins = 0
         user.locked_until_at = None
         user.last_login_at = now
+        if throttle.id is not None:
+            session.delete(throttle)
+        else:
+            session.expunge(throttle)
         session.flush()
         record(
             session,
@@ -249,6 +272,33 @@ def authenticate(
         action="login_failed",
     )
     return LoginResult(None, reason)
+
+
+def _count_failure(session: Session, user: User, throttle: LoginThrottle, now, max_failures: int,
+                   lockout_seconds: int) -> None:
+    until = now + timedelta(seconds=lockout_seconds)
+    throttle.failures += 1
+    throttle.last_failure_at = now
+    user.failed_logins += 1
+    if throttle.failures >= max_failures:
+        throttle.locked_until_at = until
+        throttle.failures = 0
+        record(
+            session,
+            "user.locked",
+            {"user": user.username, "until": until.isoformat(), "scope": "source",
+             "remote_addr": throttle.remote_addr},
+            actor=user.username,
+        )
+    if user.failed_logins >= max_failures * ACCOUNT_LOCK_FACTOR:
+        user.locked_until_at = until
+        user.failed_logins = 0
+        record(
+            session,
+            "user.locked",
+            {"user": user.username, "until": until.isoformat(), "scope": "account"},
+            actor=user.username,
+        )
 
 
 def record_logout(session: Session, user: User, remote_addr: str | None) -> None:
