@@ -1,4 +1,7 @@
-"""Regenerate the initial migration from the models (only while nothing is deployed)."""
+"""Regenerate the initial migration from the models: for a fresh project only.
+
+0001 has landed; later schema changes are new revisions (0002, ...), never a rewrite of 0001.
+"""
 
 from pathlib import Path
 
