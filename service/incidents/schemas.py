@@ -20,6 +20,8 @@ from pydantic import (
     model_validator,
 )
 
+from service.core.shipped import shipped_dir
+
 FieldType = Literal["text", "textarea", "select", "datetime", "checkboxes", "number", "file"]
 
 # What a field feeds in report_incident; every other field is kept in Incident.form_data only.
@@ -225,7 +227,7 @@ def parse_form(text: str, source: str = "<form>") -> FormDefinition:
 
 def default_forms_dir() -> Path:
     """Return the form definitions shipped with the code (``incident_forms/`` of the project)."""
-    return Path(__file__).resolve().parents[2] / "incident_forms"
+    return shipped_dir("incident_forms")
 
 
 def resolve_forms_dir(directory: Path | str | None = None) -> Path:

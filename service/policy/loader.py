@@ -23,6 +23,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from service.core.shipped import shipped_dir
 from service.events.schemas import Event
 from service.policy.conditions import Condition, Loc, check_conditions, parse_rule_conditions
 from service.policy.engine import Policy, build_env, compile_policy, template_problem
@@ -58,7 +59,7 @@ _PLACEHOLDER_ID = "00000000-0000-4000-8000-000000000000"
 
 def default_policy_dir() -> Path:
     """Return the default commune policy shipped with the code (``policies/`` of the project)."""
-    return Path(__file__).resolve().parents[2] / "policies"
+    return shipped_dir("policies")
 
 
 def resolve_policy_dir(directory: str | Path | None = None) -> Path:
