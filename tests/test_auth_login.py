@@ -148,3 +148,39 @@ def test_security_headers(client):
     assert "default-src 'self'" in response.headers["Content-Security-Policy"]
     assert response.headers["X-Frame-Options"] == "DENY"
     assert response.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_a_user_changes_their_own_password(app, client, make_user, login):
+    from service.auth.models import User
+    from service.core.db import new_session
+
+    make_user("lan.nt", "official", unit="vh_xh")
+    login("lan.nt")
+    page = client.get("/account/password")
+    assert page.status_code == 200 and 'autocomplete="new-password"' in page.text
+    token = csrf_token_from(client, "/account/password")
+    new = "mat-khau-cua-lan-2026"
+    # the current password is asked again; the new one twice
+    wrong = client.post("/account/password", data={"csrf_token": token, "current": "sai-roi-sai-roi",
+                                                   "password": new, "confirm": new})
+    assert wrong.status_code == 400 and "Mật khẩu hiện tại không đúng" in wrong.text
+    mismatch = client.post("/account/password", data={"csrf_token": token, "current": PASSWORD,
+                                                      "password": new, "confirm": new + "x"})
+    assert mismatch.status_code == 400 and "không khớp" in mismatch.text
+    short = client.post("/account/password", data={"csrf_token": token, "current": PASSWORD,
+                                                   "password": "ngan", "confirm": "ngan"})
+    assert short.status_code == 400
+    done = client.post("/account/password", data={"csrf_token": token, "current": PASSWORD,
+                                                  "password": new, "confirm": new})
+    assert done.status_code == 302
+    client.post("/logout", data={"csrf_token": csrf_token_from(client, "/")})
+    assert login("lan.nt", PASSWORD).status_code == 401
+    assert login("lan.nt", new).status_code == 302
+    with app.app_context():
+        s = new_session()
+        entries = [json.loads(e.body)["body"] for e in s.scalars(
+            select(AuditEntry).where(AuditEntry.kind == "user.password_changed"))]
+        user = s.scalar(select(User).where(User.username == "lan.nt"))
+        s.close()
+    assert entries == [{"by": "lan.nt", "user": "lan.nt"}]
+    assert new not in user.password_hash

@@ -6,13 +6,15 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user, login_user, logout_user
 from flask_wtf import FlaskForm
 from wtforms import PasswordField, StringField
-from wtforms.validators import DataRequired, Length
+from wtforms.validators import DataRequired, EqualTo, Length
 
 from service.auth import operations
 from service.auth.access import public, roles_required
+from service.auth.passwords import verify_password
 from service.core.db import get_session
 
 bp = Blueprint("auth", __name__)
@@ -23,6 +25,17 @@ class LoginForm(FlaskForm):
 
     username = StringField("username", validators=[DataRequired(), Length(max=64)])
     password = PasswordField("password", validators=[DataRequired(), Length(max=256)])
+
+
+class ChangePasswordForm(FlaskForm):
+    """Change one's own password: the current one first, the new one twice."""
+
+    current = PasswordField(_l("Mật khẩu hiện tại"), validators=[
+        DataRequired(_l("Nhập mật khẩu hiện tại.")), Length(max=256)])
+    password = PasswordField(_l("Mật khẩu mới"), validators=[
+        DataRequired(_l("Nhập mật khẩu mới.")), Length(max=256)])
+    confirm = PasswordField(_l("Nhập lại mật khẩu mới"), validators=[
+        EqualTo("password", _l("Hai lần nhập mật khẩu mới không khớp."))])
 
 
 def _safe_next(target: str | None) -> str:
@@ -72,3 +85,35 @@ def logout():
     logout_user()
     flash(_("Đã đăng xuất."), "info")
     return redirect(url_for("auth.login"))
+
+
+@bp.route("/account/password", methods=["GET", "POST"])
+@roles_required()
+def change_own_password():
+    """Let a logged-in user change their own password (the current one is asked again)."""
+    form = ChangePasswordForm()
+    if not form.validate_on_submit():
+        for errors in form.errors.values():
+            for error in errors:
+                flash(str(error), "error")
+        status = 400 if form.is_submitted() else 200
+        return render_template("auth/password.html", form=form), status
+    session = get_session()
+    user = current_user._get_current_object()
+    # Asked again so an unlocked, unattended PC is not enough to take the account over.
+    if not verify_password(user.password_hash, form.current.data):
+        flash(_("Mật khẩu hiện tại không đúng."), "error")
+        return render_template("auth/password.html", form=form), 400
+    try:
+        operations.change_password(
+            session, user, form.password.data,
+            min_password_length=current_app.config["SETTINGS"].password_min_length,
+            by=user.username,
+        )
+    except operations.AccountError as exc:
+        session.rollback()
+        flash(str(exc), "error")
+        return render_template("auth/password.html", form=form), 400
+    session.commit()
+    flash(_("Đã đổi mật khẩu."), "success")
+    return redirect(url_for("web.home"))
