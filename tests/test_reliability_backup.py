@@ -97,7 +97,7 @@ def test_backup_during_ingest_restores_and_verifies(app, runner, token, settings
             time.sleep(0.01)
         acked_before = [i for batch in list(acknowledged) for i in batch]
         backup = tmp_path / "sao-luu.zip"
-        result = runner.invoke(["backup", "-o", str(backup), "--with-keys"])
+        result = runner.invoke(["backup", "-o", str(backup), "--with-keys", "--no-encrypt"])
         assert result.exit_code == 0, result.output
         count_at_backup_end = len(acknowledged)
         while len(acknowledged) < count_at_backup_end + 2 and time.monotonic() < deadline:
@@ -189,6 +189,46 @@ def test_backup_without_keys_verifies_with_the_paper_key(app, runner, token, cli
     assert _cli(["verify", "--data-dir", str(new_dir), "--key", str(stranger)], None).exit_code == 1
 
 
+def test_backup_with_keys_is_sealed_and_restores_only_with_its_passphrase(
+        app, runner, token, client, tmp_path, settings_overrides, monkeypatch):
+    rng = random.Random(4)
+    assert _post(client, token, [make_event(rng) for _ in range(20)]).status_code == 200
+    passphrase = "tu khoa niem phong 2026"
+    monkeypatch.setenv("CANHGAC_BACKUP_PASSPHRASE", passphrase)
+    backup = tmp_path / "co-khoa.zip"
+    result = runner.invoke(["backup", "-o", str(backup), "--with-keys"])
+    assert result.exit_code == 0, result.output
+    raw = backup.read_bytes()
+    assert raw.startswith(b"CANHGAC-SEALED") and not zipfile.is_zipfile(backup)
+    signing_key = (settings_overrides["data_dir"] / "keys" / "checkpoint.key").read_bytes().strip()
+    assert signing_key not in raw
+    assert [f for f in backup.parent.iterdir() if f.name.startswith(".canhgac-backup-")] == []
+    entry = json.loads(
+        _bodies(settings_overrides["database_url"])[-1])["body"]
+    assert entry["with_keys"] is True and entry["encrypted"] is True
+
+    monkeypatch.delenv("CANHGAC_BACKUP_PASSPHRASE")
+    new_dir = tmp_path / "moi"
+    refused = CliRunner().invoke(main, ["restore", str(backup), "--data-dir", str(new_dir)],
+                                 env={**BASE_ENV, "CANHGAC_DATABASE_URL": "",
+                                      "CANHGAC_BACKUP_PASSPHRASE": "khong phai cum nay"})
+    assert refused.exit_code != 0 and "sai cụm mật khẩu" in refused.output
+    assert not new_dir.exists() or not any(new_dir.iterdir())
+    restored = CliRunner().invoke(main, ["restore", str(backup), "--data-dir", str(new_dir)],
+                                  env={**BASE_ENV, "CANHGAC_DATABASE_URL": ""},
+                                  input=passphrase + "\n")
+    assert restored.exit_code == 0, restored.output
+    verified = _cli(["verify", "--data-dir", str(new_dir)], None)
+    assert verified.exit_code == 0, verified.output
+
+
+def test_a_short_backup_passphrase_is_refused_before_any_work(runner, tmp_path, monkeypatch):
+    monkeypatch.setenv("CANHGAC_BACKUP_PASSPHRASE", "ngan")
+    result = runner.invoke(["backup", "-o", str(tmp_path / "b.zip"), "--encrypt"])
+    assert result.exit_code != 0 and "12" in result.output
+    assert not (tmp_path / "b.zip").exists()
+
+
 def test_evidence_files_come_back_and_decrypt(app, session, make_user, runner, tmp_path,
                                               settings_overrides):
     from service.auth.models import User
@@ -206,7 +246,7 @@ def test_evidence_files_come_back_and_decrypt(app, session, make_user, runner, t
     # An evidence file with no committed row (a failed upload) is not part of the snapshot.
     (settings_overrides["data_dir"] / "evidence" / ("f" * 32)).write_bytes(b"orphan")
     backup = tmp_path / "bang-chung.zip"
-    assert runner.invoke(["backup", "-o", str(backup), "--with-keys"]).exit_code == 0
+    assert runner.invoke(["backup", "-o", str(backup), "--with-keys", "--no-encrypt"]).exit_code == 0
     with zipfile.ZipFile(backup) as archive:
         evidence = [n for n in archive.namelist() if n.startswith("evidence/")]
     assert len(evidence) == 1

@@ -24,6 +24,7 @@ manifest's size and root before it says so. ``canhgac verify`` then recomputes e
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import json
 import os
@@ -54,6 +55,7 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.orm import Session
 
 from service.core.cliutil import cli_actor, data_dir_option
+from service.core.sealed import SealError, check_passphrase, is_sealed, open_sealed, seal_file
 
 FORMAT = "canhgac-backup"
 FORMAT_VERSION = 1
@@ -82,6 +84,7 @@ class BackupSummary:
     rows: dict[str, int]
     evidence_files: int
     has_keys: bool
+    is_encrypted: bool = False
 
     def root_b64(self) -> str:
         """Return the root in standard base64, as checkpoints show it."""
@@ -280,9 +283,18 @@ def _export_tables(engine: Engine, packer: _Packer) -> tuple[dict, dict[str, int
     return facts, counts
 
 
-def create_backup(settings, output: Path, *, with_keys: bool = False,
+def create_backup(settings, output: Path, *, with_keys: bool = False, passphrase: str | None = None,
                   clock: Callable[[], datetime] | None = None) -> BackupSummary:
-    """Write a backup zip of the database (and evidence files, and keys if asked) to output."""
+    """Write a backup zip of the database (and evidence files, and keys if asked) to output.
+
+    With a passphrase the zip is sealed (``service/core/sealed.py``) before it takes the
+    output's name, so no plaintext copy is ever left where the backup goes.
+    """
+    if passphrase is not None:
+        try:
+            check_passphrase(passphrase)
+        except SealError as exc:
+            raise BackupError(str(exc)) from None
     from service.core import migrate
     from service.core.db import make_engine, utcnow
     from service.incidents.workflow import evidence_dir
@@ -335,14 +347,22 @@ def create_backup(settings, output: Path, *, with_keys: bool = False,
                 archive.writestr(MANIFEST, json.dumps(manifest, ensure_ascii=False, indent=2))
             with tmp.open("rb") as fh:
                 os.fsync(fh.fileno())
-            os.replace(tmp, output)
+            if passphrase is not None:
+                sealed = tmp.with_name(tmp.name + ".sealed")
+                try:
+                    seal_file(tmp, sealed, passphrase)
+                    os.replace(sealed, output)
+                finally:
+                    sealed.unlink(missing_ok=True)
+            else:
+                os.replace(tmp, output)
         finally:
             tmp.unlink(missing_ok=True)
     finally:
         engine.dispose()
     evidence = sum(1 for name in packer.files if name.startswith(EVIDENCE_PREFIX))
     return BackupSummary(facts["tree_size"], base64.b64decode(facts["root"]), counts, evidence,
-                         with_keys)
+                         with_keys, passphrase is not None)
 
 
 def _pack_evidence(packer: _Packer, folder: Path, names: list[str]) -> list[str]:
@@ -374,7 +394,8 @@ def record_backup(app, summary: BackupSummary, output: Path, by: str) -> None:
     try:
         record(session, "backup.created",
                {"by": by, "tree_size": summary.tree_size, "root": summary.root_b64(),
-                "with_keys": summary.has_keys, "file": Path(output).name},
+                "with_keys": summary.has_keys, "encrypted": summary.is_encrypted,
+                "file": Path(output).name},
                actor=by)
         session.commit()
     finally:
@@ -551,14 +572,30 @@ def _extract(archive: zipfile.ZipFile, name: str, target: Path, mode: int = 0o60
     os.chmod(target, mode)
 
 
-def restore_backup(settings, backup: Path) -> BackupSummary:
-    """Restore a backup into the settings' (empty) data directory and database."""
-    from service.core.db import make_engine
-
+def restore_backup(settings, backup: Path, *, passphrase: str | None = None) -> BackupSummary:
+    """Restore a backup (sealed ones with their passphrase) into an empty data directory."""
     data_dir = Path(settings.data_dir)
     if not _is_empty_dir(data_dir):
         raise BackupError(f"the data directory {data_dir} is not empty: restore only into a new, "
                           "empty directory")
+    if not is_sealed(backup):
+        return _restore_zip(settings, Path(backup), data_dir)
+    if passphrase is None:
+        raise BackupError("bản sao lưu đã mã hóa: cần cụm mật khẩu / the backup is encrypted: "
+                          "give its passphrase (CANHGAC_BACKUP_PASSPHRASE or the prompt)")
+    with tempfile.TemporaryDirectory(prefix="canhgac-restore-") as scratch:
+        plain = Path(scratch) / "backup.zip"
+        try:
+            open_sealed(backup, plain, passphrase)
+        except SealError as exc:
+            raise BackupError(str(exc)) from None
+        summary = _restore_zip(settings, plain, data_dir)
+    return dataclasses.replace(summary, is_encrypted=True)
+
+
+def _restore_zip(settings, backup: Path, data_dir: Path) -> BackupSummary:
+    from service.core.db import make_engine
+
     try:
         archive = zipfile.ZipFile(backup)
     except (OSError, zipfile.BadZipFile) as exc:
@@ -663,21 +700,42 @@ def _unpack_files(archive: zipfile.ZipFile, manifest: dict, data_dir: Path) -> N
 
 
 
+PASSPHRASE_ENV = "CANHGAC_BACKUP_PASSPHRASE"  # noqa: S105 - the variable's name, not a secret
+
+
+def _passphrase(*, confirm: bool) -> str:
+    """Return the backup passphrase from the environment or a hidden prompt."""
+    passphrase = os.environ.get(PASSPHRASE_ENV)
+    if passphrase is None:
+        passphrase = click.prompt("Cụm mật khẩu sao lưu / backup passphrase", hide_input=True,
+                                  confirmation_prompt=confirm)
+    try:
+        check_passphrase(passphrase)
+    except SealError as exc:
+        raise click.ClickException(str(exc)) from None
+    return passphrase
+
+
 @click.command("backup")
 @data_dir_option
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Tệp sao lưu (.zip) / backup file to write")
 @click.option("--with-keys", is_flag=True,
               help="Kèm các khóa (khóa ký, khóa mã hóa bằng chứng, TLS) / include the keys "
-                   "(signing, evidence encryption, TLS): keep such a file offline")
-def backup_command(data_dir, output, with_keys) -> None:
+                   "(signing, evidence encryption, TLS); encrypted unless --no-encrypt")
+@click.option("--encrypt/--no-encrypt", default=None,
+              help="Mã hóa bằng cụm mật khẩu (mặc định khi có --with-keys) / seal with a passphrase "
+                   f"(the default with --with-keys); from {PASSPHRASE_ENV} or a prompt")
+def backup_command(data_dir, output, with_keys, encrypt) -> None:
     """Back up the database while the service runs (a consistent snapshot), as a zip."""
     from service.core.cliutil import make_app
 
+    is_encrypted = with_keys if encrypt is None else encrypt
+    passphrase = _passphrase(confirm=True) if is_encrypted else None
     app = make_app(data_dir)
     settings = app.config["SETTINGS"]
     try:
-        summary = create_backup(settings, output, with_keys=with_keys)
+        summary = create_backup(settings, output, with_keys=with_keys, passphrase=passphrase)
     except BackupError as exc:
         raise click.ClickException(str(exc)) from None
     record_backup(app, summary, output, cli_actor())
@@ -685,9 +743,12 @@ def backup_command(data_dir, output, with_keys) -> None:
     click.echo(f"Đã sao lưu / backed up: {summary.tree_size} mục nhật ký / trail entries, "
                f"gốc / root {summary.root_b64()}, {summary.evidence_files} tệp bằng chứng / "
                f"evidence files -> {output}")
-    if with_keys:
-        click.echo("CẢNH BÁO: tệp có chứa khóa ký; hãy cất giữ ngoại tuyến / WARNING: the file "
-                   "holds the signing key; keep it offline", err=True)
+    if with_keys and not is_encrypted:
+        click.echo("CẢNH BÁO: tệp có chứa khóa ký và KHÔNG được mã hóa; hãy cất giữ ngoại tuyến / "
+                   "WARNING: the file holds the signing key UNENCRYPTED; keep it offline", err=True)
+    elif with_keys:
+        click.echo("Tệp có khóa, đã mã hóa: giữ cụm mật khẩu tách khỏi tệp / the file holds the "
+                   "keys, encrypted: keep the passphrase apart from it", err=True)
     else:
         click.echo("Không kèm khóa / keys not included: giữ riêng thư mục keys/ / keep keys/ "
                    "safe separately", err=True)
@@ -704,8 +765,9 @@ def restore_command(backup, data_dir) -> None:
         settings = load_settings({"data_dir": data_dir})
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
+    passphrase = _passphrase(confirm=False) if is_sealed(backup) else None
     try:
-        summary = restore_backup(settings, backup)
+        summary = restore_backup(settings, backup, passphrase=passphrase)
     except BackupError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"Đã khôi phục / restored: {summary.tree_size} mục nhật ký / trail entries, "
