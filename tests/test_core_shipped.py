@@ -39,8 +39,9 @@ def test_a_wheel_install_loads_the_default_policy_and_form(tmp_path: Path) -> No
                     str(ROOT)], check=True, capture_output=True)
     (wheel,) = (tmp_path / "w").glob("canhgac-*.whl")
     prefix = tmp_path / "prefix"
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--prefix", str(prefix),
-                    str(wheel)], check=True, capture_output=True)
+    # --ignore-installed: without it pip first uninstalls the developer's own editable install
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--ignore-installed",
+                    "--prefix", str(prefix), str(wheel)], check=True, capture_output=True)
     site = Path(sysconfig.get_path("purelib", vars={"base": str(prefix), "platbase": str(prefix)}))
     script = (
         "import sys; from service.core import shipped\n"
