@@ -112,3 +112,27 @@ def test_missing_token_file_is_a_clear_error(tmp_path):
 def test_missing_file_is_a_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(tmp_path / "absent.toml")
+
+
+def test_watch_fingerprint_changes_with_what_is_watched_only(tmp_path):
+    from service.agent.config import AgentConfig
+
+    base = {"server_url": "http://127.0.0.1:8080", "allow_insecure_http": True, "token": "cg_x",
+            "agent_id": "pc-1", "host": "PC-1",
+            "protected_roots": [{"path": str(tmp_path / "DanCu"), "data_class": "dan_cu"},
+                                {"path": str(tmp_path / "AnSinh")}]}
+    fingerprint = AgentConfig.model_validate(base).watch_fingerprint()
+    assert len(fingerprint) == 64
+    # transport settings do not count
+    same = AgentConfig.model_validate({**base, "batch_size": 10, "heartbeat_seconds": 5})
+    assert same.watch_fingerprint() == fingerprint
+    # every narrowing or widening does
+    for change in (
+        {"protected_roots": base["protected_roots"][:1]},
+        {"ignore_patterns": ["*.xlsx"]},
+        {"auto_detect_removable": False},
+        {"include_default_egress": False},
+        {"egress_roots": [{"path": str(tmp_path / "Zalo"), "kind": "messaging"}]},
+        {"scan": {"max_bytes": 10}},
+    ):
+        assert AgentConfig.model_validate({**base, **change}).watch_fingerprint() != fingerprint, change

@@ -271,8 +271,11 @@ def test_heartbeat_reports_sequence_and_spool_depth(env):
     wait_until(lambda: env.server.all_events())
     wait_until(lambda: any(h["last_seq"] == 1 for h in env.server.heartbeats))
     beat = env.server.heartbeats[-1]
-    assert set(beat) == {"agent_id", "host", "last_seq", "spool_depth", "version", "sent_at"}
+    assert set(beat) == {"agent_id", "host", "last_seq", "spool_depth", "version", "sent_at",
+                         "config_hash", "protected_roots"}
     assert beat["agent_id"] == "pc-vhxh-01" and beat["spool_depth"] == 0
+    assert beat["config_hash"] == agent.config.watch_fingerprint()
+    assert beat["protected_roots"] == len(agent.config.protected_roots) >= 1
     assert agent.spool.last_seq() == 1
 
 

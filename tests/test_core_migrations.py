@@ -21,4 +21,4 @@ def test_upgraded_schema_matches_the_models(app):
 
 def test_database_is_at_the_newest_revision(app):
     with app.app_context():
-        assert current_revision(get_engine()) == "0002"
+        assert current_revision(get_engine()) == "0003"

@@ -211,6 +211,33 @@ def test_heartbeat_and_event_gap(app, client, token):
     assert bad.status_code == 400
 
 
+def test_a_narrowed_agent_configuration_raises_an_alert(app, client, token):
+    from service.incidents.models import Alert
+
+    def beat(config_hash: str, roots: int):
+        return client.post("/api/v1/agents/heartbeat", headers={"Authorization": f"Bearer {token}"},
+                           json={"agent_id": "pc-vhxh-01", "host": "PC-VHXH-01",
+                                 "config_hash": config_hash, "protected_roots": roots})
+
+    first, narrowed, widened = "a" * 64, "b" * 64, "c" * 64
+    assert beat(first, 3).status_code == 200
+    assert beat(first, 3).status_code == 200  # the same configuration: nothing to say
+    assert beat(narrowed, 1).status_code == 200
+    assert beat(widened, 4).status_code == 200
+    assert beat("khong-phai-ma-bam", 1).status_code == 400
+    with app.app_context():
+        s = new_session()
+        alerts = list(s.scalars(select(Alert).where(Alert.rule_id == "agent.config_changed")
+                                .order_by(Alert.id)))
+        entries = [json.loads(e.body)["body"] for e in s.scalars(
+            select(AuditEntry).where(AuditEntry.kind == "agent.config_changed").order_by(AuditEntry.seq))]
+        s.close()
+    assert [a.severity for a in alerts] == ["high", "medium"]
+    assert "giảm từ 3 xuống 1" in alerts[0].explanation and "PC-VHXH-01" in alerts[0].explanation
+    assert [(e["before"], e["after"], e["protected_roots_before"], e["protected_roots_after"])
+            for e in entries] == [(first, narrowed, 3, 1), (narrowed, widened, 1, 4)]
+
+
 def test_openapi_document_is_generated_from_the_models(client):
     doc = client.get("/api/v1/openapi.json").json
     assert doc["openapi"].startswith("3.")

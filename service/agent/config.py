@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
+import json
 import re
 import socket
 import tomllib
@@ -118,6 +120,25 @@ class AgentConfig(_Strict):
             return ipaddress.ip_address(host).is_loopback
         except ValueError:
             return False
+
+    def watch_fingerprint(self) -> str:
+        """Return the SHA-256 (hex) of what this agent watches and how, for the heartbeat.
+
+        Covers every setting that widens or narrows monitoring (roots, ignore patterns,
+        removable detection, scan limits), none that only tunes transport. A changed value
+        on the server means someone changed what this PC reports.
+        """
+        watched = {
+            "protected_roots": [[str(r.path), r.data_class] for r in self.protected_roots],
+            "egress_roots": [[str(r.path), r.kind] for r in self.egress_roots],
+            "include_default_egress": self.include_default_egress,
+            "auto_detect_removable": self.auto_detect_removable,
+            "ignore_patterns": list(self.ignore_patterns),
+            "scan": self.scan.model_dump(mode="json"),
+            "unit": self.unit,
+        }
+        text = json.dumps(watched, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
     def bearer_token(self) -> str:
         """Return the ingest token, reading token_file when the token is kept in a file."""

@@ -37,6 +37,8 @@ def heartbeat_payload(config: AgentConfig, spool: Spool) -> dict:
         "last_seq": spool.last_seq(),
         "spool_depth": spool.pending_count(),
         "version": __version__,
+        "config_hash": config.watch_fingerprint(),
+        "protected_roots": len(config.protected_roots),
         "sent_at": datetime.now(UTC).isoformat(),
     }
 

@@ -30,6 +30,11 @@ class Heartbeat(BaseModel):
     last_seq: int | None = Field(default=None, ge=0, le=MAX_JSON_INT)
     spool_depth: int | None = Field(default=None, ge=0, le=MAX_JSON_INT)
     version: str | None = Field(default=None, max_length=32, pattern=NO_NUL)
+    config_hash: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$", description=(
+        "SHA-256 of what the agent watches (roots, ignore patterns, scan limits); a change "
+        "raises an alert"))
+    protected_roots: int | None = Field(default=None, ge=0, le=MAX_JSON_INT, description=(
+        "how many protected folders the agent watches"))
     sent_at: datetime | None = None
 
 
@@ -174,7 +179,9 @@ def heartbeat():
     try:
         operations.record_heartbeat(session, source=token.source, agent_id=beat.agent_id,
                                     host=beat.host, last_seq=beat.last_seq,
-                                    spool_depth=beat.spool_depth, version=beat.version)
+                                    spool_depth=beat.spool_depth, version=beat.version,
+                                    config_hash=beat.config_hash,
+                                    protected_roots=beat.protected_roots)
     except operations.AgentSourceError as exc:
         session.rollback()
         return _error(403, "forbidden", detail=str(exc))

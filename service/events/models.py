@@ -25,5 +25,8 @@ class Agent(Base):
     missing_events: Mapped[int] = mapped_column(BigInteger, default=0)
     spool_depth: Mapped[int | None] = mapped_column(BigInteger)
     is_silence_reported: Mapped[bool] = mapped_column(default=False)
+    # What the agent watches (its heartbeat's config_hash) and how many protected folders.
+    config_hash: Mapped[str | None] = mapped_column(String(64))
+    protected_roots: Mapped[int | None] = mapped_column(Integer)
 
     __table_args__ = (UniqueConstraint("agent_id", name="uq_agent_agent_id"),)

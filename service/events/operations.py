@@ -147,10 +147,39 @@ def _record_renumbering(session: Session, agent: Agent, first_seq: int) -> None:
     agent.last_seq = first_seq - 1
 
 
+def _record_config_change(session: Session, agent: Agent, host: str, config_hash: str,
+                          protected_roots: int | None) -> None:
+    from service.incidents.models import Alert
+
+    fewer = (protected_roots is not None and agent.protected_roots is not None
+             and protected_roots < agent.protected_roots)
+    entry = record(session, "agent.config_changed",
+                   {"agent_id": agent.agent_id, "host": host, "before": agent.config_hash,
+                    "after": config_hash, "protected_roots_before": agent.protected_roots,
+                    "protected_roots_after": protected_roots}, host=host)
+    detail = (f"số thư mục được bảo vệ giảm từ {agent.protected_roots} xuống {protected_roots}"
+              if fewer else "phạm vi theo dõi đã khác trước")
+    session.add(Alert(
+        rule_id="agent.config_changed", severity="high" if fewer else "medium", response="alert",
+        explanation=f"Cấu hình theo dõi của tác tử trên máy {host} đã thay đổi: {detail}",
+        entry_seq=entry.seq, host=host, group_key=f"agent.config_changed|{agent.agent_id}"[:512],
+    ))
+
+
 def record_heartbeat(session: Session, *, source: str, agent_id: str, host: str,
-                     last_seq: int | None, spool_depth: int | None, version: str | None) -> Agent:
-    """Record an agent's heartbeat: last contact, spool depth and version."""
+                     last_seq: int | None, spool_depth: int | None, version: str | None,
+                     config_hash: str | None = None, protected_roots: int | None = None) -> Agent:
+    """Record an agent's heartbeat: last contact, spool depth, version and what it watches.
+
+    A watch configuration different from the last one reported is written to the trail and
+    raised as an alert: narrowing what a PC reports is how an insider would go quiet.
+    """
     agent = _get_agent(session, agent_id, source)
+    if config_hash is not None:
+        if agent.config_hash is not None and agent.config_hash != config_hash:
+            _record_config_change(session, agent, host, config_hash, protected_roots)
+        agent.config_hash = config_hash
+        agent.protected_roots = protected_roots
     agent.last_contact_at = utcnow()
     agent.host = host
     agent.spool_depth = spool_depth
