@@ -6,6 +6,7 @@ import enum
 import json
 import struct
 import unicodedata
+from datetime import UTC, datetime
 
 import pytest
 import rfc8785
@@ -17,8 +18,9 @@ from service.audit.canonical import (
     FloatDomainError,
     IntegerDomainError,
     canonical_json,
+    canonical_json_plain,
 )
-from service.events.schemas import Action
+from service.events.schemas import Action, Event
 
 
 def test_rfc8785_section_3_2_2_example() -> None:
@@ -198,3 +200,59 @@ def test_same_bytes_as_the_rfc8785_package(value) -> None:
 def test_floats_round_trip(number: float) -> None:
     text = canonical_json(number)
     assert float(text) == number
+
+
+# ---------------------------------------------------------------- the C fast path for events
+
+TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=40)
+EVENT_BODIES = st.fixed_dictionaries(
+    {
+        "id": st.uuids().map(str),
+        "occurred_at": st.datetimes(min_value=datetime(1900, 1, 1), max_value=datetime(2200, 1, 1),
+                                    timezones=st.just(UTC)).map(lambda d: d.isoformat()),
+        "host": TEXT.filter(bool), "actor": TEXT.filter(bool),
+        "action": st.sampled_from([a.value for a in Action]),
+    },
+    optional={
+        "object": st.fixed_dictionaries({}, optional={
+            "path": TEXT, "record_count": st.integers(0, 2**53 - 1),
+            "size": st.integers(0, 2**53 - 1), "data_class": st.sampled_from(["dan_cu", "an_sinh"]),
+            "sha256": st.text("0123456789abcdef", min_size=64, max_size=64)}),
+        "destination": st.fixed_dictionaries({}, optional={"path": TEXT, "target": TEXT,
+                                                           "kind": st.sampled_from(["removable", "email"])}),
+        "purpose": TEXT, "unit": TEXT, "agent_id": TEXT, "seq": st.integers(0, 2**53 - 1),
+        "pii": st.dictionaries(st.from_regex(r"[a-z][a-z0-9_]{0,31}", fullmatch=True),
+                               st.integers(0, 2**53 - 1), max_size=4),
+    },
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(EVENT_BODIES, TEXT)
+def test_plain_encoder_equals_rfc8785_on_every_event(data: dict, source: str) -> None:
+    """What ingest writes for an event is exactly its RFC 8785 form."""
+    from service.events.operations import event_body
+
+    body = event_body(Event.model_validate(data), source)
+    assert canonical_json_plain(body) == rfc8785.dumps(body) == canonical_json(body)
+
+
+def _schema_types(node: object) -> set[str]:
+    found: set[str] = set()
+    if isinstance(node, dict):
+        if isinstance(node.get("type"), str):
+            found.add(node["type"])
+        for value in node.values():
+            found |= _schema_types(value)
+    elif isinstance(node, list):
+        for value in node:
+            found |= _schema_types(value)
+    return found
+
+
+def test_the_event_schema_keeps_the_fast_path_valid() -> None:
+    """A float field or free-form keys in Event would make canonical_json_plain wrong: refuse."""
+    schema = Event.model_json_schema()
+    assert "number" not in _schema_types(schema)
+    assert list(schema["properties"]["pii"]["patternProperties"]) == [r"^[a-z][a-z0-9_]{0,31}$"]
+    assert schema.get("additionalProperties") is False  # no free-form members at the top

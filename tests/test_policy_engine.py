@@ -369,3 +369,14 @@ def test_evaluate_equals_the_reference_evaluation(steps: list[dict]) -> None:
     for index, data in enumerate(steps):
         event = _event_from(data, index)
         assert evaluate(event, POLICY, fast) == reference_evaluate(event, POLICY, slow)
+
+
+@settings(max_examples=200, deadline=None)
+@given(EVENT_DATA)
+def test_ingest_body_equals_the_enriched_event(data: dict) -> None:
+    """Ingest patches the dumped dict instead of copying the model: same body either way."""
+    from service.events.operations import event_body
+
+    event = _event_from(data, 0)
+    expected = event_body(enrich(event, POLICY), "nguon")
+    assert event_body(event, "nguon", classify(event, POLICY)) == expected

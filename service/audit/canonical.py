@@ -26,6 +26,7 @@ __all__ = [
     "FloatDomainError",
     "IntegerDomainError",
     "canonical_json",
+    "canonical_json_plain",
 ]
 
 # I-JSON (RFC 7493) and RFC 8785 limit integers to what an IEEE 754 double holds exactly;
@@ -49,6 +50,19 @@ def canonical_json(value: object) -> bytes:
         raise CanonicalizationError(f"object keys must be strings ({exc})") from exc
     except RecursionError as exc:
         raise CanonicalizationError("value is nested too deeply") from exc
+
+
+def canonical_json_plain(value: object) -> bytes:
+    """Serialize a float-free JSON value with ASCII keys to its RFC 8785 bytes, all in C.
+
+    For values whose shape is known, such as a validated event's JSON dump: no floats, every
+    object key ASCII, every integer within ±(2**53 - 1). Then JCS is exactly the standard
+    encoder with sorted keys, no spaces and no ASCII escaping (the same string escaper as
+    ``canonical_json``), at about five times its speed. Outside those conditions the bytes
+    may differ: use ``canonical_json``. Tested equal on events against ``rfc8785``.
+    """
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      allow_nan=False).encode("utf-8")
 
 
 def _utf16_key(key: str) -> bytes:

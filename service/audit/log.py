@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from sqlalchemy.engine import Connection
@@ -63,6 +63,9 @@ class PendingEntry:
     kind: str
     body: dict
     search: dict = field(default_factory=dict)
+    # The body's canonical bytes when the caller already has them (canonical_json_plain of
+    # a validated event); None: canonicalized here. Verify re-checks the canonical form.
+    body_json: bytes | None = None
 
 
 class AppendedEntry(NamedTuple):
@@ -93,6 +96,38 @@ def entry_bytes(seq: int, recorded_at: str, kind: str, body: dict) -> bytes:
     return canonical_json({"seq": seq, "recorded_at": recorded_at, "kind": kind, "body": body})
 
 
+# The four members in RFC 8785 order: body, kind, recorded_at, seq.
+_ENTRY_HEAD = b'{"body":'
+# RFC 8785 integers stop at 2**53 - 1; beyond, canonical_json refuses (never reached in practice).
+_MAX_SEQ = 2**53 - 1
+_STAMP_PATTERN = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z")
+
+
+def _entry_bytes_maker(stamp: str) -> Callable[..., bytes]:
+    """Return a builder of entry bytes for one batch: canonicalize only the body.
+
+    Gives exactly ``entry_bytes`` (tested): the wrapper's member names are fixed, the kind is
+    checked against KIND_PATTERN and the stamp is ``recorded_at_text``'s, so neither needs
+    escaping; only the body varies. Saves sorting and emitting the wrapper per entry.
+    """
+    if not _STAMP_PATTERN.fullmatch(stamp):  # not recorded_at_text's: let JCS escape it
+        return lambda seq, kind, body, body_json=None: entry_bytes(seq, stamp, kind, body)
+    stamp_part = f',"recorded_at":"{stamp}","seq":'.encode("ascii")
+    kinds: dict[str, bytes] = {}
+
+    def make(seq: int, kind: str, body: Any, body_json: bytes | None = None) -> bytes:
+        if type(seq) is not int or not 0 <= seq <= _MAX_SEQ:  # what canonical_json refuses
+            return entry_bytes(seq, stamp, kind, body)
+        kind_part = kinds.get(kind)
+        if kind_part is None:
+            _check_kind(kind)
+            kind_part = kinds[kind] = f',"kind":"{kind}"'.encode("ascii")
+        body_part = body_json if body_json is not None else canonical_json(body)
+        return b"".join((_ENTRY_HEAD, body_part, kind_part, stamp_part, str(seq).encode("ascii"), b"}"))
+
+    return make
+
+
 def _check_kind(kind: object) -> None:
     """Refuse kinds that are not short dotted lowercase names."""
     if not isinstance(kind, str) or len(kind) > _MAX_KIND or not KIND_PATTERN.fullmatch(kind):
@@ -107,11 +142,6 @@ def _check_search(search: dict) -> None:
     """Refuse search keys the table has no column for (a typo would silently drop a filter)."""
     if not search.keys() <= _SEARCH_SET:
         raise TypeError(f"unknown search fields: {sorted(set(search) - _SEARCH_SET)}")
-
-
-def _fit(value: Any, limit: int) -> Any:
-    """Cut a search value to its column's width (the body keeps the whole value)."""
-    return value[:limit] if isinstance(value, str) and len(value) > limit else value
 
 
 # --- SQL helpers: the driver's own executemany, one statement text per dialect -------------
@@ -136,6 +166,25 @@ def _bind_processor(conn: Connection, column: str) -> Callable[[Any], Any]:
     # compares them), not the generic one that leaves formatting to the driver.
     processor = column_type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
     return processor or (lambda value: value)
+
+
+def _sqlite_time_text(value: datetime) -> str:
+    """Return what the ORM stores in SQLite for an aware datetime (tested against it).
+
+    UTCDateTime converts to naive UTC and SQLite's DATETIME writes
+    ``YYYY-MM-DD HH:MM:SS.ffffff``; ``isoformat`` does the same in C, twice as fast as the
+    two-step processor chain (which took 8% of an append of event entries).
+    """
+    if value.tzinfo is None:
+        raise ValueError("naive datetime refused; use aware UTC datetimes")
+    return value.astimezone(UTC).isoformat(" ", "microseconds")[:-6]  # without "+00:00"
+
+
+def _time_binder(conn: Connection, column: str) -> Callable[[Any], Any]:
+    """Return a converter of a datetime column's values for this connection's driver."""
+    if conn.dialect.name == "sqlite":
+        return _sqlite_time_text
+    return _bind_processor(conn, column)
 
 
 def _lock_head(conn: Connection) -> int:
@@ -224,30 +273,39 @@ def append_entries(session: Session, entries: Iterable[PendingEntry]) -> list[Ap
     tail = merkle.CompactRange(size, [_getter(border)(*node) for node in border_ids])
 
     recorded_at = utcnow()
-    stamp = recorded_at_text(recorded_at)
-    datas = [entry_bytes(size + offset, stamp, pending.kind, pending.body)
+    make_bytes = _entry_bytes_maker(recorded_at_text(recorded_at))
+    datas = [make_bytes(size + offset, pending.kind, pending.body, pending.body_json)
              for offset, pending in enumerate(entries)]
     leaves = merkle.leaf_hashes(datas)
     new_nodes = tail.append(leaves)[len(leaves):]  # level 0 lives in audit_entry.leaf_hash
 
-    bind_time = _bind_processor(conn, "recorded_at")
-    bind_occurred = _bind_processor(conn, "occurred_at")
+    bind_time = _time_binder(conn, "recorded_at")
     db_recorded_at = bind_time(recorded_at)
     appended: list[AppendedEntry] = []
     rows: list[tuple] = []
-    for offset, (pending, data, leaf) in enumerate(zip(entries, datas, leaves, strict=True)):
-        search = pending.search
-        occurred_at = search.get("occurred_at")
-        entry = AppendedEntry(
-            size + offset, recorded_at, pending.kind, data.decode("utf-8"), leaf,
-            _fit(search.get("actor"), 255), _fit(search.get("host"), 255),
-            _fit(search.get("action"), 32), search.get("path"),
-            _fit(search.get("data_class"), 64), search.get("incident_id"), occurred_at,
-            _fit(search.get("event_id"), 36),
+    new_entry = AppendedEntry._make
+    add_entry, add_row = appended.append, rows.append
+    seq = size
+    # One loop per row and no helper calls: this runs once per ingested event.
+    for pending, data, leaf in zip(entries, datas, leaves, strict=True):
+        get = pending.search.get
+        actor, host, action = get("actor"), get("host"), get("action")
+        data_class, event_id, occurred_at = get("data_class"), get("event_id"), get("occurred_at")
+        values = (
+            seq, recorded_at, pending.kind, data.decode("utf-8"), leaf,
+            # Search values are cut to their column's width; the body keeps the whole value.
+            actor[:255] if isinstance(actor, str) and len(actor) > 255 else actor,
+            host[:255] if isinstance(host, str) and len(host) > 255 else host,
+            action[:32] if isinstance(action, str) and len(action) > 32 else action,
+            get("path"),
+            data_class[:64] if isinstance(data_class, str) and len(data_class) > 64 else data_class,
+            get("incident_id"), occurred_at,
+            event_id[:36] if isinstance(event_id, str) and len(event_id) > 36 else event_id,
         )
-        appended.append(entry)
-        rows.append((*entry[:1], db_recorded_at, *entry[2:11],
-                     None if occurred_at is None else bind_occurred(occurred_at), entry[12]))
+        add_entry(new_entry(values))
+        add_row((seq, db_recorded_at, *values[2:11],
+                 None if occurred_at is None else bind_time(occurred_at), values[12]))
+        seq += 1
 
     p = _placeholder(conn)
     columns = ", ".join(_q(conn, c) for c in AppendedEntry._fields)

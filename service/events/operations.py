@@ -7,10 +7,11 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from service.audit.canonical import canonical_json_plain
 from service.audit.log import PendingEntry, append_entries, record
 from service.core.db import utcnow
 from service.events.models import Agent
-from service.events.schemas import Event
+from service.events.schemas import DestinationKind, Event
 
 
 @dataclass(frozen=True)
@@ -22,21 +23,36 @@ class IngestResult:
     entry_seqs: list[int]
 
 
-def event_body(event: Event, source: str) -> dict:
-    """Return the audit body of an event: the event as JSON plus its source."""
+Classification = tuple[str | None, DestinationKind | None]
+
+
+def event_body(event: Event, source: str, classification: Classification | None = None) -> dict:
+    """Return the audit body of an event: the event as JSON, enriched, plus its source.
+
+    ``classification`` (data class, destination kind) from the policy is written in the way
+    ``engine.enrich`` would (tested equal), on the dumped dict: copying the pydantic model
+    instead cost a fifth of the ingest time.
+    """
     body = event.model_dump(mode="json", exclude_none=True)
+    if classification is not None:
+        data_class, kind = classification
+        obj = body.get("object")
+        if obj is not None and data_class is not None:
+            obj["data_class"] = data_class
+        if kind is not None:
+            body.setdefault("destination", {})["kind"] = kind.value
     body["source"] = source
     return body
 
 
-def _search(event: Event) -> dict:
-    obj = event.object
+def _search(event: Event, body: dict) -> dict:
+    obj = body.get("object")
     return {
         "actor": event.actor,
         "host": event.host,
         "action": event.action.value,
-        "path": obj.path if obj else None,
-        "data_class": obj.data_class if obj else None,
+        "path": obj.get("path") if obj else None,
+        "data_class": obj.get("data_class") if obj else None,
         "occurred_at": event.occurred_at,
         "event_id": str(event.id),
     }
@@ -66,10 +82,15 @@ def ingest_events(session: Session, events: list[Event], *, source: str, process
     if processor is not None:
         # The policy version that judges these events enters the trail before them.
         processor.record_version(session)
-        fresh = [processor.enrich(e) for e in fresh]
-    rows = append_entries(
-        session, [PendingEntry("event", event_body(e, source), _search(e)) for e in fresh]
-    )
+        bodies = [event_body(e, source, processor.classify(e)) for e in fresh]
+    else:
+        bodies = [event_body(e, source) for e in fresh]
+    # A validated event's dump holds no floats and only ASCII keys: the C encoder gives its
+    # RFC 8785 bytes (canonical_json_plain; tested equal to rfc8785 on events).
+    rows = append_entries(session, [
+        PendingEntry("event", body, _search(e, body), canonical_json_plain(body))
+        for e, body in zip(fresh, bodies, strict=True)
+    ])
     _track_agents(session, fresh, source, processor)
     if processor is not None:
         processor.evaluate(session, list(zip(fresh, rows, strict=True)))

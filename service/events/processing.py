@@ -248,6 +248,11 @@ class PolicyProcessor:
         policy = self.state.policy
         return engine.enrich(event, policy) if policy is not None else event
 
+    def classify(self, event: Event) -> tuple[str | None, object]:
+        """Return (data class, destination kind) of an event under the policy in force."""
+        policy = self.state.policy
+        return engine.classify(event, policy) if policy is not None else (None, None)
+
     def evaluate(self, session: Session, pairs: list[tuple[Event, AppendedEntry]]) -> list[Alert]:
         """Evaluate stored events; store alerts, open or join incidents; return the alerts."""
         policy = self.state.policy
