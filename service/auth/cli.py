@@ -67,19 +67,24 @@ def user_passwd(app, username) -> None:
     click.echo(f"Đã đổi mật khẩu cho {user.username}")
 
 
-@user_cli.command("disable")
-@click.argument("username")
-@with_app
-def user_disable(app, username) -> None:
-    """Disable a user account (accounts are never deleted)."""
+def _apply_to_user(username: str, operation, done: str) -> None:
+    """Run an account operation on a user by name, commit, and say what was done."""
     session = get_session()
     try:
         user = operations.get_user(session, username)
     except operations.AccountError as exc:
         raise click.ClickException(str(exc)) from None
-    operations.disable_user(session, user, by="cli")
+    operation(session, user, by="cli")
     session.commit()
-    click.echo(f"Đã vô hiệu hóa {user.username}")
+    click.echo(f"{done} {user.username}")
+
+
+@user_cli.command("disable")
+@click.argument("username")
+@with_app
+def user_disable(app, username) -> None:
+    """Disable a user account (accounts are never deleted)."""
+    _apply_to_user(username, operations.disable_user, "Đã vô hiệu hóa")
 
 
 @user_cli.command("enable")
@@ -87,14 +92,7 @@ def user_disable(app, username) -> None:
 @with_app
 def user_enable(app, username) -> None:
     """Enable a disabled user account again."""
-    session = get_session()
-    try:
-        user = operations.get_user(session, username)
-    except operations.AccountError as exc:
-        raise click.ClickException(str(exc)) from None
-    operations.enable_user(session, user, by="cli")
-    session.commit()
-    click.echo(f"Đã kích hoạt lại {user.username}")
+    _apply_to_user(username, operations.enable_user, "Đã kích hoạt lại")
 
 
 @user_cli.command("list")
