@@ -184,3 +184,45 @@ def test_a_user_changes_their_own_password(app, client, make_user, login):
         s.close()
     assert entries == [{"by": "lan.nt", "user": "lan.nt"}]
     assert new not in user.password_hash
+
+
+def test_concurrent_first_failures_from_one_address_are_all_counted(app, make_user, monkeypatch):
+    """Racing first failures (PostgreSQL: separate transactions) neither error nor go missing."""
+    import threading
+
+    from service.auth import operations
+    from service.auth.models import LoginThrottle
+    from service.auth.operations import authenticate
+    from service.core.db import new_session
+
+    make_user("van_thu", "official")
+    # argon2's variable cost would spread the attempts out; without it they really collide
+    monkeypatch.setattr(operations, "verify_password", lambda stored, given: False)
+    barrier = threading.Barrier(4)
+    errors: list[BaseException] = []
+
+    def guess() -> None:
+        with app.app_context():
+            s = new_session()
+            try:
+                barrier.wait()
+                authenticate(s, "van_thu", "doan-sai", remote_addr="10.0.0.7")
+                s.commit()
+            except BaseException as exc:  # collected and asserted below
+                errors.append(exc)
+            finally:
+                s.close()
+
+    threads = [threading.Thread(target=guess) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    with app.app_context():
+        s = new_session()
+        rows = list(s.scalars(select(LoginThrottle)))
+        failed = s.scalar(select(func.count()).select_from(AuditEntry)
+                          .where(AuditEntry.kind == "auth.login_failed"))
+        s.close()
+    assert len(rows) == 1 and rows[0].failures == 4 and failed == 4

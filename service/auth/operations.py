@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import delete, func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from service.audit.log import record
@@ -204,11 +206,19 @@ ACCOUNT_LOCK_FACTOR = 4
 
 
 def _throttle(session: Session, username: str, remote_addr: str) -> LoginThrottle:
-    row = session.scalar(select(LoginThrottle).where(
-        LoginThrottle.username == username, LoginThrottle.remote_addr == remote_addr))
+    # FOR UPDATE: concurrent failures must add up, not overwrite each other (PostgreSQL;
+    # SQLite already runs one writer at a time).
+    query = select(LoginThrottle).where(
+        LoginThrottle.username == username, LoginThrottle.remote_addr == remote_addr
+    ).with_for_update()
+    row = session.scalar(query)
     if row is None:
-        row = LoginThrottle(username=username, remote_addr=remote_addr, failures=0)
-        session.add(row)
+        # Two first failures from one address at once (PostgreSQL): one insert wins, the other
+        # does nothing and reads the winner's row, so neither attempt errors or goes unaudited.
+        insert = (pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert)
+        session.execute(insert(LoginThrottle).values(
+            username=username, remote_addr=remote_addr, failures=0).on_conflict_do_nothing())
+        row = session.scalar(query)
     return row
 
 
@@ -230,10 +240,13 @@ def authenticate(
     now = utcnow()
     name = (username or "").strip().lower()[:64]
     source = (remote_addr or "-")[:64]
-    user = session.scalar(select(User).where(User.username == name))
+    # Locked (PostgreSQL) so that concurrent attempts count every failure; user first, then
+    # the throttle row, always in that order.
+    user = session.scalar(select(User).where(User.username == name).with_for_update())
     is_ok = verify_password(user.password_hash if user else None, password or "")
     reason: str | None = None
-    # Rows only for accounts that exist: guessed names must not grow the table.
+    # Rows only for accounts that exist (guessed names must not grow the table); a successful
+    # login deletes its pair's row.
     throttle = _throttle(session, name, source) if user is not None else None
     if user is None:
         reason = "bad_credentials"
@@ -250,10 +263,7 @@ def authenticate(
         user.failed_logins = 0
         user.locked_until_at = None
         user.last_login_at = now
-        if throttle.id is not None:
-            session.delete(throttle)
-        else:
-            session.expunge(throttle)
+        session.delete(throttle)
         session.flush()
         record(
             session,
