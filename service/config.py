@@ -37,6 +37,8 @@ class Settings(BaseModel):
     password_min_length: int = Field(default=10, ge=8, le=128)
     login_max_failures: int = Field(default=5, ge=1, le=100)
     login_lockout_seconds: int = Field(default=900, ge=1)
+    session_idle_minutes: int = Field(default=30, ge=1, le=24 * 60)
+    session_max_hours: int = Field(default=12, ge=1, le=7 * 24)
     checkpoint_interval_seconds: int = Field(default=60, ge=1)
     ack_sla_minutes: int = Field(default=15, ge=1)
     breach_notice_hours: int = Field(default=72, ge=1)

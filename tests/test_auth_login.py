@@ -226,3 +226,36 @@ def test_concurrent_first_failures_from_one_address_are_all_counted(app, make_us
                           .where(AuditEntry.kind == "auth.login_failed"))
         s.close()
     assert len(rows) == 1 and rows[0].failures == 4 and failed == 4
+
+
+def test_an_idle_session_is_signed_out_and_a_used_one_is_not(client, make_user, login):
+    import time
+
+    make_user("pho_ca", "police")
+    assert login("pho_ca").status_code == 302
+    assert client.get("/dashboard").status_code == 200
+    with client.session_transaction() as s:  # used 29 minutes ago: still fine, and refreshed
+        s["seen_at"] = int(time.time()) - 29 * 60
+    assert client.get("/dashboard").status_code == 200
+    with client.session_transaction() as s:
+        assert int(time.time()) - s["seen_at"] < 5
+        s["seen_at"] = int(time.time()) - 31 * 60  # left on an unattended PC
+    gone = client.get("/audit/?actor=x")
+    assert gone.status_code == 302
+    assert gone.headers["Location"].startswith("/login?next=/audit/")
+    page = client.get(gone.headers["Location"])
+    assert "Phiên làm việc đã hết hạn" in page.text
+    assert client.get("/dashboard").status_code == 302  # really signed out
+
+
+def test_a_session_ends_after_its_maximum_life_even_in_use(client, make_user, login):
+    import time
+
+    make_user("chu_tich2", "leader")
+    login("chu_tich2")
+    with client.session_transaction() as s:
+        s["signed_in_at"] = int(time.time()) - 13 * 3600
+        s["seen_at"] = int(time.time())
+    assert client.get("/dashboard").status_code == 302
+    with client.session_transaction() as s:
+        assert "_user_id" not in s and "signed_in_at" not in s

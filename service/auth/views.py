@@ -14,6 +14,7 @@ from wtforms.validators import DataRequired, EqualTo, Length
 
 from service.auth import operations
 from service.auth.access import public, roles_required
+from service.auth.login import start_session_clock
 from service.auth.passwords import verify_password
 from service.core.db import get_session
 
@@ -66,6 +67,7 @@ def login():
         session.commit()
         if result.user is not None:
             login_user(result.user)
+            start_session_clock()
             return redirect(_safe_next(request.args.get("next")))
         if result.reason == "locked":
             flash(_("Tài khoản tạm khóa do đăng nhập sai nhiều lần. Vui lòng thử lại sau."), "error")
