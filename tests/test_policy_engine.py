@@ -234,6 +234,18 @@ def test_working_hours_in_other_offsets_and_zones() -> None:
     assert clock.is_outside(datetime(2026, 3, 2, 6, 30, tzinfo=VN)) is True
 
 
+def test_yearly_holidays_hold_every_year_and_in_local_time() -> None:
+    clock = WorkingHoursClock(POLICY.env)
+    for year in (2026, 2027, 2031):
+        for month, day in ((1, 1), (4, 30), (5, 1), (9, 2)):
+            when = datetime(year, month, day, 9, 0, tzinfo=VN)
+            assert clock.is_outside(when), when  # even on a weekday at nine
+    assert clock.is_outside(datetime(2027, 3, 2, 9, 0, tzinfo=VN)) is False  # an ordinary Tuesday
+    # 1 January 01:30 local is still 31 December in UTC: the local date decides
+    assert clock.is_outside(datetime(2026, 12, 31, 18, 30, tzinfo=UTC)) is True
+    assert clock.is_outside(datetime(2027, 1, 4, 2, 0, tzinfo=UTC)) is False  # Monday 09:00 local
+
+
 def test_windowed_rule_through_evaluate_and_state_none() -> None:
     event = make_event(action="delete", unit="tt_hcc", object={"path": "D:\\HoSoTTHC\\a.pdf"})
     for _ in range(25):  # without a state every call starts from nothing

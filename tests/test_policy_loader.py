@@ -169,6 +169,15 @@ def test_unquoted_time_and_bad_timezone(tmp_path: Path) -> None:
     assert "settings.timezone" in fields
 
 
+def test_a_bad_yearly_holiday_names_its_line(tmp_path: Path) -> None:
+    root = copy_default(tmp_path)
+    text = edit(root / "settings.yaml", '"04-30"', '"04-31"')
+    problems = problems_of(root)
+    bad = [p for p in problems if p.field.startswith("settings.yearly_holidays")]
+    assert len(bad) == 1 and bad[0].field == "settings.yearly_holidays[1]"
+    assert bad[0].line == line_of(text, '"04-31"') and "MM-DD" in bad[0].message
+
+
 def test_not_utf8_reports_the_line(tmp_path: Path) -> None:
     root = tmp_path / "p"
     root.mkdir()

@@ -162,6 +162,8 @@ class CompileEnv:
     work_start_s: int
     work_end_s: int
     holidays: frozenset[date]
+    # (month, day) pairs that are holidays every year
+    yearly_holidays: frozenset[tuple[int, int]] = frozenset()
     # (offset, first year, last year) when the zone kept one UTC offset over those years
     fixed_offset: tuple[timedelta, int, int] | None = None
 
@@ -201,6 +203,7 @@ class WorkingHoursClock:
         "_last_year",
         "_start",
         "_workdays",
+        "_yearly",
         "_zone",
     )
 
@@ -211,6 +214,7 @@ class WorkingHoursClock:
         self._first_year, self._last_year = (fixed[1], fixed[2]) if fixed else (0, -1)
         self._workdays = env.workdays
         self._holidays = frozenset(day.toordinal() for day in env.holidays)
+        self._yearly = env.yearly_holidays
         self._start = env.work_start_s
         self._end = env.work_end_s
 
@@ -223,6 +227,8 @@ class WorkingHoursClock:
             when = when.astimezone(self._zone)
         ordinal = when.toordinal()
         if ordinal in self._holidays or (ordinal - 1) % 7 not in self._workdays:
+            return True
+        if self._yearly and (when.month, when.day) in self._yearly:
             return True
         second = when.hour * 3600 + when.minute * 60 + when.second
         return second < self._start or second >= self._end

@@ -311,6 +311,7 @@ def build_env(settings: Settings, data_classes: Sequence[DataClassSpec], units: 
         work_start_s=hours.start.hour * 3600 + hours.start.minute * 60,
         work_end_s=hours.end.hour * 3600 + hours.end.minute * 60,
         holidays=frozenset(settings.holidays),
+        yearly_holidays=frozenset((int(md[:2]), int(md[3:])) for md in settings.yearly_holidays),
         fixed_offset=fixed_offset_span(zone),
     )
 

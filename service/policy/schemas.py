@@ -119,7 +119,23 @@ def _upper_letter(value: Any) -> Any:
     return value.strip().rstrip(":").upper() if isinstance(value, str) else value
 
 
+def _parse_month_day(value: Any) -> Any:
+    # "MM-DD": the same day every year (YAML would read an unquoted 01-01 as text anyway).
+    if isinstance(value, str):
+        match = re.fullmatch(r"(\d{2})-(\d{2})", value.strip())
+        if match:
+            month, day = int(match[1]), int(match[2])
+            try:
+                date(2000, month, day)  # a leap year: 02-29 is allowed
+            except ValueError:
+                pass
+            else:
+                return value.strip()
+    raise ValueError("ngày lặp lại hằng năm dạng MM-DD / a yearly day must be MM-DD")
+
+
 ClockTime = Annotated[time, BeforeValidator(_parse_clock)]
+MonthDay = Annotated[str, BeforeValidator(_parse_month_day)]
 Day = Annotated[date, BeforeValidator(_parse_day)]
 Domain = Annotated[
     str, BeforeValidator(_lower_domain), StringConstraints(max_length=253, pattern=_DOMAIN.pattern)
@@ -158,6 +174,8 @@ class Settings(_Strict):
     timezone: str = "Asia/Ho_Chi_Minh"
     working_hours: WorkingHours = Field(default_factory=WorkingHours)
     holidays: list[Day] = Field(default_factory=list)
+    # Public holidays on the same solar date every year (Labour Code 2019, art. 112).
+    yearly_holidays: list[MonthDay] = Field(default_factory=list)
 
     @field_validator("timezone")
     @classmethod
