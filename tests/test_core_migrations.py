@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
@@ -22,3 +23,44 @@ def test_upgraded_schema_matches_the_models(app):
 def test_database_is_at_the_newest_revision(app):
     with app.app_context():
         assert current_revision(get_engine()) == "0003"
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_a_first_session_database_upgrades_and_keeps_its_data(kind, tmp_path):
+    """A data directory made at revision 0001 upgrades in place; accounts and agents survive."""
+    import contextlib
+
+    from alembic import command
+    from sqlalchemy import create_engine, text
+
+    from service.core import migrate
+    from tests.test_reliability_support import fresh_pg_schema
+
+    place = (contextlib.nullcontext(f"sqlite:///{tmp_path / 'cu.db'}") if kind == "sqlite"
+             else fresh_pg_schema())
+    with place as url:
+        engine = create_engine(url)
+        try:
+            cfg = migrate._config()
+            with engine.begin() as conn:
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "0001")
+                conn.execute(text(
+                    "INSERT INTO \"user\" (username, full_name, email, roles, password_hash, "
+                    "is_disabled, failed_logins, created_at) VALUES ('cu', '', 'cu@x.vn', '[]', 'h', "
+                    ":f, 0, :t)"), {"f": False, "t": "2026-11-01 00:00:00"})
+                conn.execute(text(
+                    "INSERT INTO agent (agent_id, source, missing_events, is_silence_reported) "
+                    "VALUES ('pc-1', 'nguon', 0, :f)"), {"f": False})
+            with pytest.raises(migrate.SchemaError, match="older"):
+                migrate.check(engine)
+            migrate.upgrade(engine)
+            migrate.check(engine)
+            with engine.connect() as conn:
+                assert conn.execute(text('SELECT username FROM "user"')).scalar_one() == "cu"
+                assert conn.execute(text("SELECT config_hash FROM agent")).scalar_one() is None
+                assert conn.execute(text("SELECT count(*) FROM login_throttle")).scalar_one() == 0
+                diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+            assert diff == []
+        finally:
+            engine.dispose()
