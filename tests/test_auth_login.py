@@ -259,3 +259,35 @@ def test_a_session_ends_after_its_maximum_life_even_in_use(client, make_user, lo
     assert client.get("/dashboard").status_code == 302
     with client.session_transaction() as s:
         assert "_user_id" not in s and "signed_in_at" not in s
+
+
+def test_admin_sees_and_lifts_lockouts_without_changing_the_password(app, client, make_user, login):
+    from service.auth.models import User
+    from service.auth.operations import ACCOUNT_LOCK_FACTOR, authenticate
+    from service.core.db import new_session
+
+    make_user("chu_tich3", "leader")
+    make_user("quan_tri3", "admin")
+    with app.app_context():
+        s = new_session()
+        for index in range(5 * ACCOUNT_LOCK_FACTOR):
+            authenticate(s, "chu_tich3", "doan", remote_addr=f"10.9.0.{index % 4}")
+        s.commit()
+        user_id = s.scalar(select(User).where(User.username == "chu_tich3")).id
+        s.close()
+    login("quan_tri3")
+    page = client.get(f"/admin/users/{user_id}").text
+    assert "<code>10.9.0.0</code>" in page and "<code>10.9.0.3</code>" in page
+    assert f'action="/admin/users/{user_id}/unlock"' in page
+    assert client.post(f"/admin/users/{user_id}/unlock").status_code == 400  # no CSRF token
+    token = csrf_token_from(client, f"/admin/users/{user_id}")
+    assert client.post(f"/admin/users/{user_id}/unlock", data={"csrf_token": token}).status_code == 302
+    assert "/unlock" not in client.get(f"/admin/users/{user_id}").text
+    with app.app_context():
+        s = new_session()
+        assert authenticate(s, "chu_tich3", PASSWORD, remote_addr="10.9.0.0").user is not None
+        entry = json.loads(s.scalars(select(AuditEntry.body).where(
+            AuditEntry.kind == "user.unlocked")).one())["body"]
+        s.commit()
+        s.close()
+    assert entry["account_wide"] is True and sorted(entry["sources"]) == [f"10.9.0.{i}" for i in range(4)]

@@ -33,6 +33,7 @@ ROUTE_ACCESS: dict[str, object] = {
     "admin.user_password": {"admin"},
     "admin.user_disable": {"admin"},
     "admin.user_enable": {"admin"},
+    "admin.user_unlock": {"admin"},
     "auth.change_own_password": ANY,
     "admin.tokens": {"admin"},
     "admin.token_create": {"admin"},

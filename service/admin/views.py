@@ -107,6 +107,7 @@ def _render_user(user: User, status: int = 200, *, new_password: str | None = No
     roles_form = roles_form or forms.RolesForm(data={"roles": list(user.roles)})
     return render_template(
         "admin/user_edit.html", user=user, now=utcnow(), new_password=new_password,
+        lockouts=operations.active_lockouts(get_session(), user),
         roles_form=roles_form, password_form=password_form or forms.ResetPasswordForm(),
         disable_form=disable_form or forms.DisableUserForm(),
     ), status
@@ -199,6 +200,20 @@ def user_disable(user_id: int):
         operations.disable_user(session, user, by=current_user.username)
         session.commit()
     flash(_("Đã vô hiệu hóa tài khoản %(name)s.", name=user.username), "success")
+    return redirect(url_for("admin.user_edit", user_id=user.id))
+
+
+@bp.route("/users/<int:user_id>/unlock", methods=["POST"])
+@roles_required("admin")
+def user_unlock(user_id: int):
+    """Lift an account's login lockouts (every source address and account-wide)."""
+    user = _get_user(user_id)
+    if not forms.UnlockUserForm().validate_on_submit():
+        return _render_user(user, 400)
+    session = get_session()
+    operations.unlock_user(session, user, by=current_user.username)
+    session.commit()
+    flash(_("Đã gỡ khóa đăng nhập của %(name)s.", name=user.username), "success")
     return redirect(url_for("admin.user_edit", user_id=user.id))
 
 

@@ -120,6 +120,25 @@ def _announce(session: Session, headline: str, details: list[str], *, by: str,
     notify_security_change(session, headline=headline, details=details, by=by, also=also)
 
 
+def active_lockouts(session: Session, user: User) -> list[LoginThrottle]:
+    """Return the source addresses currently locked out of this account, soonest end first."""
+    return list(session.scalars(
+        select(LoginThrottle).where(LoginThrottle.username == user.username,
+                                    LoginThrottle.locked_until_at > utcnow())
+        .order_by(LoginThrottle.locked_until_at)))
+
+
+def unlock_user(session: Session, user: User, *, by: str) -> None:
+    """Lift every lockout of an account (all sources and account-wide) and audit it."""
+    sources = [row.remote_addr for row in active_lockouts(session, user)]
+    was_locked = user.locked_until_at is not None and user.locked_until_at > utcnow()
+    _clear_lockouts(session, user)
+    session.flush()
+    record(session, "user.unlocked",
+           {"by": by, "user": user.username, "sources": sources, "account_wide": was_locked},
+           actor=by)
+
+
 def _clear_lockouts(session: Session, user: User) -> None:
     user.failed_logins = 0
     user.locked_until_at = None
