@@ -95,3 +95,30 @@ def test_tampering_is_refused(tmp_path: Path, tamper: str):
     with pytest.raises(SealError):
         _open(tmp_path, sealed)
     assert not (tmp_path / "out").exists()
+
+
+def test_existing_targets_and_planted_symlinks_are_never_written(tmp_path: Path):
+    sealed = _seal(tmp_path, b"du lieu")
+    kept = tmp_path / "kept"
+    kept.write_bytes(b"khong duoc ghi de")
+    with pytest.raises(FileExistsError):
+        open_sealed(sealed, kept, PASS)
+    assert kept.read_bytes() == b"khong duoc ghi de"  # refused, and not removed either
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"nan nhan")
+    (tmp_path / "trap").symlink_to(victim)
+    with pytest.raises(FileExistsError):
+        seal_file(tmp_path / "plain", tmp_path / "trap", PASS, **FAST)
+    assert victim.read_bytes() == b"nan nhan"
+
+
+def test_a_crafted_header_cannot_ask_for_huge_scrypt_work(tmp_path: Path):
+    sealed = _seal(tmp_path, b"x" * 100)
+    raw = sealed.read_bytes()
+    (size,) = struct.unpack(">I", raw[len(MAGIC):len(MAGIC) + 4])
+    header = raw[len(MAGIC) + 4:len(MAGIC) + 4 + size]
+    greedy = header.replace(b'"n": 1024', b'"n": 1048576')
+    assert greedy != header
+    sealed.write_bytes(MAGIC + struct.pack(">I", len(greedy)) + greedy + raw[len(MAGIC) + 4 + size:])
+    with pytest.raises(SealError, match="bad sealing parameters"):
+        _open(tmp_path, sealed)

@@ -222,6 +222,32 @@ def test_backup_with_keys_is_sealed_and_restores_only_with_its_passphrase(
     assert verified.exit_code == 0, verified.output
 
 
+def test_a_sealed_backup_never_puts_plaintext_beside_the_output(
+        app, runner, tmp_path, settings_overrides, monkeypatch):
+    """The plaintext zip (keys included) is built in the private data directory, not on the stick."""
+    from service.core import backup as backup_module
+
+    stick = tmp_path / "usb"
+    seen: dict = {}
+    real_seal = backup_module.seal_file
+
+    def watching_seal(source, target, passphrase, **kw):
+        seen["source"] = Path(source)
+        seen["on_stick"] = sorted(p.name for p in stick.iterdir())
+        return real_seal(source, target, passphrase, **kw)
+
+    monkeypatch.setattr(backup_module, "seal_file", watching_seal)
+    monkeypatch.setenv("CANHGAC_BACKUP_PASSPHRASE", "tu khoa niem phong 2026")
+    result = runner.invoke(["backup", "-o", str(stick / "sao-luu.zip"), "--with-keys"])
+    assert result.exit_code == 0, result.output
+    data_dir = Path(settings_overrides["data_dir"]).resolve()
+    assert seen["source"].resolve().parent == data_dir
+    assert seen["on_stick"] == []  # nothing at all on the stick while the plaintext exists
+    assert sorted(p.name for p in stick.iterdir()) == ["sao-luu.zip"]
+    assert not seen["source"].exists()
+    assert not [p for p in data_dir.iterdir() if p.name.startswith(".canhgac-backup-")]
+
+
 def test_a_short_backup_passphrase_is_refused_before_any_work(runner, tmp_path, monkeypatch):
     monkeypatch.setenv("CANHGAC_BACKUP_PASSPHRASE", "ngan")
     result = runner.invoke(["backup", "-o", str(tmp_path / "b.zip"), "--encrypt"])

@@ -29,6 +29,7 @@ import hashlib
 import json
 import os
 import re
+import secrets
 import shutil
 import sqlite3
 import tempfile
@@ -309,7 +310,11 @@ def create_backup(settings, output: Path, *, with_keys: bool = False, passphrase
         dialect = engine.dialect.name
         output = Path(output)
         output.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=".canhgac-backup-", suffix=".zip", dir=output.parent)
+        # A sealed backup's plaintext (keys included) is built in the private data directory,
+        # never beside the output: on a USB stick an unlinked file is not an erased one.
+        private = Path(settings.data_dir)
+        scratch_dir = private if passphrase is not None else output.parent
+        fd, tmp_name = tempfile.mkstemp(prefix=".canhgac-backup-", suffix=".zip", dir=scratch_dir)
         os.close(fd)
         tmp = Path(tmp_name)
         os.chmod(tmp, 0o600)  # personal data (and maybe keys): owner only
@@ -317,7 +322,7 @@ def create_backup(settings, output: Path, *, with_keys: bool = False, passphrase
             with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as archive:
                 packer = _Packer(archive)
                 if dialect == "sqlite":
-                    with tempfile.TemporaryDirectory(prefix="canhgac-backup-") as scratch:
+                    with tempfile.TemporaryDirectory(prefix=".canhgac-backup-", dir=private) as scratch:
                         copy = Path(scratch) / SQLITE_MEMBER
                         _copy_sqlite(_sqlite_path(url), copy)
                         facts, counts = _sqlite_snapshot(copy)
@@ -348,7 +353,7 @@ def create_backup(settings, output: Path, *, with_keys: bool = False, passphrase
             with tmp.open("rb") as fh:
                 os.fsync(fh.fileno())
             if passphrase is not None:
-                sealed = tmp.with_name(tmp.name + ".sealed")
+                sealed = output.with_name(f".{output.name}.{secrets.token_hex(8)}.sealed")
                 try:
                     seal_file(tmp, sealed, passphrase)
                     os.replace(sealed, output)
@@ -583,7 +588,10 @@ def restore_backup(settings, backup: Path, *, passphrase: str | None = None) -> 
     if passphrase is None:
         raise BackupError("bản sao lưu đã mã hóa: cần cụm mật khẩu / the backup is encrypted: "
                           "give its passphrase (CANHGAC_BACKUP_PASSPHRASE or the prompt)")
-    with tempfile.TemporaryDirectory(prefix="canhgac-restore-") as scratch:
+    # The plaintext (keys included) goes into a private folder beside the new data directory,
+    # on the server's own disk, and is removed whatever happens.
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".canhgac-restore-", dir=data_dir.parent) as scratch:
         plain = Path(scratch) / "backup.zip"
         try:
             open_sealed(backup, plain, passphrase)

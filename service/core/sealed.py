@@ -22,6 +22,7 @@ import os
 import struct
 from io import BufferedReader
 from pathlib import Path
+from typing import BinaryIO
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -33,6 +34,11 @@ MIN_PASSPHRASE = 12
 # scrypt cost: 2**17 × 8 × 128 bytes = 128 MiB and about half a second, per open or seal.
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 1 << 17, 8, 1
 _MAX_HEADER = 4096
+# What open_sealed accepts from a header before anything is authenticated: a crafted file
+# must not make a restore spend gigabytes of memory on scrypt or one chunk.
+_MAX_N, _MAX_R, _MAX_P, _MAX_CHUNK = 1 << 18, 8, 2, 8 << 20
+# New files only: never follow a planted symlink, never reuse an existing name.
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
 _LENGTH = struct.Struct(">I")
 
 
@@ -63,7 +69,7 @@ def _nonce(prefix: bytes, number: int, is_last: bool) -> bytes:
 
 def seal_file(source: Path, target: Path, passphrase: str, *, chunk: int = CHUNK,
               scrypt_n: int = SCRYPT_N) -> None:
-    """Write ``source`` sealed with ``passphrase`` to ``target`` (owner-only, fsynced)."""
+    """Write ``source`` sealed with ``passphrase`` to a new file ``target`` (owner-only, fsynced)."""
     check_passphrase(passphrase)
     salt, prefix = os.urandom(16), os.urandom(7)
     header = json.dumps({
@@ -73,7 +79,7 @@ def seal_file(source: Path, target: Path, passphrase: str, *, chunk: int = CHUNK
     }, sort_keys=True).encode()
     aead = AESGCM(_key(passphrase, salt, scrypt_n, SCRYPT_R, SCRYPT_P))
     aad = hashlib.sha256(MAGIC + header).digest()
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = os.open(target, _CREATE, 0o600)
     with os.fdopen(fd, "wb") as out, Path(source).open("rb") as src:
         out.write(MAGIC + _LENGTH.pack(len(header)) + header)
         number = 0
@@ -124,41 +130,42 @@ def open_sealed(source: Path, target: Path, passphrase: str) -> None:
     A wrong passphrase and a damaged file look the same (authentication fails); either way
     ``target`` is removed, so no partial plaintext is left behind.
     """
+    fd = os.open(target, _CREATE, 0o600)  # an existing file is refused, and so never removed
     try:
-        _open_sealed(Path(source), Path(target), passphrase)
+        with os.fdopen(fd, "wb") as out:
+            _open_sealed(Path(source), out, passphrase)
     except BaseException:
         Path(target).unlink(missing_ok=True)
         raise
 
 
-def _open_sealed(source: Path, target: Path, passphrase: str) -> None:
+def _open_sealed(source: Path, out: BinaryIO, passphrase: str) -> None:
     with source.open("rb") as fh:
         header, params = _read_header(fh)
         n, r, p = int(params["n"]), int(params["r"]), int(params["p"])
-        if not (1 < n <= 1 << 20 and n & (n - 1) == 0 and 1 <= r <= 32 and 1 <= p <= 16):
-            raise SealError("tham số scrypt không hợp lệ / bad scrypt parameters")
+        if not (1 < n <= _MAX_N and n & (n - 1) == 0 and 1 <= r <= _MAX_R and 1 <= p <= _MAX_P
+                and 1 <= int(params["chunk"]) <= _MAX_CHUNK):
+            raise SealError("tham số không hợp lệ / bad sealing parameters")
         aead = AESGCM(_key(passphrase, base64.b64decode(params["salt"]), n, r, p))
         prefix = base64.b64decode(params["nonce_prefix"])
         limit = int(params["chunk"]) + 16
         aad = hashlib.sha256(MAGIC + header).digest()
-        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as out:
-            number = 0
-            while True:
-                (size,) = _LENGTH.unpack(_read_exact(fh, 4))
-                if size > limit:
-                    raise SealError("khối hỏng / damaged chunk")
-                sealed = _read_exact(fh, size)
-                # the last chunk is the one the file ends with; its nonce says so too
-                is_last = not fh.peek(1)
-                try:
-                    block = aead.decrypt(_nonce(prefix, number, is_last), sealed, aad)
-                except InvalidTag:
-                    raise SealError("sai cụm mật khẩu hoặc tệp đã bị sửa / wrong passphrase or "
-                                    "the file was changed") from None
-                out.write(block)
-                if is_last:
-                    break
-                number += 1
-            out.flush()
-            os.fsync(out.fileno())
+        number = 0
+        while True:
+            (size,) = _LENGTH.unpack(_read_exact(fh, 4))
+            if size > limit:
+                raise SealError("khối hỏng / damaged chunk")
+            sealed = _read_exact(fh, size)
+            # the last chunk is the one the file ends with; its nonce says so too
+            is_last = not fh.peek(1)
+            try:
+                block = aead.decrypt(_nonce(prefix, number, is_last), sealed, aad)
+            except InvalidTag:
+                raise SealError("sai cụm mật khẩu hoặc tệp đã bị sửa / wrong passphrase or "
+                                "the file was changed") from None
+            out.write(block)
+            if is_last:
+                break
+            number += 1
+        out.flush()
+        os.fsync(out.fileno())
