@@ -291,3 +291,29 @@ def test_admin_sees_and_lifts_lockouts_without_changing_the_password(app, client
         s.commit()
         s.close()
     assert entry["account_wide"] is True and sorted(entry["sources"]) == [f"10.9.0.{i}" for i in range(4)]
+
+
+def test_a_changed_password_ends_every_other_session(app, client, make_user, login):
+    make_user("ke_toan", "official")
+    other = app.test_client()
+    assert login("ke_toan").status_code == 302
+    assert login("ke_toan", c=other).status_code == 302
+    assert other.get("/account/password").status_code == 200
+    token = csrf_token_from(client, "/account/password")
+    new = "mat-khau-moi-cua-ke-toan"
+    assert client.post("/account/password", data={"csrf_token": token, "current": PASSWORD,
+                                                  "password": new, "confirm": new}).status_code == 302
+    assert client.get("/account/password").status_code == 200  # the session that changed it goes on
+    assert other.get("/account/password").status_code == 302  # the other browser is signed out
+    # an admin reset ends the remaining session too
+    from service.auth import operations
+    from service.auth.models import User
+    from service.core.db import new_session
+
+    with app.app_context():
+        s = new_session()
+        user = s.scalar(select(User).where(User.username == "ke_toan"))
+        operations.change_password(s, user, "dat-lai-boi-quan-tri", by="quan_tri")
+        s.commit()
+        s.close()
+    assert client.get("/account/password").status_code == 302

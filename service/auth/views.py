@@ -67,7 +67,7 @@ def login():
         session.commit()
         if result.user is not None:
             login_user(result.user)
-            start_session_clock()
+            start_session_clock(result.user)
             return redirect(_safe_next(request.args.get("next")))
         if result.reason == "locked":
             flash(_("Tài khoản tạm khóa do đăng nhập sai nhiều lần. Vui lòng thử lại sau."), "error")
@@ -117,5 +117,6 @@ def change_own_password():
         flash(str(exc), "error")
         return render_template("auth/password.html", form=form), 400
     session.commit()
+    start_session_clock(user)  # this session goes on; every other one of this user ends
     flash(_("Đã đổi mật khẩu."), "success")
     return redirect(url_for("web.home"))
