@@ -317,3 +317,25 @@ def test_a_changed_password_ends_every_other_session(app, client, make_user, log
         s.commit()
         s.close()
     assert client.get("/account/password").status_code == 302
+
+
+def test_guessing_the_current_password_locks_and_signs_out(app, client, make_user, login):
+    make_user("thu_quy", "official")
+    login("thu_quy")
+    token = csrf_token_from(client, "/account/password")
+    answers = [client.post("/account/password", data={
+        "csrf_token": token, "current": f"doan-{n}-sai-roi", "password": "mat-khau-moi-2026-a",
+        "confirm": "mat-khau-moi-2026-a"}) for n in range(5)]
+    assert [a.status_code for a in answers] == [400, 400, 400, 400, 302]
+    assert answers[-1].headers["Location"] == "/login"
+    assert client.get("/account/password").status_code == 302  # signed out
+    assert login("thu_quy").status_code == 401  # and locked from this address
+    with app.app_context():
+        from service.core.db import new_session
+
+        s = new_session()
+        reasons = [json.loads(b)["body"]["reason"] for b in s.scalars(
+            select(AuditEntry.body).where(AuditEntry.kind == "auth.password_check_failed")
+            .order_by(AuditEntry.seq))]
+        s.close()
+    assert reasons == ["bad_credentials"] * 4 + ["locked"]

@@ -303,6 +303,38 @@ def authenticate(
     return LoginResult(None, reason)
 
 
+def check_current_password(
+    session: Session, user: User, password: str, *, remote_addr: str | None,
+    max_failures: int = 5, lockout_seconds: int = 900,
+) -> str | None:
+    """Check a signed-in user's password again; return None if right, else the reason.
+
+    Wrong answers count like failed logins (same per-address and account-wide lockouts)
+    and are audited: a signed-in, unattended PC must not become a free password oracle.
+    """
+    now = utcnow()
+    source = (remote_addr or "-")[:64]
+    session.scalar(select(User).where(User.id == user.id).with_for_update())  # as in authenticate
+    throttle = _throttle(session, user.username, source)
+    if (user.locked_until_at is not None and user.locked_until_at > now) or (
+            throttle.locked_until_at is not None and throttle.locked_until_at > now):
+        reason = "locked"
+    elif verify_password(user.password_hash, password or ""):
+        if not throttle.failures and throttle.locked_until_at is None:
+            session.delete(throttle)  # nothing to remember
+        return None
+    else:
+        _count_failure(session, user, throttle, now, max_failures, lockout_seconds)
+        is_locked = (throttle.locked_until_at is not None and throttle.locked_until_at > now) or (
+            user.locked_until_at is not None and user.locked_until_at > now)
+        reason = "locked" if is_locked else "bad_credentials"
+    session.flush()
+    record(session, "auth.password_check_failed",
+           {"actor": user.username, "reason": reason, "remote_addr": remote_addr},
+           actor=user.username)
+    return reason
+
+
 def _count_failure(session: Session, user: User, throttle: LoginThrottle, now, max_failures: int,
                    lockout_seconds: int) -> None:
     until = now + timedelta(seconds=lockout_seconds)

@@ -15,7 +15,6 @@ from wtforms.validators import DataRequired, EqualTo, Length
 from service.auth import operations
 from service.auth.access import public, roles_required
 from service.auth.login import start_session_clock
-from service.auth.passwords import verify_password
 from service.core.db import get_session
 
 bp = Blueprint("auth", __name__)
@@ -102,8 +101,18 @@ def change_own_password():
         return render_template("auth/password.html", form=form), status
     session = get_session()
     user = current_user._get_current_object()
-    # Asked again so an unlocked, unattended PC is not enough to take the account over.
-    if not verify_password(user.password_hash, form.current.data):
+    settings = current_app.config["SETTINGS"]
+    # Asked again so an unlocked, unattended PC is not enough to take the account over; wrong
+    # answers count towards the lockout, and a locked account is signed out here.
+    refused = operations.check_current_password(
+        session, user, form.current.data, remote_addr=request.remote_addr,
+        max_failures=settings.login_max_failures, lockout_seconds=settings.login_lockout_seconds)
+    if refused is not None:
+        session.commit()
+        if refused == "locked":
+            logout_user()
+            flash(_("Tài khoản tạm khóa do đăng nhập sai nhiều lần. Vui lòng thử lại sau."), "error")
+            return redirect(url_for("auth.login"))
         flash(_("Mật khẩu hiện tại không đúng."), "error")
         return render_template("auth/password.html", form=form), 400
     try:
