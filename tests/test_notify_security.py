@@ -231,3 +231,32 @@ def test_queued_entries_of_notices_name_no_secrets(app, people):
     for body in bodies:
         assert json.loads(body)["body"]["kind"] == KIND
         assert token not in body
+
+
+def test_a_new_privileged_account_is_announced_but_seeding_is_not(app, runner, people):
+    assert notices(app) == []  # the fixture's accounts were seeded ("system")
+    result = runner.invoke(["user", "add", "cong_an_moi", "--role", "police", "--unit", "cong_an",
+                            "--email", "moi@nhanly.example"], env={"CANHGAC_USER_PASSWORD": "mat-khau-dai-2026"})
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(["user", "add", "can_bo_moi", "--role", "official", "--unit", "vh_xh",
+                            "--email", "cbm@nhanly.example"], env={"CANHGAC_USER_PASSWORD": "mat-khau-dai-2026"})
+    assert result.exit_code == 0, result.output
+    rows = notices(app)
+    assert {r.subject for r in rows} == {
+        "[Canh Gác] Thay đổi quyền: Đã tạo tài khoản cong_an_moi có vai trò công an"}
+    assert sorted(r.recipient_username for r in rows) == sorted([*WATCHERS, "cong_an_moi"])
+    assert "mat-khau-dai-2026" not in "".join(r.body for r in notices(app))
+
+
+def test_lifting_a_lockout_is_announced(app, people):
+    from service.auth.operations import authenticate, unlock_user
+
+    with app.app_context():
+        session = get_session()
+        for _ in range(5):
+            authenticate(session, "chu_tich", "doan-sai", remote_addr="10.1.1.1")
+        operations.unlock_user(session, _user(session, "chu_tich"), by="quan_tri")
+        unlock_user(session, _user(session, "chu_tich"), by="quan_tri")  # nothing locked: silent
+        session.commit()
+    assert headlines(app) == ["[Canh Gác] Thay đổi quyền: Đã gỡ khóa đăng nhập của tài khoản chu_tich"]
+    assert "Phạm vi khóa được gỡ: 1 địa chỉ." in notices(app)[0].body

@@ -59,6 +59,9 @@ def _user_summary(user: User) -> dict:
     return {"username": user.username, "roles": sorted(user.roles), "unit": user.unit}
 
 
+SEEDING_ACTORS = frozenset({"system", "init"})
+
+
 def create_user(
     session: Session,
     *,
@@ -100,6 +103,11 @@ def create_user(
     session.add(user)
     session.flush()
     record(session, "user.created", {"by": by, "user": _user_summary(user)}, actor=by)
+    # Seeding ("init", the demo, test fixtures) runs before anyone watches; after that a new
+    # admin, leader or police account is a change of who may do what.
+    if by not in SEEDING_ACTORS and user.has_role(Role.ADMIN, Role.LEADER, Role.POLICE):
+        _announce(session, f"Đã tạo tài khoản {user.username} có vai trò {_roles_text(user.roles)}",
+                  [f"Đơn vị: {user.unit or 'không'}."], by=by)
     return user
 
 
@@ -129,14 +137,25 @@ def active_lockouts(session: Session, user: User) -> list[LoginThrottle]:
 
 
 def unlock_user(session: Session, user: User, *, by: str) -> None:
-    """Lift every lockout of an account (all sources and account-wide) and audit it."""
+    """Lift every lockout of an account (all sources and account-wide), audit and announce it.
+
+    The account-wide failure count is kept: unlocking between rounds of guesses must not
+    reset the budget (only a successful login or a new password does). Announced because an
+    admin unlocking again and again is how they would guess a leader's password.
+    """
     sources = [row.remote_addr for row in active_lockouts(session, user)]
     was_locked = user.locked_until_at is not None and user.locked_until_at > utcnow()
-    _clear_lockouts(session, user)
+    user.locked_until_at = None
+    session.execute(delete(LoginThrottle).where(LoginThrottle.username == user.username))
     session.flush()
     record(session, "user.unlocked",
            {"by": by, "user": user.username, "sources": sources, "account_wide": was_locked},
            actor=by)
+    if sources or was_locked:
+        scope = "toàn tài khoản" if was_locked else f"{len(sources)} địa chỉ"
+        _announce(session, f"Đã gỡ khóa đăng nhập của tài khoản {user.username}",
+                  [f"Phạm vi khóa được gỡ: {scope}.",
+                   f"Vai trò của tài khoản: {_roles_text(user.roles)}."], by=by)
 
 
 def _clear_lockouts(session: Session, user: User) -> None:
