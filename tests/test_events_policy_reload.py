@@ -11,6 +11,7 @@ from sqlalchemy import select
 from service.audit.models import AuditEntry
 from service.core.db import new_session
 from service.incidents.models import Alert
+from service.notify.models import OutboxMessage
 from service.policy.loader import default_policy_dir
 
 
@@ -102,3 +103,63 @@ def test_windows_survive_a_restart(app, settings_overrides):
         s.close()
     assert len(processor.windows) > 0
     restarted.extensions["canhgac.engine"].dispose()
+
+
+def _restart(settings_overrides):
+    from service import create_app
+    from service.config import load_settings
+
+    app = create_app(load_settings({**settings_overrides, "policy_reload": False}, environ={}))
+    app.extensions["canhgac.processor"].start()
+    return app
+
+
+def _security_subjects(app) -> list[str]:
+    with app.app_context():
+        s = new_session()
+        try:
+            return [m.subject for m in s.scalars(
+                select(OutboxMessage).where(OutboxMessage.kind == "security.change")
+                .order_by(OutboxMessage.id))]
+        finally:
+            s.close()
+
+
+def test_a_policy_changed_while_stopped_is_announced_at_start(app, settings_overrides, make_user):
+    make_user("chu_tich", "leader")
+    app.extensions["canhgac.processor"].start()  # version 1 recorded
+    rules = settings_overrides["policy_dir"] / "rules.yaml"
+    first = app.extensions["canhgac.processor"].state.policy.hash
+    rules.write_text(rules.read_text(encoding="utf-8").replace(
+        'title: "Xóa hàng loạt tệp dữ liệu cá nhân"', 'title: "Xóa nhiều tệp dữ liệu cá nhân"', 1),
+        encoding="utf-8")
+    restarted = _restart(settings_overrides)  # the files changed while the service was down
+    try:
+        assert _security_subjects(restarted) == [
+            "[Canh Gác] Thay đổi quyền: Chính sách phát hiện đang áp dụng khác phiên bản được ghi lần trước"]
+        with restarted.app_context():
+            s = new_session()
+            body = s.scalar(select(OutboxMessage.body))
+            s.close()
+        now = restarted.extensions["canhgac.processor"].state.policy.hash
+        assert now != first and first[:16] in body and now[:16] in body
+        again = _restart(settings_overrides)  # same files: nothing new to say
+        assert len(_security_subjects(again)) == 1
+        again.extensions["canhgac.engine"].dispose()
+    finally:
+        restarted.extensions["canhgac.engine"].dispose()
+
+
+def test_a_broken_policy_at_start_runs_the_default_and_raises_an_alert(app, settings_overrides):
+    (settings_overrides["policy_dir"] / "rules.yaml").write_text("rules:\n  - id: [\n", encoding="utf-8")
+    restarted = _restart(settings_overrides)
+    try:
+        processor = restarted.extensions["canhgac.processor"]
+        assert processor.state.policy is not None and processor.state.last_error
+        with restarted.app_context():
+            s = new_session()
+            alert = s.scalar(select(Alert).where(Alert.rule_id == "policy.rejected"))
+            s.close()
+        assert alert is not None and "mặc định" in alert.explanation and "rules.yaml" in alert.explanation
+    finally:
+        restarted.extensions["canhgac.engine"].dispose()

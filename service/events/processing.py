@@ -7,6 +7,7 @@ from the trail at start, so they survive a restart), and what each verdict does 
 
 from __future__ import annotations
 
+import json
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -85,6 +86,26 @@ def _announce_policy_change(session: Session, previous: engine.Policy, current: 
     )
 
 
+def _announce_recorded_change(session: Session, last: dict, current: engine.Policy) -> None:
+    # Only the trail's record of the previous version is left: compare rule ids and hashes.
+    from service.notify.security import notify_security_change
+
+    before, after = set(last.get("rules") or ()), {r.id for r in current.rules}
+    lines = [f"Phiên bản ghi lần trước: {str(last.get('hash'))[:16]}…; phiên bản đang áp dụng: "
+             f"{current.hash[:16]}…. Tệp chính sách đã đổi khi dịch vụ không chạy hoặc khi khởi động."]
+    if before - after:
+        lines.append(f"Quy tắc không còn trong tệp: {', '.join(sorted(before - after))}.")
+    if after - before:
+        lines.append(f"Quy tắc mới: {', '.join(sorted(after - before))}.")
+    disabled = sorted(r.id for r in current.rules if not r.enabled)
+    if disabled:
+        lines.append(f"Quy tắc đang tắt: {', '.join(disabled)}.")
+    notify_security_change(
+        session, headline="Chính sách phát hiện đang áp dụng khác phiên bản được ghi lần trước",
+        details=lines, by="không xác định (tệp chính sách trên máy chủ đã được sửa)",
+    )
+
+
 def _verdict_body(verdict: Verdict, entry_seq: int | None) -> dict:
     g = verdict.group_key
     return {"rule_id": verdict.rule_id, "severity": str(verdict.severity),
@@ -141,8 +162,13 @@ class PolicyProcessor:
             self.state.test_results = results
             self.state.directory = directory
 
-    def record_version(self, session: Session) -> None:
-        """Write the policy version in force to the trail unless it is already the latest there."""
+    def record_version(self, session: Session, *, announce: bool = False) -> None:
+        """Write the policy version in force to the trail unless it is already the latest there.
+
+        With ``announce`` (at start), a version different from the last one recorded is
+        announced to leadership and police: the files were changed while the service was
+        stopped. Reloads announce their own, more detailed, change.
+        """
         policy = self.state.policy
         if policy is None or self._recorded_hash == policy.hash:
             return
@@ -155,6 +181,8 @@ class PolicyProcessor:
                 "hash": policy.hash, "files": list(policy.files),
                 "rules": [r.id for r in policy.rules], "directory": self.state.directory,
             })
+            if last is not None and announce:
+                _announce_recorded_change(session, json.loads(last)["body"], policy)
         self._recorded_hash = policy.hash
 
     def on_reloaded(self, policy: engine.Policy) -> None:
@@ -181,19 +209,23 @@ class PolicyProcessor:
         with self.app.app_context():
             session = new_session(self.app)
             try:
-                entry = log.record(session, "policy.rejected", {
-                    "reason": reason[:2000],
-                    "in_force": self.state.policy.hash if self.state.policy else None,
-                })
-                session.add(Alert(
-                    rule_id="policy.rejected", severity="high", response="alert",
-                    explanation="Chính sách mới bị từ chối, phiên bản cũ vẫn được áp dụng: "
-                    + reason[:300],
-                    entry_seq=entry.seq, group_key="policy.rejected",
-                ))
+                self._record_rejection(session, reason)
                 session.commit()
             finally:
                 session.close()
+
+    def _record_rejection(self, session: Session, reason: str, *, at_start: bool = False) -> None:
+        what = ("Chính sách đã cấu hình bị từ chối khi khởi động, chính sách mặc định được áp dụng: "
+                if at_start else "Chính sách mới bị từ chối, phiên bản cũ vẫn được áp dụng: ")
+        entry = log.record(session, "policy.rejected", {
+            "reason": reason[:2000],
+            "in_force": self.state.policy.hash if self.state.policy else None,
+        })
+        session.add(Alert(
+            rule_id="policy.rejected", severity="high", response="alert",
+            explanation=what + reason[:300],
+            entry_seq=entry.seq, group_key="policy.rejected",
+        ))
 
     def start_watching(self) -> None:
         """Watch the policy directory and reload on change (the last good version stays)."""
@@ -326,7 +358,10 @@ class PolicyProcessor:
         session = new_session(self.app)
         try:
             with self.app.app_context():
-                self.record_version(session)
+                if self.state.last_error:
+                    # the configured policy was refused at start: the default one runs instead
+                    self._record_rejection(session, self.state.last_error, at_start=True)
+                self.record_version(session, announce=True)
                 warmed = self.warm_up(session)
                 session.commit()
         finally:
