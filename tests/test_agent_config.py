@@ -134,5 +134,7 @@ def test_watch_fingerprint_changes_with_what_is_watched_only(tmp_path):
         {"include_default_egress": False},
         {"egress_roots": [{"path": str(tmp_path / "Zalo"), "kind": "messaging"}]},
         {"scan": {"max_bytes": 10}},
+        {"removable_poll_seconds": 1e9},
+        {"settle_seconds": 600},
     ):
         assert AgentConfig.model_validate({**base, **change}).watch_fingerprint() != fingerprint, change

@@ -232,7 +232,18 @@ def test_a_narrowed_agent_configuration_raises_an_alert(app, client, token):
         entries = [json.loads(e.body)["body"] for e in s.scalars(
             select(AuditEntry).where(AuditEntry.kind == "agent.config_changed").order_by(AuditEntry.seq))]
         s.close()
-    assert [a.severity for a in alerts] == ["high", "medium"]
+    # a heartbeat without a hash after a baseline (older or tampered build) is said once
+    no_hash = {"agent_id": "pc-vhxh-01", "host": "PC-VHXH-01"}
+    for _ in range(2):
+        assert client.post("/api/v1/agents/heartbeat", json=no_hash,
+                           headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    with app.app_context():
+        s = new_session()
+        alerts = list(s.scalars(select(Alert).where(Alert.rule_id == "agent.config_changed")
+                                .order_by(Alert.id)))
+        s.close()
+    assert "không còn báo mã băm" in alerts[-1].explanation and len(alerts) == 3
+    assert [a.severity for a in alerts] == ["high", "medium", "high"]
     assert "giảm từ 3 xuống 1" in alerts[0].explanation and "PC-VHXH-01" in alerts[0].explanation
     assert [(e["before"], e["after"], e["protected_roots_before"], e["protected_roots_after"])
             for e in entries] == [(first, narrowed, 3, 1), (narrowed, widened, 1, 4)]

@@ -125,7 +125,7 @@ class AgentConfig(_Strict):
         """Return the SHA-256 (hex) of what this agent watches and how, for the heartbeat.
 
         Covers every setting that widens or narrows monitoring (roots, ignore patterns,
-        removable detection, scan limits), none that only tunes transport. A changed value
+        removable detection and its timing, scan limits), none that only tunes transport. A changed value
         on the server means someone changed what this PC reports.
         """
         watched = {
@@ -133,6 +133,10 @@ class AgentConfig(_Strict):
             "egress_roots": [[str(r.path), r.kind] for r in self.egress_roots],
             "include_default_egress": self.include_default_egress,
             "auto_detect_removable": self.auto_detect_removable,
+            # a very slow poll or settle delay switches detection off as surely as a flag
+            "removable_poll_seconds": self.removable_poll_seconds,
+            "settle_seconds": self.settle_seconds,
+            "delete_settle_seconds": self.delete_settle_seconds,
             "ignore_patterns": list(self.ignore_patterns),
             "scan": self.scan.model_dump(mode="json"),
             "unit": self.unit,

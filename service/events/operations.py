@@ -168,7 +168,7 @@ def _record_renumbering(session: Session, agent: Agent, first_seq: int) -> None:
     agent.last_seq = first_seq - 1
 
 
-def _record_config_change(session: Session, agent: Agent, host: str, config_hash: str,
+def _record_config_change(session: Session, agent: Agent, host: str, config_hash: str | None,
                           protected_roots: int | None) -> None:
     from service.incidents.models import Alert
 
@@ -178,10 +178,15 @@ def _record_config_change(session: Session, agent: Agent, host: str, config_hash
                    {"agent_id": agent.agent_id, "host": host, "before": agent.config_hash,
                     "after": config_hash, "protected_roots_before": agent.protected_roots,
                     "protected_roots_after": protected_roots}, host=host)
-    detail = (f"số thư mục được bảo vệ giảm từ {agent.protected_roots} xuống {protected_roots}"
-              if fewer else "phạm vi theo dõi đã khác trước")
+    if config_hash is None:
+        detail = "tác tử không còn báo mã băm cấu hình (phiên bản cũ hoặc bị sửa)"
+    elif fewer:
+        detail = f"số thư mục được bảo vệ giảm từ {agent.protected_roots} xuống {protected_roots}"
+    else:
+        detail = "phạm vi theo dõi đã khác trước"
     session.add(Alert(
-        rule_id="agent.config_changed", severity="high" if fewer else "medium", response="alert",
+        rule_id="agent.config_changed", severity="high" if fewer or config_hash is None else "medium",
+        response="alert",
         explanation=f"Cấu hình theo dõi của tác tử trên máy {host} đã thay đổi: {detail}",
         entry_seq=entry.seq, host=host, group_key=f"agent.config_changed|{agent.agent_id}"[:512],
     ))
@@ -200,7 +205,13 @@ def record_heartbeat(session: Session, *, source: str, agent_id: str, host: str,
         if agent.config_hash is not None and agent.config_hash != config_hash:
             _record_config_change(session, agent, host, config_hash, protected_roots)
         agent.config_hash = config_hash
-        agent.protected_roots = protected_roots
+        if protected_roots is not None:
+            agent.protected_roots = protected_roots
+    elif agent.config_hash is not None:
+        # An agent that reported its configuration stops doing so: an older build or a
+        # tampered one, either way its watch can no longer be checked. Said once.
+        _record_config_change(session, agent, host, None, protected_roots)
+        agent.config_hash = None
     agent.last_contact_at = utcnow()
     agent.host = host
     agent.spool_depth = spool_depth
