@@ -20,7 +20,9 @@ def test_the_checkout_wins_over_an_installed_copy(tmp_path: Path) -> None:
 
 
 def test_an_installed_copy_is_found_when_there_is_no_checkout(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(shipped, "PROJECT_ROOT", tmp_path / "site-packages")
+    site = tmp_path / "site-packages"
+    (site / "incident_forms").mkdir(parents=True)  # another package's folder: not ours
+    monkeypatch.setattr(shipped, "PROJECT_ROOT", site)
     installed = tmp_path / "share" / "canhgac" / "incident_forms"
     installed.mkdir(parents=True)
     assert shipped.shipped_dir("incident_forms", prefixes=(str(tmp_path),)) == installed

@@ -193,6 +193,7 @@ def test_a_weakened_policy_is_announced_with_the_rules_it_drops(app, people):
     assert "Chính sách phát hiện đã được thay đổi" in rows[0].subject
     assert "Quy tắc không còn áp dụng (bị xóa hoặc tắt): sao_chep_thiet_bi_di_dong." in body
     assert "Quy tắc được sửa: xoa_hang_loat." in body
+    assert "Phần khác đã thay đổi" not in body  # only rules changed
     assert weakened.hash[:16] in body
     processor.on_reloaded(weakened)  # the same version again: nothing new to say
     assert len(notices(app)) == len(rows)
@@ -260,3 +261,17 @@ def test_lifting_a_lockout_is_announced(app, people):
         session.commit()
     assert headlines(app) == ["[Canh Gác] Thay đổi quyền: Đã gỡ khóa đăng nhập của tài khoản chu_tich"]
     assert "Phạm vi khóa được gỡ: 1 địa chỉ." in notices(app)[0].body
+
+
+def test_a_policy_weakened_outside_the_rules_is_named(app, people):
+    from service.events.processing import policy_change_lines
+
+    files = dict(read_policy_files(default_policy_dir()))
+    classes = yaml.safe_load(files["data_classes.yaml"])
+    classes["data_classes"][0]["paths"] = ["*/khong-bao-gio-co/*"]  # the class matches nothing now
+    files["data_classes.yaml"] = yaml.safe_dump(classes, allow_unicode=True).encode()
+    weakened = load_policy_files({k: v for k, v in files.items() if not k.startswith("tests/")})
+    original = load_policy_files({k: v for k, v in read_policy_files(default_policy_dir()).items()
+                                  if not k.startswith("tests/")})
+    lines = policy_change_lines(original, weakened)
+    assert "Phần khác đã thay đổi: lớp dữ liệu." in lines

@@ -20,7 +20,9 @@ def shipped_dir(name: str, *, prefixes: tuple[str, ...] | None = None) -> Path:
     When neither exists the project path is returned, so the error names where it looked first.
     """
     local = PROJECT_ROOT / name
-    if local.is_dir():
+    # Only a real checkout counts: in a wheel install PROJECT_ROOT is site-packages, where
+    # another distribution's top-level folder of the same name must not win.
+    if local.is_dir() and (PROJECT_ROOT / "setup.cfg").is_file():
         return local
     for prefix in prefixes if prefixes is not None else _prefixes():
         candidate = Path(prefix) / SHARE / name

@@ -72,8 +72,17 @@ def policy_change_lines(previous: engine.Policy, current: engine.Policy) -> list
     ):
         if ids:
             lines.append(f"{label}: {', '.join(ids)}.")
+    # Weakening need not touch a rule: emptying a data class's paths or widening an official
+    # scope silences rules just as well, so every other part that changed is named too.
+    parts = (("lớp dữ liệu", "data_classes"), ("đơn vị", "units"), ("phạm vi", "scopes"))
+    changed = [label for label, name in parts
+               if getattr(previous, name) != getattr(current, name)]
+    if previous.settings != current.settings:
+        changed.append("cài đặt chung (giờ làm việc, ngày nghỉ, múi giờ)")
+    if changed:
+        lines.append(f"Phần khác đã thay đổi: {', '.join(changed)}.")
     if len(lines) == 1:
-        lines.append("Các quy tắc không đổi; lớp dữ liệu, đơn vị, phạm vi hoặc bài kiểm thử đã thay đổi.")
+        lines.append("Các quy tắc và định nghĩa không đổi; chỉ bài kiểm thử hoặc chú thích đã thay đổi.")
     return lines
 
 
