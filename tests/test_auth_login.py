@@ -339,3 +339,30 @@ def test_guessing_the_current_password_locks_and_signs_out(app, client, make_use
             .order_by(AuditEntry.seq))]
         s.close()
     assert reasons == ["bad_credentials"] * 4 + ["locked"]
+
+
+def test_ipv6_addresses_are_throttled_by_their_64_and_stale_rows_are_pruned(app, make_user):
+    from datetime import timedelta
+
+    from service.auth.models import LoginThrottle
+    from service.auth.operations import authenticate, prune_login_throttle, source_key
+    from service.core.db import new_session, utcnow
+
+    assert source_key("2001:db8:1:2::5") == source_key("2001:db8:1:2:ffff::9") == "2001:db8:1:2::/64"
+    assert source_key("::ffff:10.0.0.7") == "10.0.0.7" and source_key("10.0.0.7") == "10.0.0.7"
+    assert source_key(None) == "-" and source_key("khong-phai-dia-chi") == "khong-phai-dia-chi"
+    make_user("nv6", "official")
+    with app.app_context():
+        s = new_session()
+        reasons = [authenticate(s, "nv6", "sai", remote_addr=f"2001:db8:1:2::{n:x}").reason
+                   for n in range(1, 7)]  # a new address each time, same /64
+        assert reasons == ["bad_credentials"] * 5 + ["locked"]
+        s.commit()
+        assert prune_login_throttle(s, utcnow() - timedelta(days=1)) == 0  # locked: kept
+        row = s.scalar(select(LoginThrottle))
+        row.locked_until_at = utcnow() - timedelta(days=2)
+        row.last_failure_at = utcnow() - timedelta(days=2)
+        s.commit()
+        assert prune_login_throttle(s, utcnow() - timedelta(days=1)) == 1
+        s.commit()
+        s.close()

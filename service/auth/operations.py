@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import re
 import secrets
 from dataclasses import dataclass
@@ -243,6 +244,34 @@ def set_roles(session: Session, user: User, roles: list[str], *, by: str) -> Non
 ACCOUNT_LOCK_FACTOR = 4
 
 
+def source_key(remote_addr: str | None) -> str:
+    """Return the throttle key of a client address: IPv6 by its /64, anything else as given.
+
+    One IPv6 host usually holds a whole /64: counting single addresses would hand it a fresh
+    budget of guesses (and a new row) for every one of them.
+    """
+    text = (remote_addr or "-").strip()
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return text[:64]
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
+
+
+def prune_login_throttle(session: Session, idle_since) -> int:
+    """Delete throttle rows not locked now and without a failure since ``idle_since``."""
+    now = utcnow()
+    result = session.execute(delete(LoginThrottle).where(
+        (LoginThrottle.locked_until_at.is_(None)) | (LoginThrottle.locked_until_at < now),
+        (LoginThrottle.last_failure_at.is_(None)) | (LoginThrottle.last_failure_at < idle_since),
+    ))
+    return result.rowcount or 0
+
+
 def _throttle(session: Session, username: str, remote_addr: str) -> LoginThrottle:
     # FOR UPDATE: concurrent failures must add up, not overwrite each other (PostgreSQL;
     # SQLite already runs one writer at a time).
@@ -277,7 +306,7 @@ def authenticate(
     """
     now = utcnow()
     name = (username or "").strip().lower()[:64]
-    source = (remote_addr or "-")[:64]
+    source = source_key(remote_addr)
     # Locked (PostgreSQL) so that concurrent attempts count every failure; user first, then
     # the throttle row, always in that order.
     user = session.scalar(select(User).where(User.username == name).with_for_update())
@@ -332,7 +361,7 @@ def check_current_password(
     and are audited: a signed-in, unattended PC must not become a free password oracle.
     """
     now = utcnow()
-    source = (remote_addr or "-")[:64]
+    source = source_key(remote_addr)
     session.scalar(select(User).where(User.id == user.id).with_for_update())  # as in authenticate
     throttle = _throttle(session, user.username, source)
     if (user.locked_until_at is not None and user.locked_until_at > now) or (

@@ -176,7 +176,7 @@ def _aligned_start(seconds: float) -> datetime:
 def _import_job_modules() -> None:
     import importlib
 
-    for name in ("service.audit.jobs", "service.incidents.jobs", "service.notify.jobs",
+    for name in ("service.audit.jobs", "service.auth.jobs", "service.incidents.jobs", "service.notify.jobs",
                  "service.reports.jobs", "service.events.jobs"):
         importlib.import_module(name)
 
