@@ -185,3 +185,18 @@ def csrf_token_from(client, path: str = "/login") -> str:
     match = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page.text)
     assert match, f"no CSRF token on {path}"
     return match.group(1)
+
+
+VECTORS_COPY = Path(__file__).resolve().parent / "vectors"
+
+
+def load_vectors(name: str) -> dict:
+    """Load a published conformance vector file: CANHGAC_VECTORS_DIR, ../shared/vectors, or our copy."""
+    import json
+
+    places = [Path(os.environ["CANHGAC_VECTORS_DIR"])] if os.environ.get("CANHGAC_VECTORS_DIR") else []
+    places += [Path(__file__).resolve().parents[2] / "shared" / "vectors", VECTORS_COPY]
+    for place in places:
+        if (place / name).is_file():
+            return json.loads((place / name).read_text(encoding="utf-8"))
+    pytest.fail(f"conformance vectors {name} not found in {', '.join(map(str, places))}")

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
-import os
 import re
 from pathlib import Path
 
@@ -36,24 +34,14 @@ from service.audit.checkpoint import (
     sign_note,
     verify_note,
 )
+from tests.conftest import load_vectors
 
 EM_DASH = "\u2014"
 
 
-def _vectors_dir() -> Path | None:
-    """Find /work/shared/vectors (or CANHGAC_VECTORS_DIR); None when absent."""
-    configured = os.environ.get("CANHGAC_VECTORS_DIR")
-    default = Path(__file__).resolve().parents[2] / "shared" / "vectors"
-    path = Path(configured) if configured else default
-    return path if path.is_dir() else None
-
-
 def _load_vectors(name: str) -> dict:
-    """Load one vector file or skip the test with the reason."""
-    directory = _vectors_dir()
-    if directory is None or not (directory / name).is_file():
-        pytest.skip(f"conformance vectors not found ({name}); set CANHGAC_VECTORS_DIR")
-    return json.loads((directory / name).read_text(encoding="utf-8"))
+    """Load one published vector file (see tests/vectors/README.md)."""
+    return load_vectors(name)
 
 
 @pytest.fixture(scope="module")

@@ -5,8 +5,6 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
-import json
-import os
 from pathlib import Path
 
 import pytest
@@ -35,22 +33,12 @@ from service.audit.merkle import (
     verify_consistency,
     verify_inclusion,
 )
-
-
-def _vectors_dir() -> Path | None:
-    """Find /work/shared/vectors (or CANHGAC_VECTORS_DIR); None when absent."""
-    configured = os.environ.get("CANHGAC_VECTORS_DIR")
-    default = Path(__file__).resolve().parents[2] / "shared" / "vectors"
-    path = Path(configured) if configured else default
-    return path if path.is_dir() else None
+from tests.conftest import load_vectors
 
 
 def _load_vectors(name: str) -> dict:
-    """Load one vector file or skip the test with the reason."""
-    directory = _vectors_dir()
-    if directory is None or not (directory / name).is_file():
-        pytest.skip(f"conformance vectors not found ({name}); set CANHGAC_VECTORS_DIR")
-    return json.loads((directory / name).read_text(encoding="utf-8"))
+    """Load one published vector file (see tests/vectors/README.md)."""
+    return load_vectors(name)
 
 
 def _b64(value: str | None) -> bytes:
