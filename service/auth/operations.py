@@ -60,7 +60,7 @@ def _user_summary(user: User) -> dict:
     return {"username": user.username, "roles": sorted(user.roles), "unit": user.unit}
 
 
-SEEDING_ACTORS = frozenset({"system", "init"})
+SEEDING_ACTORS = frozenset({"system", "init", "demo"})
 
 
 def create_user(
@@ -104,7 +104,7 @@ def create_user(
     session.add(user)
     session.flush()
     record(session, "user.created", {"by": by, "user": _user_summary(user)}, actor=by)
-    # Seeding ("init", the demo, test fixtures) runs before anyone watches; after that a new
+    # Seeding ("init", "demo", test fixtures) runs before anyone watches; after that a new
     # admin, leader or police account is a change of who may do what.
     if by not in SEEDING_ACTORS and user.has_role(Role.ADMIN, Role.LEADER, Role.POLICE):
         _announce(session, f"Đã tạo tài khoản {user.username} có vai trò {_roles_text(user.roles)}",
