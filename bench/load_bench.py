@@ -56,7 +56,7 @@ def run(clients: int = 100, seconds: float = 60.0) -> dict:
             s = new_session(app)
             _, token = create_token(s, "load", by="bench")
             create_user(s, username="congan", password="mat-khau-tai-12", roles=["police"],
-                        email="congan@nhanly.example", unit="cong_an", by="bench")
+                        email="congan@nhanly.example", unit="cong_an", by="bench", is_seeding=True)
             s.commit()
             s.close()
         server = wsgi.Server(("127.0.0.1", 0), app, numthreads=16, request_queue_size=256)

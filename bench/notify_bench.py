@@ -90,7 +90,7 @@ def run(n: int = 200, recipients: int = 3, database_url: str | None = None) -> d
             for index in range(recipients):
                 create_user(session, username=f"nguoi_nhan_{index}", password="mat-khau-bench-1",
                             roles=["leader" if index % 2 else "police"],
-                            email=f"nguoi_nhan_{index}@nhanly.example", unit=None)
+                            email=f"nguoi_nhan_{index}@nhanly.example", unit=None, is_seeding=True)
             session.commit()
             latencies: list[float] = []
             commits: list[float] = []

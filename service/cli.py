@@ -7,7 +7,7 @@ import os
 import sys
 
 import click
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from service.core.cliutil import data_dir_option, make_app
 
@@ -51,9 +51,13 @@ def init(data_dir, admin_name, admin_email, non_interactive, tls_names) -> None:
                     f"Mật khẩu cho {admin_name} / password", hide_input=True, confirmation_prompt=True
                 )
             try:
+                # Seeding only on a new installation: an admin re-created later (all others
+                # disabled) is a change of who may do what, and is announced.
+                is_new = session.scalar(select(func.count()).select_from(User)) == 0
                 operations.create_user(
                     session, username=admin_name, password=password, roles=["admin"],
                     email=admin_email, min_password_length=settings.password_min_length, by="init",
+                    is_seeding=is_new,
                 )
             except operations.AccountError as exc:
                 raise click.ClickException(str(exc)) from None

@@ -194,7 +194,7 @@ def _create_users(app) -> dict[str, str]:
                 password = "demo-" + secrets.token_urlsafe(6)
                 create_user(session, username=username, password=password, roles=roles,
                             email=f"{username}@nhanly.demo", unit=unit, full_name=full_name,
-                            by="demo")
+                            by="demo", is_seeding=True)
                 passwords[username] = password
             session.commit()
         finally:

@@ -152,7 +152,7 @@ def make_user(app):
     def make(username: str, *roles: str, unit: str | None = None, email: str | None = None):
         with app.app_context():
             s = new_session()
-            user = create_user(s, username=username, password=PASSWORD, roles=list(roles),
+            user = create_user(s, username=username, password=PASSWORD, roles=list(roles), is_seeding=True,
                                email=email or f"{username}@nhanly.example", unit=unit)
             s.commit()
             s.close()

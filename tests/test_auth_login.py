@@ -304,6 +304,8 @@ def test_a_changed_password_ends_every_other_session(app, client, make_user, log
     assert client.post("/account/password", data={"csrf_token": token, "current": PASSWORD,
                                                   "password": new, "confirm": new}).status_code == 302
     assert client.get("/account/password").status_code == 200  # the session that changed it goes on
+    with client.session_transaction() as s:
+        assert s["signed_in_at"] <= s["seen_at"]  # its sign-in time is kept, not restarted
     assert other.get("/account/password").status_code == 302  # the other browser is signed out
     # an admin reset ends the remaining session too
     from service.auth import operations
@@ -365,4 +367,48 @@ def test_ipv6_addresses_are_throttled_by_their_64_and_stale_rows_are_pruned(app,
         s.commit()
         assert prune_login_throttle(s, utcnow() - timedelta(days=1)) == 1
         s.commit()
+        s.close()
+
+
+def test_the_password_check_counts_failures_committed_by_other_requests(app, make_user):
+    """The request's own copy of the user may be stale: the check re-reads it under lock."""
+    from service.auth.models import User
+    from service.auth.operations import authenticate, check_current_password
+    from service.core.db import new_session
+
+    make_user("tai_chinh", "official")
+    with app.app_context():
+        mine, other = new_session(), new_session()
+        stale = mine.scalar(select(User).where(User.username == "tai_chinh"))  # like current_user
+        mine.commit()  # SQLite: no read transaction left open across the other writer
+        assert authenticate(other, "tai_chinh", "sai-1", remote_addr="10.2.0.1").reason == "bad_credentials"
+        other.commit()
+        assert check_current_password(mine, stale, "sai-2", remote_addr="10.2.0.2") == "bad_credentials"
+        mine.commit()
+        fresh = other.scalar(select(User).where(User.username == "tai_chinh")
+                             .execution_options(populate_existing=True))
+        assert fresh.failed_logins == 2
+        other.commit()
+        mine.close()
+        other.close()
+
+
+def test_an_admin_cannot_reset_their_own_password_from_the_admin_page(app, client, make_user, login):
+    from service.auth.models import User
+    from service.core.db import new_session
+
+    make_user("quan_tri4", "admin")
+    login("quan_tri4")
+    with app.app_context():
+        s = new_session()
+        me = s.scalar(select(User).where(User.username == "quan_tri4"))
+        before, my_id = me.password_hash, me.id
+        s.close()
+    token = csrf_token_from(client, f"/admin/users/{my_id}")
+    answer = client.post(f"/admin/users/{my_id}/password",
+                         data={"csrf_token": token, "password": "tu-dat-lai-khong-hoi"})
+    assert answer.status_code == 400 and "/account/password" not in answer.headers.get("Location", "")
+    with app.app_context():
+        s = new_session()
+        assert s.scalar(select(User.password_hash).where(User.id == my_id)) == before
         s.close()

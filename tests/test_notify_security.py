@@ -275,3 +275,12 @@ def test_a_policy_weakened_outside_the_rules_is_named(app, people):
                                   if not k.startswith("tests/")})
     lines = policy_change_lines(original, weakened)
     assert "Phần khác đã thay đổi: lớp dữ liệu." in lines
+
+
+def test_only_declared_seeding_is_silent_whatever_the_actor_is_called(app, people):
+    with app.app_context():
+        session = get_session()
+        operations.create_user(session, username="admin2", password="mat-khau-dai-2026",
+                               roles=["admin"], email="a2@nhanly.example", by="system")
+        session.commit()
+    assert headlines(app) == ["[Canh Gác] Thay đổi quyền: Đã tạo tài khoản admin2 có vai trò quản trị"]

@@ -158,6 +158,10 @@ def user_password(user_id: int):
     if not form.validate_on_submit():
         _flash_errors(form)
         return _render_user(user, 400, password_form=form)
+    if user.id == current_user.id:
+        # One's own password is changed where the current one is asked again (and counted).
+        flash(_("Đổi mật khẩu của chính bạn tại trang Đổi mật khẩu."), "error")
+        return _render_user(user, 400, password_form=form)
     generated = None
     password = form.password.data
     if not password:

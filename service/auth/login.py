@@ -48,6 +48,11 @@ def start_session_clock(user: User) -> None:
     session[PASSWORD_MARK] = password_mark(user)
 
 
+def keep_session_after_password_change(user: User) -> None:
+    """Let this session go on with the new password (its sign-in time is kept)."""
+    session[PASSWORD_MARK] = password_mark(user)
+
+
 def _expire_idle_session():
     """Sign out a browser left unused too long, or signed in for too long, before any view runs.
 

@@ -60,9 +60,6 @@ def _user_summary(user: User) -> dict:
     return {"username": user.username, "roles": sorted(user.roles), "unit": user.unit}
 
 
-SEEDING_ACTORS = frozenset({"system", "init", "demo"})
-
-
 def create_user(
     session: Session,
     *,
@@ -75,8 +72,13 @@ def create_user(
     full_name: str = "",
     min_password_length: int = 10,
     by: str = "system",
+    is_seeding: bool = False,
 ) -> User:
-    """Create a user with the given roles and write the audit entry."""
+    """Create a user with the given roles, write the audit entry, announce a privileged one.
+
+    ``is_seeding``: the first accounts of a new installation (``init`` on an empty table, the
+    demo, test fixtures), made before anyone watches; nothing is announced for them.
+    """
     username = username.strip().lower()
     if not _USERNAME.match(username):
         raise AccountError("Tên đăng nhập chỉ gồm chữ thường, số, dấu chấm, gạch (2–64 ký tự)")
@@ -104,9 +106,8 @@ def create_user(
     session.add(user)
     session.flush()
     record(session, "user.created", {"by": by, "user": _user_summary(user)}, actor=by)
-    # Seeding ("init", "demo", test fixtures) runs before anyone watches; after that a new
-    # admin, leader or police account is a change of who may do what.
-    if by not in SEEDING_ACTORS and user.has_role(Role.ADMIN, Role.LEADER, Role.POLICE):
+    # After seeding, a new admin, leader or police account is a change of who may do what.
+    if not is_seeding and user.has_role(Role.ADMIN, Role.LEADER, Role.POLICE):
         _announce(session, f"Đã tạo tài khoản {user.username} có vai trò {_roles_text(user.roles)}",
                   [f"Đơn vị: {user.unit or 'không'}."], by=by)
     return user
@@ -277,7 +278,7 @@ def _throttle(session: Session, username: str, remote_addr: str) -> LoginThrottl
     # SQLite already runs one writer at a time).
     query = select(LoginThrottle).where(
         LoginThrottle.username == username, LoginThrottle.remote_addr == remote_addr
-    ).with_for_update()
+    ).with_for_update().execution_options(populate_existing=True)
     row = session.scalar(query)
     if row is None:
         # Two first failures from one address at once (PostgreSQL): one insert wins, the other
@@ -309,7 +310,8 @@ def authenticate(
     source = source_key(remote_addr)
     # Locked (PostgreSQL) so that concurrent attempts count every failure; user first, then
     # the throttle row, always in that order.
-    user = session.scalar(select(User).where(User.username == name).with_for_update())
+    user = session.scalar(select(User).where(User.username == name).with_for_update()
+                          .execution_options(populate_existing=True))
     is_ok = verify_password(user.password_hash if user else None, password or "")
     reason: str | None = None
     # Rows only for accounts that exist (guessed names must not grow the table); a successful
@@ -362,7 +364,10 @@ def check_current_password(
     """
     now = utcnow()
     source = source_key(remote_addr)
-    session.scalar(select(User).where(User.id == user.id).with_for_update())  # as in authenticate
+    # Locked and re-read: the request's own copy (current_user) may predate failures that
+    # other requests committed since.
+    user = session.scalar(select(User).where(User.id == user.id).with_for_update()
+                          .execution_options(populate_existing=True))
     throttle = _throttle(session, user.username, source)
     if (user.locked_until_at is not None and user.locked_until_at > now) or (
             throttle.locked_until_at is not None and throttle.locked_until_at > now):

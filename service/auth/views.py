@@ -14,7 +14,7 @@ from wtforms.validators import DataRequired, EqualTo, Length
 
 from service.auth import operations
 from service.auth.access import public, roles_required
-from service.auth.login import start_session_clock
+from service.auth.login import keep_session_after_password_change, start_session_clock
 from service.core.db import get_session
 
 bp = Blueprint("auth", __name__)
@@ -126,6 +126,6 @@ def change_own_password():
         flash(str(exc), "error")
         return render_template("auth/password.html", form=form), 400
     session.commit()
-    start_session_clock(user)  # this session goes on; every other one of this user ends
+    keep_session_after_password_change(user)  # this session goes on; every other one ends
     flash(_("Đã đổi mật khẩu."), "success")
     return redirect(url_for("web.home"))

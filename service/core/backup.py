@@ -313,6 +313,7 @@ def create_backup(settings, output: Path, *, with_keys: bool = False, passphrase
         # A sealed backup's plaintext (keys included) is built in the private data directory,
         # never beside the output: on a USB stick an unlinked file is not an erased one.
         private = Path(settings.data_dir)
+        private.mkdir(parents=True, exist_ok=True, mode=0o700)
         scratch_dir = private if passphrase is not None else output.parent
         fd, tmp_name = tempfile.mkstemp(prefix=".canhgac-backup-", suffix=".zip", dir=scratch_dir)
         os.close(fd)
@@ -590,8 +591,13 @@ def restore_backup(settings, backup: Path, *, passphrase: str | None = None) -> 
                           "give its passphrase (CANHGAC_BACKUP_PASSPHRASE or the prompt)")
     # The plaintext (keys included) goes into a private folder beside the new data directory,
     # on the server's own disk, and is removed whatever happens.
-    data_dir.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".canhgac-restore-", dir=data_dir.parent) as scratch:
+    try:
+        data_dir.parent.mkdir(parents=True, exist_ok=True)
+        scratch_ctx = tempfile.TemporaryDirectory(prefix=".canhgac-restore-", dir=data_dir.parent)
+    except OSError as exc:
+        raise BackupError(f"cannot create a private working folder beside {data_dir} ({exc}); "
+                          "restore as a user who may write to its parent folder") from None
+    with scratch_ctx as scratch:
         plain = Path(scratch) / "backup.zip"
         try:
             open_sealed(backup, plain, passphrase)

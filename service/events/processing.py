@@ -370,7 +370,9 @@ class PolicyProcessor:
                 if self.state.last_error:
                     # the configured policy was refused at start: the default one runs instead
                     self._record_rejection(session, self.state.last_error, at_start=True)
-                self.record_version(session, announce=True)
+                # a refused policy already raised its alert; the default it fell back to was
+                # not "edited while stopped"
+                self.record_version(session, announce=not self.state.last_error)
                 warmed = self.warm_up(session)
                 session.commit()
         finally:

@@ -119,7 +119,7 @@ def server(tmp_path_factory) -> Iterator[Server]:
                 create_user(s, username=name, password=PASSWORD, roles=[role],
                             email=f"{name}@nhanly.example",
                             unit="cong_an" if role == "police" else "van_phong",
-                            full_name=name.replace("-", " ").title())
+                            full_name=name.replace("-", " ").title(), is_seeding=True)
         s.commit()
         s.close()
         yield srv
