@@ -248,6 +248,18 @@ def test_a_sealed_backup_never_puts_plaintext_beside_the_output(
     assert not [p for p in data_dir.iterdir() if p.name.startswith(".canhgac-backup-")]
 
 
+def test_a_sealed_backup_without_its_passphrase_is_a_clear_error(app, tmp_path):
+    from service.config import load_settings
+    from service.core.backup import BackupError, create_backup, restore_backup
+
+    backup = tmp_path / "niem-phong.zip"
+    create_backup(app.config["SETTINGS"], backup, passphrase="tu khoa niem phong 2026")
+    target = load_settings({"data_dir": tmp_path / "moi"}, environ={})
+    with pytest.raises(BackupError, match="passphrase"):
+        restore_backup(target, backup)
+    assert not (tmp_path / "moi").exists()
+
+
 def test_a_short_backup_passphrase_is_refused_before_any_work(runner, tmp_path, monkeypatch):
     monkeypatch.setenv("CANHGAC_BACKUP_PASSPHRASE", "ngan")
     result = runner.invoke(["backup", "-o", str(tmp_path / "b.zip"), "--encrypt"])

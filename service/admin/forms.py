@@ -132,12 +132,8 @@ class DisableUserForm(FlaskForm):
         DataRequired(_l("Đánh dấu ô xác nhận để vô hiệu hóa."))])
 
 
-class UnlockUserForm(FlaskForm):
-    """Lift an account's login lockouts (CSRF only)."""
-
-
-class EnableUserForm(FlaskForm):
-    """Enable a disabled account again (CSRF only: leadership and police are told of it)."""
+class AccountActionForm(FlaskForm):
+    """A one-button account action (enable, unlock): the CSRF token is the whole form."""
 
 
 class CreateTokenForm(FlaskForm):

@@ -207,34 +207,34 @@ def user_disable(user_id: int):
     return redirect(url_for("admin.user_edit", user_id=user.id))
 
 
+def _account_action(user_id: int, operation, done):
+    """Run a one-button account operation after the CSRF check, commit, and say it was done."""
+    user = _get_user(user_id)
+    form = forms.AccountActionForm()
+    if not form.validate_on_submit():
+        _flash_errors(form)
+        return _render_user(user, 400)
+    session = get_session()
+    operation(session, user, by=current_user.username)
+    session.commit()
+    flash(done(user.username), "success")
+    return redirect(url_for("admin.user_edit", user_id=user.id))
+
+
 @bp.route("/users/<int:user_id>/unlock", methods=["POST"])
 @roles_required("admin")
 def user_unlock(user_id: int):
     """Lift an account's login lockouts (every source address and account-wide)."""
-    user = _get_user(user_id)
-    if not forms.UnlockUserForm().validate_on_submit():
-        return _render_user(user, 400)
-    session = get_session()
-    operations.unlock_user(session, user, by=current_user.username)
-    session.commit()
-    flash(_("Đã gỡ khóa đăng nhập của %(name)s.", name=user.username), "success")
-    return redirect(url_for("admin.user_edit", user_id=user.id))
+    return _account_action(user_id, operations.unlock_user,
+                           lambda name: _("Đã gỡ khóa đăng nhập của %(name)s.", name=name))
 
 
 @bp.route("/users/<int:user_id>/enable", methods=["POST"])
 @roles_required("admin")
 def user_enable(user_id: int):
     """Enable a disabled account again."""
-    user = _get_user(user_id)
-    form = forms.EnableUserForm()
-    if not form.validate_on_submit():
-        _flash_errors(form)
-        return _render_user(user, 400)
-    session = get_session()
-    operations.enable_user(session, user, by=current_user.username)
-    session.commit()
-    flash(_("Đã kích hoạt lại tài khoản %(name)s.", name=user.username), "success")
-    return redirect(url_for("admin.user_edit", user_id=user.id))
+    return _account_action(user_id, operations.enable_user,
+                           lambda name: _("Đã kích hoạt lại tài khoản %(name)s.", name=name))
 
 
 def _render_tokens(status: int = 200, *, form=None, new_token: str | None = None,

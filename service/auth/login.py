@@ -62,7 +62,8 @@ def _expire_idle_session():
     """
     # Anonymous requests never touch flask-login here (loading no one would still run its
     # session protection and send a cookie-clearing header).
-    if "_user_id" not in session or not current_user.is_authenticated:
+    # Static files neither need nor refresh a session: no user load per stylesheet or script.
+    if request.endpoint == "static" or "_user_id" not in session or not current_user.is_authenticated:
         return None
     settings = current_app.config["SETTINGS"]
     now = int(time.time())

@@ -146,7 +146,7 @@ def unlock_user(session: Session, user: User, *, by: str) -> None:
     admin unlocking again and again is how they would guess a leader's password.
     """
     sources = [row.remote_addr for row in active_lockouts(session, user)]
-    was_locked = user.locked_until_at is not None and user.locked_until_at > utcnow()
+    was_locked = _is_locked(user, None, utcnow())
     user.locked_until_at = None
     session.execute(delete(LoginThrottle).where(LoginThrottle.username == user.username))
     session.flush()
@@ -321,8 +321,7 @@ def authenticate(
         reason = "bad_credentials"
     elif user.is_disabled:
         reason = "disabled"
-    elif (user.locked_until_at is not None and user.locked_until_at > now) or (
-            throttle.locked_until_at is not None and throttle.locked_until_at > now):
+    elif _is_locked(user, throttle, now):
         reason = "locked"
     elif not is_ok:
         reason = "bad_credentials"
@@ -369,8 +368,7 @@ def check_current_password(
     user = session.scalar(select(User).where(User.id == user.id).with_for_update()
                           .execution_options(populate_existing=True))
     throttle = _throttle(session, user.username, source)
-    if (user.locked_until_at is not None and user.locked_until_at > now) or (
-            throttle.locked_until_at is not None and throttle.locked_until_at > now):
+    if _is_locked(user, throttle, now):
         reason = "locked"
     elif verify_password(user.password_hash, password or ""):
         if not throttle.failures and throttle.locked_until_at is None:
@@ -378,14 +376,18 @@ def check_current_password(
         return None
     else:
         _count_failure(session, user, throttle, now, max_failures, lockout_seconds)
-        is_locked = (throttle.locked_until_at is not None and throttle.locked_until_at > now) or (
-            user.locked_until_at is not None and user.locked_until_at > now)
-        reason = "locked" if is_locked else "bad_credentials"
+        reason = "locked" if _is_locked(user, throttle, now) else "bad_credentials"
     session.flush()
     record(session, "auth.password_check_failed",
            {"actor": user.username, "reason": reason, "remote_addr": remote_addr},
            actor=user.username)
     return reason
+
+
+def _is_locked(user: User, throttle: LoginThrottle | None, now) -> bool:
+    """Tell whether the account, or this address's attempts on it, are locked out at ``now``."""
+    return any(row is not None and row.locked_until_at is not None and row.locked_until_at > now
+               for row in (user, throttle))
 
 
 def _count_failure(session: Session, user: User, throttle: LoginThrottle, now, max_failures: int,

@@ -57,6 +57,10 @@ def load_checked(directory) -> tuple[engine.Policy, list]:
     return policy, failures
 
 
+# Who changed the policy files is not known: they are edited on the server, not through us.
+POLICY_FILES_AUTHOR = "không xác định (tệp chính sách trên máy chủ đã được sửa)"
+
+
 def policy_change_lines(previous: engine.Policy, current: engine.Policy) -> list[str]:
     """Return what a new policy version changes in its rules, one Vietnamese line each."""
     def enabled(policy: engine.Policy) -> dict[str, object]:
@@ -91,7 +95,7 @@ def _announce_policy_change(session: Session, previous: engine.Policy, current: 
 
     notify_security_change(
         session, headline="Chính sách phát hiện đã được thay đổi và đang áp dụng",
-        details=policy_change_lines(previous, current), by="không xác định (tệp chính sách trên máy chủ đã được sửa)",
+        details=policy_change_lines(previous, current), by=POLICY_FILES_AUTHOR,
     )
 
 
@@ -111,7 +115,7 @@ def _announce_recorded_change(session: Session, last: dict, current: engine.Poli
         lines.append(f"Quy tắc đang tắt: {', '.join(disabled)}.")
     notify_security_change(
         session, headline="Chính sách phát hiện đang áp dụng khác phiên bản được ghi lần trước",
-        details=lines, by="không xác định (tệp chính sách trên máy chủ đã được sửa)",
+        details=lines, by=POLICY_FILES_AUTHOR,
     )
 
 
