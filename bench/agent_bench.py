@@ -40,8 +40,8 @@ TOKEN = "bench-token"  # noqa: S105 - a throwaway token for a local bench server
 
 _CHILD = r"""
 import json, resource, sys, threading, time
-from service.agent.config import AgentConfig
-from service.agent.runner import Agent
+from canhgac_agent.config import AgentConfig
+from canhgac_agent.runner import Agent
 
 
 def status_kb(field):
@@ -221,8 +221,8 @@ def detection_latency(
     from watchdog.events import FileClosedEvent, FileSystemEventHandler
     from watchdog.observers import Observer
 
-    from service.agent.config import AgentConfig
-    from service.agent.runner import Agent
+    from canhgac_agent.config import AgentConfig
+    from canhgac_agent.runner import Agent
 
     rng = random.Random(20250101)
     receiver = _Receiver()

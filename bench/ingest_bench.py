@@ -70,9 +70,9 @@ def _prepared_app(tmp: Path):
 
 def service_rate(events: list[dict], batch: int = 1000) -> float:
     """Ingest through the service layer (validate, enrich, policy, append, commit per batch)."""
+    from canhgac_common.events import Event
     from service.core.db import new_session
     from service.events.operations import ingest_events
-    from service.events.schemas import Event
 
     with tempfile.TemporaryDirectory() as tmp:
         app = _prepared_app(Path(tmp))

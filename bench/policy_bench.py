@@ -22,7 +22,7 @@ from datetime import datetime, timedelta, timezone
 
 import yaml
 
-from service.events.schemas import Event
+from canhgac_common.events import Event
 from service.policy.engine import Policy, evaluate
 from service.policy.loader import (
     default_policy_dir,

@@ -127,7 +127,7 @@ def _register() -> None:
         main.add_command(command)
     for module, name in (
         ("service.policy.cli", "policy_cli"),
-        ("service.agent.cli", "agent_command"),
+        ("canhgac_agent.cli", "agent_command"),
         ("service.incidents.cli", "incident_cli"),
         ("service.reports.cli", "report_cli"),
         ("service.core.backup", "backup_command"),

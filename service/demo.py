@@ -160,9 +160,9 @@ def month_of_events(now: datetime, seed: int = 2026) -> list[dict]:
 
 
 def _ingest(app, events: list[dict], source: str) -> None:
+    from canhgac_common.events import Event
     from service.core.db import new_session
     from service.events.operations import ingest_events
-    from service.events.schemas import Event
 
     processor = app.extensions.get("canhgac.processor")
     with app.app_context():
@@ -248,9 +248,9 @@ def demo_command(data_dir, port, exit_after_leak) -> None:
     """Start a complete demo: service, mail catcher, agent, a month of activity and a leak."""
     from cheroot import wsgi
 
+    from canhgac_agent.config import AgentConfig, EgressRoot, ProtectedRoot
+    from canhgac_agent.runner import Agent
     from service import create_app
-    from service.agent.config import AgentConfig, EgressRoot, ProtectedRoot
-    from service.agent.runner import Agent
     from service.config import load_settings
     from service.core.bootstrap import prepare_data_dir
     from service.core.jobs import start_background, stop_background

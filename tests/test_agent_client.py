@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from service.agent.client import (
+from canhgac_agent.client import (
     PinMismatchError,
     RetryLater,
     Sender,
@@ -17,8 +17,8 @@ from service.agent.client import (
     TransportError,
     fetch_server_fingerprint,
 )
-from service.agent.spool import Spool
-from service.events.schemas import Action, Event, EventObject
+from canhgac_agent.spool import Spool
+from canhgac_common.events import Action, Event, EventObject
 
 try:
     from test_agent_support import TOKEN, RecordingServer, make_certificate, wait_until

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from service.agent.config import AgentConfig, ConfigError, load_config, normalise_fingerprint
+from canhgac_agent.config import AgentConfig, ConfigError, load_config, normalise_fingerprint
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "docs" / "agent.example.toml"
 PIN = "ab" * 32
@@ -115,7 +115,7 @@ def test_missing_file_is_a_clear_error(tmp_path):
 
 
 def test_watch_fingerprint_changes_with_what_is_watched_only(tmp_path):
-    from service.agent.config import AgentConfig
+    from canhgac_agent.config import AgentConfig
 
     base = {"server_url": "http://127.0.0.1:8080", "allow_insecure_http": True, "token": "cg_x",
             "agent_id": "pc-1", "host": "PC-1",

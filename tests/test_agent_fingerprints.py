@@ -8,9 +8,9 @@ from pathlib import Path
 
 import openpyxl
 
-from service.agent import paths
-from service.agent.fingerprints import Digest, FingerprintIndex, IndexedFile, fingerprint_file
-from service.pii.fingerprint import file_sha256
+from canhgac_agent import paths
+from canhgac_agent.fingerprints import Digest, FingerprintIndex, IndexedFile, fingerprint_file
+from canhgac_common.pii.fingerprint import file_sha256
 
 
 class CountingHasher:

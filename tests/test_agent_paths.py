@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from service.agent import paths
+from canhgac_agent import paths
 
 WIN = paths.WINDOWS
 POSIX = paths.POSIX

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from service.agent.cli import agent_command
-from service.agent.spool import Spool
+from canhgac_agent.cli import agent_command
+from canhgac_agent.spool import Spool
 
 try:
     from test_agent_support import TOKEN, RecordingServer, make_certificate, wait_until
@@ -23,7 +23,7 @@ except ImportError:  # tests/ turned into a package
     from tests.test_agent_support import TOKEN, RecordingServer, make_certificate, wait_until
     from tests.test_agent_watcher import Harness, make_sheet
 
-AGENT_MAIN = "from service.agent.cli import main; main()"
+AGENT_MAIN = "from canhgac_agent.cli import main; main()"
 
 
 def toml_value(value: object) -> str:

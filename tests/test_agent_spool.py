@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from service.agent.spool import Spool, SpoolFullError
-from service.events.schemas import Action, Event, EventObject
+from canhgac_agent.spool import Spool, SpoolFullError
+from canhgac_common.events import Action, Event, EventObject
 
 
 def make_event(**overrides) -> Event:
@@ -88,8 +88,8 @@ def test_meta_values_persist_but_last_seq_is_protected(tmp_path):
 WRITER = r"""
 import sys, uuid
 from datetime import UTC, datetime
-from service.agent.spool import Spool
-from service.events.schemas import Event
+from canhgac_agent.spool import Spool
+from canhgac_common.events import Event
 
 spool = Spool(sys.argv[1])
 while True:

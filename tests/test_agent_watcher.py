@@ -12,9 +12,9 @@ from pathlib import Path
 import openpyxl
 import pytest
 
-from service.agent.config import AgentConfig
-from service.agent.runner import Agent
-from service.pii.fingerprint import file_sha256
+from canhgac_agent.config import AgentConfig
+from canhgac_agent.runner import Agent
+from canhgac_common.pii.fingerprint import file_sha256
 
 try:
     from test_agent_support import TOKEN, RecordingServer, wait_until
@@ -306,9 +306,9 @@ def test_removable_media_plugged_in_later_is_watched(env):
 
 
 def test_egress_files_wait_for_the_index_while_it_is_being_built(tmp_path):
-    from service.agent.fingerprints import FingerprintIndex, fingerprint_file
-    from service.agent.spool import Spool
-    from service.agent.watcher import Watcher
+    from canhgac_agent.fingerprints import FingerprintIndex, fingerprint_file
+    from canhgac_agent.spool import Spool
+    from canhgac_agent.watcher import Watcher
 
     harness = Harness(tmp_path)
     source = harness.protected / "ho-ngheo.xlsx"

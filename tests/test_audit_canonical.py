@@ -13,6 +13,7 @@ import rfc8785
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from canhgac_common.events import Action, Event
 from service.audit.canonical import (
     CanonicalizationError,
     FloatDomainError,
@@ -20,7 +21,6 @@ from service.audit.canonical import (
     canonical_json,
     canonical_json_plain,
 )
-from service.events.schemas import Action, Event
 
 
 def test_rfc8785_section_3_2_2_example() -> None:

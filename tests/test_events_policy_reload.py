@@ -80,10 +80,10 @@ def test_windows_survive_a_restart(app, settings_overrides):
     import uuid
     from datetime import UTC, datetime, timedelta
 
+    from canhgac_common.events import Event
     from service import create_app
     from service.config import load_settings
     from service.events.operations import ingest_events
-    from service.events.schemas import Event
 
     now = datetime.now(UTC)
     events = [Event.model_validate({

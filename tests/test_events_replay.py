@@ -7,10 +7,10 @@ import uuid
 
 from sqlalchemy import func, select
 
+from canhgac_common.events import Event
 from service.audit.models import AuditEntry
 from service.core.db import new_session
 from service.events.operations import ingest_events
-from service.events.schemas import Event
 from service.policy.loader import default_policy_dir
 
 

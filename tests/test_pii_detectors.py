@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.pii import KINDS, detect, detect_detailed, score_cccd
-from service.pii.detectors import PROVINCE_CODES
+from canhgac_common.pii import KINDS, detect, detect_detailed, score_cccd
+from canhgac_common.pii.detectors import PROVINCE_CODES
 
 # The commune's own plan (../shared/seed), copied so a clone alone runs this test.
 SEED_DOC = Path(__file__).resolve().parent / "data" / "ke-hoach-de-an-06-xa-nhan-ly.txt"

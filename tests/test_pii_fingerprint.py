@@ -17,8 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from openpyxl.styles import Font
 
-from service.pii import content_fingerprint, file_sha256
-from service.pii.fingerprint import canonical_cell
+from canhgac_common.pii import content_fingerprint, file_sha256
+from canhgac_common.pii.fingerprint import canonical_cell
 
 HEADER = ["STT", "Họ và tên", "Số CCCD", "Ngày sinh", "Trợ cấp", "Hệ số", "Ghi chú"]
 ROWS = [

@@ -16,8 +16,8 @@ import docx
 import openpyxl
 import pytest
 
-from service.pii import ScanResult, scan_file
-from service.pii.detectors import PROVINCE_CODES
+from canhgac_common.pii import ScanResult, scan_file
+from canhgac_common.pii.detectors import PROVINCE_CODES
 
 PROVINCES = sorted(PROVINCE_CODES)
 HEADER = ["STT", "Họ và tên", "Số CCCD", "Số điện thoại", "Số tài khoản", "Ngày sinh", "Trợ cấp"]

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from service.events.schemas import Event
+from canhgac_common.events import Event
 from service.policy import (
     CONDITIONS,
     MonitoringSignal,

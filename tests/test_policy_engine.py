@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.events.schemas import Action, DestinationKind, Event
+from canhgac_common.events import Action, DestinationKind, Event
 from service.policy import (
     CONDITIONS,
     MonitoringSignal,

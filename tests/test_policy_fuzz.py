@@ -11,7 +11,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from service.events.schemas import Action, DestinationKind, Event
+from canhgac_common.events import Action, DestinationKind, Event
 from service.policy import (
     MonitoringSignal,
     Policy,

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.events.schemas import Event
+from canhgac_common.events import Event
 from service.policy import WindowState, default_policy_dir, evaluate, load_policy
 
 S = 1_000_000  # µs per second

@@ -14,13 +14,13 @@ import pypdf
 import pytest
 from sqlalchemy import func, select, text
 
+from canhgac_common.events import Event
 from service.audit import log
 from service.audit.models import AuditEntry, Checkpoint
 from service.audit.operations import sign_checkpoint
 from service.auth.models import User
 from service.core.db import get_engine, new_session
 from service.events.operations import ingest_events, record_heartbeat
-from service.events.schemas import Event
 from service.incidents import workflow as W
 from service.incidents.models import Alert
 from service.reports import monthly

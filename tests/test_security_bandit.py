@@ -21,7 +21,7 @@ def _bandit() -> list[str]:
 
 
 def test_bandit_finds_no_high_severity_issue():
-    result = subprocess.run([*_bandit(), "-r", "service", "-lll", "-q", "-f", "txt"], cwd=ROOT,
+    result = subprocess.run([*_bandit(), "-r", "service", "agent", "-lll", "-q", "-f", "txt"], cwd=ROOT,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert "No issues identified" in result.stdout or not result.stdout.strip(), result.stdout
@@ -30,7 +30,7 @@ def test_bandit_finds_no_high_severity_issue():
 def test_every_bandit_suppression_gives_a_reason():
     """A bare `# nosec` hides a finding without telling the reader why."""
     bare = []
-    for path in sorted((ROOT / "service").rglob("*.py")):
+    for path in sorted([*(ROOT / "service").rglob("*.py"), *(ROOT / "agent").rglob("*.py")]):
         for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
             if "# nosec" in line:
                 comment = line.split("#", 1)[1]

@@ -9,11 +9,11 @@ from flask import Blueprint, Flask, current_app, g, jsonify, request
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 from sqlalchemy.exc import OperationalError
 
+from canhgac_common.events import MAX_JSON_INT, NO_NUL, Event
 from service.auth.access import public, token_required
 from service.auth.operations import find_token
 from service.core.db import get_session, utcnow
 from service.events import operations
-from service.events.schemas import MAX_JSON_INT, NO_NUL, Event
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 _batch_adapter = TypeAdapter(list[Event] | Event)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pydantic.json_schema import models_json_schema
 
+from canhgac_common.events import Event
 from service import __version__
-from service.events.schemas import Event
 
 
 def _closed_pattern_maps(node) -> None:

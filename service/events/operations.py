@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from canhgac_common.events import DestinationKind, Event
 from service.audit.canonical import canonical_json_plain
 from service.audit.log import PendingEntry, append_entries, record
 from service.core.db import utcnow
 from service.events.models import Agent
-from service.events.schemas import DestinationKind, Event
 
 
 @dataclass(frozen=True)

@@ -17,11 +17,11 @@ from flask import Flask
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from canhgac_common.events import Event
 from service.audit import log
 from service.audit.log import AppendedEntry, PendingEntry
 from service.audit.models import AuditEntry
 from service.core.db import new_session, utcnow
-from service.events.schemas import Event
 from service.incidents.models import Alert
 from service.policy import engine
 from service.policy.loader import load_policy, resolve_policy_dir
@@ -261,7 +261,7 @@ class PolicyProcessor:
 
     def warm_up(self, session: Session, now: datetime | None = None) -> int:
         """Rebuild the window counters from the trail's recent events; return how many."""
-        from service.events.schemas import Event as EventModel
+        from canhgac_common.events import Event as EventModel
 
         policy = self.state.policy
         if policy is None:

@@ -12,8 +12,8 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from canhgac_common.events import Event
 from service.audit.models import AuditEntry
-from service.events.schemas import Event
 from service.policy import engine
 from service.policy.windows import WindowState
 

@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from service.events.schemas import Action, DestinationKind, PiiKind
+from canhgac_common.events import Action, DestinationKind, PiiKind
 from service.policy.schemas import Glob, Id, Sensitivity, Subject
 
 Loc = tuple[str | int, ...]

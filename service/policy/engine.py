@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from service.events.schemas import Action, Destination, DestinationKind, Event, EventObject
+from canhgac_common.events import Action, Destination, DestinationKind, Event, EventObject
 from service.policy.conditions import (
     ActionIn,
     CompileEnv,

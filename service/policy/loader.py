@@ -23,8 +23,8 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from canhgac_common.events import Event
 from service.core.shipped import shipped_dir
-from service.events.schemas import Event
 from service.policy.conditions import Condition, Loc, check_conditions, parse_rule_conditions
 from service.policy.engine import Policy, build_env, compile_policy, template_problem
 from service.policy.schemas import (

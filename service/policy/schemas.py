@@ -25,7 +25,7 @@ from pydantic import (
     model_validator,
 )
 
-from service.events.schemas import DestinationKind
+from canhgac_common.events import DestinationKind
 
 # ---------------------------------------------------------------- enums
 

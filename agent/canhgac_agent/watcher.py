@@ -46,17 +46,17 @@ from watchdog.events import (
 )
 from watchdog.observers import Observer
 
-from service.agent import paths
-from service.agent.config import AgentConfig
-from service.agent.fingerprints import (
+from canhgac_agent import paths
+from canhgac_agent.config import AgentConfig
+from canhgac_agent.fingerprints import (
     FingerprintIndex,
     IndexedFile,
     SeenFile,
     scan_pii,
     walk_files,
 )
-from service.agent.spool import Spool, SpoolFullError
-from service.events.schemas import Action, Destination, DestinationKind, Event, EventObject
+from canhgac_agent.spool import Spool, SpoolFullError
+from canhgac_common.events import Action, Destination, DestinationKind, Event, EventObject
 
 logger = logging.getLogger("canhgac.agent")
 
@@ -632,7 +632,7 @@ class Watcher:
         seen = self.index.egress_seen(path)
         if seen is not None and (seen.size, seen.mtime_ns) == (st.st_size, st.st_mtime_ns):
             return  # this state was already examined (the other events of the same copy)
-        from service.pii.fingerprint import content_fingerprint, file_sha256
+        from canhgac_common.pii.fingerprint import content_fingerprint, file_sha256
 
         try:
             sha = file_sha256(path)

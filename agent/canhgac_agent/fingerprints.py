@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
-from service.agent import paths
-from service.agent.spool import connect_database
+from canhgac_agent import paths
+from canhgac_agent.spool import connect_database
 
 logger = logging.getLogger("canhgac.agent")
 
@@ -131,8 +131,8 @@ class ScanSummary:
 def scan_pii(
     path: str, *, max_bytes: int | None = None, max_seconds: float | None = None
 ) -> tuple[dict[str, int], int | None]:
-    """Return (non-zero PII counts by kind, record count or None) using service.pii."""
-    from service.pii.scanners import scan_file
+    """Return (non-zero PII counts by kind, record count or None) using canhgac_common.pii."""
+    from canhgac_common.pii.scanners import scan_file
 
     limits = _limits(max_bytes, max_seconds)
     try:
@@ -154,8 +154,8 @@ def scan_pii(
 def fingerprint_file(
     path: str, *, max_bytes: int | None = None, max_seconds: float | None = None
 ) -> Digest:
-    """Return the sha256, content fingerprint and PII counts of a file (service.pii)."""
-    from service.pii.fingerprint import content_fingerprint, file_sha256
+    """Return the sha256, content fingerprint and PII counts of a file (canhgac_common.pii)."""
+    from canhgac_common.pii.fingerprint import content_fingerprint, file_sha256
 
     digest = file_sha256(path)
     try:

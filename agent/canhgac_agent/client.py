@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from service.agent.spool import Spool, SpooledEvent
+from canhgac_agent.spool import Spool, SpooledEvent
 
 logger = logging.getLogger("canhgac.agent")
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from service.agent.config import ConfigError, load_config
+from canhgac_agent.config import ConfigError, load_config
 
 logger = logging.getLogger("canhgac.agent")
 
@@ -25,8 +25,8 @@ def _configure_logging() -> None:
 
 def _run(config_file: str, data_dir: str | None, print_server_fingerprint: bool,
          check: bool) -> None:
-    from service.agent import runner
-    from service.agent.client import fetch_server_fingerprint
+    from canhgac_agent import runner
+    from canhgac_agent.client import fetch_server_fingerprint
 
     try:
         raw = tomllib.loads(Path(config_file).read_text(encoding="utf-8"))
@@ -79,7 +79,7 @@ agent_command = click.Command(
 
 
 def main() -> None:
-    """Run ``agent`` as a stand-alone command (``python -m service.agent.cli``)."""
+    """Run ``agent`` as a stand-alone command (``python -m canhgac_agent.cli``)."""
     agent_command.main(prog_name="canhgac-agent")
 
 

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from service.agent import paths
+from canhgac_agent import paths
 
 EgressKind = Literal["removable", "cloud", "messaging", "email", "publishing", "unknown"]
 DataClassId = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")]

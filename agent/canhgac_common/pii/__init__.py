@@ -8,9 +8,9 @@
 Matched values are never returned, stored or logged: only counts, kinds and confidences.
 """
 
-from service.pii.detectors import KINDS, PiiReport, detect, detect_detailed, score_cccd
-from service.pii.fingerprint import content_fingerprint, file_sha256
-from service.pii.scanners import ScanResult, scan_file
+from canhgac_common.pii.detectors import KINDS, PiiReport, detect, detect_detailed, score_cccd
+from canhgac_common.pii.fingerprint import content_fingerprint, file_sha256
+from canhgac_common.pii.scanners import ScanResult, scan_file
 
 __all__ = [
     "KINDS",

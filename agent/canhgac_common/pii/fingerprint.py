@@ -34,7 +34,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from service.pii.scanners import (
+from canhgac_common.pii.scanners import (
     DEFAULT_MAX_ARCHIVE_BYTES,
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_SECONDS,

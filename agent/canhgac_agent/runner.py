@@ -8,12 +8,12 @@ import signal
 import threading
 from datetime import UTC, datetime
 
-from service.agent import __version__
-from service.agent.client import ClientError, Sender, ServerClient
-from service.agent.config import AgentConfig
-from service.agent.fingerprints import FingerprintIndex, fingerprint_file
-from service.agent.spool import Spool
-from service.agent.watcher import Watcher
+from canhgac_agent import __version__
+from canhgac_agent.client import ClientError, Sender, ServerClient
+from canhgac_agent.config import AgentConfig
+from canhgac_agent.fingerprints import FingerprintIndex, fingerprint_file
+from canhgac_agent.spool import Spool
+from canhgac_agent.watcher import Watcher
 
 logger = logging.getLogger("canhgac.agent")
 

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
 
-from service.events.schemas import Event, event_to_json_dict
+from canhgac_common.events import Event, event_to_json_dict
 
 PENDING = 0
 REJECTED = 1

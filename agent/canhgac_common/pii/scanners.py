@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from service.pii.detectors import (
+from canhgac_common.pii.detectors import (
     KINDS,
     NON_PII_LABEL,
     PROVINCE_CODES,
