@@ -86,12 +86,37 @@ class EventObject(_Strict):
     )
 
 
+class Device(_Strict):
+    """A removable device's identity, as far as the OS tells it."""
+
+    vendor: ShortText | None = None
+    model: ShortText | None = None
+    serial: ShortText | None = Field(default=None, description="The device's own serial number")
+    fs_uuid: ShortText | None = Field(
+        default=None, description="Filesystem UUID or volume serial of the mounted volume"
+    )
+
+
 class Destination(_Strict):
     """Where the object was copied, moved, sent or shared to."""
 
     path: PathText | None = None
     target: ShortText | None = Field(default=None, description="e-mail address, URL, printer, ...")
     kind: DestinationKind | None = None
+    device: Device | None = Field(
+        default=None, description="The removable device written to, when the OS tells it"
+    )
+
+
+class Process(_Strict):
+    """The program that did it, as the OS tells it."""
+
+    name: Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=NO_NUL)] = Field(
+        description="Executable name, e.g. `cp`, `EXCEL.EXE`"
+    )
+    # Windows process ids are 32-bit unsigned; Linux's fit well below.
+    pid: Annotated[int, Field(ge=0, le=2**32 - 1)] | None = None
+    path: PathText | None = Field(default=None, description="Full path of the executable")
 
 
 def _representable_in_utc(value: datetime) -> datetime:
@@ -124,6 +149,14 @@ class Event(_Strict):
     )
     unit: Annotated[str, StringConstraints(max_length=64, pattern=NO_NUL)] | None = Field(
         default=None, description="Unit of the actor when the sender knows it"
+    )
+    process: Process | None = Field(
+        default=None, description="The program that did it, when the sender knows it"
+    )
+    count: Annotated[int, Field(ge=1, le=MAX_JSON_INT)] | None = Field(
+        default=None,
+        description="How many accesses of the same kind by the same program on the same object "
+        "this one event stands for (repeated opens within a short window); absent means one",
     )
     schema_version: Literal[1] = 1
 
