@@ -7,7 +7,14 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 ENV_PREFIX = "CANHGAC_"
 
@@ -64,7 +71,8 @@ class Settings(BaseModel):
     notify_retry_base_seconds: int = Field(default=30, ge=1)
     notify_retry_max_seconds: int = Field(default=900, ge=1)
     notify_failing_after_attempts: int = Field(default=6, ge=1)
-    notify_lease_seconds: int = Field(default=300, ge=10)
+    # A dispatcher's claim on the one message it is sending; it must outlast a send.
+    notify_lease_seconds: int = Field(default=45, ge=10)
     notify_batch_size: int = Field(default=10, ge=1, le=1000)
     notify_retention_days: int = Field(default=90, ge=1)
     scheduler_enabled: bool = True
@@ -83,6 +91,16 @@ class Settings(BaseModel):
     dpo_email: str = ""
     signer_name: str = ""
     report_due_day: int = Field(default=8, ge=2, le=28)
+
+    @model_validator(mode="after")
+    def _lease_outlasts_a_send(self) -> Settings:
+        # A claim that runs out mid-send lets a second dispatcher send the same message.
+        longest = max(self.smtp_timeout_seconds, self.webhook_timeout_seconds,
+                      self.notify_command_timeout_seconds)
+        if self.notify_lease_seconds <= longest:
+            raise ValueError(f"notify_lease_seconds ({self.notify_lease_seconds}) must exceed the "
+                             f"longest channel timeout ({longest:g} s)")
+        return self
 
     @field_validator("log_level")
     @classmethod
@@ -167,7 +185,9 @@ def _env_values(environ: dict[str, str]) -> dict[str, Any]:
 
 def _first_error_line(exc: ValidationError, sources: dict[str, str]) -> str:
     err = exc.errors()[0]
-    field = str(err["loc"][0]) if err["loc"] else "?"
+    if not err["loc"]:  # a rule across settings: its message names them
+        return f"bad settings: {err['msg'].removeprefix('Value error, ')}"
+    field = str(err["loc"][0])
     where = sources.get(field, "setting")
     if err["type"] == "extra_forbidden":
         return f"unknown setting {field!r} in {where}"

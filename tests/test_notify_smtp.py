@@ -23,7 +23,7 @@ from service.config import load_settings
 from service.core.db import new_session
 from service.incidents.models import Incident
 from service.notify.channels import Deliverer
-from service.notify.dispatcher import claim_batch, dispatch_pending
+from service.notify.dispatcher import dispatch_pending
 from service.notify.models import OutboxMessage
 from service.notify.outbox import notify_incident, outbox_summary
 from service.notify.wiring import get_dispatcher, stop_dispatcher
@@ -250,28 +250,56 @@ def test_failing_message_is_marked_and_keeps_retrying(app, session, people, sink
     assert outbox_summary(session)["failing"] == 0
 
 
-def test_crashed_dispatcher_claim_expires_and_duplicate_keeps_message_id(
-        app, session, people, sink):
+class _Killed(BaseException):
+    """Stands for kill -9: nothing after it runs, no except Exception catches it."""
+
+
+def test_a_dispatcher_killed_mid_pass_resends_only_the_message_in_flight(
+        app, session, make_user, sink, monkeypatch):
     sink.start()
-    settings = _smtp_settings(app, sink.port, notify_lease_seconds=60)
+    for name in ("chu_tich", "pho_chu_tich_1", "pho_chu_tich_2", "cong_an_1", "cong_an_2"):
+        make_user(name, "leader")
+    settings = _smtp_settings(app, sink.port, notify_lease_seconds=20)
     notify_incident(session, _incident(session), kind="created", settings=settings)
     session.commit()
+    assert len(_rows(session)) == 5
     t0 = datetime.now(UTC) + timedelta(seconds=1)
-    # A dispatcher claims both messages, sends one, and dies before recording anything.
-    _token, claimed, lost = claim_batch(session, settings, t0, ["email"])
-    assert len(claimed) == 2 and lost == 0
-    deliverer = Deliverer(settings)
-    deliverer.deliver(claimed[0], t0)
-    deliverer.close()
-    held = dispatch_pending(session, settings, now=t0 + timedelta(seconds=59))
-    assert held.attempted == 0
-    assert held.next_due_at == t0 + timedelta(seconds=60)  # when the dead claim runs out
-    stats = dispatch_pending(session, settings, now=t0 + timedelta(seconds=61))
-    assert stats.delivered == 2
+    real_deliver = Deliverer.deliver
+    sent = []
+
+    def deliver_then_die_on_the_third(self, snapshot, now):
+        real_deliver(self, snapshot, now)  # the third mail really goes out...
+        sent.append(snapshot.message_id)
+        if len(sent) == 3:
+            raise _Killed  # ...and the process dies before it records anything
+
+    monkeypatch.setattr(Deliverer, "deliver", deliver_then_die_on_the_third)
+    with pytest.raises(_Killed):
+        dispatch_pending(session, settings, now=t0)
+    session.rollback()
+    monkeypatch.setattr(Deliverer, "deliver", real_deliver)
+    in_flight = sent[2]
+    # The two recorded mails stay delivered; the two never reached go out at once, on any
+    # instance, without waiting for a lease.
+    assert sum(r.state == "delivered" for r in _rows(session)) == 2
+    soon = dispatch_pending(session, settings, now=t0 + timedelta(seconds=1))
+    assert soon.delivered == 2
+    assert soon.next_due_at == t0 + timedelta(seconds=20)  # when the dead claim runs out
+    later = dispatch_pending(session, settings, now=t0 + timedelta(seconds=21))
+    assert later.delivered == 1
     ids = sink.message_ids()
-    assert len(ids) == 3
-    assert ids.count(claimed[0].message_id) == 2  # the duplicate a mail client shows once
-    assert ids.count(claimed[1].message_id) == 1
+    assert len(ids) == 6  # five mails, and only the one in flight twice
+    assert ids.count(in_flight) == 2
+    assert all(ids.count(other) == 1 for other in set(ids) - {in_flight})
+    assert all(r.state == "delivered" for r in _rows(session))
+
+
+def test_the_lease_must_outlast_the_longest_channel_timeout(app):
+    from service.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"notify_lease_seconds \(30\) must exceed"):
+        load_settings({"notify_lease_seconds": 30, "notify_command_timeout_seconds": 30},
+                      environ={})
 
 
 def _second_instance(settings_overrides, **extra):

@@ -1,17 +1,19 @@
-"""Deliver pending outbox messages: claim with a lease, send outside any transaction, record.
+"""Deliver pending outbox messages: claim one at a time, send outside any transaction, record.
 
 `dispatch_pending` is the one function the per-app dispatcher thread and the catch-up job
 both call. It commits on its own, in short transactions, because a transaction must never
 stay open while a mail server or webhook answers (SQLite would hold its write lock for the
 whole send). Give it a session of its own.
 
-Claims: a message is taken with ``UPDATE ... WHERE id IN (...) AND state='pending' AND
-next_attempt_at <= now AND (claimed_until IS NULL OR claimed_until < now)``, setting a
-random claim token and ``claimed_until = now + lease``. PostgreSQL re-checks that condition
-after a concurrent claim commits, SQLite serializes writers, so two dispatchers (threads or
-service instances) never both hold a message. A dispatcher that dies mid-send leaves the
-claim to expire; the message is then sent again with the same Message-ID, which mail
-clients show once.
+Claims: a dispatcher holds at most ONE message, the one it is sending. It is taken with
+``UPDATE ... WHERE id = ? AND state='pending' AND next_attempt_at <= now AND (claimed_until
+IS NULL OR claimed_until < now)``, setting a random claim token and ``claimed_until = now +
+lease``. PostgreSQL re-checks that condition after a concurrent claim commits, SQLite
+serializes writers, so two dispatchers (threads or service instances) never both hold a
+message. Each outcome is committed as soon as the send returns, so a dispatcher killed
+mid-pass re-sends at most the message in flight (after its lease, with the same Message-ID,
+which mail clients show once); the messages it had not reached were never claimed and the
+next pass, on any instance, sends them at once.
 """
 
 from __future__ import annotations
@@ -74,34 +76,42 @@ def _snapshot(row: OutboxMessage) -> MessageSnapshot:
     )
 
 
-def claim_batch(
-    session: Session, settings: Settings, now: datetime, channels: list[str],
-) -> tuple[str, list[MessageSnapshot], int]:
-    """Claim due messages (one transaction, committed); return token, snapshots, lost count."""
-    ids = list(session.scalars(
+def due_message_ids(
+    session: Session, now: datetime, channels: list[str], limit: int,
+) -> list[int]:
+    """Return the ids of up to *limit* messages due now on the given channels, oldest first."""
+    return list(session.scalars(
         select(OutboxMessage.id).where(*_claimable(now, channels))
         .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
-        .limit(settings.notify_batch_size)
+        .limit(limit)
     ))
-    if not ids:
-        session.commit()
-        return "", [], 0
+
+
+def claim_message(
+    session: Session, settings: Settings, now: datetime, channels: list[str], message_id: int,
+) -> tuple[str, MessageSnapshot | None]:
+    """Claim one due message for this sender (committed); return token and snapshot.
+
+    The snapshot is None when the message is no longer claimable: another dispatcher took it
+    or recorded it first.
+    """
     token = secrets.token_hex(16)
     result = session.execute(
         update(OutboxMessage)
-        .where(OutboxMessage.id.in_(ids), *_claimable(now, channels))
+        .where(OutboxMessage.id == message_id, *_claimable(now, channels))
         .values(claim_token=token,
                 claimed_until=now + timedelta(seconds=settings.notify_lease_seconds))
         .execution_options(synchronize_session=False)
     )
-    claimed = result.rowcount or 0
-    rows = session.scalars(
-        select(OutboxMessage).where(OutboxMessage.claim_token == token)
-        .order_by(OutboxMessage.id).execution_options(populate_existing=True)
-    ).all()
-    snapshots = [_snapshot(row) for row in rows]
+    row = None
+    if result.rowcount:
+        row = session.scalars(
+            select(OutboxMessage).where(OutboxMessage.claim_token == token)
+            .execution_options(populate_existing=True)
+        ).one()
+    snapshot = _snapshot(row) if row is not None else None
     session.commit()
-    return token, snapshots, len(ids) - claimed
+    return token, snapshot
 
 
 def _error_text(exc: BaseException) -> str:
@@ -189,30 +199,30 @@ def dispatch_pending(
     deliverer = Deliverer(settings)
     try:
         for _ in range(MAX_BATCHES if channels else 0):
-            claim_now = now or utcnow()
-            token, batch, lost = claim_batch(session, settings, claim_now, channels)
-            stats.lost_claims += lost
-            if not batch:
-                if lost:
-                    continue
+            ids = due_message_ids(session, now or utcnow(), channels, settings.notify_batch_size)
+            session.commit()  # end the read: nothing may stay open while a server answers
+            if not ids:
                 break
-            outcomes: list[tuple[MessageSnapshot, datetime, BaseException | None]] = []
-            for snapshot in batch:
+            for message_id in ids:
+                token, snapshot = claim_message(session, settings, now or utcnow(), channels,
+                                                message_id)
+                if snapshot is None:
+                    stats.lost_claims += 1
+                    continue
                 error: BaseException | None = None
                 try:
                     deliverer.deliver(snapshot, now or utcnow())
                 except Exception as exc:  # every failure is retried and audited
                     error = exc
-                outcomes.append((snapshot, now or utcnow(), error))
-            # One transaction per batch: no lock is held while sending, and one commit (fsync)
-            # records the whole batch. A crash before it re-sends the batch after the lease.
-            for snapshot, when, error in outcomes:
-                failing = record_result(session, settings, snapshot, token, when, error)
+                # Recorded and committed before the next send: a crash from here on never
+                # sends this message again.
+                failing = record_result(session, settings, snapshot, token, now or utcnow(),
+                                        error)
+                session.commit()
                 stats.attempted += 1
                 stats.delivered += error is None
                 stats.failed += error is not None
                 _log_outcome(snapshot, error, failing)
-            session.commit()
     finally:
         deliverer.close()
     _finish_stats(session, stats, channels, now or utcnow())
