@@ -15,9 +15,11 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     RootModel,
+    Strict,
     StringConstraints,
 )
 
@@ -31,8 +33,30 @@ Sha256Hex = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 DataClassId = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
 PiiKind = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
 # Counts and sizes stay within JSON's exact integers (RFC 8785 canonical JSON, JavaScript).
+# Strict: JSON integers only — never true, "12" or 12.0, as the OpenAPI document says.
 MAX_JSON_INT = 2**53 - 1
-Count = Annotated[int, Field(ge=0, le=MAX_JSON_INT)]
+Count = Annotated[int, Strict(), Field(ge=0, le=MAX_JSON_INT)]
+
+
+def _time_as_text(value: object) -> object:
+    """Refuse numbers for times: JSON carries an RFC 3339 string (senders in Python may pass
+    datetime objects); 1700000000 is not a time."""
+    if isinstance(value, int | float):
+        raise ValueError("a time is an RFC 3339 string with an offset, not a number")
+    return value
+
+
+def _representable_in_utc(value: datetime) -> datetime:
+    """Refuse years 1 and 9999, where a time may not convert to UTC (it is stored in UTC)."""
+    if not 2 <= value.year <= 9998:
+        raise ValueError("the year must be between 0002 and 9998")
+    return value
+
+
+# An RFC 3339 time with an offset, as text; naive times and numbers are refused.
+Timestamp = Annotated[
+    AwareDatetime, BeforeValidator(_time_as_text), AfterValidator(_representable_in_utc)
+]
 
 
 class Action(enum.StrEnum):
@@ -115,22 +139,15 @@ class Process(_Strict):
         description="Executable name, e.g. `cp`, `EXCEL.EXE`"
     )
     # Windows process ids are 32-bit unsigned; Linux's fit well below.
-    pid: Annotated[int, Field(ge=0, le=2**32 - 1)] | None = None
+    pid: Annotated[int, Strict(), Field(ge=0, le=2**32 - 1)] | None = None
     path: PathText | None = Field(default=None, description="Full path of the executable")
-
-
-def _representable_in_utc(value: datetime) -> datetime:
-    """Refuse years 1 and 9999, where a time may not convert to UTC (it is stored in UTC)."""
-    if not 2 <= value.year <= 9998:
-        raise ValueError("the year must be between 0002 and 9998")
-    return value
 
 
 class Event(_Strict):
     """One access to citizen data, as reported by an agent or an application."""
 
     id: uuid.UUID = Field(description="Client-generated UUID; the idempotency key")
-    occurred_at: Annotated[AwareDatetime, AfterValidator(_representable_in_utc)] = Field(
+    occurred_at: Timestamp = Field(
         description="RFC 3339 time with offset; years 0002-9998 (it must convert to UTC)",
         json_schema_extra={"pattern": "^(?!0001-|9999-)"},
     )
@@ -153,7 +170,7 @@ class Event(_Strict):
     process: Process | None = Field(
         default=None, description="The program that did it, when the sender knows it"
     )
-    count: Annotated[int, Field(ge=1, le=MAX_JSON_INT)] | None = Field(
+    count: Annotated[int, Strict(), Field(ge=1, le=MAX_JSON_INT)] | None = Field(
         default=None,
         description="How many accesses of the same kind by the same program on the same object "
         "this one event stands for (repeated opens within a short window); absent means one",

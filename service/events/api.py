@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
 
 from flask import Blueprint, Flask, current_app, g, jsonify, request
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 from sqlalchemy.exc import OperationalError
 
-from canhgac_common.events import MAX_JSON_INT, NO_NUL, Event
+from canhgac_common.events import NO_NUL, Count, Event, Timestamp
 from service.auth.access import public, token_required
 from service.auth.operations import find_token
 from service.core.db import get_session, utcnow
@@ -27,15 +26,15 @@ class Heartbeat(BaseModel):
 
     agent_id: str = Field(min_length=1, max_length=128, pattern=NO_NUL)
     host: str = Field(min_length=1, max_length=255, pattern=NO_NUL)
-    last_seq: int | None = Field(default=None, ge=0, le=MAX_JSON_INT)
-    spool_depth: int | None = Field(default=None, ge=0, le=MAX_JSON_INT)
+    last_seq: Count | None = None
+    spool_depth: Count | None = None
     version: str | None = Field(default=None, max_length=32, pattern=NO_NUL)
     config_hash: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$", description=(
         "SHA-256 of what the agent watches (roots, ignore patterns, scan limits); a change "
         "raises an alert"))
-    protected_roots: int | None = Field(default=None, ge=0, le=MAX_JSON_INT, description=(
+    protected_roots: Count | None = Field(default=None, description=(
         "how many protected folders the agent watches"))
-    sent_at: datetime | None = None
+    sent_at: Timestamp | None = None
 
 
 class IngestAnswer(BaseModel):
