@@ -50,6 +50,7 @@ def load_service_config(config_file: Path) -> AgentConfig:
 def _log_to_file(folder: Path) -> logging.Handler:
     # A service has no console: log next to the spool, rotated, readable by administrators only
     # (the folder's ACL).
+    folder.mkdir(parents=True, exist_ok=True)
     handler = logging.handlers.RotatingFileHandler(
         folder / LOG_NAME, maxBytes=5_000_000, backupCount=3, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
