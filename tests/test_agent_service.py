@@ -235,7 +235,7 @@ def test_the_unit_is_a_hardened_system_service():
     assert service["StateDirectoryMode"] == "0700"
     assert service["ExecStart"] == ("/opt/canhgac-agent/venv/bin/canhgac-agent --config "
                                     "/etc/canhgac-agent/agent.toml --data-dir /var/lib/canhgac-agent")
-    assert service["ExecStartPre"].endswith("--config /etc/canhgac-agent/agent.toml --check")
+    assert service["ExecStartPre"] == service["ExecStart"] + " --check"
     assert unit["Install"]["WantedBy"] == "multi-user.target"  # not a user's default.target
 
 

@@ -75,13 +75,14 @@ def unit_template() -> str:
 
 
 def unit_text(executable: str) -> str:
-    """Return the unit with ExecStart naming *executable* and the spool in the state folder."""
+    """Return the packaged unit with ExecStartPre/ExecStart naming *executable*.
+
+    Both lines pass ``--data-dir /var/lib/canhgac-agent``: the spool goes into the state folder
+    unless the configuration names one.
+    """
     if any(ch.isspace() for ch in executable):
         raise ServiceInstallError(f"đường dẫn có khoảng trắng / path with whitespace: {executable}")
-    text = unit_template().replace(TEMPLATE_EXECUTABLE, executable)
-    # The spool goes into the state folder unless the configuration names one.
-    run_line = f"ExecStart={executable} --config {CONFIG_DIR}/{CONFIG_NAME}"
-    return text.replace(run_line + "\n", f"{run_line} --data-dir {STATE_DIR}\n")
+    return unit_template().replace(TEMPLATE_EXECUTABLE, executable)
 
 
 def _private_dir(path: Path) -> None:
