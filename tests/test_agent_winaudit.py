@@ -298,3 +298,21 @@ def test_a_full_batch_is_followed_at_once(spool):
     worker.start()
     worker.join(timeout=10)  # would take minutes if it waited poll_seconds between full batches
     assert not worker.is_alive() and len(received) == 7
+
+
+def test_start_reader_runs_in_its_own_thread_until_stopped(spool):
+    log = RecordedLog([event_xml(1), event_xml(2, mask="0x2", handle="0x2")])
+    stop = threading.Event()
+    received: list[AccessRecord] = []
+    reader, thread = winaudit.start_reader(spool, received.append, stop, run_command=log,
+                                           poll_seconds=0.01, own_pids=())
+    assert thread.name == "canhgac-agent-security-log" and thread.daemon
+    deadline = threading.Event()
+    for _ in range(500):
+        if len(received) == 2:
+            break
+        deadline.wait(0.01)
+    stop.set()
+    thread.join(timeout=10)
+    assert not thread.is_alive()
+    assert [r.kind for r in received] == ["read", "write"] and reader.bookmark == 2

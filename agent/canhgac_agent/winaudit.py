@@ -356,3 +356,14 @@ class SecurityLogReader:
                 count = 0
             if count < self.batch_size:
                 stop_event.wait(self.poll_seconds)
+
+
+def start_reader(meta: MetaStore, sink: Callable[[AccessRecord], None],
+                 stop_event: threading.Event, **options) -> tuple[SecurityLogReader,
+                                                                  threading.Thread]:
+    """Start a SecurityLogReader in a daemon thread; return it and its thread (join on stop)."""
+    reader = SecurityLogReader(meta, sink, **options)
+    thread = threading.Thread(target=reader.run, args=(stop_event,),
+                              name="canhgac-agent-security-log", daemon=True)
+    thread.start()
+    return reader, thread
