@@ -287,14 +287,59 @@ def _read_small_text(path: str) -> str | None:
         return None
 
 
-def existing_default_egress_folders() -> list[tuple[Path, str]]:
-    """Return the default egress folders of the current user that exist on this computer."""
+def existing_default_egress_folders(homes: Iterable[str | PurePath] | None = None,
+                                    platform: str | None = None) -> list[tuple[Path, str]]:
+    """Return the default egress folders that exist, for *homes* (default: the current user's).
+
+    A service (root or SYSTEM) has no Downloads of its own: it passes every person's home
+    (:func:`service_user_homes`), and then the service's own environment says nothing about
+    those users' folders, so only the home folder is used to find them.
+    """
+    env: Mapping[str, str] | None = None
+    if homes is None:
+        homes = [Path.home()]
+    else:
+        env = {}
     found: list[tuple[Path, str]] = []
-    for folder, kind in default_egress_folders(Path.home()):
-        path = Path(str(folder))
-        if path.is_dir() and not path.is_symlink():
-            found.append((path, kind))
+    for home in homes:
+        for folder, kind in default_egress_folders(home, platform, env=env):
+            path = Path(str(folder))
+            if path.is_dir() and not path.is_symlink():
+                found.append((path, kind))
     return found
+
+
+# Profiles under C:\Users that are no person's.
+_WINDOWS_NON_PROFILES = frozenset({"public", "default", "default user", "all users", "defaultapppool"})
+
+
+def service_user_homes(platform: str | None = None, *, passwd: Iterable[tuple] | None = None,
+                       users_dir: str = "C:\\Users") -> list[Path]:
+    """Return the home folders of people who log in here (POSIX: uid ≥ 1000 with a login shell).
+
+    *passwd* is a list of pwd entries (name, passwd, uid, gid, gecos, dir, shell), for tests.
+    """
+    platform = platform or current_platform()
+    homes: list[Path] = []
+    if platform == WINDOWS:
+        try:
+            entries = list(os.scandir(users_dir))
+        except OSError:
+            return []
+        return [Path(entry.path) for entry in entries
+                if entry.is_dir(follow_symlinks=False)
+                and entry.name.casefold() not in _WINDOWS_NON_PROFILES]
+    if passwd is None:
+        import pwd
+
+        passwd = pwd.getpwall()
+    for entry in passwd:
+        uid, home, shell = entry[2], entry[5], entry[6]
+        if uid < 1000 or uid == 65534 or shell.endswith(("/nologin", "/false")):
+            continue
+        if os.path.isdir(home) and Path(home) not in homes:
+            homes.append(Path(home))
+    return homes
 
 
 # --- who is at the keyboard ---------------------------------------------------------------------
