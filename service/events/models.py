@@ -8,6 +8,11 @@ from sqlalchemy import BigInteger, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from service.core.db import Base, UTCDateTime
+from service.events.identity import identity_key
+
+
+def _key_of_agent_id(context) -> str:
+    return identity_key(context.get_current_parameters()["agent_id"])
 
 
 class Agent(Base):
@@ -19,7 +24,7 @@ class Agent(Base):
     agent_id: Mapped[str] = mapped_column(String(128))
     # identity_key(agent_id): look-alike ids (case, width, dashes, invisible characters) share
     # it, so one of them cannot be bound to a second token.
-    agent_key: Mapped[str] = mapped_column(String(80))
+    agent_key: Mapped[str] = mapped_column(String(80), default=_key_of_agent_id)
     source: Mapped[str] = mapped_column(String(128))
     # The host bound on first contact: events and heartbeats naming another host are refused.
     host: Mapped[str | None] = mapped_column(String(255))
