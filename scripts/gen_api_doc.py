@@ -121,10 +121,19 @@ ERRORS = (
              "An event breaks the schema; `index` is its position in the batch, `field` the "
              "field. **The whole batch is refused**; nothing is stored."),
     ApiError(400, "invalid_heartbeat", "Tín hiệu sống sai lược đồ.", "The heartbeat breaks the schema."),
+    ApiError(400, "host_mismatch",
+             "`host` của một sự kiện khác máy đã gắn với `agent_id` của nó (lần liên lạc đầu; so sau "
+             "khi chuẩn hoá chữ hoa/thường, độ rộng, gạch nối, ký tự vô hình); `index` và `event_id` "
+             "chỉ sự kiện đó. Cả lô bị từ chối; tác tử đánh dấu sự kiện đó và gửi phần còn lại.",
+             "An event's `host` is not the host bound to its `agent_id` (on first contact; compared "
+             "after normalising case, width, dashes, invisible characters); `index` and `event_id` "
+             "name it. The batch is refused; the agent marks that event and sends the rest."),
     ApiError(401, "unauthorized", "Thiếu mã truy cập, sai, hoặc đã bị thu hồi.",
              "Missing, wrong or revoked bearer token."),
     ApiError(405, "Method Not Allowed", "Sai phương thức HTTP (ví dụ GET thay vì POST).",
              "Wrong HTTP method."),
+    ApiError(409, "host_mismatch", "Tín hiệu sống ghi `host` khác máy đã gắn với `agent_id`.",
+             "A heartbeat names a host other than the one bound to its `agent_id`."),
     ApiError(413, "batch_too_large", "Lô có nhiều hơn `max_batch_events` sự kiện (mặc định 5000).",
              "More than `max_batch_events` events (default 5000)."),
     ApiError(413, "Request Entity Too Large",
@@ -232,6 +241,23 @@ EXAMPLES = (
             "/api/v1/agents/heartbeat", 200, {"status": "ok"},
             body={"agent_id": "PC-VHXH-01", "host": "PC-VHXH-01", "last_seq": 4182,
                   "spool_depth": 0, "version": "0.1.0", "sent_at": "2026-03-02T09:16:00+07:00"}),
+    Example("host_mismatch", "Sự kiện thứ hai ghi máy khác máy của tác tử: cả lô bị từ chối, "
+            "`event_id` chỉ sự kiện đó (`pc-vhxh-01` viết thường vẫn là tác tử `PC-VHXH-01`)",
+            "The second event names another host than its agent's: the batch is refused and "
+            "`event_id` names that event (lower-case `pc-vhxh-01` is still agent `PC-VHXH-01`)",
+            "POST", "/api/v1/events", 400,
+            {"error": "host_mismatch", "index": 1, "field": "host",
+             "event_id": "6f1c2a9e-4b7d-4f0a-9c31-2d5e8b7a1f11",
+             "detail": "host is not the host bound to this agent_id on its first contact"},
+            body=[{**_MINIMAL, "id": "6f1c2a9e-4b7d-4f0a-9c31-2d5e8b7a1f10", "host": "PC-VHXH-01",
+                   "agent_id": "PC-VHXH-01", "seq": 4183},
+                  {**_MINIMAL, "id": "6f1c2a9e-4b7d-4f0a-9c31-2d5e8b7a1f11", "host": "PC-KETOAN-02",
+                   "agent_id": "pc-vhxh-01", "seq": 4184}]),
+    Example("heartbeat_host", "Tín hiệu sống ghi máy khác máy của tác tử",
+            "A heartbeat naming another host than its agent's", "POST", "/api/v1/agents/heartbeat",
+            409, {"error": "host_mismatch", "field": "host",
+                  "detail": "host is not the host bound to this agent_id on its first contact"},
+            body={"agent_id": "PC-VHXH-01", "host": "PC-KETOAN-02", "last_seq": 4184}),
     Example("no_token", "Thiếu mã truy cập", "No token", "POST", "/api/v1/events", 401,
             {"error": "unauthorized", "detail": "missing or invalid bearer token"},
             body=_MINIMAL, has_token=False),

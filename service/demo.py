@@ -132,12 +132,14 @@ def month_of_events(now: datetime, seed: int = 2026) -> list[dict]:
                 path = folder + sep + rng.choice(files).format(rng.randint(1, 22))
                 action = rng.choices(["open", "read", "modify", "print", "export", "copy"],
                                      [40, 30, 15, 6, 5, 4])[0]
+                event_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+                # One agent per PC: the server ties an agent to the host of its first contact.
+                host = f"PC-{unit.upper()}-0{rng.randint(1, 2)}"
                 event = {
-                    "id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
-                    "occurred_at": at.isoformat(), "host": f"PC-{unit.upper()}-0{rng.randint(1, 2)}",
+                    "id": event_id, "occurred_at": at.isoformat(), "host": host,
                     "actor": rng.choice(ACTORS[unit]), "action": action, "unit": unit,
                     "object": {"path": path, "record_count": rng.randint(1, 120)},
-                    "purpose": "giải quyết hồ sơ", "agent_id": f"agent-{unit}",
+                    "purpose": "giải quyết hồ sơ", "agent_id": f"agent-{host.lower()}",
                 }
                 if action == "copy":
                     event["destination"] = {"path": f"S:\\DungChung\\{unit}\\{path.split(sep)[-1]}"}

@@ -217,7 +217,7 @@ def _run_january(app, clock, make_user, seed: int = 2027) -> dict:
                 continue
             s = sc.session
             if what == "heartbeat":
-                record_heartbeat(s, source="test", agent_id=arg, host=f"may-{arg}", last_seq=None,
+                record_heartbeat(s, source="test", agent_id=arg, host="may-01", last_seq=None,
                                  spool_depth=0, version="1")
             elif what == "silence":
                 from service.events.jobs import report_silent_agents

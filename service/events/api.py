@@ -51,6 +51,8 @@ class ErrorAnswer(BaseModel):
     detail: str | None = None
     index: int | None = None
     field: str | None = None
+    event_id: str | None = Field(default=None, description=(
+        "id of the refused event, when one event of the batch is refused (host_mismatch)"))
     status: int | None = Field(default=None, description="HTTP status, in generic answers (405, 413)")
 
 
@@ -144,6 +146,8 @@ def ingest():
     except operations.AgentSourceError as exc:
         session.rollback()
         return _error(403, "forbidden", detail=str(exc))
+    except operations.AgentIdentityRefused as exc:
+        return _refuse(session, exc)
     session.commit()
     g.ingested = result
     return jsonify(stored=result.stored, duplicates=result.duplicates)
@@ -184,8 +188,21 @@ def heartbeat():
     except operations.AgentSourceError as exc:
         session.rollback()
         return _error(403, "forbidden", detail=str(exc))
+    except operations.AgentIdentityRefused as exc:
+        return _refuse(session, exc)
     session.commit()
     return jsonify(status="ok")
+
+
+def _refuse(session, refusal: operations.AgentIdentityRefused):
+    # Nothing of the request is kept; the refusal itself is, in a transaction of its own. The
+    # answer names the problem and the client's own event, never what the other agent is.
+    session.rollback()
+    operations.record_refusal(session, refusal)
+    session.commit()
+    return _error(refusal.status, refusal.error, detail=refusal.detail, index=refusal.index,
+                  field="host" if refusal.error == "host_mismatch" else "agent_id",
+                  event_id=refusal.event_id)
 
 
 @bp.route("/openapi.json")

@@ -37,9 +37,14 @@ def build_openapi() -> dict:
     ref = lambda name: {"$ref": f"#/components/schemas/{name}"}  # noqa: E731
     err = {"application/json": {"schema": ref("ErrorAnswer")}}
     auth_errors = {
-        "400": {"description": "Invalid JSON or event; names the index and field", "content": err},
+        "400": {"description": "Invalid JSON or event, or an event whose host is not its "
+                               "agent's (host_mismatch); names the index and field",
+                "content": err},
         "401": {"description": "Missing or invalid bearer token", "content": err},
         "403": {"description": "The agent id belongs to another token's source", "content": err},
+        "409": {"description": "The agent id is a look-alike of another token's agent "
+                               "(agent_id_lookalike), or a heartbeat's host is not its agent's "
+                               "(host_mismatch)", "content": err},
         "413": {"description": "Batch over the configured count or size", "content": err},
         "503": {"description": "Storage unavailable (database down or disk full); retry later",
                 "content": err},

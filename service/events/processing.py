@@ -310,12 +310,22 @@ class PolicyProcessor:
                     for verdict in engine.evaluate(event, policy, self.windows, now=now)]
         return self._act(session, hits)
 
-    def evaluate_signal(self, session: Session, signal: MonitoringSignal, entry_seq: int | None):
+    def evaluate_signal(self, session: Session, signal: MonitoringSignal, entry_seq: int | None,
+                        *, now: datetime | None = None):
         """Evaluate a monitoring signal (silent agent, event gap) and act on its verdicts."""
+        return self.act_on_signal(session, self.signal_verdicts(signal, now=now), entry_seq)
+
+    def signal_verdicts(self, signal: MonitoringSignal, *, now: datetime | None = None) -> list[Verdict]:
+        """Return the verdicts of the policy in force on a signal observed at ``now``; no effect."""
         policy = self.state.policy
         if policy is None:
             return []
-        verdicts = engine.evaluate_signal(signal, policy, now=utcnow())
+        return engine.evaluate_signal(signal, policy, now=now or utcnow())
+
+    def act_on_signal(self, session: Session, verdicts: list[Verdict], entry_seq: int | None) -> list[Alert]:
+        """Store the alerts (or records) of a signal's verdicts, linked to its trail entry."""
+        if not verdicts:
+            return []
         return self._act(session, [(v, entry_seq, None) for v in verdicts])
 
     def _act(self, session: Session, hits: list[tuple[Verdict, int | None, Event | None]]) -> list[Alert]:
