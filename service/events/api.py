@@ -35,6 +35,10 @@ class Heartbeat(BaseModel):
         "raises an alert"))
     protected_roots: int | None = Field(default=None, ge=0, le=MAX_JSON_INT, description=(
         "how many protected folders the agent watches"))
+    access_mode: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9-]{0,31}$", description=(
+        "how the agent watches opens of protected files: `fanotify-perm` or `fanotify` (user and "
+        "program known), `inotify` (opens without the user or program), `security-log` "
+        "(Windows), `off`"))
     sent_at: datetime | None = None
 
 
