@@ -33,7 +33,7 @@ MAX_RECENT = 4096
 MAX_PENDING = 50_000
 TAKE_LIMIT = 1000
 # An inotify record arrives a moment after the open it reports.
-OWN_READ_GRACE_SECONDS = 1.0
+OWN_READ_GRACE_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
