@@ -94,6 +94,23 @@ def test_fanotify_metadata_bytes_are_parsed():
     assert fa.RESPONSE.pack(7, fa.FAN_ALLOW) == struct.pack("=iI", 7, 1)
 
 
+def test_fanotify_name_event_bytes_are_parsed():
+    from canhgac_agent import fanotify as fa
+
+    handle = bytes(range(8))
+    name = b"ho-ngheo.xlsx\0\0\0"
+    body = (struct.pack("=ii", 11, 22) + fa.HANDLE_HEADER.pack(len(handle), 1) + handle + name)
+    info = fa.INFO_HEADER.pack(fa.FAN_EVENT_INFO_TYPE_DFID_NAME, 0,
+                               fa.INFO_HEADER.size + len(body)) + body
+    meta = fa.METADATA.pack(fa.METADATA.size + len(info), 3, 0, fa.METADATA.size,
+                            fa.FAN_DELETE, fa.FAN_NOFD, 77)
+    [event] = fa.parse_events(meta + info)
+    assert (event.mask, event.fd, event.pid, event.info) == (fa.FAN_DELETE, -1, 77, info)
+    assert fa.parse_dfid_name(event.info) == ((1, handle), "ho-ngheo.xlsx")
+    assert fa.kinds_of(fa.FAN_DELETE | fa.FAN_MOVED_FROM) == ["delete", "rename"]
+    assert fa.parse_dfid_name(info[:5]) is None
+
+
 def test_inotify_event_bytes_are_parsed():
     from canhgac_agent import inotify as ino
 
@@ -360,6 +377,28 @@ def test_a_modification_names_the_writer(env):
     assert modify["object"]["path"] == str(target)
     assert modify["actor"] == OTHER_USER and modify["process"]["name"] == "sh"
     assert modify["object"]["sha256"] == file_sha256(target)
+
+
+@needs_fanotify
+@pytest.mark.skipif(shutil.which("perl") is None, reason="perl plays a program that lingers")
+def test_a_deletion_and_a_move_name_the_program_that_did_them(env):
+    gone = env.file("xoa.csv", text="1,Le Van D,020185000004\n")
+    moved = env.file("chuyen.csv", text="1,Pham Thi E,020185000005\n")
+    env.protected.chmod(0o777)  # nobody may remove names from it
+    agent = env.start_agent()
+    # `rm` and `mv` end before anyone can look at them; a program that lingers a moment (as
+    # a file manager does) is named.
+    as_other_user("perl", "-e", "unlink $ARGV[0] or die; sleep 1", str(gone))
+    as_other_user("perl", "-e", "rename $ARGV[0], $ARGV[1] or die; sleep 1", str(moved),
+                  str(env.usb / "chuyen.csv"))
+    [delete] = env.wait_for(agent, lambda e: e["action"] == "delete")
+    [move] = env.wait_for(agent, lambda e: e["action"] == "move")
+    assert delete["object"]["path"] == str(gone)
+    assert delete["actor"] == OTHER_USER and delete["process"]["name"] == "perl"
+    assert move["object"]["path"] == str(moved)
+    assert move["destination"]["path"] == str(env.usb / "chuyen.csv")
+    assert move["actor"] == OTHER_USER and move["process"]["name"] == "perl"
+    assert move["process"]["pid"] != delete["process"]["pid"]
 
 
 @needs_fanotify

@@ -11,7 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-AccessKind = Literal["open", "read", "write"]
+# "delete": the file's name was removed; "rename": it was renamed or moved away from its path.
+AccessKind = Literal["open", "read", "write", "delete", "rename"]
 
 
 @dataclass(frozen=True)

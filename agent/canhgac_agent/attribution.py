@@ -8,9 +8,10 @@ is itself waiting for an open. It
 - folds repeated opens and reads of one file by one program within ``window`` seconds into
   one summary (one ``open`` or ``read`` event with a ``count``), which the watcher's worker
   takes when due;
-- remembers, for a while and for a bounded number of files, the last writer of each file and
-  the last reader of each protected file, so that a copy, move, creation or modification is
-  attributed to a user and a program;
+- remembers, for a while and for a bounded number of files, the last writer of each file, the
+  last reader of each protected file and the last program that deleted or renamed it away,
+  so that a copy, move, creation, modification or deletion is attributed to a user and a
+  program;
 - drops the agent's own accesses (by pid; without pids, by the moments it reads a file
   itself), ignored programs (virus scanners, backup tools), ignored names and the spool.
 """
@@ -139,6 +140,7 @@ class AccessTracker:
         self._is_armed = False
         self._writers = _Recent(max_recent, recent_seconds)
         self._readers = _Recent(max_recent, recent_seconds)
+        self._removers = _Recent(max_recent, recent_seconds)
         self._own_reads: OrderedDict[str, list[float]] = OrderedDict()
         self.dropped = 0
 
@@ -158,9 +160,10 @@ class AccessTracker:
                 key = self._key(record.path)
                 if process is None and self._is_own_read(key, record.at):
                     continue
-                if record.kind == "write":
+                if record.kind in ("write", "delete", "rename"):
                     if process is not None:
-                        self._writers.put(key, process, now)
+                        table = self._writers if record.kind == "write" else self._removers
+                        table.put(key, process, now)
                         self._cond.notify_all()
                     continue
                 if self._is_ignored_program(process):
@@ -242,6 +245,11 @@ class AccessTracker:
         """Return the last process that opened or read the protected file *path*."""
         with self._cond:
             return self._readers.get(self._key(path), self._clock())
+
+    def remover_of(self, path: str) -> ProcessInfo | None:
+        """Return the last process that deleted *path* or renamed it away."""
+        with self._cond:
+            return self._removers.get(self._key(path), self._clock())
 
     def moved(self, src: str, dest: str) -> None:
         """Carry what is known of *src* over to *dest* (an editor's save by rename)."""

@@ -11,6 +11,10 @@ Protected folders are marked per directory (inode marks with ``FAN_EVENT_ON_CHIL
 sub-folders are marked when the watcher sees them created) for opens, reads and writes.
 Egress folders are marked for writes (and opens, only to learn the writer while it lives);
 a removable medium that is a mount point gets one mount mark.
+
+A second, notification-only group reports deletions and renames away from protected folders
+with the directory's file handle and the name (``FAN_REPORT_DFID_NAME``): that is who deleted
+or moved a protected file, when the program is still there to be looked at.
 """
 
 from __future__ import annotations
@@ -39,6 +43,8 @@ FAN_MODIFY = 0x00000002
 FAN_CLOSE_WRITE = 0x00000008
 FAN_CLOSE_NOWRITE = 0x00000010
 FAN_OPEN = 0x00000020
+FAN_MOVED_FROM = 0x00000040
+FAN_DELETE = 0x00000200
 FAN_Q_OVERFLOW = 0x00004000
 FAN_OPEN_PERM = 0x00010000
 FAN_ACCESS_PERM = 0x00020000
@@ -53,6 +59,10 @@ FAN_CLASS_NOTIF = 0x00000000
 FAN_CLASS_CONTENT = 0x00000004
 FAN_UNLIMITED_QUEUE = 0x00000010
 FAN_UNLIMITED_MARKS = 0x00000020
+FAN_REPORT_DIR_FID = 0x00000400
+FAN_REPORT_NAME = 0x00000800
+FAN_REPORT_DFID_NAME = FAN_REPORT_DIR_FID | FAN_REPORT_NAME
+FAN_EVENT_INFO_TYPE_DFID_NAME = 2
 
 FAN_MARK_ADD = 0x00000001
 FAN_MARK_REMOVE = 0x00000002
@@ -70,6 +80,13 @@ AT_FDCWD = -100
 METADATA = struct.Struct("=IBBHQii")
 # struct fanotify_response: __s32 fd; __u32 response
 RESPONSE = struct.Struct("=iI")
+# struct fanotify_event_info_header: __u8 info_type; __u8 pad; __u16 len; then for the FID
+# records __kernel_fsid_t fsid (8 bytes) and struct file_handle: __u32 handle_bytes;
+# int handle_type; unsigned char f_handle[handle_bytes] (then the name, for DFID_NAME)
+INFO_HEADER = struct.Struct("=BBH")
+FSID_SIZE = 8
+HANDLE_HEADER = struct.Struct("=Ii")
+MAX_HANDLE_SZ = 128
 
 # Each event read carries an open file descriptor; if the process runs out of descriptors the
 # kernel *denies* the pending permission request. A small read buffer bounds how many
@@ -93,6 +110,7 @@ class EventMetadata(NamedTuple):
     mask: int
     fd: int
     pid: int
+    info: bytes = b""  # the information records that follow (FID groups)
 
 
 def parse_events(data: bytes) -> list[EventMetadata]:
@@ -111,9 +129,30 @@ def parse_events(data: bytes) -> list[EventMetadata]:
                                 f"{FANOTIFY_METADATA_VERSION}")
         if event.event_len < METADATA.size or event.event_len > len(data) - offset:
             break  # FAN_EVENT_OK is false: the rest is not a whole event
+        if event.event_len > event.metadata_len:
+            event = event._replace(info=bytes(
+                data[offset + event.metadata_len:offset + event.event_len]))
         events.append(event)
         offset += event.event_len
     return events
+
+
+def parse_dfid_name(info: bytes) -> tuple[tuple[int, bytes], str] | None:
+    """Return ((handle type, handle bytes), name) from the info records after one metadata."""
+    offset = 0
+    while len(info) - offset >= INFO_HEADER.size:
+        info_type, _pad, length = INFO_HEADER.unpack_from(info, offset)
+        if length < INFO_HEADER.size or offset + length > len(info):
+            return None
+        if info_type == FAN_EVENT_INFO_TYPE_DFID_NAME:
+            start = offset + INFO_HEADER.size + FSID_SIZE
+            handle_bytes, handle_type = HANDLE_HEADER.unpack_from(info, start)
+            handle_start = start + HANDLE_HEADER.size
+            handle = bytes(info[handle_start:handle_start + handle_bytes])
+            raw_name = info[handle_start + handle_bytes:offset + length].split(b"\0", 1)[0]
+            return (handle_type, handle), os.fsdecode(raw_name)
+        offset += length
+    return None
 
 
 def kinds_of(mask: int) -> list[AccessKind]:
@@ -125,7 +164,16 @@ def kinds_of(mask: int) -> list[AccessKind]:
         kinds.append("read")
     if mask & (FAN_CLOSE_WRITE | FAN_MODIFY):
         kinds.append("write")
+    if mask & FAN_DELETE:
+        kinds.append("delete")
+    if mask & FAN_MOVED_FROM:
+        kinds.append("rename")
     return kinds
+
+
+class _FileHandle(ctypes.Structure):
+    _fields_ = [("handle_bytes", ctypes.c_uint32), ("handle_type", ctypes.c_int),
+                ("f_handle", ctypes.c_ubyte * MAX_HANDLE_SZ)]
 
 
 class _Libc:
@@ -138,6 +186,11 @@ class _Libc:
         self.mark.argtypes = [ctypes.c_int, ctypes.c_uint, ctypes.c_uint64, ctypes.c_int,
                               ctypes.c_char_p]
         self.mark.restype = ctypes.c_int
+        self.name_to_handle_at = libc.name_to_handle_at
+        self.name_to_handle_at.argtypes = [ctypes.c_int, ctypes.c_char_p,
+                                           ctypes.POINTER(_FileHandle),
+                                           ctypes.POINTER(ctypes.c_int), ctypes.c_int]
+        self.name_to_handle_at.restype = ctypes.c_int
 
 
 _libc: _Libc | None = None
@@ -169,6 +222,24 @@ def fanotify_mark(fd: int, flags: int, mask: int, path: str, dirfd: int = AT_FDC
     if _lib().mark(fd, flags, mask, dirfd, os.fsencode(path)) < 0:
         err = ctypes.get_errno()
         raise FanotifyError(err, f"fanotify_mark: {os.strerror(err)}")
+
+
+def directory_handle(path: str) -> tuple[int, bytes]:
+    """Return (handle type, handle bytes) of a directory, as FID events report it."""
+    handle = _FileHandle(handle_bytes=MAX_HANDLE_SZ)
+    mount_id = ctypes.c_int()
+    if _lib().name_to_handle_at(AT_FDCWD, os.fsencode(path), ctypes.byref(handle),
+                                ctypes.byref(mount_id), 0) < 0:
+        err = ctypes.get_errno()
+        raise FanotifyError(err, f"name_to_handle_at: {os.strerror(err)}")
+    return handle.handle_type, bytes(handle.f_handle[:handle.handle_bytes])
+
+
+def open_name_group() -> int:
+    """Open a notification group that reports directory entry changes with names."""
+    return fanotify_init(
+        FAN_CLOEXEC | FAN_NONBLOCK | FAN_CLASS_NOTIF | FAN_REPORT_DFID_NAME
+        | FAN_UNLIMITED_QUEUE | FAN_UNLIMITED_MARKS, os.O_RDONLY | os.O_CLOEXEC)
 
 
 def open_group() -> tuple[int, bool]:
@@ -235,6 +306,12 @@ class FanotifyMonitor:
         self._is_stopping = False
         self._fd_lock = threading.Lock()
         self._marked: set[str] = set()
+        try:
+            self._names_fd = open_name_group()
+        except FanotifyError as exc:  # kernels before 5.9: deletions stay unattributed
+            logger.debug("no fanotify name events: %s", exc.strerror)
+            self._names_fd = -1
+        self._dirs: dict[tuple[int, bytes], str] = {}
         self.overflows = 0
         self.errors = 0
         self.events_read = 0
@@ -260,8 +337,23 @@ class FanotifyMonitor:
         for directory, _subdirs, _files in os.walk(path, onerror=lambda exc: None):
             self._mark(directory, FAN_MARK_ONLYDIR | FAN_MARK_DONT_FOLLOW,
                        mask | FAN_EVENT_ON_CHILD)
+            if role == PROTECTED:
+                self._mark_names(directory)
             if self._is_stopping:
                 return
+
+    def _mark_names(self, directory: str) -> None:
+        with self._fd_lock:
+            if self._names_fd < 0:
+                return
+            try:
+                handle = directory_handle(directory)
+                fanotify_mark(self._names_fd, FAN_MARK_ADD | FAN_MARK_ONLYDIR
+                              | FAN_MARK_DONT_FOLLOW, FAN_DELETE | FAN_MOVED_FROM, directory)
+            except FanotifyError as exc:
+                logger.debug("no deletion events for a folder: %s", exc.strerror)
+                return
+            self._dirs[handle] = directory  # a renamed folder is marked again: new path
 
     def _mark(self, path: str, flags: int, mask: int) -> None:
         with self._fd_lock:
@@ -303,6 +395,9 @@ class FanotifyMonitor:
             if self._fd >= 0:
                 os.close(self._fd)
                 self._fd = -1
+            if self._names_fd >= 0:
+                os.close(self._names_fd)
+                self._names_fd = -1
             for fd in (self._wake_r, self._wake_w):
                 with contextlib.suppress(OSError):
                     os.close(fd)
@@ -313,15 +408,16 @@ class FanotifyMonitor:
             poller = select.poll()
             poller.register(self._fd, select.POLLIN)
             poller.register(self._wake_r, select.POLLIN)
+            if self._names_fd >= 0:
+                poller.register(self._names_fd, select.POLLIN)
             while not self._is_stopping:
-                poller.poll(1000)
+                ready = {fd for fd, _flags in poller.poll(1000)}
                 if self._is_stopping:
                     break
-                try:
-                    data = os.read(self._fd, READ_BUFFER)
-                except (BlockingIOError, InterruptedError):
-                    continue
-                records = self.handle(data)
+                # Permission events first, always: openers are waiting for them.
+                records = self._read(self._fd, READ_BUFFER, self.handle)
+                if self._names_fd in ready:
+                    records += self._read(self._names_fd, 64 * 1024, self.handle_names)
                 if records and self._sink is not None:
                     try:
                         self._sink(records)
@@ -335,6 +431,39 @@ class FanotifyMonitor:
         finally:
             # Closing the group is what lets the kernel allow every request still pending.
             self._close()
+
+    @staticmethod
+    def _read(fd: int, size: int, handler) -> list[AccessRecord]:
+        try:
+            data = os.read(fd, size)
+        except (BlockingIOError, InterruptedError):
+            return []
+        return handler(data)
+
+    def handle_names(self, data: bytes) -> list[AccessRecord]:
+        """Turn deletion and rename events (directory handle + name) into records."""
+        records: list[AccessRecord] = []
+        for event in parse_events(data):
+            self.events_read += 1
+            if event.mask & FAN_Q_OVERFLOW:
+                self.overflows += 1
+                continue
+            if event.pid == self._own_pid or event.mask & FAN_ONDIR:
+                continue
+            try:
+                found = parse_dfid_name(event.info)
+                directory = self._dirs.get(found[0]) if found else None
+                if directory is None or not found[1]:
+                    continue
+                process = self.snapshot(event.pid)
+                at = time.time()
+                path = os.path.join(directory, found[1])
+                records.extend(AccessRecord(path, kind, process, at)
+                               for kind in kinds_of(event.mask))
+            except Exception:
+                self.errors += 1
+                logger.debug("fanotify name event not handled", exc_info=True)
+        return records
 
     def handle(self, data: bytes) -> list[AccessRecord]:
         """Answer, attribute and close every event in *data*; return what was seen."""

@@ -697,7 +697,8 @@ class Watcher:
             return
         del self._tombstones[key]
         self._emit(Action.DELETE, self._object(tombstone.entry), pii=tombstone.entry.pii,
-                   at=tombstone.gone_at, also=[self.index.remove_statement(path)])
+                   at=tombstone.gone_at, also=[self.index.remove_statement(path)],
+                   process=self.tracker.remover_of(path))
 
     # --- egress folders ---
 
@@ -778,8 +779,7 @@ class Watcher:
             path, SeenFile(st.st_size, st.st_mtime_ns, sha, now))]
         if tombstone is not None:
             also.append(self.index.remove_statement(tombstone.entry.path))
-        process = self._writer(path) or (
-            self.tracker.reader_of(source.path) if source is not None else None)
+        process = self._attribute(action, path, source)
         self._emit(action, event_object, destination=path, kind=root.kind, pii=counts,
                    at=task.first_seen_at, also=also, process=process)
 
@@ -852,6 +852,18 @@ class Watcher:
             record_count=record_count if record_count is not None else entry.record_count,
             data_class=entry.data_class, content_fingerprint=entry.content_fingerprint,
         )
+
+    def _attribute(self, action: Action, path: str, source: IndexedFile | None,
+                   ) -> ProcessInfo | None:
+        # A move names the program that took the file away (a rename writes nothing); a
+        # copy names the writer of the copy; failing both, the last reader of the source.
+        if source is None:
+            return self._writer(path)
+        if action == Action.MOVE:
+            process = self.tracker.remover_of(source.path) or self._writer(path)
+        else:
+            process = self._writer(path)
+        return process or self.tracker.reader_of(source.path)
 
     def _writer(self, path: str) -> ProcessInfo | None:
         # Only a monitor that names processes is worth waiting for.
