@@ -209,6 +209,21 @@ def test_tracker_drops_process_less_records_of_the_agents_own_reads():
     assert [s.path for s in summaries] == ["/p/other.xlsx"]
 
 
+def test_tracker_gives_back_summaries_that_could_not_be_stored():
+    now = [0.0]
+    delays: list[float] = []
+    tracker = _tracker(lambda: now[0], delays)
+    excel = ProcessInfo("EXCEL.EXE", 40, "/opt/excel", "lan")
+    tracker.add([AccessRecord("/p/a.xlsx", "open", excel, 10.0),
+                 AccessRecord("/p/a.xlsx", "open", excel, 11.0)])
+    now[0] = 6.0
+    taken, _ = tracker.take_due()
+    tracker.restore(taken)  # the spool was full
+    again, next_delay = tracker.take_due()
+    assert again == taken and next_delay is None
+    assert (again[0].opens, again[0].first_at) == (2, 10.0)
+
+
 def test_program_matcher_by_full_path_or_name():
     matches = program_matcher(["/usr/bin/clamscan", "MsMpEng.exe"], casefold=True)
     assert matches(ProcessInfo("clamscan", 1, "/usr/bin/clamscan"))

@@ -33,6 +33,7 @@ import time
 from typing import NamedTuple
 
 from canhgac_agent.access import AccessKind, AccessRecord, AccessSink
+from canhgac_agent.paths import redact_for_log
 from canhgac_agent.procinfo import ProcessCache
 
 logger = logging.getLogger("canhgac.agent")
@@ -331,12 +332,12 @@ class FanotifyMonitor:
         """Mark *path* and every directory below it (or the whole mount when *is_mount*)."""
         mask = self._masks(role)
         if is_mount and os.path.ismount(path):
-            self._mark(path, FAN_MARK_MOUNT, mask)
+            self._mark(path, FAN_MARK_MOUNT, mask, is_root=True)
             return
         # os.walk does not descend into symlinked folders: nothing outside the tree is marked.
         for directory, _subdirs, _files in os.walk(path, onerror=lambda exc: None):
             self._mark(directory, FAN_MARK_ONLYDIR | FAN_MARK_DONT_FOLLOW,
-                       mask | FAN_EVENT_ON_CHILD)
+                       mask | FAN_EVENT_ON_CHILD, is_root=directory == path)
             if role == PROTECTED:
                 self._mark_names(directory)
             if self._is_stopping:
@@ -355,14 +356,18 @@ class FanotifyMonitor:
                 return
             self._dirs[handle] = directory  # a renamed folder is marked again: new path
 
-    def _mark(self, path: str, flags: int, mask: int) -> None:
+    def _mark(self, path: str, flags: int, mask: int, *, is_root: bool = False) -> None:
         with self._fd_lock:
             if self._fd < 0:
                 return
             try:
                 fanotify_mark(self._fd, FAN_MARK_ADD | flags, mask, path)
             except FanotifyError as exc:
-                logger.debug("fanotify_mark failed on a folder: %s", exc.strerror)
+                # Some file systems (network shares, some FUSE) take no marks: say so once
+                # per watched folder, not per sub-folder.
+                log = logger.warning if is_root else logger.debug
+                log("Không theo dõi được lượt mở trong / cannot watch opens in %s: %s",
+                    redact_for_log(path), exc.strerror)
                 return
             self._marked.add(path)
 

@@ -877,16 +877,27 @@ class Watcher:
 
     def _flush_access(self, *, force: bool = False) -> None:
         summaries, next_delay = self.tracker.take_due(force=force)
-        events = [event for event in map(self._access_event, summaries) if event is not None]
         try:
-            self._store(events)
-        except SpoolFullError:
-            self.tracker.restore(summaries)
-            raise
-        if events:
-            logger.debug("%d open/read events stored", len(events))
-        if next_delay is not None and not force:
-            self._schedule("access", "", next_delay)
+            events: list[Event] = []
+            for summary in summaries:
+                try:
+                    event = self._access_event(summary)
+                except Exception:  # one odd record must not stop the others
+                    logger.warning("open/read event dropped", exc_info=True)
+                    continue
+                if event is not None:
+                    events.append(event)
+            try:
+                self._store(events)
+            except SpoolFullError:
+                self.tracker.restore(summaries)  # the worker retries this task later
+                raise
+            if events:
+                logger.debug("%d open/read events stored", len(events))
+        finally:
+            # Whatever happened, the summaries still inside their window get their turn.
+            if next_delay is not None and not force:
+                self._schedule("access", "", next_delay)
 
     def _access_event(self, summary: AccessSummary) -> Event | None:
         root = self.classify(summary.path)
