@@ -493,3 +493,27 @@ def test_permission_requests_are_answered_even_when_handling_fails(env):
         monitor.stop()
     # closed: the marks are gone with the group, opens go on
     assert as_other_user("cat", str(target), timeout=5).returncode == 0
+
+
+@needs_fanotify
+def test_a_failed_reader_lets_every_open_through(env):
+    from canhgac_agent.fanotify import FanotifyError, FanotifyMonitor
+
+    target = env.file("hong.csv")
+    monitor = FanotifyMonitor()
+
+    def unknown_layout(data):
+        raise FanotifyError(71, "fanotify metadata version 9, expected 3")
+
+    monitor.handle = unknown_layout
+    monitor.watch_tree(str(env.protected), "protected")
+    monitor.start(lambda records: None)
+    try:
+        # the first open meets the failure: the reader ends and closing the group answers it
+        started = time.monotonic()
+        assert as_other_user("cat", str(target), timeout=5).stdout == target.read_bytes()
+        assert time.monotonic() - started < 3
+        wait_until(lambda: monitor.mode == "off", timeout=5)
+        assert as_other_user("cat", str(target), timeout=5).returncode == 0
+    finally:
+        monitor.stop()
