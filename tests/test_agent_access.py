@@ -134,6 +134,8 @@ def test_process_snapshot_reads_proc():
         "Web Content_Thread")
     child = subprocess.Popen(["sleep", "5"])
     try:
+        # vfork returns before the kernel renames the child (exe first, comm a moment later)
+        wait_until(lambda: Path(f"/proc/{child.pid}/comm").read_text().strip() == "sleep")
         info = ProcessCache().lookup(child.pid)
     finally:
         child.kill()
