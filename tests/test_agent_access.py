@@ -519,3 +519,18 @@ def test_a_failed_reader_lets_every_open_through(env):
         assert as_other_user("cat", str(target), timeout=5).returncode == 0
     finally:
         monitor.stop()
+
+
+@needs_fanotify
+def test_without_root_the_agent_falls_back_to_inotify_by_itself(env):
+    reachable = subprocess.run(
+        ["setpriv", f"--reuid={OTHER_UID}", f"--regid={OTHER_UID}", "--clear-groups", "--",
+         sys.executable, "-c", "import canhgac_agent.monitors"], capture_output=True, timeout=30)
+    if reachable.returncode != 0:
+        pytest.skip("this Python or its packages are not readable by another user")
+    code = ("from canhgac_agent.monitors import open_access_monitor\n"
+            "monitor = open_access_monitor('auto')\n"
+            "print(monitor.mode)\n"
+            "monitor.stop()\n")
+    # fanotify_init refuses (EPERM) an unprivileged user: the same call gives inotify
+    assert as_other_user(sys.executable, "-c", code, timeout=30).stdout.split() == [b"inotify"]

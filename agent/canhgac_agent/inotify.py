@@ -105,7 +105,8 @@ class InotifyMonitor:
         """
         if role != PROTECTED:
             return
-        mask = IN_OPEN | IN_ACCESS | IN_CLOSE_WRITE | IN_ONLYDIR | IN_DONT_FOLLOW | IN_EXCL_UNLINK
+        # Writes are left out: without a process they attribute nothing.
+        mask = IN_OPEN | IN_ACCESS | IN_ONLYDIR | IN_DONT_FOLLOW | IN_EXCL_UNLINK
         for directory, _subdirs, _files in os.walk(path, onerror=lambda exc: None):
             with self._lock:
                 if self._fd < 0:
