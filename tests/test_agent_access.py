@@ -534,3 +534,39 @@ def test_without_root_the_agent_falls_back_to_inotify_by_itself(env):
             "monitor.stop()\n")
     # fanotify_init refuses (EPERM) an unprivileged user: the same call gives inotify
     assert as_other_user(sys.executable, "-c", code, timeout=30).stdout.split() == [b"inotify"]
+
+
+def _fanotify_mount_marks() -> list[str]:
+    """Return the mount-mark lines the kernel lists for this process's fanotify groups."""
+    lines = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink(f"/proc/self/fd/{fd}") != "anon_inode:[fanotify]":
+                continue
+            text = Path(f"/proc/self/fdinfo/{fd}").read_text()
+        except OSError:
+            continue
+        lines += [line for line in text.splitlines() if line.startswith("fanotify mnt_id:")]
+    return lines
+
+
+@needs_fanotify
+def test_a_removable_medium_that_is_a_mount_gets_one_mount_mark(env):
+    stick = env.shared / "stick"
+    stick.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m,mode=0777", "canhgac-test",
+                              str(stick)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode(errors='replace')}")
+    try:
+        source = env.file("gui-usb.csv")
+        before = len(_fanotify_mount_marks())
+        agent = env.start_agent(egress_roots=[{"path": stick, "kind": "removable"}])
+        assert len(_fanotify_mount_marks()) == before + 1
+        as_other_user("cp", str(source), str(stick / "gui.csv"))
+        [copy] = env.wait_for(agent, lambda e: e["action"] == "copy")
+        assert copy["destination"] == {"path": str(stick / "gui.csv"), "kind": "removable"}
+        assert copy["actor"] == OTHER_USER and copy["process"]["name"] == "cp"
+        agent.stop()
+    finally:
+        subprocess.run(["umount", "-l", str(stick)], capture_output=True)
