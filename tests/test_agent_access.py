@@ -193,11 +193,15 @@ def test_tracker_folds_repeated_opens_and_remembers_writers_and_readers():
     assert tracker.writer_of("/usb/b.xlsx") is None
     now[0] += 601
     assert tracker.writer_of("/usb/d") is None
-    # waiting for a writer ends as soon as its record arrives, or at the deadline
+    # waiting for a writer ends at the deadline, or at once when the agent wrote the file
     real = AccessTracker(window=1.0, classify=lambda p: None, key=lambda p: p, own_pid=1)
     started = time.monotonic()
     assert real.writer_of("/usb/x", wait=0.2) is None
     assert 0.15 <= time.monotonic() - started < 2
+    real.add([AccessRecord("/usb/y", "write", agent, 1.0)])
+    started = time.monotonic()
+    assert real.writer_of("/usb/y", wait=5.0) is None
+    assert time.monotonic() - started < 1
 
 
 def test_tracker_drops_process_less_records_of_the_agents_own_reads():

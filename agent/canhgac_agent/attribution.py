@@ -35,6 +35,9 @@ MAX_PENDING = 50_000
 TAKE_LIMIT = 1000
 # An inotify record arrives a moment after the open it reports.
 OWN_READ_GRACE_SECONDS = 0.5
+# Stands in the writers' table for the agent itself: a copy the agent wrote is known to have
+# no other writer, so nobody waits for one.
+_AGENT = ProcessInfo(name="(canhgac-agent)")
 
 
 @dataclass(frozen=True)
@@ -154,6 +157,9 @@ class AccessTracker:
             for record in records:
                 process = record.process
                 if process is not None and process.pid == self._own_pid:
+                    if record.kind == "write":
+                        self._writers.put(self._key(record.path), _AGENT, now)
+                        self._cond.notify_all()
                     continue
                 if self._is_ignored_path(record.path):
                     continue
@@ -238,7 +244,7 @@ class AccessTracker:
                 found = self._writers.get(key, self._clock())
                 remaining = deadline - self._clock()
                 if found is not None or remaining <= 0:
-                    return found
+                    return None if found is _AGENT else found
                 self._cond.wait(remaining)
 
     def reader_of(self, path: str) -> ProcessInfo | None:

@@ -32,7 +32,7 @@ import threading
 import time
 from typing import NamedTuple
 
-from canhgac_agent.access import AccessKind, AccessRecord, AccessSink
+from canhgac_agent.access import AccessKind, AccessRecord, AccessSink, ProcessInfo
 from canhgac_agent.paths import redact_for_log
 from canhgac_agent.procinfo import ProcessCache
 
@@ -307,6 +307,7 @@ class FanotifyMonitor:
         self._processes = processes or ProcessCache()
         self.snapshot = self._processes.lookup
         self._own_pid = os.getpid()
+        self._own_process = ProcessInfo(name="canhgac-agent", pid=self._own_pid)
         self._sink: AccessSink | None = None
         self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         self._thread: threading.Thread | None = None
@@ -499,8 +500,15 @@ class FanotifyMonitor:
                         self.overflows += 1
                         logger.warning("hàng đợi fanotify tràn / fanotify queue overflow")
                     continue
-                if event.pid == self._own_pid or event.mask & FAN_ONDIR:
-                    continue  # our own hashing and scans; folders are not files
+                if event.mask & FAN_ONDIR:
+                    continue  # folders are not files
+                if event.pid == self._own_pid:
+                    # Our own hashing and scans make nothing; our own writes are said, so
+                    # that nobody waits for another writer of that file.
+                    if event.mask & (FAN_CLOSE_WRITE | FAN_MODIFY):
+                        records.append(AccessRecord(os.readlink(f"/proc/self/fd/{event.fd}"),
+                                                    "write", self._own_process, time.time()))
+                    continue
                 process = self.snapshot(event.pid)
                 if is_pending:
                     self._allow(event.fd)

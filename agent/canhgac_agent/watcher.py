@@ -95,8 +95,9 @@ SPOOL_FULL_RETRY_SECONDS = 30.0
 MAX_RETRIES = 20
 ALIVE_META_KEY = "egress_alive_at"
 # How long an examined copy or modification waits for the monitor's record of its writer
-# (fanotify and the watcher's inotify watch report the same close on two threads).
-WRITER_WAIT_SECONDS = 0.5
+# (fanotify and the watcher's inotify watch report the same close on two threads; the
+# fanotify record is usually first, and later by tens of ms at worst while the agent scans).
+WRITER_WAIT_SECONDS = 0.25
 
 
 @dataclass(frozen=True)
