@@ -25,6 +25,7 @@ SUITES = [
     ("bench.notify_bench", "run", {}, {"n": 20}),
     ("bench.agent_bench", "detection_latency", {}, {"repeats": 5}),
     ("bench.agent_bench", "memory_watching", {"n_files": 100_000}, {"n_files": 5_000}),
+    ("bench.agent_bench", "opens_burst", {"n_files": 5_000}, {"n_files": 1_000}),
     ("bench.load_bench", "run", {"clients": 100, "seconds": 60}, {"clients": 20, "seconds": 10}),
 ]
 
