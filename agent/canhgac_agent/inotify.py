@@ -96,6 +96,7 @@ class InotifyMonitor:
         self._is_stopping = False
         self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         self.overflows = 0
+        self._said_full = False
 
     def watch_tree(self, path: str, role: str, *, is_mount: bool = False) -> None:
         """Watch the opens and reads of *path*'s files and its sub-folders' (protected only).
@@ -113,7 +114,15 @@ class InotifyMonitor:
                     return
                 wd = self._add_watch(self._fd, os.fsencode(directory), mask)
                 if wd < 0:
-                    logger.debug("inotify_add_watch failed: %s", os.strerror(ctypes.get_errno()))
+                    err = ctypes.get_errno()
+                    if err == errno.ENOSPC and not self._said_full:
+                        self._said_full = True
+                        logger.warning(
+                            "Hết giới hạn inotify (fs.inotify.max_user_watches): một số thư mục "
+                            "không được theo dõi lượt mở / inotify watch limit reached "
+                            "(fs.inotify.max_user_watches): some folders' opens are not watched")
+                    else:
+                        logger.debug("inotify_add_watch failed: %s", os.strerror(err))
                     continue
                 self._dirs[wd] = directory
 

@@ -279,16 +279,22 @@ class Watcher:
         if not self.config.watch_opens:
             self._monitor = None
             return
-        if self._monitor is None:
-            from canhgac_agent.monitors import open_access_monitor
+        try:
+            if self._monitor is None:
+                from canhgac_agent.monitors import open_access_monitor
 
-            self._monitor = open_access_monitor(self._access_mode_requested, self.platform)
-        if self._monitor is None:
+                self._monitor = open_access_monitor(self._access_mode_requested, self.platform)
+            if self._monitor is None:
+                return
+            if self._monitor.mode == "inotify":
+                # No pid to tell our own reads apart: the moments we read a file ourselves are.
+                self.index.wrap_hasher(self.tracker.wrap_reader)
+            self._monitor.start(self.tracker.add)
+        except Exception:
+            # Opens are one part of the watch: never a reason for the rest not to run.
+            logger.exception("Không theo dõi được lượt mở tệp / cannot watch opens")
+            self._monitor = None
             return
-        if self._monitor.mode == "inotify":
-            # No pid to tell our own reads apart: the moments we read a file ourselves are.
-            self.index.wrap_hasher(self.tracker.wrap_reader)
-        self._monitor.start(self.tracker.add)
         logger.info("Theo dõi lượt mở tệp / watching opens: %s", self._monitor.mode)
 
     @property
