@@ -293,7 +293,10 @@ class Watcher:
         except Exception:
             # Opens are one part of the watch: never a reason for the rest not to run.
             logger.exception("Không theo dõi được lượt mở tệp / cannot watch opens")
-            self._monitor = None
+            monitor, self._monitor = self._monitor, None
+            if monitor is not None:
+                with contextlib.suppress(Exception):
+                    monitor.stop()
             return
         logger.info("Theo dõi lượt mở tệp / watching opens: %s", self._monitor.mode)
 
