@@ -574,3 +574,62 @@ def test_a_removable_medium_that_is_a_mount_gets_one_mount_mark(env):
         agent.stop()
     finally:
         subprocess.run(["umount", "-l", str(stick)], capture_output=True)
+
+
+class PluggedMonitor:
+    """A monitor from elsewhere (as the Windows Security-log reader plugs in)."""
+
+    mode = "security-log"
+
+    def __init__(self, *, fails: bool = False) -> None:
+        self.fails = fails
+        self.trees: list[tuple[str, str, bool]] = []
+        self.sink = None
+        self.is_stopped = False
+
+    def start(self, sink) -> None:
+        if self.fails:
+            raise RuntimeError("no audit policy")
+        self.sink = sink
+
+    def watch_tree(self, path: str, role: str, *, is_mount: bool = False) -> None:
+        self.trees.append((path, role, is_mount))
+
+    def stop(self) -> None:
+        self.is_stopped = True
+
+
+def test_a_plugged_monitor_feeds_open_events_and_attributes_copies(env):
+    source = env.file("ho-ngheo.csv")
+    monitor = PluggedMonitor()
+    agent = env.start_agent(watcher_options={"access_monitor": monitor})
+    assert agent.watcher.access_mode == "security-log"
+    assert sorted(monitor.trees) == sorted([(str(env.protected), "protected", False),
+                                            (str(env.usb), "egress", True)])
+    excel = ProcessInfo("EXCEL.EXE", 4242, r"C:\Program Files\Microsoft Office\EXCEL.EXE",
+                        "UBND\\lan")
+    now = time.time()
+    monitor.sink([AccessRecord(str(source), "open", excel, now),
+                  AccessRecord(str(source), "read", excel, now),
+                  AccessRecord(str(source), "open", excel, now + 0.01)])
+    [read] = env.wait_for(agent, _about(source, "read"))
+    assert read["actor"] == "UBND\\lan" and read["count"] == 2
+    assert read["process"] == {"name": "EXCEL.EXE", "pid": 4242, "path": excel.path}
+    # the copy's writer was reported before the watcher looked at the copy
+    destination = env.usb / "ho-ngheo.csv"
+    monitor.sink([AccessRecord(str(destination), "write", excel, time.time())])
+    shutil.copyfile(source, destination)
+    [copy] = env.wait_for(agent, lambda e: e["action"] == "copy")
+    assert copy["actor"] == "UBND\\lan" and copy["process"]["name"] == "EXCEL.EXE"
+    agent.stop()
+    assert monitor.is_stopped
+
+
+def test_a_monitor_that_fails_to_start_leaves_the_rest_running(env):
+    source = env.file("ho-ngheo.csv")
+    monitor = PluggedMonitor(fails=True)
+    agent = env.start_agent(watcher_options={"access_monitor": monitor})
+    assert agent.watcher.access_mode == "off" and monitor.is_stopped
+    shutil.copyfile(source, env.usb / "ban-sao.csv")
+    [copy] = env.wait_for(agent, lambda e: e["action"] == "copy")
+    assert copy["actor"] == agent.watcher.actor and "process" not in copy
