@@ -45,7 +45,10 @@ class AccessMonitor(Protocol):
     """What the watcher needs of a platform's access monitor (fanotify, inotify, Security log).
 
     ``mode`` is what the heartbeat reports as ``access_mode``: ``fanotify-perm``, ``fanotify``,
-    ``inotify``, ``security-log`` or ``off``.
+    ``inotify``, ``security-log`` or ``off`` (a monitor whose reader failed says ``off``).
+    ``watch_tree`` is called from any thread: for every watched root before the first index
+    scan, for each sub-folder created later, and for removable media as they are found
+    (``is_mount`` when the root is a removable medium's mount point).
     """
 
     mode: str
