@@ -48,7 +48,7 @@ class AccessMonitor(Protocol):
     ``inotify``, ``security-log`` or ``off`` (a monitor whose reader failed says ``off``).
     ``watch_tree`` is called from any thread: for every watched root before the first index
     scan, for each sub-folder created later, and for removable media as they are found
-    (``is_mount`` when the root is a removable medium's mount point).
+    (``is_mount`` when the root is a removable medium: the monitor may mark its whole mount).
     """
 
     mode: str
