@@ -210,6 +210,7 @@ class Watcher:
         spool_key = self._key(str(Path(config.spool_path).resolve()))
         self._own_keys = {spool_key + suffix for suffix in ("", "-wal", "-shm", "-journal")}
         self._access_mode_requested = access_mode
+        self._access_dropped_said = 0
         self._monitor: AccessMonitor | None = access_monitor
         self.tracker = AccessTracker(
             window=config.access_window_seconds,
@@ -904,6 +905,11 @@ class Watcher:
                 raise
             if events:
                 logger.debug("%d open/read events stored", len(events))
+            dropped = self.tracker.dropped - self._access_dropped_said
+            if dropped:
+                logger.warning("%d lượt mở bị bỏ vì quá nhiều tệp đang chờ / %d opens dropped: "
+                               "too many files pending", dropped, dropped)
+                self._access_dropped_said += dropped
         finally:
             # Whatever happened, the summaries still inside their window get their turn.
             if next_delay is not None and not force:
