@@ -15,6 +15,12 @@ file copied to removable media → event at the server p99 ≤ 100 ms for a 1 MB
   Copies are byte-identical, so this is the fast path (digests and PII counts come from
   the index); a "Save As" into another format also pays a content fingerprint and a scan.
 
+- ``opens_burst(n_files)`` (root, Linux: fanotify) has another process open *n_files*
+  protected files once each, as fast as it can, and reports the opens per second it managed
+  beside the same loop with no agent running (the permission round trip is the cost), each
+  open's wait (p50/p99), and how many ``open``/``read`` events reached the spool (target:
+  bursts of 5,000 opens/s absorbed, none lost).
+
 No timed asserts here: the functions return figures; ``python bench/agent_bench.py`` prints
 them as JSON.
 """
@@ -282,7 +288,81 @@ def detection_latency(
     return {"sizes": results, "target_p99_ms_1mb": 100}
 
 
+_OPENER = r"""
+import json, os, sys, time
+folder, n_files = sys.argv[1], int(sys.argv[2])
+waits = []
+started = time.perf_counter()
+for index in range(n_files):
+    before = time.perf_counter()
+    fd = os.open(os.path.join(folder, f"f{index:06d}.csv"), os.O_RDONLY)
+    waits.append(time.perf_counter() - before)
+    os.read(fd, 16)
+    os.close(fd)
+elapsed = time.perf_counter() - started
+waits.sort()
+print(json.dumps({"seconds": elapsed, "p50_ms": waits[len(waits) // 2] * 1000,
+                  "p99_ms": waits[int(len(waits) * 0.99)] * 1000}))
+"""
+
+
+def opens_burst(n_files: int = 5_000) -> dict:
+    """Return how fast another process opens *n_files* protected files with the agent on."""
+    if not sys.platform.startswith("linux") or os.geteuid() != 0:
+        return {"skipped": "fanotify needs Linux and root"}
+    from canhgac_agent.config import AgentConfig
+    from canhgac_agent.runner import Agent
+
+    def open_all(folder: Path) -> dict:
+        completed = subprocess.run([sys.executable, "-c", _OPENER, str(folder), str(n_files)],
+                                   capture_output=True, text=True, check=True, timeout=600)
+        return json.loads(completed.stdout)
+
+    receiver = _Receiver()
+    with tempfile.TemporaryDirectory(prefix="canhgac-agent-opens-") as tmp:
+        root = Path(tmp)
+        folder = root / "protected"
+        folder.mkdir()
+        (root / "usb").mkdir()
+        for index in range(n_files):
+            (folder / f"f{index:06d}.csv").write_text(f"{index},Thon {index % 7}\n")
+        bare = open_all(folder)
+        # The server is unreachable on purpose: events stay in the spool, where they are counted.
+        config = AgentConfig.model_validate(_base_config(
+            root, "http://127.0.0.1:9", access_window_seconds=1.0, backoff_initial_seconds=300,
+            backoff_max_seconds=300))
+        agent = Agent(config)
+        agent.start()
+        try:
+            agent.wait_ready()
+            mode = agent.watcher.access_mode
+            watched = open_all(folder)
+            deadline = time.monotonic() + 30
+            events = 0
+            while time.monotonic() < deadline:
+                events = sum(1 for row in agent.spool.pending(n_files * 2)
+                             if json.loads(row.body)["action"] in ("open", "read"))
+                if events >= n_files:
+                    break
+                time.sleep(0.2)
+        finally:
+            agent.stop()
+            receiver.close()
+    return {
+        "n_files": n_files,
+        "access_mode": mode,
+        "opens_per_s": round(n_files / watched["seconds"]),
+        "opens_per_s_without_agent": round(n_files / bare["seconds"]),
+        "open_wait_p50_ms": round(watched["p50_ms"], 3),
+        "open_wait_p99_ms": round(watched["p99_ms"], 3),
+        "events": events,
+        "lost": n_files - events,
+        "target_opens_per_s": 5_000,
+    }
+
+
 if __name__ == "__main__":
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
     print(json.dumps({"detection_latency": detection_latency(repeats=10)}, indent=2))
     print(json.dumps({"memory_watching": memory_watching(count)}, indent=2))
+    print(json.dumps({"opens_burst": opens_burst()}, indent=2))

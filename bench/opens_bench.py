@@ -3,7 +3,7 @@
 Targets (issue #13): bursts of 5,000 opens/s with none lost, ≤ 80 MB RSS while watching 100,000
 files; open → event at the server p99 ≤ 100 ms.
 
-- ``opens_burst(n_files, burst)`` runs the agent in a child process over *n_files* protected
+- ``opens_absorbed(n_files, burst)`` runs the agent in a child process over *n_files* protected
   files (fanotify when this runs as root). Another process then opens *burst* distinct files
   (open, read one byte, close) as fast as it can — several thousand a second. The figures: opens
   offered per second, events that reached a local HTTP server (none may be lost), the agent's
@@ -209,7 +209,7 @@ def _bare_burst(folder: Path, paths: list[str]) -> dict | None:
     return result
 
 
-def opens_burst(n_files: int = 100_000, burst: int = 5_000) -> dict:
+def opens_absorbed(n_files: int = 100_000, burst: int = 5_000) -> dict:
     """Return opens offered/s, events received, lost, agent CPU and RSS, and the bare baseline."""
     receiver = _OpenReceiver()
     with tempfile.TemporaryDirectory(prefix="canhgac-opens-bench-") as tmp:
@@ -310,4 +310,4 @@ def open_latency(repeats: int = 200, n_files: int = 1_000) -> dict:
 
 if __name__ == "__main__":
     print(json.dumps({"open_latency": open_latency(repeats=50)}, indent=2))
-    print(json.dumps({"opens_burst": opens_burst()}, indent=2))
+    print(json.dumps({"opens_absorbed": opens_absorbed()}, indent=2))

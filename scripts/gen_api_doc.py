@@ -59,6 +59,9 @@ FIELD_NOTES_VI = {
     "Heartbeat.last_seq": "Số thứ tự sự kiện lớn nhất tác tử đã cấp.",
     "Heartbeat.spool_depth": "Số sự kiện còn chờ gửi trong bộ đệm của tác tử.",
     "Heartbeat.version": "Phiên bản tác tử.",
+    "Heartbeat.access_mode": "Cách tác tử theo dõi lượt mở tệp được bảo vệ: `fanotify-perm` hoặc "
+    "`fanotify` (biết người dùng và chương trình), `inotify` (chỉ biết tệp được mở, không biết ai), "
+    "`security-log` (Windows), `off` (tắt).",
     "Heartbeat.sent_at": "Thời điểm gửi.",
     "IngestAnswer.stored": "Số sự kiện mới đã được ghi bền vào nhật ký.",
     "IngestAnswer.duplicates": "Số sự kiện đã có từ trước (trùng `id`), không ghi lại.",

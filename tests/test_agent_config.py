@@ -136,5 +136,8 @@ def test_watch_fingerprint_changes_with_what_is_watched_only(tmp_path):
         {"scan": {"max_bytes": 10}},
         {"removable_poll_seconds": 1e9},
         {"settle_seconds": 600},
+        {"watch_opens": False},
+        {"access_ignore_programs": ["/usr/bin/cat"]},
+        {"access_window_seconds": 3600},
     ):
         assert AgentConfig.model_validate({**base, **change}).watch_fingerprint() != fingerprint, change

@@ -272,7 +272,8 @@ def test_heartbeat_reports_sequence_and_spool_depth(env):
     wait_until(lambda: any(h["last_seq"] == 1 for h in env.server.heartbeats))
     beat = env.server.heartbeats[-1]
     assert set(beat) == {"agent_id", "host", "last_seq", "spool_depth", "version", "sent_at",
-                         "config_hash", "protected_roots"}
+                         "config_hash", "protected_roots", "access_mode"}
+    assert beat["access_mode"] == agent.watcher.access_mode
     assert beat["agent_id"] == "pc-vhxh-01" and beat["spool_depth"] == 0
     assert beat["config_hash"] == agent.config.watch_fingerprint()
     assert beat["protected_roots"] == len(agent.config.protected_roots) >= 1

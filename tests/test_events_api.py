@@ -211,6 +211,18 @@ def test_heartbeat_and_event_gap(app, client, token):
     assert bad.status_code == 400
 
 
+
+def test_heartbeat_says_how_opens_are_watched(client, token):
+    headers = {"Authorization": f"Bearer {token}"}
+    beat = {"agent_id": "pc-ca-02", "host": "PC-CA-02", "access_mode": "fanotify-perm"}
+    assert client.post("/api/v1/agents/heartbeat", json=beat, headers=headers).status_code == 200
+    for odd in ("Fanotify", "", "x" * 40, "off;drop"):
+        answer = client.post("/api/v1/agents/heartbeat", json={**beat, "access_mode": odd},
+                             headers=headers)
+        assert answer.status_code == 400, odd
+        assert answer.get_json()["field"] == "access_mode"
+
+
 def test_a_narrowed_agent_configuration_raises_an_alert(app, client, token):
     from service.incidents.models import Alert
 

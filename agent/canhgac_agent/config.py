@@ -79,6 +79,10 @@ class AgentConfig(_Strict):
     backoff_initial_seconds: float = Field(default=1.0, gt=0)
     backoff_max_seconds: float = Field(default=300.0, gt=0)
     scan: ScanLimits = Field(default_factory=ScanLimits)
+    # Opens and reads of protected files (fanotify as root, inotify otherwise).
+    watch_opens: bool = True
+    access_window_seconds: float = Field(default=5.0, gt=0, le=3600)
+    access_ignore_programs: list[str] = Field(default_factory=list)
 
     @field_validator("pinned_sha256")
     @classmethod
@@ -125,7 +129,8 @@ class AgentConfig(_Strict):
         """Return the SHA-256 (hex) of what this agent watches and how, for the heartbeat.
 
         Covers every setting that widens or narrows monitoring (roots, ignore patterns,
-        removable detection and its timing, scan limits), none that only tunes transport. A changed value
+        removable detection and its timing, scan limits, opens and the programs they ignore),
+        none that only tunes transport. A changed value
         on the server means someone changed what this PC reports.
         """
         watched = {
@@ -141,6 +146,13 @@ class AgentConfig(_Strict):
             "scan": self.scan.model_dump(mode="json"),
             "unit": self.unit,
         }
+        # Added later: counted only when changed, so an upgrade alone does not change the hash.
+        if not self.watch_opens:
+            watched["watch_opens"] = False
+        if self.access_ignore_programs:
+            watched["access_ignore_programs"] = list(self.access_ignore_programs)
+        if self.access_window_seconds != 5.0:
+            watched["access_window_seconds"] = self.access_window_seconds
         text = json.dumps(watched, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
         return hashlib.sha256(text.encode("utf-8")).hexdigest()
 

@@ -212,6 +212,11 @@ class FingerprintIndex:
         with self._lock:
             self._conn.close()
 
+    def wrap_hasher(self, wrapper: Callable[[Callable[[str], Digest]], Callable[[str], Digest]],
+                    ) -> None:
+        """Replace the hasher by *wrapper(hasher)* (the watcher marks its own reads with it)."""
+        self._hasher = wrapper(self._hasher)
+
     def key(self, path: str) -> str:
         """Return the comparison key of a path on this platform."""
         return paths.compare_key(path, self.platform)

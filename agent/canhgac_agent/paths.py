@@ -8,6 +8,7 @@ explicitly, so both platforms are unit-tested on whichever OS runs the tests.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import getpass
 import logging
 import os
@@ -90,13 +91,18 @@ def key_is_under(key: str, root_key: str, platform: str | None = None) -> bool:
     return key.startswith(root_key)
 
 
+@functools.lru_cache(maxsize=32)
+def _ignore_regex(extra_patterns: tuple[str, ...]) -> re.Pattern[str]:
+    # One regex for all patterns: the access monitor asks this for every open it sees.
+    return re.compile("|".join(
+        fnmatch.translate(pattern.casefold())
+        for pattern in (*DEFAULT_IGNORE_PATTERNS, *extra_patterns)
+    ))
+
+
 def is_ignored_name(name: str, extra_patterns: Iterable[str] = ()) -> bool:
     """Tell whether a file name is a temporary or lock file that never counts as a copy."""
-    lowered = name.casefold()
-    return any(
-        fnmatch.fnmatchcase(lowered, pattern.casefold())
-        for pattern in (*DEFAULT_IGNORE_PATTERNS, *extra_patterns)
-    )
+    return _ignore_regex(tuple(extra_patterns)).match(name.casefold()) is not None
 
 
 _NUMBER_RUN = re.compile(r"\+?\d(?:[\d .\-]{7,}\d)")

@@ -6,6 +6,7 @@ import functools
 import logging
 import signal
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from canhgac_agent import __version__
@@ -29,8 +30,13 @@ def make_client(config: AgentConfig) -> ServerClient:
     )
 
 
-def heartbeat_payload(config: AgentConfig, spool: Spool) -> dict:
-    """Return the heartbeat body the server expects."""
+def heartbeat_payload(config: AgentConfig, spool: Spool, access_mode: str = "off") -> dict:
+    """Return the heartbeat body the server expects.
+
+    *access_mode* says how opens of protected files are watched (``fanotify-perm``,
+    ``fanotify``, ``inotify``, ``security-log`` or ``off``): the server sees when a PC only
+    knows *that* a file was opened, not by whom.
+    """
     return {
         "agent_id": config.agent_id,
         "host": config.host,
@@ -39,17 +45,19 @@ def heartbeat_payload(config: AgentConfig, spool: Spool) -> dict:
         "version": __version__,
         "config_hash": config.watch_fingerprint(),
         "protected_roots": len(config.protected_roots),
+        "access_mode": access_mode,
         "sent_at": datetime.now(UTC).isoformat(),
     }
 
 
-def _heartbeat_loop(config: AgentConfig, spool: Spool, stop_event: threading.Event) -> None:
+def _heartbeat_loop(config: AgentConfig, spool: Spool, stop_event: threading.Event,
+                    access_mode: Callable[[], str] = lambda: "off") -> None:
     client = make_client(config)
     was_failing = False
     try:
         while not stop_event.is_set():
             try:
-                response = client.heartbeat(heartbeat_payload(config, spool))
+                response = client.heartbeat(heartbeat_payload(config, spool, access_mode()))
                 is_ok = response.status == 200
                 problem = f"HTTP {response.status}"
             except ClientError as exc:
@@ -99,7 +107,9 @@ class Agent:
         self._threads = [
             threading.Thread(target=self.sender.run, args=(self.stop_event,),
                              name="canhgac-agent-sender", daemon=True),
-            threading.Thread(target=_heartbeat_loop, args=(config, self.spool, self.stop_event),
+            threading.Thread(target=_heartbeat_loop,
+                             args=(config, self.spool, self.stop_event,
+                                   lambda: self.watcher.access_mode),
                              name="canhgac-agent-heartbeat", daemon=True),
         ]
         self._is_closed = False

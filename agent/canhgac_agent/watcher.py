@@ -15,6 +15,11 @@ thread then looks at the file as it is now and decides what it means:
 One copy raises several OS events (created, modified×n, closed); they share one pending
 task per path, and the egress bookkeeping (size, mtime, sha256 already examined) makes the
 result exactly one event, also across restarts.
+
+An access monitor (fanotify as root, inotify otherwise; ``canhgac_agent.monitors``) reports
+opens, reads and writes into an AccessTracker: repeated opens of a protected file by one
+program become one ``open``/``read`` event with a ``count``, and copies, moves, creations and
+modifications name the user and program that wrote the file (or last read its source).
 """
 
 from __future__ import annotations
@@ -47,6 +52,8 @@ from watchdog.events import (
 from watchdog.observers import Observer
 
 from canhgac_agent import paths
+from canhgac_agent.access import AccessMonitor, ProcessInfo
+from canhgac_agent.attribution import AccessSummary, AccessTracker
 from canhgac_agent.config import AgentConfig
 from canhgac_agent.fingerprints import (
     FingerprintIndex,
@@ -56,7 +63,14 @@ from canhgac_agent.fingerprints import (
     walk_files,
 )
 from canhgac_agent.spool import Spool, SpoolFullError
-from canhgac_common.events import Action, Destination, DestinationKind, Event, EventObject
+from canhgac_common.events import (
+    Action,
+    Destination,
+    DestinationKind,
+    Event,
+    EventObject,
+    Process,
+)
 
 logger = logging.getLogger("canhgac.agent")
 
@@ -80,6 +94,10 @@ ALIVE_EVERY_SECONDS = 60.0
 SPOOL_FULL_RETRY_SECONDS = 30.0
 MAX_RETRIES = 20
 ALIVE_META_KEY = "egress_alive_at"
+# How long an examined copy or modification waits for the monitor's record of its writer
+# (fanotify and the watcher's inotify watch report the same close on two threads; the
+# fanotify record is usually first, and later by tens of ms at worst while the agent scans).
+WRITER_WAIT_SECONDS = 0.25
 
 
 @dataclass(frozen=True)
@@ -160,6 +178,8 @@ class Watcher:
         removable_lister=None,
         mount_bases: list[str] | None = None,
         default_egress=None,
+        access_mode: str = "auto",
+        access_monitor: AccessMonitor | None = None,
     ) -> None:
         self.config = config
         self.spool = spool
@@ -189,6 +209,18 @@ class Watcher:
         self._last_poll_at = time.time()
         spool_key = self._key(str(Path(config.spool_path).resolve()))
         self._own_keys = {spool_key + suffix for suffix in ("", "-wal", "-shm", "-journal")}
+        self._access_mode_requested = access_mode
+        self._access_dropped_said = 0
+        self._monitor: AccessMonitor | None = access_monitor
+        self.tracker = AccessTracker(
+            window=config.access_window_seconds,
+            classify=lambda path: getattr(self.classify(path), "role", None),
+            key=self._key,
+            is_ignored_path=self._is_ignored_path,
+            ignore_programs=config.access_ignore_programs,
+            casefold_programs=self.platform == paths.WINDOWS,
+            on_pending=lambda delay: self._schedule("access", "", delay),
+        )
 
     # --- set-up ---
 
@@ -226,6 +258,7 @@ class Watcher:
     def start(self) -> None:
         """Start observers and the worker; the initial index scan runs beside the worker."""
         self._roots = self._configured_roots()
+        self._start_access_monitor()
         for root in sorted(self._roots, key=lambda r: len(r.key)):
             self._schedule_watch(root)
         for base in self._mount_bases:
@@ -242,6 +275,53 @@ class Watcher:
             "watching %d protected and %d egress folders",
             protected, len(self._roots) - protected, protected, len(self._roots) - protected,
         )
+
+    def _start_access_monitor(self) -> None:
+        if not self.config.watch_opens:
+            self._monitor = None
+            return
+        try:
+            if self._monitor is None:
+                from canhgac_agent.monitors import open_access_monitor
+
+                self._monitor = open_access_monitor(self._access_mode_requested, self.platform)
+            if self._monitor is None:
+                return
+            if self._monitor.mode == "inotify":
+                # No pid to tell our own reads apart: the moments we read a file ourselves are.
+                self.index.wrap_hasher(self.tracker.wrap_reader)
+            self._monitor.start(self.tracker.add)
+        except Exception:
+            # Opens are one part of the watch: never a reason for the rest not to run.
+            logger.exception("Không theo dõi được lượt mở tệp / cannot watch opens")
+            monitor, self._monitor = self._monitor, None
+            if monitor is not None:
+                with contextlib.suppress(Exception):
+                    monitor.stop()
+            return
+        logger.info("Theo dõi lượt mở tệp / watching opens: %s", self._monitor.mode)
+
+    @property
+    def access_mode(self) -> str:
+        """Return how opens are watched: fanotify-perm, fanotify, inotify, ... or off."""
+        return self._monitor.mode if self._monitor is not None else "off"
+
+    @property
+    def is_attributing(self) -> bool:
+        """Tell whether the monitor names the process behind an access (fanotify, Security log)."""
+        return self.access_mode not in ("off", "inotify")
+
+    def _monitor_tree(self, path: str, root: WatchRoot | None = None) -> None:
+        monitor = self._monitor
+        root = root or self.classify(path)
+        if monitor is None or root is None:
+            return
+        try:
+            monitor.watch_tree(path, root.role,
+                               is_mount=root.kind == "removable" and path == root.path)
+        except Exception:
+            logger.warning("Không theo dõi được lượt mở / cannot watch opens in %s",
+                           paths.redact_for_log(path), exc_info=True)
 
     def _schedule_watch(self, root: WatchRoot) -> None:
         for other_key in self._watches:
@@ -273,6 +353,8 @@ class Watcher:
         with self._cond:
             self._is_stopping = True
             self._cond.notify_all()
+        if self._monitor is not None:
+            self._monitor.stop()
         try:
             self._observer.stop()
             self._observer.join(timeout)
@@ -284,6 +366,10 @@ class Watcher:
             return  # stuck in a long hash: leave the marker as is, catch-up covers it
         for key in list(self._tombstones):
             self._expire(key, force=True)
+        try:
+            self._flush_access(force=True)
+        except Exception:
+            logger.warning("opens not stored at stop", exc_info=True)
         self._mark_alive()
 
     def is_idle(self) -> bool:
@@ -338,8 +424,10 @@ class Watcher:
             elif kind == "moved":
                 self._schedule("dirgone", src, 0)
                 if dest:
+                    self._monitor_tree(dest)
                     self._schedule("dir", dest, settle)
             elif kind == "created":
+                self._monitor_tree(src)  # fanotify/inotify marks are per folder
                 self._schedule("dir", src, settle)
             return
         if kind == "closed":
@@ -350,6 +438,8 @@ class Watcher:
         elif kind == "deleted":
             self._schedule("check", src, 0)
         elif kind == "moved":
+            if src and dest:
+                self.tracker.moved(src, dest)  # an editor saved by renaming its temp file
             if src:
                 self._schedule("check", src, 0, moved_to=dest or None)
             if dest:
@@ -437,6 +527,8 @@ class Watcher:
                 self._is_busy = False
 
     def _initial_scan(self) -> None:
+        for root in list(self._roots):
+            self._monitor_tree(root.path, root)
         protected = [r for r in self._roots if r.role == PROTECTED]
         self.index.prune_roots([r.path for r in protected])
         now = time.time()
@@ -511,6 +603,8 @@ class Watcher:
         elif task.kind == "alive":
             self._mark_alive()
             self._schedule("alive", "", ALIVE_EVERY_SECONDS)
+        elif task.kind == "access":
+            self._flush_access()
 
     def _check(self, task: _Task) -> None:
         if self._is_ignored_path(task.path):
@@ -614,7 +708,8 @@ class Watcher:
             return
         del self._tombstones[key]
         self._emit(Action.DELETE, self._object(tombstone.entry), pii=tombstone.entry.pii,
-                   at=tombstone.gone_at, also=[self.index.remove_statement(path)])
+                   at=tombstone.gone_at, also=[self.index.remove_statement(path)],
+                   process=self.tracker.remover_of(path))
 
     # --- egress folders ---
 
@@ -695,8 +790,9 @@ class Watcher:
             path, SeenFile(st.st_size, st.st_mtime_ns, sha, now))]
         if tombstone is not None:
             also.append(self.index.remove_statement(tombstone.entry.path))
+        process = self._attribute(action, path, source)
         self._emit(action, event_object, destination=path, kind=root.kind, pii=counts,
-                   at=task.first_seen_at, also=also)
+                   at=task.first_seen_at, also=also, process=process)
 
     def _match(
         self, *, sha: str | None = None, content_fingerprint: str | None = None
@@ -742,6 +838,7 @@ class Watcher:
             root = self._make_root(path, EGRESS, kind="removable", is_auto=True)
             self._roots = [*self._roots, root]
             self._schedule_watch(root)
+            self._monitor_tree(root.path, root)
             logger.info("Phát hiện thiết bị lưu trữ di động / removable medium found: %s",
                         paths.redact_for_log(path))
             # Files copied between the mount and this poll were not seen by a watch.
@@ -767,18 +864,102 @@ class Watcher:
             data_class=entry.data_class, content_fingerprint=entry.content_fingerprint,
         )
 
+    def _attribute(self, action: Action, path: str, source: IndexedFile | None,
+                   ) -> ProcessInfo | None:
+        # A move names the program that took the file away (a rename writes nothing); a
+        # copy names the writer of the copy; failing both, the last reader of the source.
+        if source is None:
+            return self._writer(path)
+        if action == Action.MOVE:
+            process = self.tracker.remover_of(source.path) or self._writer(path)
+        else:
+            process = self._writer(path)
+        return process or self.tracker.reader_of(source.path)
+
+    def _writer(self, path: str) -> ProcessInfo | None:
+        # Only a monitor that names processes is worth waiting for.
+        wait = WRITER_WAIT_SECONDS if self.is_attributing and self.ready.is_set() else 0.0
+        return self.tracker.writer_of(path, wait=wait)
+
     def _emit_modify(self, entry: IndexedFile, at: float, root: WatchRoot) -> None:
         self._emit(Action.MODIFY, self._object(entry), pii=entry.pii, at=at,
-                   also=[self.index.upsert_statement(entry, root.path)])
+                   also=[self.index.upsert_statement(entry, root.path)],
+                   process=self._writer(entry.path))
+
+    def _flush_access(self, *, force: bool = False) -> None:
+        summaries, next_delay = self.tracker.take_due(force=force)
+        try:
+            events: list[Event] = []
+            for summary in summaries:
+                try:
+                    event = self._access_event(summary)
+                except Exception:  # one odd record must not stop the others
+                    logger.warning("open/read event dropped", exc_info=True)
+                    continue
+                if event is not None:
+                    events.append(event)
+            try:
+                self._store(events)
+            except SpoolFullError:
+                self.tracker.restore(summaries)  # the worker retries this task later
+                raise
+            if events:
+                logger.debug("%d open/read events stored", len(events))
+            dropped = self.tracker.dropped - self._access_dropped_said
+            if dropped:
+                logger.warning("%d lượt mở bị bỏ vì quá nhiều tệp đang chờ / %d opens dropped: "
+                               "too many files pending", dropped, dropped)
+                self._access_dropped_said += dropped
+        finally:
+            # Whatever happened, the summaries still inside their window get their turn.
+            if next_delay is not None and not force:
+                self._schedule("access", "", next_delay)
+
+    def _access_event(self, summary: AccessSummary) -> Event | None:
+        root = self.classify(summary.path)
+        if root is None or root.role != PROTECTED:
+            return None
+        # The index already knows the digest and the data class: no file is read here.
+        entry = self.index.get(summary.path)
+        if entry is not None:
+            event_object, pii = self._object(entry), entry.pii
+        else:
+            event_object, pii = EventObject(path=_clip(summary.path, 4096),
+                                            data_class=root.data_class), None
+        return self._event(Action.READ if summary.is_read else Action.OPEN, event_object,
+                           pii=pii, at=summary.first_at, process=summary.process,
+                           count=summary.opens if summary.opens > 1 else None)
 
     def _emit(self, action: Action, event_object: EventObject, *, destination: str | None = None,
               kind: str | None = None, pii: dict[str, int] | None = None, at: float,
-              also: list[tuple[str, tuple]] | None = None) -> Event:
-        event = Event(
+              also: list[tuple[str, tuple]] | None = None, process: ProcessInfo | None = None,
+              count: int | None = None) -> Event:
+        event = self._event(action, event_object, destination=destination, kind=kind, pii=pii,
+                            at=at, process=process, count=count)
+        stored = self._store([event], also=also)[0]
+        logger.info("Sự kiện / event %s seq=%s kind=%s pii=%s", action.value, stored.seq,
+                    kind or "-", sum((pii or {}).values()))
+        return stored
+
+    def _store(self, events: list[Event], *, also: list[tuple[str, tuple]] | None = None,
+               ) -> list[Event]:
+        stored = self.spool.append(events, also=also or ())
+        for event in stored:
+            self.stats.events[event.action.value] += 1
+        return stored
+
+    def _event(self, action: Action, event_object: EventObject, *,
+               destination: str | None = None, kind: str | None = None,
+               pii: dict[str, int] | None = None, at: float,
+               process: ProcessInfo | None = None, count: int | None = None) -> Event:
+        # The program's user is the actor when the monitor knows it; otherwise the agent's own
+        # OS user (the person logged in on this PC), as before.
+        actor = (_clip(process.user, 255) if process is not None and process.user else None)
+        return Event(
             id=uuid.uuid4(),
             occurred_at=_as_utc(at),
             host=_clip(self.host, 255) or "unknown",
-            actor=self.actor,
+            actor=actor or self.actor,
             action=action,
             object=event_object,
             destination=(
@@ -789,9 +970,10 @@ class Watcher:
             pii=pii or {},
             agent_id=self.config.agent_id,
             unit=self.config.unit,
+            process=(
+                Process(name=_clip(process.name, 255) or "?", pid=process.pid,
+                        path=_clip(process.path, 4096))
+                if process is not None else None
+            ),
+            count=count,
         )
-        stored = self.spool.append([event], also=also or ())[0]
-        self.stats.events[action.value] += 1
-        logger.info("Sự kiện / event %s seq=%s kind=%s pii=%s", action.value, stored.seq,
-                    kind or "-", sum((pii or {}).values()))
-        return stored

@@ -34,6 +34,10 @@ class Heartbeat(BaseModel):
         "raises an alert"))
     protected_roots: Count | None = Field(default=None, description=(
         "how many protected folders the agent watches"))
+    access_mode: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9-]{0,31}$", description=(
+        "how the agent watches opens of protected files: `fanotify-perm` or `fanotify` (user and "
+        "program known), `inotify` (opens without the user or program), `security-log` "
+        "(Windows), `off`"))
     sent_at: Timestamp | None = None
 
 
