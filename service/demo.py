@@ -294,7 +294,9 @@ def demo_command(data_dir, port, exit_after_leak) -> None:
         protected_roots=[ProtectedRoot(path=protected, data_class="dan_cu")],
         egress_roots=[EgressRoot(path=usb, kind="removable")],
         include_default_egress=False, auto_detect_removable=False, heartbeat_seconds=30,
-    ))
+    # The simulated leak is copied by this very process, which the agent never attributes to
+    # itself: the demo names the made-up official at that PC instead.
+    ), watcher_options={"actor": "ca.nongthic"})
     agent.start()
     stopped = threading.Event()
     try:

@@ -24,6 +24,7 @@ from canhgac_agent.access import AccessRecord, ProcessInfo
 from canhgac_agent.attribution import OWN_READ_GRACE_SECONDS, AccessTracker, program_matcher
 from canhgac_agent.config import AgentConfig
 from canhgac_agent.runner import Agent, heartbeat_payload
+from canhgac_agent.watcher import UNATTRIBUTED, unattributed_actor
 from canhgac_common.pii.fingerprint import file_sha256
 
 try:
@@ -454,7 +455,8 @@ def test_inotify_fallback_records_opens_with_the_agents_user_and_says_so(env):
     as_other_user("cat", str(opened))
     [event] = env.wait_for(agent, _about(opened, "open", "read"))
     assert event["action"] == "read"
-    assert event["actor"] == agent.watcher.actor == paths.current_os_user()
+    # Running as root (a service account), the agent never names itself: the person is unknown.
+    assert event["actor"] == agent.watcher.actor == unattributed_actor()
     assert "process" not in event
     beat = wait_until(lambda: [h for h in env.server.heartbeats if h.get("access_mode")])[-1]
     assert beat["access_mode"] == "inotify"
@@ -634,3 +636,8 @@ def test_a_monitor_that_fails_to_start_leaves_the_rest_running(env):
     shutil.copyfile(source, env.usb / "ban-sao.csv")
     [copy] = env.wait_for(agent, lambda e: e["action"] == "copy")
     assert copy["actor"] == agent.watcher.actor and "process" not in copy
+
+
+def test_unattributed_events_name_the_official_or_nobody_never_the_service_account():
+    assert unattributed_actor(is_service=False) == paths.current_os_user()
+    assert unattributed_actor(is_service=True) == UNATTRIBUTED == "unknown"

@@ -74,6 +74,20 @@ from canhgac_common.events import (
 
 logger = logging.getLogger("canhgac.agent")
 
+# The actor of an event the OS did not attribute, when the agent runs as a service account.
+UNATTRIBUTED = "unknown"
+
+
+def unattributed_actor(is_service: bool | None = None) -> str:
+    """Return who an event is put on when the OS does not say: the agent's own user when it
+    runs as the official, "unknown" when it runs as root or SYSTEM — the service account never
+    copies citizen files itself, and naming it would hide that the person is unknown."""
+    from canhgac_agent.permissions import is_service_mode
+
+    if is_service_mode() if is_service is None else is_service:
+        return UNATTRIBUTED
+    return paths.current_os_user()
+
 PROTECTED = "protected"
 EGRESS = "egress"
 
@@ -185,7 +199,7 @@ class Watcher:
         self.spool = spool
         self.index = index
         self.platform = platform or paths.current_platform()
-        self.actor = _clip(actor or paths.current_os_user(), 255) or "unknown"
+        self.actor = _clip(actor or unattributed_actor(), 255) or UNATTRIBUTED
         self.host = config.host
         self._removable_lister = removable_lister or (lambda: paths.removable_media(self.platform))
         if mount_bases is None:
