@@ -316,3 +316,28 @@ def test_start_reader_runs_in_its_own_thread_until_stopped(spool):
     thread.join(timeout=10)
     assert not thread.is_alive()
     assert [r.kind for r in received] == ["read", "write"] and reader.bookmark == 2
+
+
+def test_the_security_log_monitor_feeds_the_watchers_sink_in_batches(spool):
+    log = RecordedLog([event_xml(1), event_xml(2, mask="0x2", handle="0x2")])
+    monitor = winaudit.SecurityLogMonitor(spool, run_command=log, poll_seconds=0.01, own_pids=())
+    assert monitor.mode == "security-log"
+    batches: list[list[AccessRecord]] = []
+    monitor.start(batches.append)
+    monitor.watch_tree(r"D:\DuLieu", "protected")  # the SACLs decide; nothing to do here
+    for _ in range(500):
+        if sum(len(b) for b in batches) == 2:
+            break
+        threading.Event().wait(0.01)
+    monitor.stop()
+    assert [[r.kind for r in b] for b in batches] == [["read"], ["write"]]
+    assert monitor.reader is not None and monitor.reader.bookmark == 2
+
+
+def test_on_windows_the_access_monitor_is_the_security_log(spool, monkeypatch):
+    from canhgac_agent import monitors, paths
+
+    monkeypatch.setattr(monitors.sys, "platform", "win32")
+    chosen = monitors.open_access_monitor("auto", paths.WINDOWS, meta=spool)
+    assert isinstance(chosen, winaudit.SecurityLogMonitor)
+    assert monitors.open_access_monitor("off", paths.WINDOWS, meta=spool) is None

@@ -14,17 +14,24 @@ logger = logging.getLogger("canhgac.agent")
 MODES = ("auto", "fanotify-perm", "fanotify", "inotify", "off")
 
 
-def open_access_monitor(requested: str = "auto", platform: str | None = None) -> (
-        AccessMonitor | None):
+def open_access_monitor(requested: str = "auto", platform: str | None = None,
+                        meta=None) -> AccessMonitor | None:
     """Return a monitor for *requested* (or the best one for "auto"), or None for "off".
 
-    On Windows this returns None: the Security-log reader is plugged in by passing it to the
-    Watcher (``access_monitor=``).
+    On Windows it is the Security-log reader, which keeps its bookmark in *meta* (the spool).
     """
     if requested not in MODES:
         raise ValueError(f"unknown access mode {requested!r}; one of {', '.join(MODES)}")
     platform = platform or paths.current_platform()
-    if requested == "off" or platform == paths.WINDOWS or not sys.platform.startswith("linux"):
+    if requested == "off":
+        return None
+    if platform == paths.WINDOWS:
+        if meta is None or not sys.platform.startswith("win"):
+            return None
+        from canhgac_agent.winaudit import SecurityLogMonitor
+
+        return SecurityLogMonitor(meta)
+    if not sys.platform.startswith("linux"):
         return None
     if requested in ("auto", "fanotify-perm", "fanotify"):
         from canhgac_agent.fanotify import FanotifyMonitor

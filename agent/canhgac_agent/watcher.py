@@ -298,7 +298,8 @@ class Watcher:
             if self._monitor is None:
                 from canhgac_agent.monitors import open_access_monitor
 
-                self._monitor = open_access_monitor(self._access_mode_requested, self.platform)
+                self._monitor = open_access_monitor(self._access_mode_requested, self.platform,
+                                                    meta=self.spool)
             if self._monitor is None:
                 return
             if self._monitor.mode == "inotify":

@@ -367,3 +367,35 @@ def start_reader(meta: MetaStore, sink: Callable[[AccessRecord], None],
                               name="canhgac-agent-security-log", daemon=True)
     thread.start()
     return reader, thread
+
+
+class SecurityLogMonitor:
+    """The Security log reader as the watcher's access monitor (mode ``security-log``).
+
+    Which folders are audited is set by the SACLs that install-agent.ps1 writes, not here, so
+    ``watch_tree`` has nothing to do; the watcher's tracker keeps only protected paths.
+    """
+
+    mode = MODE
+
+    def __init__(self, meta: MetaStore, **options) -> None:
+        self._meta = meta
+        self._options = options
+        self._stop_event = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.reader: SecurityLogReader | None = None
+
+    def start(self, sink: Callable[[list[AccessRecord]], None]) -> None:
+        """Start polling the log in a thread of its own, handing each record to *sink*."""
+        self.reader, self._thread = start_reader(
+            self._meta, lambda record: sink([record]), self._stop_event, **self._options)
+
+    def watch_tree(self, path: str, role: str, *, is_mount: bool = False) -> None:
+        """Do nothing: the audit rules (SACLs) on the folders decide what Windows logs."""
+
+    def stop(self) -> None:
+        """Stop polling and wait for the reader thread."""
+        self._stop_event.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
