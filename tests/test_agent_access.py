@@ -21,7 +21,12 @@ import pytest
 
 from canhgac_agent import paths
 from canhgac_agent.access import AccessRecord, ProcessInfo
-from canhgac_agent.attribution import OWN_READ_GRACE_SECONDS, AccessTracker, program_matcher
+from canhgac_agent.attribution import (
+    OWN_READ_GRACE_SECONDS,
+    QUIET_SECONDS,
+    AccessTracker,
+    program_matcher,
+)
 from canhgac_agent.config import AgentConfig
 from canhgac_agent.runner import Agent, heartbeat_payload
 from canhgac_agent.watcher import UNATTRIBUTED, unattributed_actor
@@ -174,9 +179,10 @@ def test_tracker_folds_repeated_opens_and_remembers_writers_and_readers():
                 AccessRecord("/usb/a.xlsx", "write", excel, 1038.0)]
     tracker.add(records)
     tracker.add([AccessRecord("/p/b.xlsx", "open", None, 1039.0)])
-    assert delays == [5.0]  # armed once, not pushed back by later records
-    assert tracker.take_due() == ([], pytest.approx(5.0))
-    now[0] += 5.0
+    # Due once the program has left the file alone for a moment: armed once, for then.
+    assert delays == [pytest.approx(QUIET_SECONDS)]
+    assert tracker.take_due() == ([], pytest.approx(QUIET_SECONDS))
+    now[0] += QUIET_SECONDS
     summaries, next_delay = tracker.take_due()
     assert next_delay is None and tracker.pending_count() == 0
     by_path = {(s.path, s.process): s for s in summaries}
@@ -184,6 +190,15 @@ def test_tracker_folds_repeated_opens_and_remembers_writers_and_readers():
     assert by_path["/p/a.xlsx", excel].opens == 30 and by_path["/p/a.xlsx", excel].is_read
     assert by_path["/p/a.xlsx", excel].first_at == 1000.0
     assert by_path["/p/b.xlsx", None].opens == 2 and not by_path["/p/b.xlsx", None].is_read
+    # The same program back at the file within the window: one follow-up at the window's end.
+    reported_at = now[0]
+    for step in range(10):
+        now[0] = reported_at + 0.5 + step * 0.3
+        tracker.add([AccessRecord("/p/a.xlsx", "open", excel, 1100.0 + step)])
+    assert tracker.take_due()[0] == []
+    now[0] = reported_at + 5.0
+    [follow_up], _ = tracker.take_due()
+    assert follow_up.opens == 10 and follow_up.first_at == 1100.0
     assert tracker.writer_of("/usb/a.xlsx") == excel
     assert tracker.reader_of("/p/a.xlsx") == excel  # neither the agent nor the scanners
     tracker.moved("/usb/a.xlsx", "/usb/b.xlsx")
@@ -203,6 +218,23 @@ def test_tracker_folds_repeated_opens_and_remembers_writers_and_readers():
     started = time.monotonic()
     assert real.writer_of("/usb/y", wait=5.0) is None
     assert time.monotonic() - started < 1
+
+
+def test_a_program_busy_with_a_file_is_summed_up_when_quiet_or_at_the_window():
+    now = [0.0]
+    tracker = _tracker(lambda: now[0], [])
+    cat = ProcessInfo("cat", 7, "/usr/bin/cat", "lan")
+    # Accesses every 30 ms keep the summary open (each one pushes it a quiet moment further)...
+    for step in range(400):
+        now[0] = step * 0.03
+        tracker.add([AccessRecord("/p/a.xlsx", "read", cat, 1000.0 + step)])
+        summaries, _ = tracker.take_due()
+        if summaries:
+            break
+    # ...but never past the window: one summary, due at 5 s, holding every access until then.
+    [summary] = summaries
+    assert now[0] == pytest.approx(5.01, abs=0.03)
+    assert summary.first_at == 1000.0 and summary.is_read
 
 
 def test_tracker_drops_process_less_records_of_the_agents_own_reads():

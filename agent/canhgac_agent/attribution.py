@@ -5,9 +5,13 @@ Security log). It runs on the monitor's thread and does only memory work under o
 lock, so a monitor answering fanotify permission requests is never held up by a thread that
 is itself waiting for an open. It
 
-- folds repeated opens and reads of one file by one program within ``window`` seconds into
-  one summary (one ``open`` or ``read`` event with a ``count``), which the watcher's worker
-  takes when due;
+- folds repeated opens and reads of one file by one program into one summary (one ``open`` or
+  ``read`` event with a ``count``), which the watcher's worker takes when due: a summary is due
+  once the program has left the file alone for ``quiet`` seconds (so a single opening reaches
+  the server within a fraction of a second) or ``window`` seconds after it began, whichever
+  comes first; after that, further accesses by the same program within ``window`` are folded
+  into one follow-up summary due at the window's end (at most two events a window, however
+  often a program polls a file);
 - remembers, for a while and for a bounded number of files, the last writer of each file, the
   last reader of each protected file and the last program that deleted or renamed it away,
   so that a copy, move, creation, modification or deletion is attributed to a user and a
@@ -35,6 +39,8 @@ MAX_PENDING = 50_000
 TAKE_LIMIT = 1000
 # An inotify record arrives a moment after the open it reports.
 OWN_READ_GRACE_SECONDS = 0.5
+# A program that has left a file alone this long is done with it for now.
+QUIET_SECONDS = 0.05
 # Stands in the writers' table for the agent itself: a copy the agent wrote is known to have
 # no other writer, so nobody waits for one.
 _AGENT = ProcessInfo(name="(canhgac-agent)")
@@ -59,6 +65,10 @@ class _Pending:
     due: float
     opens: int = 0
     is_read: bool = False
+    # The latest the summary may wait (debouncing never pushes it past this).
+    deadline: float = float("inf")
+    # A follow-up inside a window that already produced an event: due at the window's end.
+    is_follow_up: bool = False
 
 
 class _Recent:
@@ -124,12 +134,14 @@ class AccessTracker:
         casefold_programs: bool = False,
         own_pid: int | None = None,
         on_pending: Callable[[float], None] = lambda delay: None,
+        quiet: float = QUIET_SECONDS,
         recent_seconds: float = RECENT_SECONDS,
         max_recent: int = MAX_RECENT,
         max_pending: int = MAX_PENDING,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.window = window
+        self.quiet = min(quiet, window)
         self._classify = classify
         self._key = key
         self._is_ignored_path = is_ignored_path
@@ -140,7 +152,10 @@ class AccessTracker:
         self._clock = clock
         self._cond = threading.Condition()
         self._pending: dict[tuple[int | None, str], _Pending] = {}
-        self._is_armed = False
+        # When a summary of each (pid, file) was last taken: later accesses within the window
+        # wait for its end (bounded like the pending table; old marks are pruned as taken).
+        self._taken_at: OrderedDict[tuple[int | None, str], float] = OrderedDict()
+        self._armed_due: float | None = None
         self._writers = _Recent(max_recent, recent_seconds)
         self._readers = _Recent(max_recent, recent_seconds)
         self._removers = _Recent(max_recent, recent_seconds)
@@ -185,15 +200,27 @@ class AccessTracker:
                         self.dropped += 1
                         arm_in = 0.0
                         continue
-                    pending = _Pending(record.path, process, record.at, now + self.window)
+                    taken_at = self._taken_at.get(slot)
+                    if taken_at is not None and now - taken_at < self.window:
+                        # This program's use of the file was reported a moment ago: fold
+                        # what follows into one summary at the end of that window.
+                        end = taken_at + self.window
+                        pending = _Pending(record.path, process, record.at, end, deadline=end,
+                                           is_follow_up=True)
+                    else:
+                        pending = _Pending(record.path, process, record.at, now + self.quiet,
+                                           deadline=now + self.window)
                     self._pending[slot] = pending
-                    if not self._is_armed:
-                        self._is_armed = True
-                        arm_in = self.window if arm_in is None else arm_in
+                elif not pending.is_follow_up:
+                    # Still busy with the file: wait for a quiet moment, not past the window.
+                    pending.due = min(now + self.quiet, pending.deadline)
                 if record.kind == "open":
                     pending.opens += 1
                 else:
                     pending.is_read = True
+                if self._armed_due is None or pending.due < self._armed_due:
+                    self._armed_due = pending.due
+                    arm_in = max(0.0, pending.due - now) if arm_in is None else 0.0
         if arm_in is not None:
             self._on_pending(arm_in)
 
@@ -212,9 +239,17 @@ class AccessTracker:
                     del self._pending[slot]
                     taken.append(AccessSummary(pending.path, pending.process, pending.first_at,
                                                max(pending.opens, 1), pending.is_read))
+                    if not pending.is_follow_up:
+                        self._taken_at[slot] = now
+                        self._taken_at.move_to_end(slot)
                 elif next_due is None or pending.due < next_due:
                     next_due = pending.due
-            self._is_armed = next_due is not None
+            while self._taken_at and (
+                len(self._taken_at) > self._max_pending
+                or now - next(iter(self._taken_at.values())) >= self.window
+            ):
+                self._taken_at.popitem(last=False)
+            self._armed_due = next_due
         return taken, (None if next_due is None else max(0.0, next_due - now))
 
     def restore(self, summaries: list[AccessSummary]) -> None:
@@ -225,8 +260,8 @@ class AccessTracker:
                 pid = summary.process.pid if summary.process is not None else None
                 self._pending.setdefault((pid, self._key(summary.path)), _Pending(
                     summary.path, summary.process, summary.first_at, now, summary.opens,
-                    summary.is_read))
-            self._is_armed = True
+                    summary.is_read, deadline=now))
+            self._armed_due = now
 
     def pending_count(self) -> int:
         """Return how many summaries are still inside their window."""

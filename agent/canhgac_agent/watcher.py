@@ -475,6 +475,10 @@ class Watcher:
                 task = _Task(kind, path, now + delay, first_seen_at or time.time(),
                              retries=retries)
                 self._tasks[key] = task
+            elif kind == "access":
+                # The tracker's summaries fall due at different times: wake for the earliest
+                # (a wake-up with nothing due just schedules the next one).
+                task.due = min(task.due, now + delay)
             else:
                 # A later event for the same path re-arms the settle timer; the first event
                 # time stays, it is when the copy began.
