@@ -223,6 +223,40 @@ def test_heartbeat_says_how_opens_are_watched(client, token):
         assert answer.get_json()["field"] == "access_mode"
 
 
+def test_an_access_mode_that_sees_less_is_trailed_and_alerted(app, client, token, make_user,
+                                                              login):
+    from service.events.models import Agent
+    from service.incidents.models import Alert
+
+    def beat(mode: str):
+        return client.post("/api/v1/agents/heartbeat", headers={"Authorization": f"Bearer {token}"},
+                           json={"agent_id": "pc-ca-03", "host": "PC-CA-03", "access_mode": mode})
+
+    assert beat("inotify").status_code == 200  # first word: written down, nothing to compare
+    assert beat("fanotify-perm").status_code == 200  # sees more: trailed, not alerted
+    assert beat("fanotify-perm").status_code == 200  # unchanged: nothing
+    assert beat("inotify").status_code == 200  # lost root: trailed and alerted
+    assert beat("off").status_code == 200  # turned off: again
+    with app.app_context():
+        s = new_session()
+        changes = [json.loads(e.body)["body"] for e in s.scalars(
+            select(AuditEntry).where(AuditEntry.kind == "agent.access_mode_changed")
+            .order_by(AuditEntry.seq))]
+        alerts = list(s.scalars(select(Alert).where(Alert.rule_id == "agent.access_mode_weaker")
+                                .order_by(Alert.id)))
+        mode = s.scalar(select(Agent.access_mode).where(Agent.agent_id == "pc-ca-03"))
+        s.close()
+    assert [(c["before"], c["after"]) for c in changes] == [
+        ("inotify", "fanotify-perm"), ("fanotify-perm", "inotify"), ("inotify", "off")]
+    assert [a.severity for a in alerts] == ["high", "high"]
+    assert "fanotify-perm → inotify" in alerts[0].explanation
+    assert mode == "off"
+    make_user("quantri", "admin")
+    login("quantri")
+    page = client.get("/admin/agents").get_data(as_text=True)
+    assert "Tắt" in page and "pc-ca-03" in page
+
+
 def test_a_narrowed_agent_configuration_raises_an_alert(app, client, token):
     from service.incidents.models import Alert
 

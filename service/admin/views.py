@@ -302,8 +302,11 @@ def agents():
     rows = get_session().scalars(select(Agent).order_by(Agent.source, Agent.agent_id)).all()
     cutoff = now - timedelta(minutes=_settings().agent_silence_minutes)
     silent = {a.id for a in rows if a.last_contact_at is None or a.last_contact_at < cutoff}
+    from service.web.labels import ACCESS_MODE_NAMES
+
     return render_template("admin/agents.html", agents=rows, silent=silent, now=now,
-                           silence_minutes=_settings().agent_silence_minutes)
+                           silence_minutes=_settings().agent_silence_minutes,
+                           access_modes=ACCESS_MODE_NAMES)
 
 
 @bp.route("/notifications")

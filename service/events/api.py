@@ -188,7 +188,8 @@ def heartbeat():
                                     host=beat.host, last_seq=beat.last_seq,
                                     spool_depth=beat.spool_depth, version=beat.version,
                                     config_hash=beat.config_hash,
-                                    protected_roots=beat.protected_roots)
+                                    protected_roots=beat.protected_roots,
+                                    access_mode=beat.access_mode)
     except operations.AgentSourceError as exc:
         session.rollback()
         return _error(403, "forbidden", detail=str(exc))

@@ -40,6 +40,9 @@ class Agent(Base):
     # What the agent watches (its heartbeat's config_hash) and how many protected folders.
     config_hash: Mapped[str | None] = mapped_column(String(64))
     protected_roots: Mapped[int | None] = mapped_column(Integer)
+    # How the agent sees opens (its heartbeat's access_mode): fanotify-perm, fanotify,
+    # security-log (user and program known), inotify (only that a file was opened), off.
+    access_mode: Mapped[str | None] = mapped_column(String(32))
 
     __table_args__ = (
         UniqueConstraint("agent_id", name="uq_agent_agent_id"),

@@ -331,16 +331,41 @@ def _record_config_change(session: Session, agent: Agent, host: str, config_hash
     ))
 
 
+# How well each access mode sees opens: user and program, only the file, nothing.
+ACCESS_MODE_STRENGTH = {"fanotify-perm": 2, "fanotify": 2, "security-log": 2, "inotify": 1,
+                        "off": 0}
+
+
+def _record_access_mode_change(session: Session, agent: Agent, host: str, mode: str) -> None:
+    from service.incidents.models import Alert
+
+    entry = record(session, "agent.access_mode_changed",
+                   {"agent_id": agent.agent_id, "host": host, "before": agent.access_mode,
+                    "after": mode}, host=host)
+    before = ACCESS_MODE_STRENGTH.get(agent.access_mode or "", 0)
+    if ACCESS_MODE_STRENGTH.get(mode, 0) >= before:
+        return  # a stronger or equal mode is written down, not alerted
+    detail = ("không còn ghi được lượt mở tệp" if mode == "off" else
+              "không còn biết người và chương trình mở tệp (tác tử mất quyền quản trị?)")
+    session.add(Alert(
+        rule_id="agent.access_mode_weaker", severity="high", response="alert",
+        explanation=f"Tác tử trên máy {host} {detail}: {agent.access_mode} → {mode}",
+        entry_seq=entry.seq, host=host, group_key=f"agent.access_mode|{agent.agent_id}"[:512],
+    ))
+
+
 def record_heartbeat(session: Session, *, source: str, agent_id: str, host: str,
                      last_seq: int | None, spool_depth: int | None, version: str | None,
-                     config_hash: str | None = None, protected_roots: int | None = None) -> Agent:
+                     config_hash: str | None = None, protected_roots: int | None = None,
+                     access_mode: str | None = None) -> Agent:
     """Record an agent's heartbeat: last contact, spool depth, version and what it watches.
 
     The agent id and host are checked like an event's (AgentSourceError, AgentIdentityRefused);
     a ``last_seq`` below the highest the server has seen raises the renumbering alert.
 
     A watch configuration different from the last one reported is written to the trail and
-    raised as an alert: narrowing what a PC reports is how an insider would go quiet.
+    raised as an alert: narrowing what a PC reports is how an insider would go quiet. So is an
+    access mode that sees less than before (the agent lost its rights, or opens were turned off).
     """
     agent = _get_agent(session, agent_id, source)
     _check_host(agent, agent_id, host, source)
@@ -359,6 +384,10 @@ def record_heartbeat(session: Session, *, source: str, agent_id: str, host: str,
         # tampered one, either way its watch can no longer be checked. Said once.
         _record_config_change(session, agent, host, None, protected_roots)
         agent.config_hash = None
+    if access_mode is not None and access_mode != agent.access_mode:
+        if agent.access_mode is not None:
+            _record_access_mode_change(session, agent, host, access_mode)
+        agent.access_mode = access_mode
     _heard_from(session, agent)
     agent.spool_depth = spool_depth
     agent.version = version

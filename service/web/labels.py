@@ -74,3 +74,11 @@ def label(code: str | None, table: str) -> str:
         return "—"
     names = TABLES[table]
     return str(names[code]) if code in names else str(code)
+
+ACCESS_MODE_NAMES = {
+    "fanotify-perm": _l("Đầy đủ: người và chương trình (fanotify)"),
+    "fanotify": _l("Đầy đủ: người và chương trình (fanotify)"),
+    "security-log": _l("Đầy đủ: người và chương trình (nhật ký Security)"),
+    "inotify": _l("Hạn chế: chỉ biết tệp được mở (thiếu quyền quản trị)"),
+    "off": _l("Tắt"),
+}
