@@ -56,7 +56,7 @@ from canhgac_agent.fingerprints import (
     walk_files,
 )
 from canhgac_agent.spool import Spool, SpoolFullError
-from canhgac_common.events import Action, Destination, DestinationKind, Event, EventObject
+from canhgac_common.events import Action, Destination, DestinationKind, Device, Event, EventObject
 
 logger = logging.getLogger("canhgac.agent")
 
@@ -160,6 +160,7 @@ class Watcher:
         removable_lister=None,
         mount_bases: list[str] | None = None,
         default_egress=None,
+        device_identifier=None,
     ) -> None:
         self.config = config
         self.spool = spool
@@ -172,6 +173,12 @@ class Watcher:
             mount_bases = self._default_mount_bases()
         self._mount_bases = mount_bases
         self._default_egress = default_egress or paths.existing_default_egress_folders
+        # identity of removable media (vendor, model, serial, fs UUID): root path -> Device | None
+        if device_identifier is None:
+            from canhgac_agent.devices import DeviceIdentifier
+
+            device_identifier = DeviceIdentifier(self.platform)
+        self._devices = device_identifier
         self.stats = WatcherStats()
         self.ready = threading.Event()
         self._cond = threading.Condition()
@@ -695,8 +702,9 @@ class Watcher:
             path, SeenFile(st.st_size, st.st_mtime_ns, sha, now))]
         if tombstone is not None:
             also.append(self.index.remove_statement(tombstone.entry.path))
+        device = self._devices.identify(root.path) if root.kind == "removable" else None
         self._emit(action, event_object, destination=path, kind=root.kind, pii=counts,
-                   at=task.first_seen_at, also=also)
+                   at=task.first_seen_at, also=also, device=device)
 
     def _match(
         self, *, sha: str | None = None, content_fingerprint: str | None = None
@@ -733,6 +741,7 @@ class Watcher:
             if key not in mounted:
                 self._roots = [r for r in self._roots if r is not root]
                 self._unschedule_watch(root)
+                self._devices.forget(root.path)
                 logger.info("Thiết bị đã rút / removable medium removed: %s",
                             paths.redact_for_log(root.path))
         configured = {r.key for r in self._roots}
@@ -773,7 +782,7 @@ class Watcher:
 
     def _emit(self, action: Action, event_object: EventObject, *, destination: str | None = None,
               kind: str | None = None, pii: dict[str, int] | None = None, at: float,
-              also: list[tuple[str, tuple]] | None = None) -> Event:
+              also: list[tuple[str, tuple]] | None = None, device: Device | None = None) -> Event:
         event = Event(
             id=uuid.uuid4(),
             occurred_at=_as_utc(at),
@@ -783,7 +792,7 @@ class Watcher:
             object=event_object,
             destination=(
                 Destination(path=_clip(destination, 4096),
-                            kind=DestinationKind(kind or "unknown"))
+                            kind=DestinationKind(kind or "unknown"), device=device)
                 if destination else None
             ),
             pii=pii or {},
