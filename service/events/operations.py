@@ -11,6 +11,7 @@ from canhgac_common.events import DestinationKind, Event
 from service.audit.canonical import canonical_json_plain
 from service.audit.log import PendingEntry, append_entries, record
 from service.core.db import utcnow
+from service.devices.operations import mark_registered
 from service.events.models import Agent
 
 
@@ -79,6 +80,9 @@ def ingest_events(session: Session, events: list[Event], *, source: str, process
             continue
         seen.add(key)
         fresh.append(event)
+    # Whether each removable device is on the register, as of now: stored with the event, so
+    # the policy (pure) and later replays judge the copy by the register of its day.
+    fresh = mark_registered(session, fresh)
     if processor is not None:
         # The policy version that judges these events enters the trail before them.
         processor.record_version(session)
