@@ -247,3 +247,19 @@ def test_a_copy_to_a_removable_folder_carries_the_device_identity(env):
         "serial": "E0D55EA574F1F3B0A9890F57", "fs_uuid": "1A2B-3C4D"}
     assert by_kind["removable"]["action"] == "copy"
     assert "device" not in by_kind["messaging"]["destination"]  # not a device: nothing attached
+
+
+def test_module_main_prints_what_the_agent_will_report(tmp_path, capsys, monkeypatch):
+    import json
+
+    class Fixed:
+        def identify(self, path):
+            return Device(vendor="Kingston", serial="E0D55EA574F1F3B0A9890F57") if "usb" in path else None
+
+    monkeypatch.setattr(devices, "DeviceIdentifier", lambda: DeviceIdentifier("posix", reader=Fixed()))
+    (tmp_path / "usb").mkdir()
+    assert devices.main([str(tmp_path / "usb")]) == 0
+    line = json.loads(capsys.readouterr().out)
+    assert line["device"] == {"vendor": "Kingston", "serial": "E0D55EA574F1F3B0A9890F57"}
+    assert devices.main([str(tmp_path)]) == 1 and '"device": null' in capsys.readouterr().out
+    assert devices.main([]) == 2

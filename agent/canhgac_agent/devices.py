@@ -372,3 +372,29 @@ class DeviceIdentifier:
         root = paths.compare_key(path, self.platform)
         for key in [k for k in self._cache if k[0] == root]:
             del self._cache[key]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print the identity of the device holding each given folder as JSON (for registering sticks).
+
+    ``python -m canhgac_agent.devices /media/canbo/KINGSTON`` (or ``E:\\``): the serial and
+    filesystem UUID printed are exactly what the agent will report.
+    """
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    if not args:
+        print("usage: python -m canhgac_agent.devices FOLDER [FOLDER ...]", file=sys.stderr)
+        return 2
+    identifier = DeviceIdentifier()
+    found = 0
+    for folder in args:
+        device = identifier.identify(os.path.abspath(folder))
+        body = device.model_dump(mode="json", exclude_none=True) if device is not None else None
+        print(json.dumps({"folder": folder, "device": body}, ensure_ascii=False))
+        found += device is not None
+    return 0 if found == len(args) else 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
