@@ -41,6 +41,7 @@ def create_app(settings: Settings | dict[str, Any] | None = None) -> Flask:
     from service.audit import wiring as audit_wiring
     from service.auth import login
     from service.core import db, requestlog
+    from service.devices import views as devices_views
     from service.events import api as events_api
     from service.events import processing
     from service.incidents import views as incidents_views
@@ -58,6 +59,7 @@ def create_app(settings: Settings | dict[str, Any] | None = None) -> Flask:
     incidents_views.init_app(app)
     notify_wiring.init_app(app)
     reports_wiring.init_app(app)
+    devices_views.init_app(app)
     return app
 
 

@@ -134,6 +134,7 @@ def _register() -> None:
         ("service.core.backup", "restore_command"),
         ("service.demo", "demo_command"),
         ("service.core.jobs", "worker_command"),
+        ("service.devices.cli", "device_cli"),
     ):
         main.add_command(getattr(importlib.import_module(module), name))
     from service.events.cli import replay_command

@@ -48,7 +48,7 @@ def test_change_takes_effect_and_its_hash_enters_the_trail(app, settings_overrid
         assert _kinds(app).count("policy.loaded") == 1
         rules = settings_overrides["policy_dir"] / "rules.yaml"
         rules.write_text(rules.read_text(encoding="utf-8").replace(
-            'title: "Sao chép dữ liệu cá nhân ra thiết bị lưu trữ di động"',
+            'title: "Sao chép dữ liệu cá nhân ra thiết bị lưu trữ di động chưa đăng ký"',
             'title: "Sao chép dữ liệu cá nhân ra USB hoặc ổ cứng rời"', 1), encoding="utf-8")
         assert _wait(lambda: processor.state.policy.hash != first)
         assert _wait(lambda: _kinds(app).count("policy.loaded") == 2)

@@ -38,6 +38,9 @@ RULES = {
     "c_any": "[{any_of: [{unit_in: {units: [vh_xh]}}, {all_of: [{action_in: {actions: [print]}},"
              " {record_count_at_least: {min: 5}}]}]}]",
     "c_night": "[{outside_working_hours: {}}, {action_in: {actions: [view]}}]",
+    "c_dev_reg": "[{action_in: {actions: [move]}}, {destination_device: {status: registered}}]",
+    "c_dev_unreg": "[{action_in: {actions: [move]}}, {destination_device: {status: unregistered}}]",
+    "c_dev_any": "[{action_in: {actions: [move]}}, {destination_device: {status: any}}]",
     "c_unit_use": "[{unit_use_not_permitted: {}}]",
     "c_records_window": "[{action_in: {actions: [export]}}, {count_in_window: {window_seconds: 60,"
                         " min_records: 10, key: [host]}}]",
@@ -110,6 +113,14 @@ def test_every_registered_condition_is_exercised_here() -> None:
         ({"action": "view", "occurred_at": MONDAY_9.replace(hour=20).isoformat()}, {"c_night"}),
         ({"object": {"path": "/x/DanCu/a"}, "unit": "kinh_te", "purpose": "xac_minh_dia_chi"}, {"c_unit"}),
         ({"object": {"path": "/x/DanCu/a"}, "unit": "van_phong", "purpose": "p"}, {"c_unit_use"}),
+        ({"action": "move", "destination": {"path": "E:\\a", "device": {"serial": "S1", "is_registered": True}}},
+         {"c_dev_reg", "c_dev_any"}),
+        ({"action": "move", "destination": {"path": "E:\\a", "device": {"serial": "S1", "is_registered": False}}},
+         {"c_dev_unreg", "c_dev_any"}),
+        ({"action": "move", "destination": {"path": "E:\\a", "device": {"serial": "S1"}}},
+         {"c_dev_unreg", "c_dev_any"}),  # not marked by the server: not registered
+        ({"action": "move", "destination": {"path": "/media/x/a"}}, {"c_dev_unreg", "c_dev_any"}),
+        ({"action": "move"}, set()),  # no destination at all
     ],
 )
 def test_single_events(fields: dict, expected: set[str]) -> None:

@@ -191,7 +191,7 @@ def test_windowed_condition_only_at_top_level(tmp_path: Path) -> None:
     text = edit(root / "rules.yaml", "      - count_in_window: {window_seconds: 600, min_events: 20}",
                 "      - any_of:\n          - count_in_window: {window_seconds: 600, min_events: 20}")
     (problem,) = problems_of(root)
-    assert problem.field == "rules[7].conditions[2].any_of[0].count_in_window"
+    assert problem.field == "rules[8].conditions[2].any_of[0].count_in_window"
     assert problem.line == line_of(text, "- count_in_window: {window_seconds: 600")
 
 

@@ -110,7 +110,7 @@ def test_pages_carry_the_csp_and_a_skip_link(client, login, everyone):
 
 def test_every_admin_input_has_a_label(client, login, everyone, app):
     login("nv-admin")
-    for path in ("/admin/users/new", "/admin/tokens", "/admin/users/1"):
+    for path in ("/admin/users/new", "/admin/tokens", "/admin/users/1", "/admin/devices/"):
         html = client.get(path).text
         ids = re.findall(r'<(?:input|select|textarea)\b(?![^>]*type="hidden")[^>]*\bid="([^"]+)"', html)
         assert ids, path

@@ -67,6 +67,7 @@ from canhgac_common.events import (
     Action,
     Destination,
     DestinationKind,
+    Device,
     Event,
     EventObject,
     Process,
@@ -194,6 +195,7 @@ class Watcher:
         default_egress=None,
         access_mode: str = "auto",
         access_monitor: AccessMonitor | None = None,
+        device_identifier=None,
     ) -> None:
         self.config = config
         self.spool = spool
@@ -206,6 +208,12 @@ class Watcher:
             mount_bases = self._default_mount_bases()
         self._mount_bases = mount_bases
         self._default_egress = default_egress or paths.existing_default_egress_folders
+        # identity of removable media (vendor, model, serial, fs UUID): root path -> Device | None
+        if device_identifier is None:
+            from canhgac_agent.devices import DeviceIdentifier
+
+            device_identifier = DeviceIdentifier(self.platform)
+        self._devices = device_identifier
         self.stats = WatcherStats()
         self.ready = threading.Event()
         self._cond = threading.Condition()
@@ -810,8 +818,9 @@ class Watcher:
         if tombstone is not None:
             also.append(self.index.remove_statement(tombstone.entry.path))
         process = self._attribute(action, path, source)
+        device = self._devices.identify(root.path) if root.kind == "removable" else None
         self._emit(action, event_object, destination=path, kind=root.kind, pii=counts,
-                   at=task.first_seen_at, also=also, process=process)
+                   at=task.first_seen_at, also=also, process=process, device=device)
 
     def _match(
         self, *, sha: str | None = None, content_fingerprint: str | None = None
@@ -848,6 +857,7 @@ class Watcher:
             if key not in mounted:
                 self._roots = [r for r in self._roots if r is not root]
                 self._unschedule_watch(root)
+                self._devices.forget(root.path)
                 logger.info("Thiết bị đã rút / removable medium removed: %s",
                             paths.redact_for_log(root.path))
         configured = {r.key for r in self._roots}
@@ -952,9 +962,9 @@ class Watcher:
     def _emit(self, action: Action, event_object: EventObject, *, destination: str | None = None,
               kind: str | None = None, pii: dict[str, int] | None = None, at: float,
               also: list[tuple[str, tuple]] | None = None, process: ProcessInfo | None = None,
-              count: int | None = None) -> Event:
+              count: int | None = None, device: Device | None = None) -> Event:
         event = self._event(action, event_object, destination=destination, kind=kind, pii=pii,
-                            at=at, process=process, count=count)
+                            at=at, process=process, count=count, device=device)
         stored = self._store([event], also=also)[0]
         logger.info("Sự kiện / event %s seq=%s kind=%s pii=%s", action.value, stored.seq,
                     kind or "-", sum((pii or {}).values()))
@@ -970,9 +980,10 @@ class Watcher:
     def _event(self, action: Action, event_object: EventObject, *,
                destination: str | None = None, kind: str | None = None,
                pii: dict[str, int] | None = None, at: float,
-               process: ProcessInfo | None = None, count: int | None = None) -> Event:
+               process: ProcessInfo | None = None, count: int | None = None,
+               device: Device | None = None) -> Event:
         # The program's user is the actor when the monitor knows it; otherwise the agent's own
-        # OS user (the person logged in on this PC), as before.
+        # user when it runs as the official, "unknown" when it runs as a service account.
         actor = (_clip(process.user, 255) if process is not None and process.user else None)
         return Event(
             id=uuid.uuid4(),
@@ -983,7 +994,7 @@ class Watcher:
             object=event_object,
             destination=(
                 Destination(path=_clip(destination, 4096),
-                            kind=DestinationKind(kind or "unknown"))
+                            kind=DestinationKind(kind or "unknown"), device=device)
                 if destination else None
             ),
             pii=pii or {},

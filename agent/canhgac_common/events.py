@@ -119,6 +119,11 @@ class Device(_Strict):
     fs_uuid: ShortText | None = Field(
         default=None, description="Filesystem UUID or volume serial of the mounted volume"
     )
+    is_registered: bool | None = Field(
+        default=None,
+        description="Set by the server: whether the device is on the commune's register of "
+        "official devices; a value sent by a client is replaced",
+    )
 
 
 class Destination(_Strict):

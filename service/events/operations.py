@@ -12,6 +12,7 @@ from canhgac_common.events import DestinationKind, Event
 from service.audit.canonical import canonical_json_plain
 from service.audit.log import PendingEntry, append_entries, record
 from service.core.db import utcnow
+from service.devices.operations import mark_registered
 from service.events.identity import identity_key, same_identity
 from service.events.models import Agent
 
@@ -86,6 +87,9 @@ def ingest_events(session: Session, events: list[Event], *, source: str, process
     # Agents and hosts are checked before anything is written: a refused batch leaves no trace
     # but the refusal's own entry (written by the caller after its rollback).
     agents = _bind_agents(session, fresh, positions, source)
+    # Whether each removable device is on the register, as of now: stored with the event, so
+    # the policy (pure) and later replays judge the copy by the register of its day.
+    fresh = mark_registered(session, fresh)
     if processor is not None:
         # The policy version that judges these events enters the trail before them.
         processor.record_version(session)

@@ -349,6 +349,40 @@ class DestinationKindIn(Condition):
         return ctx.dest_kind in self.kinds
 
 
+DeviceStatus = Literal["registered", "unregistered", "any"]
+
+
+class _DeviceParams(Params):
+    status: DeviceStatus
+
+
+class DestinationDevice(Condition):
+    """The destination is (``registered``) or is not (``unregistered``) a registered official device.
+
+    The server marks ``destination.device.is_registered`` from its register before the
+    policy runs, so this stays a pure attribute test. A destination without a device identity,
+    or whose device is not (or no longer) registered, is ``unregistered``; ``any`` holds for
+    every event with a destination. No destination never matches.
+    """
+
+    name = "destination_device"
+    params_model = _DeviceParams
+
+    def compile(self, env: CompileEnv, rule_id: str) -> None:
+        self._status = self.params.status
+
+    def matches(self, ctx: Any) -> bool:
+        dest = ctx.event.destination
+        if dest is None:
+            return False
+        status = self._status
+        if status == "any":
+            return True
+        device = dest.device
+        is_registered = device is not None and device.is_registered is True
+        return is_registered if status == "registered" else not is_registered
+
+
 class ObjectPathKindIn(Condition):
     """The object's own path lies in a scope of one of ``kinds`` (e.g. the publishing folder)."""
 
@@ -747,6 +781,7 @@ CONDITIONS: dict[str, type[Condition]] = {
         ActionIn,
         DataClassIn,
         DestinationKindIn,
+        DestinationDevice,
         ObjectPathKindIn,
         RecordCountAtLeast,
         PiiAtLeast,

@@ -98,7 +98,7 @@ PII_LABELS: dict[str, str] = {
 EVENT_FIELDS = frozenset({
     "title", "class", "class_label", "sensitivity", "action", "action_label", "kind",
     "kind_label", "records", "pii", "pii_total", "unit", "unit_name", "owner_name",
-    "purpose_state", "window_events", "window_records", "window_minutes",
+    "purpose_state", "window_events", "window_records", "window_minutes", "device_state",
 })
 SIGNAL_FIELDS = frozenset({"title", "signal", "missing", "silent_minutes", "silent_hours"})
 DEFAULT_TEMPLATES = {
@@ -687,6 +687,19 @@ def _fact_purpose_state(ctx: EventContext, labels: Labels) -> str:
     return "mục đích không thuộc danh mục được phép"
 
 
+def _fact_device_state(ctx: EventContext, labels: Labels) -> str:
+    # Whether the device is registered, never its strings: they come from the agent's OS.
+    dest = ctx.event.destination
+    if dest is None:
+        return "không có nơi nhận"
+    device = dest.device
+    if device is None:
+        return "thiết bị không rõ định danh"
+    if device.is_registered is True:
+        return "thiết bị lưu trữ công vụ đã đăng ký"
+    return "thiết bị chưa đăng ký"
+
+
 def _window_part(index: int) -> Any:
     def fact(ctx: EventContext, labels: Labels) -> str:
         window = getattr(ctx, "window", None) or (0, 0, 0)
@@ -709,6 +722,7 @@ _EVENT_FACTS: dict[str, Any] = {
     "unit_name": lambda ctx, labels: labels.unit_name.get(ctx.event.unit, "đơn vị không có trong chính sách"),
     "owner_name": lambda ctx, labels: labels.owner_name.get(ctx.data_class, "không rõ"),
     "purpose_state": _fact_purpose_state,
+    "device_state": _fact_device_state,
     "window_events": _window_part(0),
     "window_records": _window_part(1),
     "window_minutes": _window_part(2),

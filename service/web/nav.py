@@ -46,6 +46,7 @@ NAV: tuple[NavItem, ...] = (
     NavItem(_l("Người dùng"), ("admin.users",)),
     NavItem(_l("Mã truy cập"), ("admin.tokens",)),
     NavItem(_l("Thiết bị giám sát"), ("admin.agents",)),
+    NavItem(_l("USB công vụ"), ("devices.index",)),
     NavItem(_l("Thông báo"), ("admin.notifications",)),
     NavItem(_l("Chính sách"), ("admin.policy",)),
 )
