@@ -10,10 +10,8 @@ from typing import Any
 
 import structlog
 
-# A 12-digit personal ID number, not part of a longer digit run.
-_CCCD = re.compile(r"(?<!\d)\d{12}(?!\d)")
-# Vietnamese mobile numbers: 0 + 9 digits or +84/84 + 9 digits, separators allowed in groups.
-_PHONE = re.compile(r"(?<![\d+])(?:\+?84|0)[ .-]?[35789]\d(?:[ .-]?\d){7}(?!\d)")
+from canhgac_common.pii.mask import mask_pii
+
 _SECRET_KEYS = re.compile(r"pass(word)?|passwd|token|secret|authorization|cookie|api[_-]?key", re.I)
 _BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+")
 _SECRET_ASSIGN = re.compile(r"(?i)\b(password|passwd|token|secret)(\s*[=:]\s*)([^\s,;&]+)")
@@ -21,9 +19,11 @@ MASK = "***"
 
 
 def mask_text(text: str) -> str:
-    """Return text with ID numbers, phone numbers, bearer tokens and secrets masked."""
-    text = _CCCD.sub("[cccd]", text)
-    text = _PHONE.sub("[phone]", text)
+    """Return text with ID numbers, phone numbers, bearer tokens and secrets masked.
+
+    Identifiers go through the project's one masker (``canhgac_common.pii.mask``).
+    """
+    text = mask_pii(text)
     text = _BEARER.sub(r"\1" + MASK, text)
     return _SECRET_ASSIGN.sub(r"\1\2" + MASK, text)
 

@@ -11,6 +11,7 @@ from canhgac_common.events import DestinationKind, Event
 from service.audit.canonical import canonical_json_plain
 from service.audit.log import PendingEntry, append_entries, record
 from service.core.db import utcnow
+from service.events.masking import mask_agent_id, mask_event
 from service.events.models import Agent
 
 
@@ -70,6 +71,9 @@ def _known_ids(session: Session, ids: list[str]) -> set[str]:
 
 def ingest_events(session: Session, events: list[Event], *, source: str, processor=None) -> IngestResult:
     """Store a validated batch in the trail once each, track agents, and run the policy."""
+    # --- identifiers masked before anything is compared, hashed or judged (issue #15, item 1)
+    events = [mask_event(e) for e in events]
+    # ---
     seen: set[str] = set()
     fresh: list[Event] = []
     known = _known_ids(session, [str(e.id) for e in events])
@@ -200,6 +204,7 @@ def record_heartbeat(session: Session, *, source: str, agent_id: str, host: str,
     A watch configuration different from the last one reported is written to the trail and
     raised as an alert: narrowing what a PC reports is how an insider would go quiet.
     """
+    agent_id = mask_agent_id(agent_id)  # as events store it (issue #15, item 1)
     agent = _get_agent(session, agent_id, source)
     if config_hash is not None:
         if agent.config_hash is not None and agent.config_hash != config_hash:
