@@ -13,21 +13,22 @@ from __future__ import annotations
 from canhgac_common.events import Event
 from canhgac_common.pii.mask import mask_pii
 
-# Text fields an agent or application fills from paths, names and free text.
-EVENT_FIELDS = ("actor", "agent_id", "purpose")
-OBJECT_FIELDS = ("path",)
-DESTINATION_FIELDS = ("path", "target")
-PROCESS_FIELDS = ("path",)
+# Text fields an agent or application fills from paths, names and free text, with the schema's
+# length limit: NFKC may lengthen a text ("㎒" is "MHz"), and a masked value must still fit.
+EVENT_FIELDS = {"actor": 255, "agent_id": 128, "purpose": 512}
+OBJECT_FIELDS = {"path": 4096}
+DESTINATION_FIELDS = {"path": 4096, "target": 512}
+PROCESS_FIELDS = {"path": 4096}
 
 
-def _masked_fields(model, names: tuple[str, ...]) -> dict:
+def _masked_fields(model, limits: dict[str, int]) -> dict:
     changes = {}
-    for name in names:
+    for name, limit in limits.items():
         value = getattr(model, name)
         if value:
             masked = mask_pii(value)
             if masked is not value and masked != value:
-                changes[name] = masked
+                changes[name] = masked[:limit]
     return changes
 
 
@@ -46,4 +47,4 @@ def mask_event(event: Event) -> Event:
 
 def mask_agent_id(agent_id: str) -> str:
     """Return an agent id as the trail and the agents table keep it (identifiers masked)."""
-    return mask_pii(agent_id)
+    return mask_pii(agent_id)[: EVENT_FIELDS["agent_id"]]
