@@ -11,7 +11,7 @@ identity are left untouched.
 from __future__ import annotations
 
 from canhgac_common.events import Event
-from canhgac_common.pii.mask import mask_pii
+from canhgac_common.pii.mask import mask_pii, may_hold_identifier
 
 # Text fields an agent or application fills from paths, names and free text, with the schema's
 # length limit: NFKC may lengthen a text ("㎒" is "MHz"), and a masked value must still fit.
@@ -32,8 +32,21 @@ def _masked_fields(model, limits: dict[str, int]) -> dict:
     return changes
 
 
+def _texts(event: Event) -> list[str]:
+    texts = [getattr(event, name) or "" for name in EVENT_FIELDS]
+    for attr, limits in (("object", OBJECT_FIELDS), ("destination", DESTINATION_FIELDS),
+                         ("process", PROCESS_FIELDS)):
+        part = getattr(event, attr)
+        if part is not None:
+            texts.extend(getattr(part, name) or "" for name in limits)
+    return texts
+
+
 def mask_event(event: Event) -> Event:
     """Return the event with identifiers masked in its text fields (the same object if none)."""
+    # One digit count over all the fields: most events hold fewer than 9 digits in all.
+    if not may_hold_identifier("\n".join(_texts(event))):
+        return event
     changes = _masked_fields(event, EVENT_FIELDS)
     for attr, names in (("object", OBJECT_FIELDS), ("destination", DESTINATION_FIELDS),
                         ("process", PROCESS_FIELDS)):
