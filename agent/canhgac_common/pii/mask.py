@@ -113,7 +113,10 @@ def _is_ipv4(groups: list[str], seps: list[str]) -> bool:
 
 
 def _is_version(groups: list[str], seps: list[str]) -> bool:
-    # 10.0.19045.3803: identifiers never start with two parts of one or two digits.
+    # 10.0.19045.3803: identifiers never start with two parts of one or two digits, except a
+    # phone number written from its country code (84.91.234.5678).
+    if groups[0] == "84" and _MOBILE_SECOND.intersection(groups[1][:1]):
+        return False
     return (len(groups) >= 3 and all(s == "." for s in seps)
             and all(len(g) <= 2 and _no_leading_zero(g) for g in groups[:2]))
 
