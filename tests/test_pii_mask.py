@@ -122,7 +122,7 @@ _INV = "[" + re.escape(INVISIBLE_CHARS) + "]"
 _SEP = "[" + re.escape(" .-/\\\u2013\u2014\u2212") + "]"
 _CHAIN = re.compile(f"[0-9]+(?:(?:{_INV}*(?:{_SEP}{_INV}*){{1,3}}|{_INV}+)[0-9]+)*")
 # Shapes allowed to keep 12+ digits: dates (optionally with a time of day), IPv4, versions.
-_DATE = r"(?:\d{1,2}([./-])\d{1,2}\1\d{4}|\d{4}([./-])\d{1,2}\2\d{1,2})"
+_DATE = r"(?:\d{1,2}[./-]\d{1,2}[./-]\d{4}|\d{4}[./-]\d{1,2}[./-]\d{1,2})"
 _ALLOWED = re.compile(
     rf"(?:{_DATE}(?:[ ./-]{{1,3}}{_DATE})*(?:[ ./-]{{1,3}}\d{{1,2}}(?:[ ./-]{{1,3}}\d{{1,2}}){{0,2}}"
     rf"|[ ./-]{{1,3}}\d{{4}}|[ ./-]{{1,3}}\d{{6}})?"
