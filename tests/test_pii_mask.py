@@ -39,6 +39,9 @@ MASKED = [
     ("0084 912 345 678", "[phone]"),
     ("84912345678", "[phone]"),
     ("84.91.234.5678", "[phone]"),
+    ("CCCD 008412345678", "CCCD [cccd]"),  # begins like the 0084 country code
+    ("CCCD 0084 1234 5678", "CCCD [cccd]"),
+    ("(+84) 1234 5678", "[bhxh]"),
     ("gọi 0912 345 678 nhé", "gọi [phone] nhé"),
     ("0912.345.678", "[phone]"),
     ("0912-345-678", "[phone]"),
@@ -148,6 +151,7 @@ def long_digit_runs(text: str) -> list[str]:
 @example("001-203-004-567")
 @example(f"+84 (0) 912{ZWSP}345 678 001 203 004 567")
 @example("2026-12-07 001203004567")
+@example("0084 12 345 678")
 def test_no_twelve_digit_run_survives_in_any_text(text):
     assert long_digit_runs(mask_pii(text)) == []
 

@@ -64,6 +64,7 @@ _PROTECTED = re.compile(
 )
 _HEX_LETTER = re.compile(r"[a-fA-F]")
 _DIGIT_BYTES = b"0123456789"
+_NON_DIGITS = re.compile(r"[^0-9]")
 _MOBILE_SECOND = frozenset("35789")
 
 
@@ -144,14 +145,18 @@ def _token(digits: str, has_prefix: bool) -> str:
 
 
 def _replace(match: re.Match) -> str:
-    chain = match.group("chain")
-    digits = re.sub(r"[^0-9]", "", chain)
-    if len(digits) < MIN_DIGITS:
-        return match.group(0)
-    has_prefix = match.group("prefix") is not None
-    if not has_prefix and _is_exempt(chain):
-        return match.group(0)
-    return _token(digits, has_prefix)
+    whole, chain = match.group(0), match.group("chain")
+    if match.group("prefix") is not None:
+        national = _NON_DIGITS.sub("", chain)
+        if len(national) >= MIN_DIGITS:
+            return _token(national, True)
+        # "0084 12345678" may be a 12-digit ID number that begins like a country code.
+        digits = _NON_DIGITS.sub("", whole)
+        return whole if len(digits) < MIN_DIGITS else _token(digits, False)
+    digits = _NON_DIGITS.sub("", chain)
+    if len(digits) < MIN_DIGITS or _is_exempt(chain):
+        return whole
+    return _token(digits, False)
 
 
 def _mask_segment(text: str) -> str:
