@@ -130,7 +130,7 @@ _ALLOWED = re.compile(
     rf"(?:{_DATE}(?:[ ./-]{{1,3}}{_DATE})*(?:[ ./-]{{1,3}}\d{{1,2}}(?:[ ./-]{{1,3}}\d{{1,2}}){{0,2}}"
     rf"|[ ./-]{{1,3}}\d{{4}}|[ ./-]{{1,3}}\d{{6}})?"
     r"|\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}"
-    r"|(?!84\.[35789])\d{1,2}\.\d{1,2}(?:\.\d+)+)"
+    r"|(?!84\.[35789])\d{1,2}\.\d{1,2}(?:\.\d{1,5})+)"
 )
 
 
@@ -152,6 +152,8 @@ def long_digit_runs(text: str) -> list[str]:
 @example(f"+84 (0) 912{ZWSP}345 678 001 203 004 567")
 @example("2026-12-07 001203004567")
 @example("0084 12 345 678")
+@example("1.2 .008400840084")
+@example("1.2.001203004567")
 def test_no_twelve_digit_run_survives_in_any_text(text):
     assert long_digit_runs(mask_pii(text)) == []
 
@@ -188,3 +190,15 @@ def test_a_phone_number_never_survives_in_any_prefix_form(national, prefix, sep)
     masked = mask_pii(f"liên hệ {prefix}{grouped} gấp")
     assert national not in re.sub(r"[^0-9]", "", masked)
     assert masked.startswith("liên hệ [") and masked.endswith("] gấp")
+
+
+FRAGMENTS = ["+84", "(+84)", "(0)", "0084", "84", "0", "9", "12", "345", "6789", "2026", "07",
+             " ", ".", "-", "/", ZWSP, "x", "(", ")", "+", "０", "1.2", "10.0", "192.168", "255",
+             " - ", ". "]
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.sampled_from(FRAGMENTS), max_size=30).map("".join))
+def test_no_twelve_digit_run_survives_near_prefixes_dates_and_versions(text):
+    # Fragments that sit next to the exemptions (country codes, dates, IPs, versions).
+    assert long_digit_runs(mask_pii(text)) == []

@@ -21,7 +21,7 @@ What survives (chosen so ordinary text stays readable):
 - calendar dates (``d/m/yyyy``, ``yyyy-mm-dd``, with ``/``, ``.`` or ``-``), one or more,
   optionally followed by a time of day (``2026-12-07 10:30``, ``07/12/2026 1030``);
 - dotted IPv4 addresses without leading zeros (``192.168.100.200``) and dotted version strings
-  whose first two parts are at most two digits (``10.0.19045.3803``);
+  whose first two parts are at most two digits and the others at most five (``10.0.19045.3803``);
 - UUIDs and hexadecimal digests of 32+ characters that contain a letter ``a``–``f``.
 
 The output of a text with something masked is its NFKC form with each masked chain replaced by
@@ -119,13 +119,14 @@ def _is_version(groups: list[str], seps: list[str]) -> bool:
     if groups[0] == "84" and _MOBILE_SECOND.intersection(groups[1][:1]):
         return False
     return (len(groups) >= 3 and all(s == "." for s in seps)
-            and all(len(g) <= 2 and _no_leading_zero(g) for g in groups[:2]))
+            and all(len(g) <= 2 and _no_leading_zero(g) for g in groups[:2])
+            and all(len(g) <= 5 for g in groups[2:]))
 
 
 def _is_exempt(chain: str) -> bool:
     parts = _GROUP_SPLIT.split(chain)
     groups = parts[0::2]
-    seps = [_INVISIBLE_RE.sub("", s).translate(_DASHES).strip() or " " for s in parts[1::2]]
+    seps = [_INVISIBLE_RE.sub("", s).translate(_DASHES) for s in parts[1::2]]
     return _is_dates_and_time(groups, seps) or _is_ipv4(groups, seps) or _is_version(groups, seps)
 
 
