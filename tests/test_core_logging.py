@@ -69,3 +69,12 @@ def test_file_and_stderr_handlers_write_masked_json(tmp_path, capsys):
         if getattr(handler, "_canhgac", False):
             root.removeHandler(handler)
             handler.close()
+
+
+def test_client_addresses_stay_readable_but_numbers_beside_them_do_not():
+    with structlog.testing.capture_logs(processors=[mask_identifiers]) as logs:
+        structlog.get_logger().info("request", remote_addr="192.168.100.200",
+                                    note="from 192.168.100.200", path="/x/001203004567")
+    entry = logs[0]
+    assert entry["remote_addr"] == "192.168.100.200"
+    assert entry["note"] == "from [cccd]" and entry["path"] == "/x/[cccd]"

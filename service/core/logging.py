@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import re
 import sys
@@ -16,6 +17,7 @@ _SECRET_KEYS = re.compile(r"pass(word)?|passwd|token|secret|authorization|cookie
 _BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+")
 _SECRET_ASSIGN = re.compile(r"(?i)\b(password|passwd|token|secret)(\s*[=:]\s*)([^\s,;&]+)")
 MASK = "***"
+_ADDRESS_KEYS = frozenset({"remote_addr", "client_addr", "peer"})
 
 
 def mask_text(text: str) -> str:
@@ -28,9 +30,20 @@ def mask_text(text: str) -> str:
     return _SECRET_ASSIGN.sub(r"\1\2" + MASK, text)
 
 
+def _is_ip_address(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
 def _mask_value(key: str, value: Any) -> Any:
     if _SECRET_KEYS.search(key):
         return MASK
+    if key in _ADDRESS_KEYS and isinstance(value, str) and _is_ip_address(value):
+        # The masker masks 9+-digit chains, IPv4 included; a client's address stays readable.
+        return value
     if isinstance(value, str):
         return mask_text(value)
     if isinstance(value, dict):

@@ -20,8 +20,9 @@ What survives (chosen so ordinary text stays readable):
 - chains of fewer than 9 digits: short numbers, ``07/12/2026``, ``2026-12-07``, ``10:30``;
 - calendar dates (``d/m/yyyy``, ``yyyy-mm-dd``, with ``/``, ``.`` or ``-``), one or more,
   optionally followed by a time of day (``2026-12-07 10:30``, ``07/12/2026 1030``);
-- dotted IPv4 addresses without leading zeros (``192.168.100.200``) and dotted version strings
-  whose first two parts are at most two digits and the others at most five (``10.0.19045.3803``);
+- dotted version strings whose first two parts are at most two digits and the others at most
+  five (``10.0.19045.3803``); an IPv4 address of 9+ digits is masked (``100.200.100.200`` is also
+  a 12-digit number written in threes; the operational log keeps ``remote_addr`` as it is);
 - UUIDs and hexadecimal digests of 32+ characters that contain a letter ``a``–``f``.
 
 The output of a text with something masked is its NFKC form with each masked chain replaced by
@@ -108,11 +109,6 @@ def _no_leading_zero(g: str) -> bool:
     return g == "0" or g[0] != "0"
 
 
-def _is_ipv4(groups: list[str], seps: list[str]) -> bool:
-    return (len(groups) == 4 and all(s == "." for s in seps)
-            and all(len(g) <= 3 and _no_leading_zero(g) and int(g) <= 255 for g in groups))
-
-
 def _is_version(groups: list[str], seps: list[str]) -> bool:
     # 10.0.19045.3803: identifiers never start with two parts of one or two digits, except a
     # phone number written from its country code (84.91.234.5678).
@@ -127,7 +123,7 @@ def _is_exempt(chain: str) -> bool:
     parts = _GROUP_SPLIT.split(chain)
     groups = parts[0::2]
     seps = [_INVISIBLE_RE.sub("", s).translate(_DASHES) for s in parts[1::2]]
-    return _is_dates_and_time(groups, seps) or _is_ipv4(groups, seps) or _is_version(groups, seps)
+    return _is_dates_and_time(groups, seps) or _is_version(groups, seps)
 
 
 def _token(digits: str, has_prefix: bool) -> str:
