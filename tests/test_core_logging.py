@@ -25,8 +25,17 @@ def test_capture_logs_masks_identifiers():
     assert "[cccd]" in entry["event"] and "[phone]" in entry["event"]
 
 
-def test_thirteen_digit_runs_and_dates_are_left_alone():
-    assert mask_text("mã 1234567890123 ngày 2026-11-25") == "mã 1234567890123 ngày 2026-11-25"
+def test_dates_are_left_alone_but_longer_digit_runs_are_masked():
+    # A 13-digit run holds a 12-digit one: it may be an ID number with a digit glued on.
+    assert mask_text("mã 1234567890123 ngày 2026-11-25") == "mã [số] ngày 2026-11-25"
+    assert mask_text("ngày 2026-11-25 lúc 10:30, 40 người") == "ngày 2026-11-25 lúc 10:30, 40 người"
+
+
+def test_log_lines_mask_the_forms_the_old_patterns_missed():
+    for raw in ("001-203-004-567", "001 203 004 567", "+84 (0) 912 345 678", "0\u200b912345678",
+                "\uff10\uff19\uff11\uff12\uff13\uff14\uff15\uff16\uff17\uff18"):
+        masked = mask_text(f"tệp {raw}.xlsx")
+        assert masked.startswith("tệp [") and masked.endswith("].xlsx"), (raw, masked)
 
 
 def test_bearer_and_assignments_are_masked():
@@ -60,3 +69,12 @@ def test_file_and_stderr_handlers_write_masked_json(tmp_path, capsys):
         if getattr(handler, "_canhgac", False):
             root.removeHandler(handler)
             handler.close()
+
+
+def test_client_addresses_stay_readable_but_numbers_beside_them_do_not():
+    with structlog.testing.capture_logs(processors=[mask_identifiers]) as logs:
+        structlog.get_logger().info("request", remote_addr="192.168.100.200",
+                                    note="from 192.168.100.200", path="/x/001203004567")
+    entry = logs[0]
+    assert entry["remote_addr"] == "192.168.100.200"
+    assert entry["note"] == "from [cccd]" and entry["path"] == "/x/[cccd]"

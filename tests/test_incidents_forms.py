@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from canhgac_common.pii.mask import MASK_TOKENS
 from service.incidents.forms import report_arguments
 from service.incidents.schemas import (
     FormDefinitionError,
@@ -133,7 +134,7 @@ def test_identifier_shaped_numbers_never_survive_redaction(digits, separator, pr
     grouped = separator.join(number[i:i + 3] for i in range(0, len(number), 3))
     redacted = redact_numbers(f"{prefix} {grouped} xong")
     assert number not in redacted.replace(" ", "").replace(".", "")
-    assert "[số đã ẩn]" in redacted
+    assert any(token in redacted for token in MASK_TOKENS)
 
 
 def test_redaction_keeps_dates_times_and_short_numbers():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import re
 import shutil
 import subprocess
@@ -244,3 +245,25 @@ def test_rendered_page_ink_respects_the_margins(notice_pdf, tmp_path):
     assert left >= 30 - 1 and top >= 20 - 1
     assert right <= 210 - 15 + 1 and bottom <= 297 - 20 + 1
     assert image.height / image.width == pytest.approx(297 / 210, rel=0.01)
+
+
+def test_printed_documents_mask_identifiers_people_wrote():
+    from service.reports.documents import incident_context
+
+    incident = _incident()
+    incident.summary = "Ảnh CCCD 001.203.004.567 bị gửi; người gửi +84 (0) 912 345 678"
+    incident.form_data = {"location": "nhà số 5, SĐT 0912-345-678", "involved": "ông A 0987654321",
+                          "responsible": "bà B, CMND 123 456 789", "consequences": "lộ 001203004567"}
+    incident.containment_actions = "Gọi 0912\u200b345\u200b678 để thu hồi"
+    incident.evidence[0].filename = "CCCD 001-203-004-567.jpg"
+    context = incident_context(incident, _settings())
+    text = json.dumps({k: context[k] for k in ("place", "act", "involved", "responsible",
+                                                "consequences", "measures", "evidence")},
+                      ensure_ascii=False)
+    digits = re.sub(r"[^0-9]", "", unicodedata.normalize("NFKC", text))
+    for number in ("001203004567", "912345678", "0987654321", "123456789"):
+        assert number not in digits
+    assert "[cccd]" in context["act"] and context["evidence"][0]["filename"] == "CCCD [cccd].jpg"
+    # The incident keeps what was written; settings (the office's own numbers) print as set.
+    assert "001.203.004.567" in incident.summary
+    assert context["dpo"]["phone"] == _settings().dpo_phone

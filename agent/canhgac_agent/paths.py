@@ -17,6 +17,8 @@ import sys
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path, PurePath, PurePosixPath, PureWindowsPath
 
+from canhgac_common.pii.mask import mask_pii
+
 logger = logging.getLogger("canhgac.agent")
 
 POSIX = "posix"
@@ -105,15 +107,13 @@ def is_ignored_name(name: str, extra_patterns: Iterable[str] = ()) -> bool:
     return _ignore_regex(tuple(extra_patterns)).match(name.casefold()) is not None
 
 
-_NUMBER_RUN = re.compile(r"\+?\d(?:[\d .\-]{7,}\d)")
-
-
 def redact_for_log(path: str | PurePath) -> str:
-    """Return a path fit for a log line: long digit runs (ID or phone numbers) are masked.
+    """Return a path fit for a log line: ID, phone and BHXH numbers are masked.
 
-    Officials sometimes name files after a citizen's ID number; logs must not carry it.
+    Officials sometimes name files after a citizen's ID number; logs must not carry it. The
+    server masks with the same function (``canhgac_common.pii.mask``).
     """
-    return _NUMBER_RUN.sub(lambda m: "#" * len(m.group(0)), str(path))
+    return mask_pii(str(path))
 
 
 # --- removable media -------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Select, func, select
 
+from canhgac_common.pii.mask import mask_pii
 from service.audit.models import AuditEntry
 
 
@@ -39,6 +40,9 @@ class SearchFilter:
             value = (raw.get(name) or "").strip()
             if "\x00" in value:  # PostgreSQL text cannot hold NUL: refuse, do not fail
                 raise ValueError(f"{name}: contains a NUL character")
+            if value and name in ("actor", "host", "path_contains"):
+                # The columns hold masked text, and the search itself is written to the trail.
+                value = mask_pii(value)
             if value:
                 values[name] = value[:512]
         for name in ("since", "until"):

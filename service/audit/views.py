@@ -25,6 +25,7 @@ from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import func, select
 
+from canhgac_common.pii.mask import mask_pii
 from service.audit import log
 from service.audit.models import AuditEntry
 from service.audit.operations import latest_checkpoint, sign_checkpoint
@@ -52,6 +53,11 @@ def _csv_cell(value):
     if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
         return "'" + value
     return value
+
+
+def _masked(value: str | None) -> str | None:
+    """Mask identifiers in a search column (entries stored before ingest masked them)."""
+    return None if value is None else mask_pii(value)
 
 
 def _record_look(what: str, **details) -> None:
@@ -132,8 +138,9 @@ def export_csv():
     count = 0
     for row in session.scalars(search_query(flt).limit(100_000)):
         writer.writerow([_csv_cell(v) for v in (
-            row.seq, row.recorded_at.isoformat(), row.kind, row.actor, row.host, row.action,
-            row.data_class, row.path, row.incident_id, base64.b64encode(row.leaf_hash).decode())])
+            row.seq, row.recorded_at.isoformat(), row.kind, _masked(row.actor), _masked(row.host),
+            row.action, row.data_class, _masked(row.path), row.incident_id,
+            base64.b64encode(row.leaf_hash).decode())])
         count += 1
     log.record(session, "audit.exported",
                {"actor": current_user.username, "format": "csv", "filter": flt.describe(),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import re
 import sys
@@ -10,27 +11,39 @@ from typing import Any
 
 import structlog
 
-# A 12-digit personal ID number, not part of a longer digit run.
-_CCCD = re.compile(r"(?<!\d)\d{12}(?!\d)")
-# Vietnamese mobile numbers: 0 + 9 digits or +84/84 + 9 digits, separators allowed in groups.
-_PHONE = re.compile(r"(?<![\d+])(?:\+?84|0)[ .-]?[35789]\d(?:[ .-]?\d){7}(?!\d)")
+from canhgac_common.pii.mask import mask_pii
+
 _SECRET_KEYS = re.compile(r"pass(word)?|passwd|token|secret|authorization|cookie|api[_-]?key", re.I)
 _BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+")
 _SECRET_ASSIGN = re.compile(r"(?i)\b(password|passwd|token|secret)(\s*[=:]\s*)([^\s,;&]+)")
 MASK = "***"
+_ADDRESS_KEYS = frozenset({"remote_addr", "client_addr", "peer"})
 
 
 def mask_text(text: str) -> str:
-    """Return text with ID numbers, phone numbers, bearer tokens and secrets masked."""
-    text = _CCCD.sub("[cccd]", text)
-    text = _PHONE.sub("[phone]", text)
+    """Return text with ID numbers, phone numbers, bearer tokens and secrets masked.
+
+    Identifiers go through the project's one masker (``canhgac_common.pii.mask``).
+    """
+    text = mask_pii(text)
     text = _BEARER.sub(r"\1" + MASK, text)
     return _SECRET_ASSIGN.sub(r"\1\2" + MASK, text)
+
+
+def _is_ip_address(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
 
 
 def _mask_value(key: str, value: Any) -> Any:
     if _SECRET_KEYS.search(key):
         return MASK
+    if key in _ADDRESS_KEYS and isinstance(value, str) and _is_ip_address(value):
+        # The masker masks 9+-digit chains, IPv4 included; a client's address stays readable.
+        return value
     if isinstance(value, str):
         return mask_text(value)
     if isinstance(value, dict):

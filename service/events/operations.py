@@ -14,6 +14,7 @@ from service.audit.log import PendingEntry, append_entries, record
 from service.core.db import utcnow
 from service.devices.operations import mark_registered
 from service.events.identity import identity_key, same_identity
+from service.events.masking import mask_agent_id, mask_event
 from service.events.models import Agent
 
 
@@ -73,6 +74,9 @@ def _known_ids(session: Session, ids: list[str]) -> set[str]:
 
 def ingest_events(session: Session, events: list[Event], *, source: str, processor=None) -> IngestResult:
     """Store a validated batch in the trail once each, track agents, and run the policy."""
+    # --- identifiers masked before anything is compared, hashed or judged (issue #15, item 1)
+    events = [mask_event(e) for e in events]
+    # ---
     seen: set[str] = set()
     fresh: list[Event] = []
     positions: list[int] = []
@@ -371,6 +375,7 @@ def record_heartbeat(session: Session, *, source: str, agent_id: str, host: str,
     raised as an alert: narrowing what a PC reports is how an insider would go quiet. So is an
     access mode that sees less than before (the agent lost its rights, or opens were turned off).
     """
+    agent_id = mask_agent_id(agent_id)  # as events store it (issue #15, item 1)
     agent = _get_agent(session, agent_id, source)
     _check_host(agent, agent_id, host, source)
     host = agent.host or host

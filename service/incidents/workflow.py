@@ -18,6 +18,7 @@ from pathlib import Path
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
+from canhgac_common.pii.mask import mask_pii
 from service.audit.log import record
 from service.auth.models import User
 from service.core.db import utcnow
@@ -79,15 +80,11 @@ STATE_LABELS = {
 }
 ROLE_NAMES = {"leader": "lãnh đạo UBND xã", "police": "Công an xã"}
 
-# Nine or more digits, possibly grouped by spaces or dots: ID, phone and BHXH numbers.
-_LONG_NUMBER = re.compile(r"\+?\d(?:[ .]?\d){8,}")
-
-
 def redact_numbers(value: str | None) -> str | None:
-    """Hide identifier-like numbers (ID, phone) in free text before it enters the trail."""
+    """Hide identifier-like numbers (ID, phone, BHXH) in free text before it enters the trail."""
     if value is None:
         return None
-    return _LONG_NUMBER.sub("[số đã ẩn]", value)
+    return mask_pii(value)
 
 
 # ---------------------------------------------------------------- small helpers

@@ -15,6 +15,7 @@ import structlog
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from canhgac_common.pii.mask import mask_pii
 from service.audit import log as audit_log
 from service.audit.models import Checkpoint
 from service.audit.operations import sign_checkpoint
@@ -130,8 +131,10 @@ def _enqueue(
     for message, item in zip(messages, planned, strict=True):
         name = (item.user.full_name or item.user.username) if item.user else GROUP_RECIPIENT
         rendered = render(name, checkpoint)
-        message.subject = rendered.subject
-        message.body = rendered.body
+        # Every channel (mail, webhook, command/SMS) sends these two texts: whatever a
+        # template put in, no identifier leaves (issue #15, item 1).
+        message.subject = mask_pii(rendered.subject)
+        message.body = mask_pii(rendered.body)
         message.checkpoint_id = checkpoint.id
     session.flush()
     session.info[WAKE_KEY] = True

@@ -79,7 +79,11 @@ class RenderedMail:
 
 
 def people_text(value: str | None) -> str:
-    """Return text written by people with ID numbers and phone numbers masked."""
+    """Return text written by people with ID, phone and BHXH numbers masked.
+
+    An incident's own text (title, summary) stays as written in the database, visible to police
+    and leadership; it is masked here, on its way out to mail, webhook and command channels.
+    """
     return mask_text(value or "").strip()
 
 

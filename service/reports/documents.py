@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
+from canhgac_common.pii.mask import mask_pii
 from service.config import Settings
 from service.core.db import utcnow
 
@@ -178,6 +179,10 @@ def pii_lines(pii_counts: dict | None) -> list[str]:
     return [f"{PII_LABELS.get(kind, kind)}: {vn_number(int(count))}" for kind, count in items]
 
 
+def _masked(value):
+    return mask_pii(value) if isinstance(value, str) else value
+
+
 def incident_context(incident, settings: Settings, *, issued_on: date | None = None,
                      symbol: str = "TB", data_class_labels: dict[str, str] | None = None) -> dict:
     """Return the facts of an incident that the notice and the minutes print."""
@@ -185,11 +190,13 @@ def incident_context(incident, settings: Settings, *, issued_on: date | None = N
     form = dict(incident.form_data or {})
     issued_on = issued_on or local_date(settings)
     unit = _unit_label(incident.unit)
+    # Printed documents leave the commune (Mẫu 08 goes to the Ministry): what people wrote is
+    # printed with identifiers masked, like mails (issue #15, item 1); counts say how many.
     evidence = [
-        {"filename": ev.filename, "size": ev.size, "sha256": ev.sha256}
+        {"filename": _masked(ev.filename), "size": ev.size, "sha256": ev.sha256}
         for ev in (incident.evidence or [])
     ]
-    measures = [text for text in (incident.containment_actions, incident.measures) if text]
+    measures = [_masked(text) for text in (incident.containment_actions, incident.measures) if text]
     return {
         "header": document_header(settings, symbol, issued_on),
         "settings": settings,
@@ -205,16 +212,16 @@ def incident_context(incident, settings: Settings, *, issued_on: date | None = N
         "incident_no": incident.id,
         "occurred": _local(settings, _parse_time(form.get("occurred_at")) or incident.detected_at),
         "detected": _local(settings, incident.detected_at),
-        "place": form.get("location") or ", ".join(
+        "place": _masked(form.get("location")) or ", ".join(
             x for x in (unit, settings.org_name) if x
         ),
-        "act": incident.title + (f". {incident.summary}" if incident.summary else ""),
-        "involved": form.get("involved") or unit,
+        "act": _masked(incident.title + (f". {incident.summary}" if incident.summary else "")),
+        "involved": _masked(form.get("involved")) or unit,
         "data_classes": [labels.get(dc, dc) for dc in (incident.data_classes or [])],
         "pii": pii_lines(incident.pii_counts),
         "pii_total": sum(int(v) for v in (incident.pii_counts or {}).values()),
-        "responsible": form.get("responsible"),
-        "consequences": form.get("consequences") or incident.cause,
+        "responsible": _masked(form.get("responsible")),
+        "consequences": _masked(form.get("consequences") or incident.cause),
         "measures": measures,
         "evidence": evidence,
         "signer_name": settings.signer_name,

@@ -30,6 +30,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from canhgac_common.pii.mask import mask_pii
 from service.audit import log, merkle
 from service.audit.canonical import canonical_json
 from service.audit.models import AuditEntry, Checkpoint
@@ -784,8 +785,9 @@ def report_context(report: MonthlyReport, settings: Settings, *,
     )
     agent_ids = sorted(set(fig.agent_events) | set(fig.missing_events) | set(fig.silences)
                        | set(fig.silent_seconds))
+    # Agent ids come from agents (older trail entries were stored before ingest masked them).
     agent_rows = [
-        (a, fig.agent_events.get(a, 0), fig.missing_events.get(a, 0), fig.silences.get(a, 0),
+        (mask_pii(a), fig.agent_events.get(a, 0), fig.missing_events.get(a, 0), fig.silences.get(a, 0),
          duration_vi(fig.silent_seconds.get(a)) if fig.silent_seconds.get(a) else "—")
         for a in agent_ids
     ]
@@ -894,13 +896,13 @@ def monthly_csv(report: MonthlyReport) -> str:
     cov = fig.coverage(report.period_seconds)
     w.writerow(["agents", "coverage", "", "", "" if cov is None else round(cov, 6)])
     for agent, n in sorted(fig.agent_events.items()):
-        w.writerow(["agent_events", agent, "", "", n])
+        w.writerow(["agent_events", mask_pii(agent), "", "", n])
     for agent, n in sorted(fig.missing_events.items()):
-        w.writerow(["agent_missing_events", agent, "", "", n])
+        w.writerow(["agent_missing_events", mask_pii(agent), "", "", n])
     for agent, n in sorted(fig.silences.items()):
-        w.writerow(["agent_silences", agent, "", "", n])
+        w.writerow(["agent_silences", mask_pii(agent), "", "", n])
     for agent, s in sorted(fig.silent_seconds.items()):
-        w.writerow(["agent_silent_seconds", agent, "", "", round(s, 3)])
+        w.writerow(["agent_silent_seconds", mask_pii(agent), "", "", round(s, 3)])
     for unit in REPORTING_UNITS:
         part = report.parts.get(unit)
         status = "missing" if part is None else ("late" if part.is_late else "on_time")

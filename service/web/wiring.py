@@ -11,6 +11,8 @@ from flask_babel import Babel
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
+from canhgac_common.pii.mask import mask_pii
+
 csrf = CSRFProtect()
 babel = Babel()
 LANGUAGES = ("vi", "en")
@@ -107,6 +109,8 @@ def init_app(app: Flask) -> None:
     app.jinja_env.filters["clock_text"] = clock_text
     app.jinja_env.filters["b64"] = b64
     app.jinja_env.filters["label"] = labels.label
+    # Agent ids, actors and hosts stored before ingest masked identifiers (issue #15, item 1).
+    app.jinja_env.filters["mask_pii"] = mask_pii
     app.jinja_env.globals["LANGUAGES"] = LANGUAGES
     app.jinja_env.globals["current_locale"] = select_locale
     app.jinja_env.globals["return_path"] = return_path
