@@ -13,8 +13,11 @@ python -m pip install -q --no-deps --no-build-isolation -e .
 need=()
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v pdftoppm >/dev/null 2>&1 || need+=(poppler-utils)
-fc-list 2>/dev/null | grep -qi "Liberation Serif" || need+=(fonts-liberation2)
-fc-list 2>/dev/null | grep -qi "Tinos" || need+=(fonts-croscore)
+# By package, not by font name: chromium pulls in fonts-liberation 1.x, also named "Liberation
+# Serif", whose Vietnamese glyphs and metrics differ and move the PDFs' line breaks.
+has_package() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "ok installed"; }
+has_package fonts-liberation2 || need+=(fonts-liberation2)
+has_package fonts-croscore || need+=(fonts-croscore)
 # WeasyPrint warns (an error under filterwarnings=error) without HarfBuzz's subsetter.
 ldconfig -p 2>/dev/null | grep -q "libharfbuzz-subset" || need+=(libharfbuzz-subset0)
 if [ ${#need[@]} -gt 0 ]; then
