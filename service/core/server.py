@@ -169,6 +169,8 @@ def _config(certfile: Path | None, keyfile: Path | None, max_body_bytes: int, re
     config.backlog = BACKLOG
     config.graceful_timeout = 10.0
     config.loglevel = "WARNING"
+    # HTTP/1.1 only, as tested: the agent and browsers speak it; HTTP/2 would be more surface, no gain.
+    config.alpn_protocols = ["http/1.1"]
     config.accesslog = None
     if certfile is not None:
         config.certfile = str(certfile)
