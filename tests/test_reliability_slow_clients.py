@@ -215,6 +215,39 @@ def test_a_declared_oversized_body_is_refused_before_it_is_sent(served):
 
 @pytest.mark.heavy
 @pytest.mark.timeout(120)
+def test_bodies_held_at_once_share_a_memory_budget(served):
+    start, token, _ = served
+    # Budget: 8 bodies of the 64 KiB cap. Ten clients each send 60,000 of a declared 65,000 bytes.
+    server = start(env_extra={"CANHGAC_MAX_BODY_BYTES": "65536"})
+    head = (b"POST /api/v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 65000\r\n\r\n")
+    socks = []
+    try:
+        for _ in range(10):
+            sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+            sock.sendall(head + b"[" + b" " * 59_999)
+            socks.append(sock)
+        time.sleep(1)
+        answers = []
+        for sock in socks:
+            sock.setblocking(False)
+            try:
+                answers.append(sock.recv(4096))
+            except BlockingIOError:
+                answers.append(None)  # still being read: within the budget
+        refused = [a for a in answers if a is not None]
+        assert 1 <= len(refused) <= 3, answers
+        assert all(a.startswith(b"HTTP/1.1 503 ") and b"retry-after: 5" in a.lower() for a in refused), refused
+    finally:
+        for sock in socks:
+            sock.close()
+    time.sleep(0.5)  # the closed connections give their share back
+    status, answer = server.post_events(token, [make_event(random.Random(8))], timeout=10)
+    assert (status, answer.get("stored")) == (200, 1)
+
+
+@pytest.mark.heavy
+@pytest.mark.timeout(120)
 def test_serve_tls_answers_with_the_certificate_from_init(served):
     from canhgac_agent.client import PinMismatchError, ServerClient
     from service.core.tls import certificate_fingerprint

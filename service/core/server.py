@@ -5,8 +5,10 @@ body there too, so a worker thread only ever takes a complete request: a client 
 headers or body costs a coroutine, not one of the `threads` workers (bench/README.md, slow clients).
 Every connection has deadlines: headers must be complete `read_deadline` seconds after the
 connection opened or after the previous answer (hypercorn's keep-alive timer, which runs until a
-whole request head has arrived), a body within `read_deadline` seconds, a TLS handshake likewise.
-Runs wherever asyncio does (Linux, Windows).
+whole request head has arrived), a body within `read_deadline` seconds plus one per MIN_BODY_RATE
+bytes received (else 408), a TLS handshake within `read_deadline`. Bodies over `max_body_bytes` are
+never read whole, and all bodies in memory at once share a budget (8 × `max_body_bytes`; past it,
+503 with Retry-After). Runs wherever asyncio does (Linux, Windows).
 """
 
 from __future__ import annotations
@@ -27,35 +29,60 @@ from hypercorn.config import Config, Sockets
 
 DEFAULT_READ_DEADLINE = 30.0
 BACKLOG = 1024
+# Bytes per second a body must average beyond its first read deadline (32 kbit/s: a slow line
+# passes, a trickle does not; the idea of Apache mod_reqtimeout's MinRate).
+MIN_BODY_RATE = 4096
 
 
 class BufferedWSGI(WSGIWrapper):
     """Read a whole request within a deadline and a size cap, then run the WSGI app on a worker."""
 
-    def __init__(self, app, max_body_bytes: int, body_deadline: float) -> None:
-        """Wrap `app`; refuse bodies over `max_body_bytes` and bodies slower than `body_deadline` s."""
+    def __init__(self, app, max_body_bytes: int, body_deadline: float,
+                 max_buffered_bytes: int | None = None) -> None:
+        """Wrap `app`; refuse bodies over `max_body_bytes`, slower than the deadline, or over the budget.
+
+        A body has `body_deadline` seconds, plus one more per MIN_BODY_RATE bytes received (a
+        large upload on a slow line goes through, a trickle does not). All bodies being read or
+        run at once share `max_buffered_bytes` of memory (default 8 × `max_body_bytes`); past it a
+        request is answered 503 with Retry-After, so many large bodies cannot exhaust memory.
+        """
         super().__init__(app, max_body_bytes)
         self.body_deadline = body_deadline
+        self.max_buffered_bytes = max_buffered_bytes or 8 * max_body_bytes
+        self.buffered_bytes = 0  # only touched on the event loop's thread
 
     async def handle_http(self, scope, receive, send, sync_spawn, call_soon) -> None:
         """Buffer the body on the event loop, then hand the finished request to a worker thread."""
-        declared = _declared_length(scope)
         body = bytearray()
-        is_too_large = declared is not None and declared > self.max_body_size
         try:
-            async with asyncio.timeout(self.body_deadline):
-                while not is_too_large:
-                    message = await receive()
-                    if message["type"] == "http.disconnect":
-                        return
-                    body.extend(message.get("body", b""))
-                    # Chunked, or more than it declared: stop reading, keep no more than the cap.
-                    is_too_large = len(body) > self.max_body_size
-                    if not message.get("more_body"):
-                        break
-        except TimeoutError:
-            await _refuse(send, 408)
-            return
+            await self._handle(scope, receive, send, sync_spawn, call_soon, body)
+        finally:
+            self.buffered_bytes -= len(body)
+
+    async def _handle(self, scope, receive, send, sync_spawn, call_soon, body: bytearray) -> None:
+        loop = asyncio.get_running_loop()
+        declared = _declared_length(scope)
+        is_too_large = declared is not None and declared > self.max_body_size
+        started_at = loop.time()
+        while not is_too_large:
+            remaining = started_at + self.body_deadline + len(body) / MIN_BODY_RATE - loop.time()
+            try:
+                message = await asyncio.wait_for(receive(), max(remaining, 0.001))
+            except TimeoutError:
+                await _refuse(send, 408)
+                return
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            if self.buffered_bytes + len(chunk) > self.max_buffered_bytes:
+                await _refuse(send, 503, [(b"retry-after", b"5")])
+                return
+            body.extend(chunk)
+            self.buffered_bytes += len(chunk)
+            # Chunked, or more than it declared: stop reading, keep no more than the cap.
+            is_too_large = len(body) > self.max_body_size
+            if not message.get("more_body"):
+                break
         try:
             environ = _build_environ(scope, bytes(body[: self.max_body_size + 1]))
         except InvalidPathError:
@@ -86,10 +113,10 @@ def _declared_length(scope) -> int | None:
     return None
 
 
-async def _refuse(send, status: int) -> None:
+async def _refuse(send, status: int, headers: list | None = None) -> None:
     # Closing the connection: the rest of an unread body must not be taken for the next request.
     await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-length", b"0"), (b"connection", b"close")]})
+                "headers": [(b"content-length", b"0"), (b"connection", b"close"), *(headers or [])]})
     await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
