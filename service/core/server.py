@@ -132,6 +132,8 @@ class Server:
         self.is_tls = certfile is not None
         limit = max_body_bytes or app.config.get("MAX_CONTENT_LENGTH") or 16 * 1024 * 1024
         self.config = _config(certfile, keyfile, limit, read_deadline)
+        if self.is_tls:
+            self.config.create_ssl_context()  # a missing or unreadable key fails here, before serving
         self.wrapper = BufferedWSGI(app, limit, read_deadline)
         self.sock = _listen_socket(host, port)
         self.host, self.port = self.sock.getsockname()[:2]
@@ -163,6 +165,8 @@ class Server:
                 self._loop.call_soon_threadsafe(self._stop.set)
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout)
+        if self._loop is None:
+            self.sock.close()  # never served
 
     async def _serve(self, on_signals: tuple[str, ...]) -> None:
         self._loop = asyncio.get_running_loop()
