@@ -3,9 +3,9 @@
 * 100 connections trickle, half their headers byte by byte, half a body byte by byte, while
   ingest batches and a page are answered (with 8 worker threads, as the old server starved);
 * a connection that trickles longer than the read deadline is cut; a body that is too large is
-  refused from its Content-Length before it is sent;
+  refused from its Content-Length before it is sent; bodies held at once share a memory budget;
 * `canhgac serve --tls` answers over HTTPS with the certificate `canhgac init` made (the agent's
-  pinned client), and SIGTERM stops the server cleanly.
+  pinned client), answers without a body (304, HEAD) are sent, and SIGTERM stops the server cleanly.
 
 Latency is measured by bench/slow_client_bench.py; here every bound is generous (a request that
 waits for a free worker behind the slow connections would wait until they end: minutes).
@@ -270,6 +270,29 @@ def test_serve_tls_answers_with_the_certificate_from_init(served):
         conn.request("GET", "/api/v1/openapi.json")
         conn.getresponse().read()
     conn.close()
+
+
+@pytest.mark.heavy
+@pytest.mark.timeout(120)
+def test_answers_without_a_body_are_sent(served):
+    start, _, _ = served
+    server = start()
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    try:
+        conn.request("GET", "/static/app.css")
+        first = conn.getresponse()
+        assert first.status == 200 and first.read()
+        etag = first.getheader("ETag")
+        assert etag
+        conn.request("GET", "/static/app.css", headers={"If-None-Match": etag})  # same connection
+        cached = conn.getresponse()
+        assert (cached.status, cached.read()) == (304, b"")
+        conn.request("HEAD", "/login")
+        head = conn.getresponse()
+        assert (head.status, head.read()) == (200, b"")
+        assert int(head.getheader("Content-Length")) > 0
+    finally:
+        conn.close()
 
 
 @pytest.mark.heavy

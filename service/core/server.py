@@ -102,6 +102,43 @@ class BufferedWSGI(WSGIWrapper):
         await sync_spawn(self.run_app, environ, partial(call_soon, send))
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
+    def run_app(self, environ: dict, send) -> None:
+        """Run the WSGI app on a worker thread and pass its answer to the loop.
+
+        Unlike hypercorn's own, an answer with an empty body (304, HEAD, 204) is still started.
+        """
+        status_code: int | None = None
+        headers: list[tuple[bytes, bytes]] = []
+        is_started = False
+
+        def start_response(status: str, response_headers: list, exc_info=None) -> None:
+            nonlocal status_code, headers
+            if exc_info is not None and is_started:
+                raise exc_info[1].with_traceback(exc_info[2])
+            status_code = int(status.split(" ", 1)[0])
+            headers = [(name.lower().encode("latin-1"), value.encode("latin-1"))
+                       for name, value in response_headers]
+
+        def start() -> None:
+            nonlocal is_started
+            if status_code is None:
+                raise RuntimeError("the WSGI app did not call start_response")
+            send({"type": "http.response.start", "status": status_code, "headers": headers})
+            is_started = True
+
+        response_body = self.app(environ, start_response)
+        try:
+            for chunk in response_body:
+                if not is_started:
+                    start()
+                if chunk:
+                    send({"type": "http.response.body", "body": chunk, "more_body": True})
+            if not is_started:
+                start()
+        finally:
+            if hasattr(response_body, "close"):
+                response_body.close()
+
 
 def _declared_length(scope) -> int | None:
     for name, value in scope.get("headers", []):
