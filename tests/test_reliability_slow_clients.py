@@ -282,6 +282,7 @@ def test_answers_without_a_body_are_sent(served):
         conn.request("GET", "/static/app.css")
         first = conn.getresponse()
         assert first.status == 200 and first.read()
+        assert first.getheader("Server") is None  # no software name for a scanner
         etag = first.getheader("ETag")
         assert etag
         conn.request("GET", "/static/app.css", headers={"If-None-Match": etag})  # same connection

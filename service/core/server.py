@@ -239,7 +239,8 @@ def _config(certfile: Path | None, keyfile: Path | None, max_body_bytes: int, re
     config.loglevel = "WARNING"
     # HTTP/1.1 only, as tested: the agent and browsers speak it; HTTP/2 would be more surface, no gain.
     config.alpn_protocols = ["http/1.1"]
-    config.accesslog = None
+    config.accesslog = None  # the app logs every request itself (service/core/requestlog.py)
+    config.include_server_header = False  # no software name and version for a scanner
     if certfile is not None:
         config.certfile = str(certfile)
         config.keyfile = str(keyfile)
