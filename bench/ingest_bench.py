@@ -91,10 +91,8 @@ def service_rate(events: list[dict], batch: int = 1000) -> float:
 
 
 def http_rate(events: list[dict], clients: int = 4, batch: int = 1000) -> dict:
-    """Ingest over HTTP against the real cheroot server with several concurrent clients."""
+    """Ingest over HTTP against the production server with several concurrent clients."""
     import http.client
-
-    from cheroot import wsgi
 
     from service.auth.operations import create_token
     from service.core.db import new_session
@@ -106,11 +104,11 @@ def http_rate(events: list[dict], clients: int = 4, batch: int = 1000) -> dict:
             _, token = create_token(s, "bench", by="bench")
             s.commit()
             s.close()
-        server = wsgi.Server(("127.0.0.1", 0), app, numthreads=clients)
-        server.prepare()
-        port = server.bind_addr[1]
-        thread = threading.Thread(target=server.serve, daemon=True)
-        thread.start()
+        from service.core.server import Server
+
+        server = Server(app, "127.0.0.1", 0, threads=clients)
+        server.start()
+        port = server.port
         batches = [json.dumps(events[i : i + batch]) for i in range(0, len(events), batch)]
         latencies: list[float] = []
         errors: list[str] = []

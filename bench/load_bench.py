@@ -44,8 +44,6 @@ def _login(port: int, username: str, password: str) -> str:
 
 def run(clients: int = 100, seconds: float = 60.0) -> dict:
     """Run the load and return request counts, errors and latency percentiles."""
-    from cheroot import wsgi
-
     from bench.ingest_bench import _prepared_app
     from service.auth.operations import create_token, create_user
     from service.core.db import new_session
@@ -59,10 +57,11 @@ def run(clients: int = 100, seconds: float = 60.0) -> dict:
                         email="congan@nhanly.example", unit="cong_an", by="bench", is_seeding=True)
             s.commit()
             s.close()
-        server = wsgi.Server(("127.0.0.1", 0), app, numthreads=16, request_queue_size=256)
-        server.prepare()
-        port = server.bind_addr[1]
-        threading.Thread(target=server.serve, daemon=True).start()
+        from service.core.server import Server
+
+        server = Server(app, "127.0.0.1", 0, threads=16)  # the production server
+        server.start()
+        port = server.port
         cookie = _login(port, "congan", "mat-khau-tai-12")
         deadline = time.monotonic() + seconds
         lock = threading.Lock()

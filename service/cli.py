@@ -75,47 +75,36 @@ def init(data_dir, admin_name, admin_email, non_interactive, tls_names) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--tls/--no-tls", default=False, help="Serve HTTPS with the certificate under keys/")
-@click.option("--threads", default=8, show_default=True, type=click.IntRange(1, 64))
-def serve(data_dir, host, port, tls, threads) -> None:
-    """Run the service with a production WSGI server (cheroot)."""
-    from cheroot import wsgi
-
+@click.option("--threads", default=8, show_default=True, type=click.IntRange(1, 64),
+              help="Worker threads running requests (slow connections do not hold one)")
+@click.option("--read-deadline", default=30.0, show_default=True, type=click.FloatRange(1, 3600),
+              help="Seconds a client has to send a request's headers, and then its body")
+def serve(data_dir, host, port, tls, threads, read_deadline) -> None:
+    """Run the service with its production HTTP(S) server (hypercorn, service/core/server.py)."""
     from service.core import migrate
     from service.core.db import get_engine
+    from service.core.jobs import start_background, stop_background
+    from service.core.server import Server
 
     app = make_app(data_dir)
     try:
         migrate.check(get_engine(app))
     except migrate.SchemaError as exc:
         raise click.ClickException(str(exc)) from None
-    from service.core.jobs import start_background
-
-    start_background(app)
-    server = wsgi.Server((host, port), app, numthreads=threads)
-    scheme = "http"
-    if tls:
-        from cheroot.ssl.builtin import BuiltinSSLAdapter
-
-        keys = app.config["SETTINGS"].keys_dir
-        server.ssl_adapter = BuiltinSSLAdapter(str(keys / "tls.crt"), str(keys / "tls.key"))
-        scheme = "https"
-    click.echo(f"Canh Gác đang chạy tại / serving at {scheme}://{host}:{port}/", err=True)
-
-    def _terminate(_signum, _frame):
-        # systemd and Windows service managers stop with SIGTERM: shut down as for Ctrl-C.
-        raise KeyboardInterrupt
-
-    import signal
-
-    signal.signal(signal.SIGTERM, _terminate)
+    keys = app.config["SETTINGS"].keys_dir
     try:
-        server.start()
+        server = Server(app, host, port, threads=threads, read_deadline=read_deadline,
+                        certfile=keys / "tls.crt" if tls else None, keyfile=keys / "tls.key" if tls else None)
+    except OSError as exc:
+        raise click.ClickException(f"{host}:{port}: {exc}") from None
+    start_background(app)
+    click.echo(f"Canh Gác đang chạy tại / serving at {server.url}/", err=True)
+    try:
+        # systemd and Windows service managers stop with SIGTERM: shut down as for Ctrl-C.
+        server.run(on_signals=("SIGINT", "SIGTERM", "SIGBREAK"))
     except KeyboardInterrupt:
         pass
     finally:
-        server.stop()
-        from service.core.jobs import stop_background
-
         stop_background(app)
 
 

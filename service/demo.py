@@ -248,14 +248,13 @@ def _wait(predicate, seconds: float) -> bool:
 @click.option("--exit-after-leak", is_flag=True, help="Stop once the leak became an incident (tests)")
 def demo_command(data_dir, port, exit_after_leak) -> None:
     """Start a complete demo: service, mail catcher, agent, a month of activity and a leak."""
-    from cheroot import wsgi
-
     from canhgac_agent.config import AgentConfig, EgressRoot, ProtectedRoot
     from canhgac_agent.runner import Agent
     from service import create_app
     from service.config import load_settings
     from service.core.bootstrap import prepare_data_dir
     from service.core.jobs import start_background, stop_background
+    from service.core.server import Server
 
     data_dir = Path(data_dir) if data_dir else Path(tempfile.mkdtemp(prefix="canhgac-demo-"))
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -281,10 +280,8 @@ def demo_command(data_dir, port, exit_after_leak) -> None:
     if not leaked.exists():
         write_citizen_list(leaked)
 
-    server = wsgi.Server(("127.0.0.1", port), app, numthreads=8)
-    server.prepare()
-    server_thread = threading.Thread(target=server.serve, name="canhgac-demo-server", daemon=True)
-    server_thread.start()
+    server = Server(app, "127.0.0.1", port, threads=8)
+    server.start()
     start_background(app)
 
     agent = Agent(AgentConfig(

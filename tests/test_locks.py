@@ -17,7 +17,7 @@ REQUIREMENTS = ROOT / "requirements"
 
 # What only the server needs: none of it may reach an official's PC with the agent.
 SERVER_ONLY = {"flask", "sqlalchemy", "alembic", "weasyprint", "psycopg", "psycopg-binary",
-               "apscheduler", "cheroot", "flask-login", "flask-wtf", "flask-babel"}
+               "apscheduler", "hypercorn", "flask-login", "flask-wtf", "flask-babel"}
 
 
 def _pins(lock: Path) -> dict[str, str]:

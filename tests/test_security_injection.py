@@ -5,7 +5,7 @@
 * the same strings in the audit search form and the login form are answered, escaped, and
   never change a query or log anyone in;
 * oversized, deeply nested and invalid UTF-8 bodies, and path tricks in URLs, are refused over
-  a real socket (cheroot on 127.0.0.1) without a 5xx.
+  a real socket (the production server, service/core/server.py, on 127.0.0.1) without a 5xx.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import contextlib
 import http.client
 import json
 import re
-import threading
 import uuid
 
 import pytest
@@ -200,18 +199,15 @@ def test_login_form_survives_invalid_utf8(app, make_user, client):
 
 @pytest.fixture
 def live(app):
-    """Serve the app with cheroot on 127.0.0.1 in a thread; yield the port."""
-    from cheroot import wsgi
+    """Serve the app with the production server on 127.0.0.1 in a thread; yield the port."""
+    from service.core.server import Server
 
-    server = wsgi.Server(("127.0.0.1", 0), app, numthreads=4)
-    server.prepare()
-    thread = threading.Thread(target=server.serve, daemon=True)
-    thread.start()
+    server = Server(app, "127.0.0.1", 0, threads=4)
+    server.start()
     try:
-        yield server.bind_addr[1]
+        yield server.port
     finally:
         server.stop()
-        thread.join(timeout=10)
 
 
 def _raw(port: int, method: str, path: str, body: bytes = b"", headers: dict | None = None,

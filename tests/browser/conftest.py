@@ -1,6 +1,6 @@
 """Real-browser fixtures: Debian's Chromium driven by Playwright against `canhgac serve`.
 
-The server is the real one (cheroot, started as `canhgac serve` in a subprocess) on a
+The server is the real one (hypercorn, started as `canhgac serve` in a subprocess) on a
 prepared SQLite data directory and a free 127.0.0.1 port; the test process writes the
 scenario's rows (users, incidents) into the same database with the service's own models.
 """
