@@ -102,9 +102,12 @@ def month_period(month: str, timezone: str, due_day: int = 8) -> Period:
     year, mon = parse_month(month)
     zone = ZoneInfo(timezone)
     ny, nm = _next_month(year, mon)
-    start = datetime(year, mon, 1, tzinfo=zone).astimezone(UTC)
-    end = datetime(ny, nm, 1, tzinfo=zone).astimezone(UTC)
-    due = datetime(ny, nm, due_day, tzinfo=zone).astimezone(UTC)
+    try:
+        start = datetime(year, mon, 1, tzinfo=zone).astimezone(UTC)
+        end = datetime(ny, nm, 1, tzinfo=zone).astimezone(UTC)
+        due = datetime(ny, nm, due_day, tzinfo=zone).astimezone(UTC)
+    except (ValueError, OverflowError) as exc:  # year 0, 0001-01 east of UTC, 9999-12's next month
+        raise ReportError(f"month out of range: {month!r}") from exc
     return Period(month, start, end, due)
 
 
