@@ -236,8 +236,13 @@ EXAMPLES = (
             {"error": "unauthorized", "detail": "missing or invalid bearer token"},
             body=_MINIMAL, has_token=False),
     Example("bad_json", "JSON hỏng", "Broken JSON", "POST", "/api/v1/events", 400,
-            {"error": "invalid_json", "detail": "Expecting ',' delimiter: line 1 column 9 (char 8)"},
+            {"error": "invalid_json", "detail": "Expecting ',' delimiter at line 1 column 9"},
             body='{"id": 1'),
+    Example("long_number", "Một số 5000 chữ số", "A 5,000-digit number", "POST", "/api/v1/events", 400,
+            {"error": "invalid_json", "detail": "a number in the body has too many digits"},
+            file="so-dai.json",
+            prepare="python3 -c 'print(\"{\\\"seq\\\": \" + \"9\" * 5000 + \"}\")' > so-dai.json",
+            make_body=lambda: b'{"seq": ' + b"9" * 5000 + b"}\n"),
     Example("naive_time", "Sự kiện thứ hai của lô thiếu múi giờ: cả lô bị từ chối",
             "The batch's second event has no time zone: the whole batch is refused",
             "POST", "/api/v1/events", 400,
@@ -534,9 +539,12 @@ def render(spec: dict) -> str:
         "## Mã lỗi / Error codes",
         "",
         "Trả lời lỗi là JSON `{\"error\": …}` (`ErrorAnswer`); lỗi chung của HTTP (405, 413 do "
-        "thân quá lớn) có dạng `{\"error\": \"<tên HTTP>\", \"status\": <mã>}`. / Errors answer "
+        "thân quá lớn) có dạng `{\"error\": \"<tên HTTP>\", \"status\": <mã>}`; 405 có tiêu đề "
+        "`Allow` nêu các phương thức được phép. Lời giải thích (`detail`) không bao giờ chép thông "
+        "báo nội bộ của trình thông dịch. / Errors answer "
         "JSON `{\"error\": …}`; generic HTTP errors (405, 413 for a body too large) answer "
-        "`{\"error\": \"<HTTP name>\", \"status\": <code>}`.",
+        "`{\"error\": \"<HTTP name>\", \"status\": <code>}`; a 405 carries an `Allow` header "
+        "naming the methods allowed. A `detail` never quotes the interpreter's internal messages.",
         "",
         "| mã / status | `error` | khi nào | when |",
         "| --- | --- | --- | --- |",

@@ -96,8 +96,13 @@ def _parse_json():
         payload = json.loads(text)
     except RecursionError:
         return None, _error(400, "too_deep", detail=f"JSON nested deeper than {MAX_JSON_DEPTH}")
-    except ValueError as exc:
-        return None, _error(400, "invalid_json", detail=str(exc)[:200])
+    except json.JSONDecodeError as exc:
+        # The decoder's own words name a position in the body, nothing of the server.
+        return None, _error(400, "invalid_json", detail=f"{exc.msg} at line {exc.lineno} column {exc.colno}")
+    except ValueError:
+        # Python refuses to convert integers longer than sys.get_int_max_str_digits(); its
+        # message names interpreter settings, so say what is wrong in the body instead.
+        return None, _error(400, "invalid_json", detail="a number in the body has too many digits")
     if _depth(payload, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
         return None, _error(400, "too_deep", detail=f"JSON nested deeper than {MAX_JSON_DEPTH}")
     return payload, None
