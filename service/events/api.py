@@ -14,6 +14,7 @@ from service.auth.access import public, token_required
 from service.auth.operations import find_token
 from service.core.db import get_session, utcnow
 from service.events import operations
+from service.events.conflicts import EventIdConflict, record_conflict
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 _batch_adapter = TypeAdapter(list[Event] | Event)
@@ -53,6 +54,9 @@ class ErrorAnswer(BaseModel):
     index: int | None = None
     field: str | None = None
     status: int | None = Field(default=None, description="HTTP status, in generic answers (405, 413)")
+    id: str | None = Field(default=None, description=(
+        "the event id in conflict (`id_conflict`: 409 when already stored with other content, "
+        "400 when repeated in the batch with other content)"))
 
 
 def _error(status: int, error: str, **extra):
@@ -142,14 +146,22 @@ def ingest():
                       field=field or None, detail=err.get("msg"))
     events = parsed if isinstance(parsed, list) else [parsed]
     session = get_session()
+    source = token.source
     try:
         result = operations.ingest_events(
-            session, events, source=token.source,
+            session, events, source=source,
             processor=current_app.extensions.get("canhgac.processor"),
         )
     except operations.AgentSourceError as exc:
         session.rollback()
         return _error(403, "forbidden", detail=str(exc))
+    except EventIdConflict as exc:
+        # Nothing of the batch is stored; the refusal itself goes to the trail.
+        session.rollback()
+        record_conflict(session, exc, events[exc.index], source=source, batch_size=len(events))
+        session.commit()
+        return _error(400 if exc.is_within_batch else 409, "id_conflict", index=exc.index,
+                      field="id", id=exc.event_id, detail=str(exc))
     session.commit()
     g.ingested = result
     return jsonify(stored=result.stored, duplicates=result.duplicates)
