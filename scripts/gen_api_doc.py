@@ -123,6 +123,12 @@ ERRORS = (
              "từ chối**, không sự kiện nào được ghi.",
              "An event breaks the schema; `index` is its position in the batch, `field` the "
              "field. **The whole batch is refused**; nothing is stored."),
+    ApiError(400, "id_conflict",
+             "Một `id` lặp lại trong lô với nội dung khác; `index` là lần lặp, `id` là mã. Cả lô bị "
+             "từ chối; việc từ chối được ghi vào nhật ký (`event.conflict`).",
+             "An `id` repeated in the batch with different content; `index` is the repeat, `id` "
+             "the id. The whole batch is refused; the refusal is written to the trail "
+             "(`event.conflict`)."),
     ApiError(400, "invalid_heartbeat", "Tín hiệu sống sai lược đồ.", "The heartbeat breaks the schema."),
     ApiError(400, "host_mismatch",
              "`host` của một sự kiện khác máy đã gắn với `agent_id` của nó (lần liên lạc đầu; so sau "
@@ -133,6 +139,14 @@ ERRORS = (
              "name it. The batch is refused; the agent marks that event and sends the rest."),
     ApiError(401, "unauthorized", "Thiếu mã truy cập, sai, hoặc đã bị thu hồi.",
              "Missing, wrong or revoked bearer token."),
+    ApiError(409, "id_conflict",
+             "Một `id` đã được ghi với nội dung khác (so theo JSON chuẩn hoá, bỏ qua `source`, "
+             "`object.data_class`, `destination.kind` do máy chủ ghi). Cả lô bị từ chối; việc từ "
+             "chối được ghi vào nhật ký. Gửi lại đúng nội dung cũ vẫn là trùng (`duplicates`).",
+             "An `id` already stored with different content (compared as canonical JSON, leaving "
+             "out `source`, `object.data_class` and `destination.kind`, which the server writes). "
+             "The whole batch is refused; the refusal is written to the trail. Resending the same "
+             "content is still a duplicate (`duplicates`)."),
     ApiError(405, "Method Not Allowed", "Sai phương thức HTTP (ví dụ GET thay vì POST).",
              "Wrong HTTP method."),
     ApiError(409, "host_mismatch", "Tín hiệu sống ghi `host` khác máy đã gắn với `agent_id`.",
@@ -238,6 +252,20 @@ EXAMPLES = (
     Example("resend", "Gửi lại đúng sự kiện đó (an toàn: không ghi trùng)",
             "The same event again (safe: nothing is stored twice)", "POST", "/api/v1/events", 200,
             {"stored": 0, "duplicates": 1}, body=_USB_COPY, file="su-kien.json", reuse_file=True),
+    Example("conflict", "Cùng `id` nhưng nội dung khác: bị từ chối, không phải bản trùng",
+            "The same `id` with other content: refused, not a duplicate", "POST", "/api/v1/events",
+            409, {"error": "id_conflict", "index": 0, "field": "id", "event_id": _USB_COPY["id"],
+                  "detail": f"event id {_USB_COPY['id']} is already stored with different "
+                            "content (fields: object)"},
+            body={**_USB_COPY, "object": {**_USB_COPY["object"], "record_count": 5}}),
+    Example("conflict_in_batch", "Một `id` hai lần trong lô với nội dung khác",
+            "One `id` twice in a batch with different content", "POST", "/api/v1/events", 400,
+            {"error": "id_conflict", "index": 1, "field": "id",
+             "id": "6f1c2a9e-4b7d-4f0a-9c31-2d5e8b7a1f0a",
+             "detail": "event id 6f1c2a9e-4b7d-4f0a-9c31-2d5e8b7a1f0a is repeated earlier in "
+                       "this batch with different content (fields: actor)"},
+            body=[{**_MINIMAL, "id": "6f1c2a9e-4b7d-4f0a-9c31-2d5e8b7a1f0a"},
+                  {**_MINIMAL, "id": "6f1c2a9e-4b7d-4f0a-9c31-2d5e8b7a1f0a", "actor": "nguoi.khac"}]),
     Example("batch", "Một lô (mảng JSON)", "A batch (a JSON array)", "POST", "/api/v1/events", 200,
             {"stored": 2, "duplicates": 0}, body=_BATCH, file="lo-su-kien.json"),
     Example("heartbeat", "Tín hiệu sống của tác tử", "An agent's heartbeat", "POST",
@@ -265,8 +293,13 @@ EXAMPLES = (
             {"error": "unauthorized", "detail": "missing or invalid bearer token"},
             body=_MINIMAL, has_token=False),
     Example("bad_json", "JSON hỏng", "Broken JSON", "POST", "/api/v1/events", 400,
-            {"error": "invalid_json", "detail": "Expecting ',' delimiter: line 1 column 9 (char 8)"},
+            {"error": "invalid_json", "detail": "Expecting ',' delimiter at line 1 column 9"},
             body='{"id": 1'),
+    Example("long_number", "Một số 5000 chữ số", "A 5,000-digit number", "POST", "/api/v1/events", 400,
+            {"error": "invalid_json", "detail": "a number in the body has too many digits"},
+            file="so-dai.json",
+            prepare="python3 -c 'print(\"{\\\"seq\\\": \" + \"9\" * 5000 + \"}\")' > so-dai.json",
+            make_body=lambda: b'{"seq": ' + b"9" * 5000 + b"}\n"),
     Example("naive_time", "Sự kiện thứ hai của lô thiếu múi giờ: cả lô bị từ chối",
             "The batch's second event has no time zone: the whole batch is refused",
             "POST", "/api/v1/events", 400,
@@ -563,9 +596,12 @@ def render(spec: dict) -> str:
         "## Mã lỗi / Error codes",
         "",
         "Trả lời lỗi là JSON `{\"error\": …}` (`ErrorAnswer`); lỗi chung của HTTP (405, 413 do "
-        "thân quá lớn) có dạng `{\"error\": \"<tên HTTP>\", \"status\": <mã>}`. / Errors answer "
+        "thân quá lớn) có dạng `{\"error\": \"<tên HTTP>\", \"status\": <mã>}`; 405 có tiêu đề "
+        "`Allow` nêu các phương thức được phép. Lời giải thích (`detail`) không bao giờ chép thông "
+        "báo nội bộ của trình thông dịch. / Errors answer "
         "JSON `{\"error\": …}`; generic HTTP errors (405, 413 for a body too large) answer "
-        "`{\"error\": \"<HTTP name>\", \"status\": <code>}`.",
+        "`{\"error\": \"<HTTP name>\", \"status\": <code>}`; a 405 carries an `Allow` header "
+        "naming the methods allowed. A `detail` never quotes the interpreter's internal messages.",
         "",
         "| mã / status | `error` | khi nào | when |",
         "| --- | --- | --- | --- |",
@@ -574,10 +610,14 @@ def render(spec: dict) -> str:
     lines += [
         "",
         "Nên làm gì / what a client should do: **400** — sửa sự kiện (tác tử đánh dấu sự kiện đó "
-        "là bị từ chối và gửi phần còn lại); **401** — kiểm tra mã truy cập, giữ nguyên sự kiện; "
+        "là bị từ chối và gửi phần còn lại); **409** — như 400: sự kiện ở `index` mang `id` đã "
+        "dùng cho sự kiện khác, đánh dấu nó bị từ chối (hoặc cấp `id` mới) và gửi phần còn lại; "
+        "**401** — kiểm tra mã truy cập, giữ nguyên sự kiện; "
         "**413** — chia đôi lô; **5xx** hoặc mất mạng — gửi lại sau, tăng dần thời gian chờ "
         "(không mất gì, không trùng gì). / **400**: fix the event (the agent marks it rejected and "
-        "sends the rest); **401**: check the token, keep the events; **413**: halve the batch; "
+        "sends the rest); **409**: as 400 — the event at `index` reuses the `id` of another event: "
+        "mark it rejected (or give it a new id) and send the rest; "
+        "**401**: check the token, keep the events; **413**: halve the batch; "
         "**5xx** or no network: retry with backoff (nothing lost, nothing doubled).",
         "",
         "## Ví dụ / Examples",

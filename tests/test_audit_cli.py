@@ -13,6 +13,7 @@ import time
 from service.audit import log
 from service.audit.checkpoint import open_checkpoint, parse_verifier_key
 from service.audit.keys import SIGNER_FILE, VERIFIER_FILE
+from service.audit.operations import sign_checkpoint
 
 ADMIN_PASSWORD = "mat-khau-quan-tri-1"
 
@@ -75,6 +76,8 @@ def test_verify_shows_a_progress_bar_on_a_terminal(app, session, settings_overri
     for start in range(0, 3000, 1000):
         log.append_entries(session, [log.PendingEntry("event", {"i": i}, {})
                                      for i in range(start, start + 1000)])
+        if start == 1000:
+            sign_checkpoint(session, app.config["SETTINGS"])  # covers 2000
     session.commit()
     env = {**os.environ, "CANHGAC_DATABASE_URL": settings_overrides["database_url"],
            "CANHGAC_SECRET_KEY": "test-secret-key", "CANHGAC_SCHEDULER_ENABLED": "false",
@@ -105,3 +108,4 @@ def test_verify_shows_a_progress_bar_on_a_terminal(app, session, settings_overri
     assert "Kiểm tra / verifying" in terminal
     assert "100%" in terminal
     assert "HỢP LỆ / VALID: 3000 mục" in out.decode()
+    assert "1000 entries past the last signed checkpoint (size 2000)" in out.decode()

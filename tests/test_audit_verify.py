@@ -306,3 +306,60 @@ def test_a_raw_saved_mail_in_quoted_printable_is_a_kept_checkpoint(trail, runner
     result = _verify(runner, "--checkpoint", str(saved))
     assert result.exit_code == 0, result.output
     assert f"of size {COVERED}" in result.output
+
+
+# ------------------------------------------------------------------ anchoring (#15 item 11)
+
+
+def test_untouched_trail_says_how_many_entries_lie_past_the_last_checkpoint(trail, runner):
+    result = _verify(runner)
+    assert result.exit_code == 0, result.output
+    assert (f"{SIZE - COVERED} entries past the last signed checkpoint (size {COVERED})"
+            in result.output)
+    log_after = runner.invoke(["checkpoint"])
+    assert log_after.exit_code == 0
+    assert "0 entries past the last signed checkpoint (size 41)" in _verify(runner).output
+
+
+def test_a_rewrite_that_deletes_the_checkpoints_is_unanchored_not_valid(trail, session, runner, tmp_path):
+    kept = tmp_path / "kept.txt"
+    kept.write_text(trail.note, encoding="utf-8")
+    _edit_entry(session, 5, actor="nguoi_khac")
+    _rehash_everything(session)
+    _sql(session, "DELETE FROM checkpoint")
+    result = _verify(runner)
+    assert result.exit_code == 3, result.output
+    assert "UNANCHORED" in result.output and "HỢP LỆ / VALID" not in result.output
+    assert f"No signed checkpoint covers any of these {SIZE} entries" in result.output
+    # The police's own copy decides.
+    _assert_invalid(_verify(runner, "--checkpoint", str(kept)), "kept checkpoint", "rewritten")
+
+
+def test_only_kept_checkpoints_anchor_the_trail_with_a_warning(trail, session, runner, tmp_path):
+    kept = tmp_path / "kept.txt"
+    kept.write_text(trail.note, encoding="utf-8")
+    _sql(session, "DELETE FROM checkpoint")
+    assert _verify(runner).exit_code == 3
+    result = _verify(runner, "--checkpoint", str(kept))
+    assert result.exit_code == 0, result.output
+    assert f"{SIZE - COVERED} entries past the last signed checkpoint (size {COVERED})" in result.output
+    assert "the server holds no signed checkpoint" in result.output
+
+
+def test_an_empty_trail_needs_no_checkpoint_but_a_size_0_checkpoint_anchors_nothing(
+        app, session, runner):
+    settings = app.config["SETTINGS"]
+    _sql(session, "DELETE FROM checkpoint")
+    assert log.tree_size(session) == 0
+    session.commit()
+    empty = _verify(runner)
+    assert empty.exit_code == 0, empty.output
+    assert "0 entries past the last signed checkpoint (size 0)" in empty.output
+    assert runner.invoke(["checkpoint"]).exit_code == 0  # signs size 0
+    _append_people(session, 0, 3)
+    session.commit()
+    report = verify_log(session, [load_verifier_key(settings.keys_dir)], origin=settings.audit_origin)
+    session.rollback()
+    assert report.checkpoints == 1 and report.last_signed_size == 0
+    assert not report.is_anchored and report.entries_past_last_checkpoint == 3
+    assert _verify(runner).exit_code == 3

@@ -228,37 +228,68 @@ def test_concurrent_first_failures_from_one_address_are_all_counted(app, make_us
     assert len(rows) == 1 and rows[0].failures == 4 and failed == 4
 
 
-def test_an_idle_session_is_signed_out_and_a_used_one_is_not(client, make_user, login):
-    import time
+def _move_session(app, username: str, **ago) -> None:
+    """Move the server-side session times of a user back: last_seen / created seconds ago."""
+    from datetime import timedelta
+
+    from service.auth.models import User, UserSession
+    from service.core.db import new_session, utcnow
+
+    with app.app_context():
+        s = new_session()
+        user = s.scalar(select(User).where(User.username == username))
+        for row in s.scalars(select(UserSession).where(UserSession.user_id == user.id)):
+            if "seen" in ago:
+                row.last_seen_at = utcnow() - timedelta(seconds=ago["seen"])
+            if "created" in ago:
+                row.created_at = utcnow() - timedelta(seconds=ago["created"])
+        s.commit()
+        s.close()
+
+
+def _session_rows(app, username: str) -> list:
+    from service.auth.models import User, UserSession
+    from service.core.db import new_session
+
+    with app.app_context():
+        s = new_session()
+        user = s.scalar(select(User).where(User.username == username))
+        rows = s.scalars(select(UserSession).where(UserSession.user_id == user.id)
+                         .order_by(UserSession.id)).all()
+        s.close()
+    return rows
+
+
+def test_an_idle_session_is_signed_out_and_a_used_one_is_not(app, client, make_user, login):
+    from service.core.db import utcnow
 
     make_user("pho_ca", "police")
     assert login("pho_ca").status_code == 302
     assert client.get("/dashboard").status_code == 200
-    with client.session_transaction() as s:  # used 29 minutes ago: still fine, and refreshed
-        s["seen_at"] = int(time.time()) - 29 * 60
+    _move_session(app, "pho_ca", seen=29 * 60)  # used 29 minutes ago: still fine, and refreshed
     assert client.get("/dashboard").status_code == 200
-    with client.session_transaction() as s:
-        assert int(time.time()) - s["seen_at"] < 5
-        s["seen_at"] = int(time.time()) - 31 * 60  # left on an unattended PC
+    (row,) = _session_rows(app, "pho_ca")
+    assert (utcnow() - row.last_seen_at).total_seconds() < 5
+    _move_session(app, "pho_ca", seen=31 * 60)  # left on an unattended PC
     gone = client.get("/audit/?actor=x")
     assert gone.status_code == 302
     assert gone.headers["Location"].startswith("/login?next=/audit/")
     page = client.get(gone.headers["Location"])
     assert "Phiên làm việc đã hết hạn" in page.text
     assert client.get("/dashboard").status_code == 302  # really signed out
+    (row,) = _session_rows(app, "pho_ca")
+    assert row.end_reason == "idle"
 
 
-def test_a_session_ends_after_its_maximum_life_even_in_use(client, make_user, login):
-    import time
-
+def test_a_session_ends_after_its_maximum_life_even_in_use(app, client, make_user, login):
     make_user("chu_tich2", "leader")
     login("chu_tich2")
-    with client.session_transaction() as s:
-        s["signed_in_at"] = int(time.time()) - 13 * 3600
-        s["seen_at"] = int(time.time())
+    _move_session(app, "chu_tich2", created=13 * 3600, seen=0)
     assert client.get("/dashboard").status_code == 302
     with client.session_transaction() as s:
-        assert "_user_id" not in s and "signed_in_at" not in s
+        assert "_user_id" not in s and "sid" not in s
+    (row,) = _session_rows(app, "chu_tich2")
+    assert row.end_reason == "expired"
 
 
 def test_admin_sees_and_lifts_lockouts_without_changing_the_password(app, client, make_user, login):
@@ -304,8 +335,9 @@ def test_a_changed_password_ends_every_other_session(app, client, make_user, log
     assert client.post("/account/password", data={"csrf_token": token, "current": PASSWORD,
                                                   "password": new, "confirm": new}).status_code == 302
     assert client.get("/account/password").status_code == 200  # the session that changed it goes on
-    with client.session_transaction() as s:
-        assert s["signed_in_at"] <= s["seen_at"]  # its sign-in time is kept, not restarted
+    kept, ended = _session_rows(app, "ke_toan")
+    assert kept.ended_at is None and kept.created_at <= kept.last_seen_at  # its sign-in time is kept
+    assert ended.end_reason == "password_changed"
     assert other.get("/account/password").status_code == 302  # the other browser is signed out
     # an admin reset ends the remaining session too
     from service.auth import operations

@@ -35,6 +35,8 @@ ROUTE_ACCESS: dict[str, object] = {
     "admin.user_enable": {"admin"},
     "admin.user_unlock": {"admin"},
     "auth.change_own_password": ANY,
+    "auth.own_sessions": ANY,
+    "admin.user_end_sessions": {"admin"},
     "admin.tokens": {"admin"},
     "admin.token_create": {"admin"},
     "admin.token_revoke": {"admin"},

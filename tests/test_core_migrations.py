@@ -22,7 +22,7 @@ def test_upgraded_schema_matches_the_models(app):
 
 def test_database_is_at_the_newest_revision(app):
     with app.app_context():
-        assert current_revision(get_engine()) == "0006"
+        assert current_revision(get_engine()) == "0007"
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
@@ -60,6 +60,7 @@ def test_a_first_session_database_upgrades_and_keeps_its_data(kind, tmp_path):
                 assert conn.execute(text('SELECT username FROM "user"')).scalar_one() == "cu"
                 assert conn.execute(text("SELECT config_hash FROM agent")).scalar_one() is None
                 assert conn.execute(text("SELECT count(*) FROM login_throttle")).scalar_one() == 0
+                assert conn.execute(text("SELECT count(*) FROM user_session")).scalar_one() == 0
                 diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
             assert diff == []
         finally:

@@ -193,6 +193,8 @@ def test_backup_with_keys_is_sealed_and_restores_only_with_its_passphrase(
         app, runner, token, client, tmp_path, settings_overrides, monkeypatch):
     rng = random.Random(4)
     assert _post(client, token, [make_event(rng) for _ in range(20)]).status_code == 200
+    # As the running server does each minute: without one, the restored trail is UNANCHORED.
+    assert runner.invoke(["checkpoint"]).exit_code == 0
     passphrase = "tu khoa niem phong 2026"
     monkeypatch.setenv("CANHGAC_BACKUP_PASSPHRASE", passphrase)
     backup = tmp_path / "co-khoa.zip"

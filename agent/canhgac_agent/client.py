@@ -291,8 +291,8 @@ class Sender:
             self.stats.batches.append(len(batch))
             self._effective_batch = min(self.batch_size, self._effective_batch * 2)
             return
-        if status == 400:
-            self._handle_bad_request(batch, response)
+        if status in (400, 409):  # 409: an event reuses an id the server holds with other content
+            self._handle_bad_request(batch, response, status)
             return
         if status == 413:
             if len(batch) == 1:
@@ -308,17 +308,18 @@ class Sender:
             )
         raise RetryLater(f"HTTP {status} from server", retry_after=response.retry_after)
 
-    def _handle_bad_request(self, batch: list[SpooledEvent], response: Response) -> None:
+    def _handle_bad_request(self, batch: list[SpooledEvent], response: Response,
+                            status: int = 400) -> None:
         body = response.body if isinstance(response.body, dict) else {}
         index = body.get("index")
         if isinstance(index, int) and not isinstance(index, bool) and 0 <= index < len(batch):
-            reason = f"400 {body.get('error', '')}".strip()
+            reason = f"{status} {body.get('error', '')}".strip()
             if body.get("field"):
                 reason += f" (field {body['field']})"
             self._reject(batch[index], reason)
             return  # the rest is fetched again and resent by send_pending
         if len(batch) == 1:
-            self._reject(batch[0], f"400 {body.get('error', 'bad request')}")
+            self._reject(batch[0], f"{status} {body.get('error', 'bad request')}")
         else:
             # No index: bisect to find the event the server refuses.
             self._effective_batch = max(1, len(batch) // 2)

@@ -25,8 +25,9 @@ from sqlalchemy import select
 
 from service.admin import forms
 from service.admin.status import notification_status, policy_status
-from service.auth import operations
+from service.auth import operations, sessions
 from service.auth.access import roles_required
+from service.auth.login import current_session_id
 from service.auth.models import IngestToken, User
 from service.core.db import get_session, utcnow
 from service.events.models import Agent
@@ -105,9 +106,13 @@ def user_new():
 def _render_user(user: User, status: int = 200, *, new_password: str | None = None,
                  roles_form=None, password_form=None, disable_form=None):
     roles_form = roles_form or forms.RolesForm(data={"roles": list(user.roles)})
+    settings = _settings()
+    open_sessions = sessions.open_sessions(
+        get_session(), user, idle=timedelta(minutes=settings.session_idle_minutes),
+        max_life=timedelta(hours=settings.session_max_hours))
     return render_template(
         "admin/user_edit.html", user=user, now=utcnow(), new_password=new_password,
-        lockouts=operations.active_lockouts(get_session(), user),
+        lockouts=operations.active_lockouts(get_session(), user), open_sessions=open_sessions,
         roles_form=roles_form, password_form=password_form or forms.ResetPasswordForm(),
         disable_form=disable_form or forms.DisableUserForm(),
     ), status
@@ -139,7 +144,8 @@ def user_roles(user_id: int):
             return _render_user(user, 400, roles_form=form)
     session = get_session()
     try:
-        operations.set_roles(session, user, roles, by=current_user.username)
+        operations.set_roles(session, user, roles, by=current_user.username,
+                             keep_session_id=current_session_id())
     except operations.AccountError as exc:
         session.rollback()
         _refused(exc)
@@ -219,6 +225,14 @@ def _account_action(user_id: int, operation, done):
     session.commit()
     flash(done(user.username), "success")
     return redirect(url_for("admin.user_edit", user_id=user.id))
+
+
+@bp.route("/users/<int:user_id>/sessions/end", methods=["POST"])
+@roles_required("admin")
+def user_end_sessions(user_id: int):
+    """Sign an account out everywhere: every open session ends at once (audited)."""
+    return _account_action(user_id, sessions.sign_out_everywhere,
+                           lambda name: _("Đã đăng xuất %(name)s khỏi mọi nơi.", name=name))
 
 
 @bp.route("/users/<int:user_id>/unlock", methods=["POST"])

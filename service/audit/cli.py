@@ -10,11 +10,16 @@ import click
 
 from service.core.cliutil import cli_actor, data_dir_option, make_app
 
+# Exit codes of `canhgac verify`: 0 VALID, 1 INVALID, 3 UNANCHORED (the entries agree with each
+# other but no signed checkpoint covers any of them). Not 2: click uses 2 for usage errors.
+EXIT_INVALID = 1
+EXIT_UNANCHORED = 3
+
 
 def _invalid(message: str) -> None:
     """Print the verdict and exit 1 (what scripts and the police look for)."""
     click.echo(f"KHÔNG HỢP LỆ / INVALID: {message}", err=True)
-    sys.exit(1)
+    sys.exit(EXIT_INVALID)
 
 
 def _key_values(values: tuple[str, ...]) -> list[str]:
@@ -126,11 +131,28 @@ def verify_command(data_dir, kept, bundle, keys, deep) -> None:
         session.rollback()  # verification writes nothing
     extends = (f"; kéo dài các checkpoint đã giữ / extends the kept checkpoint(s) of size "
                f"{', '.join(map(str, report.external))}" if report.external else "")
+    summary = (f"{report.size} mục / entries, gốc / root {base64.b64encode(report.root).decode()}, "
+               f"{report.checkpoints} checkpoint đã ký / signed checkpoints"
+               f"{' (deep)' if report.is_deep else ''}{extends}")
+    if not report.is_anchored:
+        click.echo(
+            f"KHÔNG CÓ CHECKPOINT / UNANCHORED: {summary}. Không checkpoint đã ký nào bao gồm "
+            f"{report.size} mục này: chúng chỉ khớp với nhau, ai ghi lại CSDL và xoá checkpoint "
+            "cũng để lại đúng như vậy; đối chiếu với checkpoint giữ bên ngoài (--checkpoint). / "
+            f"No signed checkpoint covers any of these {report.size} entries: they only agree "
+            "with each other, which is what a database rewrite that deletes the checkpoints "
+            "leaves; check against a checkpoint kept outside (--checkpoint).", err=True)
+        sys.exit(EXIT_UNANCHORED)
+    click.echo(f"HỢP LỆ / VALID: {summary}")
     click.echo(
-        f"HỢP LỆ / VALID: {report.size} mục / entries, gốc / root "
-        f"{base64.b64encode(report.root).decode()}, {report.checkpoints} checkpoint đã ký / "
-        f"signed checkpoints{' (deep)' if report.is_deep else ''}{extends}"
-    )
+        f"{report.entries_past_last_checkpoint} mục sau checkpoint đã ký cuối cùng (kích thước "
+        f"{report.last_signed_size}), chưa có chữ ký bao gồm / {report.entries_past_last_checkpoint} "
+        f"entries past the last signed checkpoint (size {report.last_signed_size}), not yet "
+        "covered by a signature")
+    if report.size and not report.checkpoints:
+        click.echo("Cảnh báo: máy chủ không còn lưu checkpoint đã ký nào (chỉ có checkpoint giữ "
+                   "bên ngoài) / warning: the server holds no signed checkpoint (only kept ones)",
+                   err=True)
 
 
 

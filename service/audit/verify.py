@@ -84,6 +84,23 @@ class VerifyReport:
     checkpoints: int
     external: list[int] = field(default_factory=list)
     is_deep: bool = False
+    # The largest size any signed checkpoint (stored or kept) covers: entries below it are
+    # anchored to a signature; entries at or past it are checked only against each other.
+    last_signed_size: int = 0
+
+    @property
+    def entries_past_last_checkpoint(self) -> int:
+        """Return how many entries no signed checkpoint covers yet."""
+        return self.size - self.last_signed_size
+
+    @property
+    def is_anchored(self) -> bool:
+        """Return whether some signed checkpoint covers the trail (an empty trail needs none).
+
+        A trail with entries but no signed checkpoint proves only that it agrees with itself:
+        whoever rewrites the database and deletes the checkpoints leaves exactly that.
+        """
+        return self.size == 0 or self.last_signed_size > 0
 
 
 @dataclass
@@ -575,4 +592,4 @@ def verify_log(
         if _stored_root(session, size) != root:
             _check_border(conn, tree)
     return VerifyReport(size=size, root=root, checkpoints=stored_count, external=external_sizes,
-                        is_deep=deep)
+                        is_deep=deep, last_signed_size=max((t.size for t in targets), default=0))

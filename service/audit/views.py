@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import csv
 import io
 import json
 import tempfile
@@ -31,6 +30,7 @@ from service.audit.models import AuditEntry
 from service.audit.operations import latest_checkpoint, sign_checkpoint
 from service.audit.search import SearchFilter, search_query
 from service.auth.access import roles_required
+from service.core.csvfile import SafeCSV
 from service.core.db import get_session
 
 bp = Blueprint("audit", __name__, url_prefix="/audit")
@@ -46,13 +46,6 @@ def _filter_from_request() -> SearchFilter:
     except ValueError as exc:
         flash(str(exc), "error")
         return SearchFilter()
-
-
-def _csv_cell(value):
-    """Keep a text cell from running as a spreadsheet formula (values come from agents)."""
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    return value
 
 
 def _masked(value: str | None) -> str | None:
@@ -131,22 +124,20 @@ def export_csv():
     """Export the matching entries as CSV (audited)."""
     flt = _filter_from_request()
     session = get_session()
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(["seq", "recorded_at", "kind", "actor", "host", "action", "data_class",
-                     "path", "incident_id", "leaf_hash_b64"])
+    writer = SafeCSV()
+    writer.row(["seq", "recorded_at", "kind", "actor", "host", "action", "data_class",
+                "path", "incident_id", "leaf_hash_b64"])
     count = 0
     for row in session.scalars(search_query(flt).limit(100_000)):
-        writer.writerow([_csv_cell(v) for v in (
-            row.seq, row.recorded_at.isoformat(), row.kind, _masked(row.actor), _masked(row.host),
-            row.action, row.data_class, _masked(row.path), row.incident_id,
-            base64.b64encode(row.leaf_hash).decode())])
+        writer.row([row.seq, row.recorded_at.isoformat(), row.kind, _masked(row.actor),
+                    _masked(row.host), row.action, row.data_class, _masked(row.path),
+                    row.incident_id, base64.b64encode(row.leaf_hash).decode()])
         count += 1
     log.record(session, "audit.exported",
                {"actor": current_user.username, "format": "csv", "filter": flt.describe(),
                 "count": count}, actor=current_user.username)
     session.commit()
-    return Response("\ufeff" + out.getvalue(), mimetype="text/csv",
+    return Response(writer.text(), mimetype="text/csv",
                     headers={"Content-Disposition": "attachment; filename=nhat-ky.csv"})
 
 

@@ -20,6 +20,15 @@ def _key(func: Callable) -> str:
     return f"{func.__module__}.{func.__qualname__}"
 
 
+def wants_json() -> bool:
+    """Return whether the caller reads JSON: an /api/ path, or JSON preferred over HTML in Accept."""
+    if request.path.startswith("/api/") or request.blueprint == "api":
+        return True
+    accept = request.accept_mimetypes
+    return (accept.best_match(("text/html", "application/json")) == "application/json"
+            and accept["application/json"] > 0)
+
+
 def roles_required(*roles: str) -> Callable:
     """Allow the view only to logged-in users holding one of the named roles."""
     allowed = frozenset(roles)
@@ -32,7 +41,7 @@ def roles_required(*roles: str) -> Callable:
             if not current_user.is_authenticated:
                 from flask import redirect, url_for
 
-                if request.blueprint == "api" or request.accept_mimetypes.best == "application/json":
+                if wants_json():
                     abort(401)
                 return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
             if allowed and not current_user.has_role(*allowed):

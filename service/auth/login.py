@@ -1,20 +1,26 @@
-"""flask-login wiring: the user loader, session cookie settings and session expiry."""
+"""flask-login wiring: the user loader, session cookie settings and server-side session checks."""
 
 from __future__ import annotations
 
-import hashlib
-import time
+from datetime import timedelta
 
-from flask import Flask, current_app, flash, redirect, request, session, url_for
+from flask import Flask, current_app, flash, g, redirect, request, session, url_for
 from flask_babel import gettext as _
-from flask_login import LoginManager, current_user, logout_user
+from flask_login import LoginManager, login_user, logout_user
 
+from service.auth import sessions
+from service.auth.access import wants_json
 from service.auth.models import User
-from service.core.db import get_session
+from service.core.db import get_session, utcnow
 
 login_manager = LoginManager()
 login_manager.login_view = "auth.login"
 login_manager.session_protection = "strong"
+
+# Cookie key holding the random token of the server-side session (service/auth/sessions.py).
+SESSION_KEY = "sid"
+# Refresh last_seen_at at most this often: every refresh is a database write.
+_SEEN_RESOLUTION = timedelta(seconds=60)
 
 
 @login_manager.user_loader
@@ -25,71 +31,89 @@ def _load_user(user_id: str) -> User | None:
     return user if user is not None and user.is_active else None
 
 
-# Session keys: when this sign-in started and when it was last used (seconds, server clock).
-SIGNED_IN_AT = "signed_in_at"
-SEEN_AT = "seen_at"
-# A mark of the password the session was opened with: a changed or reset password ends
-# every other session (the cookie is signed, so the mark cannot be forged).
-PASSWORD_MARK = "pw"  # noqa: S105 - a session key name, not a password
-# Refresh the "last used" mark at most this often: every refresh re-sends the cookie.
-_SEEN_RESOLUTION_S = 60
+def _limits() -> tuple[timedelta, timedelta]:
+    settings = current_app.config["SETTINGS"]
+    return (timedelta(minutes=settings.session_idle_minutes),
+            timedelta(hours=settings.session_max_hours))
 
 
-def password_mark(user: User) -> str:
-    """Return a short digest of the user's password hash (never the hash itself)."""
-    return hashlib.sha256(user.password_hash.encode()).hexdigest()[:16]
+def sign_in(user: User) -> None:
+    """Open a server-side session for a user who just proved who they are, and log them in.
+
+    The caller commits (the session row and the ``auth.login`` entry go in together).
+    """
+    previous = current_session()
+    if previous is not None:  # signing in again in this browser: the old session ends
+        sessions.end_session(previous, sessions.REPLACED)
+    row, token = sessions.open_session(get_session(), user, remote_addr=request.remote_addr)
+    login_user(user)
+    session[SESSION_KEY] = token
+    g.user_session = row
 
 
-def start_session_clock(user: User) -> None:
-    """Mark the session as signed in now with this password (call right after ``login_user``)."""
-    now = int(time.time())
-    session[SIGNED_IN_AT] = now
-    session[SEEN_AT] = now
-    session[PASSWORD_MARK] = password_mark(user)
+def sign_out(reason: str = sessions.LOGOUT) -> None:
+    """End this browser's server-side session and log it out (the caller commits)."""
+    row = current_session()
+    if row is not None:
+        sessions.end_session(row, reason)
+    logout_user()
+    session.pop(SESSION_KEY, None)
+    g.pop("user_session", None)
 
 
-def keep_session_after_password_change(user: User) -> None:
-    """Let this session go on with the new password (its sign-in time is kept)."""
-    session[PASSWORD_MARK] = password_mark(user)
+def current_session():
+    """Return this request's open server-side session row, or None (anonymous, API)."""
+    return g.get("user_session")
 
 
-def _expire_idle_session():
-    """Sign out a browser left unused too long, or signed in for too long, before any view runs.
+def current_session_id() -> int | None:
+    """Return the id of this request's server-side session (to keep it), or None."""
+    row = current_session()
+    return row.id if row is not None else None
+
+
+def _check_session():
+    """Refuse a browser whose server-side session is gone, ended, idle or too old, before any view.
 
     Commune PCs are shared: an unattended, signed-in police or leader account would open the
-    trail to whoever sits down next. A password changed or reset since sign-in also ends the
-    session. The marks live in the signed session cookie.
+    trail to whoever sits down next (idle and absolute limits). Logout, a password or role
+    change, disabling and "sign out everywhere" end the row, so a saved cookie opens nothing.
     """
-    # Anonymous requests never touch flask-login here (loading no one would still run its
-    # session protection and send a cookie-clearing header).
-    # Static files neither need nor refresh a session: no user load per stylesheet or script.
-    if request.endpoint == "static" or "_user_id" not in session or not current_user.is_authenticated:
+    # Static files neither need nor refresh a session; the API is token-authenticated and the
+    # browser session plays no part there. Anonymous requests touch nothing.
+    if request.endpoint == "static" or request.blueprint == "api" or "_user_id" not in session:
         return None
-    settings = current_app.config["SETTINGS"]
-    now = int(time.time())
-    seen = session.get(SEEN_AT)
-    started = session.get(SIGNED_IN_AT)
-    if (not isinstance(seen, int) or not isinstance(started, int)
-            or now - seen > settings.session_idle_minutes * 60
-            or now - started > settings.session_max_hours * 3600
-            or session.get(PASSWORD_MARK) != password_mark(current_user)):
-        logout_user()
-        for key in (SEEN_AT, SIGNED_IN_AT, PASSWORD_MARK):
-            session.pop(key, None)
-        if request.blueprint == "api":
-            return None  # token-authenticated: the browser session plays no part
-        flash(_("Phiên làm việc đã hết hạn. Vui lòng đăng nhập lại."), "info")
-        return redirect(url_for("auth.login", next=request.full_path if request.method == "GET" else None))
-    if now - seen >= _SEEN_RESOLUTION_S:
-        session[SEEN_AT] = now
-    return None
+    db = get_session()
+    row = sessions.find_session(db, session.get(SESSION_KEY))
+    now = utcnow()
+    idle, max_life = _limits()
+    reason = None
+    if row is None or row.is_ended or str(row.user_id) != str(session.get("_user_id")):
+        reason = "ended"
+    else:
+        reason = sessions.expiry_reason(row, now, idle=idle, max_life=max_life)
+    if reason is None:
+        g.user_session = row
+        if now - row.last_seen_at >= _SEEN_RESOLUTION:
+            row.last_seen_at = now
+            db.commit()
+        return None
+    if row is not None and not row.is_ended:
+        sessions.end_session(row, reason, now)
+        db.commit()
+    logout_user()
+    session.pop(SESSION_KEY, None)
+    if wants_json():
+        return None  # anonymous from here on: a protected route answers a JSON 401
+    flash(_("Phiên làm việc đã hết hạn. Vui lòng đăng nhập lại."), "info")
+    return redirect(url_for("auth.login", next=request.full_path if request.method == "GET" else None))
 
 
 def init_app(app: Flask) -> None:
-    """Register flask-login, the session expiry check and the auth views."""
+    """Register flask-login, the server-side session check and the auth views."""
     from service.auth.views import bp
 
     login_manager.login_message = None
     login_manager.init_app(app)
-    app.before_request(_expire_idle_session)
+    app.before_request(_check_session)
     app.register_blueprint(bp)

@@ -15,6 +15,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from service.audit.log import record
+from service.auth import sessions
 from service.auth.models import UNITS, IngestToken, LoginThrottle, Role, User
 from service.auth.passwords import hash_password, verify_password
 from service.core.db import utcnow
@@ -171,16 +172,20 @@ def _is_watcher(user: User) -> bool:
 
 
 def change_password(
-    session: Session, user: User, password: str, *, min_password_length: int = 10, by: str
+    session: Session, user: User, password: str, *, min_password_length: int = 10, by: str,
+    keep_session_id: int | None = None,
 ) -> None:
-    """Set a new password, clear any lockout, write the audit entry; announce a reset.
+    """Set a new password, clear any lockout, end the user's sessions, audit; announce a reset.
 
     A reset by someone else (an admin, the CLI) is announced to leadership and police: it
-    is how an insider would take over the account of the person who watches them.
+    is how an insider would take over the account of the person who watches them. Every
+    session of the user ends except ``keep_session_id`` (the one that changed its own password).
     """
     _check_password(password, min_password_length)
     user.password_hash = hash_password(password)
     _clear_lockouts(session, user)
+    sessions.end_user_sessions(session, user, reason=sessions.PASSWORD_CHANGED,
+                               keep_id=keep_session_id)
     session.flush()
     record(session, "user.password_changed", {"by": by, "user": user.username}, actor=by)
     if by != user.username:
@@ -193,6 +198,7 @@ def disable_user(session: Session, user: User, *, by: str) -> None:
     if user.is_disabled:
         return
     user.is_disabled = True
+    sessions.end_user_sessions(session, user, reason=sessions.DISABLED)
     session.flush()
     record(session, "user.disabled", {"by": by, "user": user.username}, actor=by)
     _announce(session, f"Tài khoản {user.username} đã bị vô hiệu hóa",
@@ -218,14 +224,22 @@ def _roles_text(roles: list[str]) -> str:
     return role_list(roles)
 
 
-def set_roles(session: Session, user: User, roles: list[str], *, by: str) -> None:
-    """Replace a user's roles, write the audit entry and announce a real change."""
+def set_roles(session: Session, user: User, roles: list[str], *, by: str,
+              keep_session_id: int | None = None) -> None:
+    """Replace a user's roles, end their sessions on a real change, audit it and announce it.
+
+    ``keep_session_id`` keeps the session that made the change (an admin changing their own
+    roles stays signed in there); every other session of the user signs in again.
+    """
     bad = [r for r in roles if r not in {x.value for x in Role}]
     if bad or not roles:
         raise AccountError("Vai trò không hợp lệ")
     before = sorted(user.roles)
     was_watcher = _is_watcher(user) and not user.is_disabled
     user.roles = sorted(set(roles))
+    if before != user.roles:
+        sessions.end_user_sessions(session, user, reason=sessions.ROLES_CHANGED,
+                                   keep_id=keep_session_id)
     session.flush()
     record(
         session,

@@ -1,21 +1,22 @@
-"""Login and logout pages."""
+"""Login, logout, one's own password and one's own sessions."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from urllib.parse import urlsplit
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from flask_login import current_user, login_user, logout_user
+from flask_login import current_user
 from flask_wtf import FlaskForm
 from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, EqualTo, Length
 
-from service.auth import operations
+from service.auth import operations, sessions
 from service.auth.access import public, roles_required
-from service.auth.login import keep_session_after_password_change, start_session_clock
-from service.core.db import get_session
+from service.auth.login import current_session_id, sign_in, sign_out
+from service.core.db import get_session, utcnow
 
 bp = Blueprint("auth", __name__)
 
@@ -63,11 +64,11 @@ def login():
             max_failures=settings.login_max_failures,
             lockout_seconds=settings.login_lockout_seconds,
         )
-        session.commit()
         if result.user is not None:
-            login_user(result.user)
-            start_session_clock(result.user)
+            sign_in(result.user)  # the session row and the auth.login entry commit together
+            session.commit()
             return redirect(_safe_next(request.args.get("next")))
+        session.commit()
         if result.reason == "locked":
             flash(_("Tài khoản tạm khóa do đăng nhập sai nhiều lần. Vui lòng thử lại sau."), "error")
         else:
@@ -82,8 +83,8 @@ def logout():
     """Log the user out."""
     session = get_session()
     operations.record_logout(session, current_user, request.remote_addr)
+    sign_out()  # the server-side session ends: a saved copy of the cookie opens nothing
     session.commit()
-    logout_user()
     flash(_("Đã đăng xuất."), "info")
     return redirect(url_for("auth.login"))
 
@@ -110,7 +111,8 @@ def change_own_password():
     if refused is not None:
         session.commit()
         if refused == "locked":
-            logout_user()
+            sign_out(sessions.LOCKED)
+            session.commit()
             flash(_("Tài khoản tạm khóa do đăng nhập sai nhiều lần. Vui lòng thử lại sau."), "error")
             return redirect(url_for("auth.login"))
         flash(_("Mật khẩu hiện tại không đúng."), "error")
@@ -119,13 +121,37 @@ def change_own_password():
         operations.change_password(
             session, user, form.password.data,
             min_password_length=current_app.config["SETTINGS"].password_min_length,
-            by=user.username,
+            by=user.username, keep_session_id=current_session_id(),  # every other one ends
         )
     except operations.AccountError as exc:
         session.rollback()
         flash(str(exc), "error")
         return render_template("auth/password.html", form=form), 400
     session.commit()
-    keep_session_after_password_change(user)  # this session goes on; every other one ends
     flash(_("Đã đổi mật khẩu."), "success")
     return redirect(url_for("web.home"))
+
+
+class SignOutEverywhereForm(FlaskForm):
+    """Sign out everywhere: the CSRF token is the whole form."""
+
+
+@bp.route("/account/sessions", methods=["GET", "POST"])
+@roles_required()
+def own_sessions():
+    """List the user's open sessions; a POST signs the user out everywhere, this browser too."""
+    form = SignOutEverywhereForm()
+    session = get_session()
+    user = current_user._get_current_object()
+    if form.validate_on_submit():
+        count = sessions.sign_out_everywhere(session, user, by=user.username)
+        sign_out(sessions.SIGNED_OUT_EVERYWHERE)
+        session.commit()
+        flash(_("Đã đăng xuất khỏi mọi nơi (%(n)s phiên).", n=count), "info")
+        return redirect(url_for("auth.login"))
+    settings = current_app.config["SETTINGS"]
+    rows = sessions.open_sessions(session, user, idle=timedelta(minutes=settings.session_idle_minutes),
+                                  max_life=timedelta(hours=settings.session_max_hours), now=utcnow())
+    status = 400 if form.is_submitted() else 200
+    return render_template("auth/sessions.html", form=form, rows=rows,
+                           current_id=current_session_id()), status

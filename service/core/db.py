@@ -115,3 +115,23 @@ def get_session() -> Session:
     if "db_session" not in g:
         g.db_session = new_session()
     return g.db_session
+
+
+def database_write_problem(session: Session) -> str | None:
+    """Return why the database refuses a write, or None when it takes one.
+
+    The probe rewrites alembic_version's one row (always present, read by nobody at run time) and
+    rolls back: a read-only file or server, a write privilege taken away, or a lock held past
+    the busy timeout all fail it; the database keeps nothing of it.
+    """
+    from sqlalchemy import text
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        session.execute(text("UPDATE alembic_version SET version_num = version_num"))
+        session.flush()
+    except SQLAlchemyError as exc:
+        return type(exc).__name__
+    finally:
+        session.rollback()
+    return None

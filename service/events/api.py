@@ -13,6 +13,7 @@ from service.auth.access import public, token_required
 from service.auth.operations import find_token
 from service.core.db import get_session, utcnow
 from service.events import operations
+from service.events.conflicts import EventIdConflict, record_conflict
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 _batch_adapter = TypeAdapter(list[Event] | Event)
@@ -56,7 +57,8 @@ class ErrorAnswer(BaseModel):
     index: int | None = None
     field: str | None = None
     event_id: str | None = Field(default=None, description=(
-        "id of the refused event, when one event of the batch is refused (host_mismatch)"))
+        "id of the refused event: `host_mismatch`, and `id_conflict` (409 when already stored "
+        "with other content, 400 when repeated in the batch with other content)"))
     status: int | None = Field(default=None, description="HTTP status, in generic answers (405, 413)")
 
 
@@ -101,8 +103,13 @@ def _parse_json():
         payload = json.loads(text)
     except RecursionError:
         return None, _error(400, "too_deep", detail=f"JSON nested deeper than {MAX_JSON_DEPTH}")
-    except ValueError as exc:
-        return None, _error(400, "invalid_json", detail=str(exc)[:200])
+    except json.JSONDecodeError as exc:
+        # The decoder's own words name a position in the body, nothing of the server.
+        return None, _error(400, "invalid_json", detail=f"{exc.msg} at line {exc.lineno} column {exc.colno}")
+    except ValueError:
+        # Python refuses to convert integers longer than sys.get_int_max_str_digits(); its
+        # message names interpreter settings, so say what is wrong in the body instead.
+        return None, _error(400, "invalid_json", detail="a number in the body has too many digits")
     if _depth(payload, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
         return None, _error(400, "too_deep", detail=f"JSON nested deeper than {MAX_JSON_DEPTH}")
     return payload, None
@@ -142,9 +149,10 @@ def ingest():
                       field=field or None, detail=err.get("msg"))
     events = parsed if isinstance(parsed, list) else [parsed]
     session = get_session()
+    source = token.source
     try:
         result = operations.ingest_events(
-            session, events, source=token.source,
+            session, events, source=source,
             processor=current_app.extensions.get("canhgac.processor"),
         )
     except operations.AgentSourceError as exc:
@@ -152,6 +160,13 @@ def ingest():
         return _error(403, "forbidden", detail=str(exc))
     except operations.AgentIdentityRefused as exc:
         return _refuse(session, exc)
+    except EventIdConflict as exc:
+        # Nothing of the batch is stored; the refusal itself goes to the trail.
+        session.rollback()
+        record_conflict(session, exc, events[exc.index], source=source, batch_size=len(events))
+        session.commit()
+        return _error(400 if exc.is_within_batch else 409, "id_conflict", index=exc.index,
+                      field="id", event_id=exc.event_id, detail=str(exc))
     session.commit()
     g.ingested = result
     return jsonify(stored=result.stored, duplicates=result.duplicates)

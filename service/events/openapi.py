@@ -69,6 +69,12 @@ def build_openapi() -> dict:
                         "200": {"description": "Stored (or seen before)",
                                 "content": {"application/json": {"schema": ref("IngestAnswer")}}},
                         **auth_errors,
+                        "400": {"description": "Invalid JSON or event; names the index and field "
+                                               "(an id repeated in the batch with different "
+                                               "content: `id_conflict`)", "content": err},
+                        "409": {"description": "An event id already stored with different content "
+                                               "(`id_conflict`, names the id and index); nothing "
+                                               "of the batch is stored", "content": err},
                     },
                 }
             },

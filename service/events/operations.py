@@ -13,6 +13,7 @@ from service.audit.canonical import canonical_json_plain
 from service.audit.log import PendingEntry, append_entries, record
 from service.core.db import utcnow
 from service.devices.operations import mark_registered
+from service.events.conflicts import check_event_ids
 from service.events.identity import identity_key, same_identity
 from service.events.masking import mask_agent_id, mask_event
 from service.events.models import Agent
@@ -62,25 +63,19 @@ def _search(event: Event, body: dict) -> dict:
     }
 
 
-def _known_ids(session: Session, ids: list[str]) -> set[str]:
-    from service.audit.models import AuditEntry
-
-    known: set[str] = set()
-    for start in range(0, len(ids), 900):  # stay under SQLite's bound-parameter limit
-        chunk = ids[start : start + 900]
-        known.update(session.scalars(select(AuditEntry.event_id).where(AuditEntry.event_id.in_(chunk))))
-    return known
-
-
 def ingest_events(session: Session, events: list[Event], *, source: str, processor=None) -> IngestResult:
-    """Store a validated batch in the trail once each, track agents, and run the policy."""
+    """Store a validated batch in the trail once each, track agents, and run the policy.
+
+    Raise EventIdConflict (nothing stored) when an id is already stored, or repeated in the
+    batch, with different content (service/events/conflicts.py).
+    """
     # --- identifiers masked before anything is compared, hashed or judged (issue #15, item 1)
     events = [mask_event(e) for e in events]
     # ---
     seen: set[str] = set()
     fresh: list[Event] = []
     positions: list[int] = []
-    known = _known_ids(session, [str(e.id) for e in events])
+    known = check_event_ids(session, events)  # id conflicts (#15 item 3): see conflicts.py
     for index, event in enumerate(events):
         key = str(event.id)
         if key in known or key in seen:

@@ -15,9 +15,7 @@ The tests require both to agree, and the recount's root to equal the basis root.
 from __future__ import annotations
 
 import base64
-import csv
 import hashlib
-import io
 import json
 import re
 import statistics
@@ -37,6 +35,7 @@ from service.audit.models import AuditEntry, Checkpoint
 from service.audit.verify import RootFolder, VerifyError, check_entry_body
 from service.auth.models import UNITS
 from service.config import Settings
+from service.core.csvfile import SafeCSV
 from service.core.db import utcnow
 from service.reports.models import PART_FIELDS, UnitReportPart
 
@@ -103,9 +102,12 @@ def month_period(month: str, timezone: str, due_day: int = 8) -> Period:
     year, mon = parse_month(month)
     zone = ZoneInfo(timezone)
     ny, nm = _next_month(year, mon)
-    start = datetime(year, mon, 1, tzinfo=zone).astimezone(UTC)
-    end = datetime(ny, nm, 1, tzinfo=zone).astimezone(UTC)
-    due = datetime(ny, nm, due_day, tzinfo=zone).astimezone(UTC)
+    try:
+        start = datetime(year, mon, 1, tzinfo=zone).astimezone(UTC)
+        end = datetime(ny, nm, 1, tzinfo=zone).astimezone(UTC)
+        due = datetime(ny, nm, due_day, tzinfo=zone).astimezone(UTC)
+    except (ValueError, OverflowError) as exc:  # year 0, 0001-01 east of UTC, 9999-12's next month
+        raise ReportError(f"month out of range: {month!r}") from exc
     return Period(month, start, end, due)
 
 
@@ -858,54 +860,53 @@ def render_monthly_pdf(report: MonthlyReport, settings: Settings, **kwargs) -> b
 def monthly_csv(report: MonthlyReport) -> str:
     """Return the figures as CSV rows: section, key, key2, key3, value (UTF-8 with BOM)."""
     fig = report.figures
-    out = io.StringIO()
-    w = csv.writer(out)
-    w.writerow(["section", "key", "key2", "key3", "value"])
-    w.writerow(["period", "month", "", "", report.month])
-    w.writerow(["period", "start_at", "", "", report.period.start_at.isoformat()])
-    w.writerow(["period", "end_at", "", "", report.period.end_at.isoformat()])
-    w.writerow(["period", "is_provisional", "", "", str(report.is_provisional).lower()])
-    w.writerow(["basis", "tree_size", "", "", report.basis.size])
-    w.writerow(["basis", "root_base64", "", "", report.basis.root_b64])
-    w.writerow(["basis", "checkpoint_signed_at", "", "", report.basis.signed_at.isoformat()])
+    w = SafeCSV()  # agent ids, units and rule ids come from outside: no cell may run as a formula
+    w.row(["section", "key", "key2", "key3", "value"])
+    w.row(["period", "month", "", "", report.month])
+    w.row(["period", "start_at", "", "", report.period.start_at.isoformat()])
+    w.row(["period", "end_at", "", "", report.period.end_at.isoformat()])
+    w.row(["period", "is_provisional", "", "", str(report.is_provisional).lower()])
+    w.row(["basis", "tree_size", "", "", report.basis.size])
+    w.row(["basis", "root_base64", "", "", report.basis.root_b64])
+    w.row(["basis", "checkpoint_signed_at", "", "", report.basis.signed_at.isoformat()])
     for (dc, unit), n in sorted(fig.access.items()):
-        w.writerow(["access", dc, unit, "", n])
+        w.row(["access", dc, unit, "", n])
     for action, n in sorted(fig.access_by_action.items()):
-        w.writerow(["access_by_action", action, "", "", n])
+        w.row(["access_by_action", action, "", "", n])
     for (dc, kind, action), n in sorted(fig.out_of_scope.items()):
-        w.writerow(["out_of_scope", dc, kind, action, n])
+        w.row(["out_of_scope", dc, kind, action, n])
     for (rule, sev), n in sorted(fig.alerts_raised.items()):
-        w.writerow(["alerts_raised", rule, sev, "", n])
+        w.row(["alerts_raised", rule, sev, "", n])
     for rule, n in sorted(fig.alerts_dismissed.items()):
-        w.writerow(["alerts_dismissed", rule, "", "", n])
-    w.writerow(["incidents", "new", "", "", fig.incidents_new])
+        w.row(["alerts_dismissed", rule, "", "", n])
+    w.row(["incidents", "new", "", "", fig.incidents_new])
     for state in INCIDENT_STATES:
-        w.writerow(["incidents_by_state", state, "", "", fig.incidents_by_state.get(state, 0)])
+        w.row(["incidents_by_state", state, "", "", fig.incidents_by_state.get(state, 0)])
     for name, values in (("ack", fig.ack_seconds), ("resolve", fig.resolve_seconds)):
-        w.writerow([f"time_to_{name}", "count", "", "", len(values)])
-        w.writerow([f"time_to_{name}", "median_seconds", "", "",
+        w.row([f"time_to_{name}", "count", "", "", len(values)])
+        w.row([f"time_to_{name}", "median_seconds", "", "",
                     "" if not values else round(_median(values), 3)])
-        w.writerow([f"time_to_{name}", "worst_seconds", "", "",
+        w.row([f"time_to_{name}", "worst_seconds", "", "",
                     "" if not values else round(max(values), 3)])
-    w.writerow(["notices_72h", "on_time", "", "", fig.notices_on_time])
-    w.writerow(["notices_72h", "late", "", "", fig.notices_late])
-    w.writerow(["notices_72h", "missing", "", "", fig.notices_missing])
-    w.writerow(["agents", "monitored", "", "", fig.agents_monitored])
-    w.writerow(["agents", "active", "", "", fig.agents_active])
-    w.writerow(["agents", "gap_entries", "", "", fig.gap_entries])
+    w.row(["notices_72h", "on_time", "", "", fig.notices_on_time])
+    w.row(["notices_72h", "late", "", "", fig.notices_late])
+    w.row(["notices_72h", "missing", "", "", fig.notices_missing])
+    w.row(["agents", "monitored", "", "", fig.agents_monitored])
+    w.row(["agents", "active", "", "", fig.agents_active])
+    w.row(["agents", "gap_entries", "", "", fig.gap_entries])
     cov = fig.coverage(report.period_seconds)
-    w.writerow(["agents", "coverage", "", "", "" if cov is None else round(cov, 6)])
+    w.row(["agents", "coverage", "", "", "" if cov is None else round(cov, 6)])
     for agent, n in sorted(fig.agent_events.items()):
-        w.writerow(["agent_events", mask_pii(agent), "", "", n])
+        w.row(["agent_events", mask_pii(agent), "", "", n])
     for agent, n in sorted(fig.missing_events.items()):
-        w.writerow(["agent_missing_events", mask_pii(agent), "", "", n])
+        w.row(["agent_missing_events", mask_pii(agent), "", "", n])
     for agent, n in sorted(fig.silences.items()):
-        w.writerow(["agent_silences", mask_pii(agent), "", "", n])
+        w.row(["agent_silences", mask_pii(agent), "", "", n])
     for agent, s in sorted(fig.silent_seconds.items()):
-        w.writerow(["agent_silent_seconds", mask_pii(agent), "", "", round(s, 3)])
+        w.row(["agent_silent_seconds", mask_pii(agent), "", "", round(s, 3)])
     for unit in REPORTING_UNITS:
         part = report.parts.get(unit)
         status = "missing" if part is None else ("late" if part.is_late else "on_time")
-        w.writerow(["unit_part", unit, status, "" if part is None else part.submitted_at.isoformat(),
+        w.row(["unit_part", unit, status, "" if part is None else part.submitted_at.isoformat(),
                     "" if part is None else part.text_sha256])
-    return "\ufeff" + out.getvalue()
+    return w.text()

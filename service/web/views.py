@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import structlog
 from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
 from flask_login import current_user
 
 from service.auth.access import public, roles_required
-from service.core.db import get_session, utcnow
+from service.core.db import database_write_problem, get_session, utcnow
 from service.web.dashboard import build_dashboard
 from service.web.wiring import LANGUAGES
 
 bp = Blueprint("web", __name__)
+log = structlog.get_logger("canhgac.web")
 
 
 @bp.route("/")
@@ -34,8 +36,13 @@ def dashboard():
 @bp.route("/healthz")
 @public
 def health():
-    """Answer a liveness probe."""
-    return {"status": "ok"}
+    """Answer a health probe: 200 when the database takes a write (rolled back), else 503."""
+    problem = database_write_problem(get_session())
+    if problem is not None:
+        # The exception's name goes to the operational log, not to an anonymous caller.
+        log.warning("health_check_failed", database="not_writable", error=problem)
+        return {"status": "unavailable", "database": "not_writable"}, 503
+    return {"status": "ok", "database": "writable"}
 
 
 @bp.route("/lang/<code>", methods=["POST"])

@@ -12,6 +12,7 @@ from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
 from canhgac_common.pii.mask import mask_pii
+from service.auth.access import wants_json
 
 csrf = CSRFProtect()
 babel = Babel()
@@ -126,20 +127,20 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(views.bp)
     app.register_blueprint(admin_views.bp)
 
-    def _wants_json() -> bool:
-        return request.path.startswith("/api/")
-
     @app.errorhandler(CSRFError)
     def _csrf_error(exc):
-        if _wants_json():
+        if wants_json():
             return jsonify(error="csrf", detail=exc.description), 400
         return render_template("error.html", code=400, message=exc.description), 400
 
     for code in (400, 401, 403, 404, 405, 409, 413, 429, 500):
 
         def _handler(exc, code=code):
-            if _wants_json():
-                return jsonify(error=getattr(exc, "name", "error"), status=code), code
-            return render_template("error.html", code=code, message=None), code
+            # Keep what the exception says in headers (a 405's Allow, RFC 9110 15.5.6).
+            headers = [(name, value) for name, value in getattr(exc, "get_headers", lambda: [])()
+                       if name.lower() != "content-type"]
+            if wants_json():
+                return jsonify(error=getattr(exc, "name", "error"), status=code), code, headers
+            return render_template("error.html", code=code, message=None), code, headers
 
         app.register_error_handler(code, _handler)
