@@ -261,7 +261,7 @@ EXAMPLES = (
     Example("conflict_in_batch", "Một `id` hai lần trong lô với nội dung khác",
             "One `id` twice in a batch with different content", "POST", "/api/v1/events", 400,
             {"error": "id_conflict", "index": 1, "field": "id",
-             "id": "6f1c2a9e-4b7d-4f0a-9c31-2d5e8b7a1f0a",
+             "event_id": "6f1c2a9e-4b7d-4f0a-9c31-2d5e8b7a1f0a",
              "detail": "event id 6f1c2a9e-4b7d-4f0a-9c31-2d5e8b7a1f0a is repeated earlier in "
                        "this batch with different content (fields: actor)"},
             body=[{**_MINIMAL, "id": "6f1c2a9e-4b7d-4f0a-9c31-2d5e8b7a1f0a"},
