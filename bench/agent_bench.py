@@ -117,8 +117,7 @@ class _Receiver:
                 if isinstance(body, list):
                     with receiver.cond:
                         for event in body:
-                            path = (event.get("destination") or {}).get("path", "")
-                            receiver.arrived.setdefault(path, now)
+                            receiver.note(event, now)
                         receiver.cond.notify_all()
                     answer = {"stored": len(body), "duplicates": 0}
                 else:
@@ -135,6 +134,11 @@ class _Receiver:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
+
+    def note(self, event: dict, now: float) -> None:
+        """Record when an event arrived (under ``cond``): here, copies by their destination."""
+        path = (event.get("destination") or {}).get("path", "")
+        self.arrived.setdefault(path, now)
 
     def wait_for(self, path: str, timeout: float) -> float | None:
         deadline = time.monotonic() + timeout

@@ -26,12 +26,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from bench.agent_bench import _base_config, _make_small_files
+from bench.agent_bench import _base_config, _make_small_files, _Receiver
 from bench.stats import percentile
 
 _CAT = shutil.which("cat") or "/bin/cat"
@@ -100,48 +98,13 @@ print(json.dumps({"seen": len(seen), "cpu_seconds": time.process_time() - cpu0,
 """
 
 
-class _OpenReceiver:
-    """A minimal local event server that notes when each open/read event arrives, by path."""
+class _OpenReceiver(_Receiver):
+    """The local event server, noting open/read events by the object's path."""
 
-    def __init__(self) -> None:
-        self.arrived: dict[str, float] = {}
-        self.counts: dict[str, int] = {}
-        self.cond = threading.Condition()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            wbufsize = -1
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                now = time.perf_counter()
-                if isinstance(body, list):
-                    with receiver.cond:
-                        for event in body:
-                            if event.get("action") in ("open", "read"):
-                                path = (event.get("object") or {}).get("path", "")
-                                receiver.arrived.setdefault(path, now)
-                                receiver.counts[path] = (receiver.counts.get(path, 0)
-                                                         + event.get("count", 1))
-                        receiver.cond.notify_all()
-                    answer = {"stored": len(body), "duplicates": 0}
-                else:
-                    answer = {"ok": True}
-                data = json.dumps(answer).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+    def note(self, event: dict, now: float) -> None:
+        """Record when the first open/read event of each file arrived."""
+        if event.get("action") in ("open", "read"):
+            self.arrived.setdefault((event.get("object") or {}).get("path", ""), now)
 
     def wait_count(self, paths: list[str], timeout: float) -> int:
         deadline = time.monotonic() + timeout
