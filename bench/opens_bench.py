@@ -107,6 +107,7 @@ class _OpenReceiver(_Receiver):
             self.arrived.setdefault((event.get("object") or {}).get("path", ""), now)
 
     def wait_count(self, paths: list[str], timeout: float) -> int:
+        """Wait until an event of every path arrived; return how many did."""
         deadline = time.monotonic() + timeout
         wanted = set(paths)
         with self.cond:
@@ -116,10 +117,6 @@ class _OpenReceiver(_Receiver):
                 if have == len(wanted) or left <= 0:
                     return have
                 self.cond.wait(min(left, 0.5))
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def _proc_cpu_seconds(pid: int) -> float:
