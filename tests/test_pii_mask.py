@@ -202,3 +202,12 @@ FRAGMENTS = ["+84", "(+84)", "(0)", "0084", "84", "0", "9", "12", "345", "6789",
 def test_no_twelve_digit_run_survives_near_prefixes_dates_and_versions(text):
     # Fragments that sit next to the exemptions (country codes, dates, versions) and IP shapes.
     assert long_digit_runs(mask_pii(text)) == []
+
+
+def test_a_whole_policy_hash_survives_even_with_long_digit_runs():
+    # Announcements name policy versions by their whole SHA-256: a 16-character prefix such
+    # as 90a518d330391127 holds a 9-digit run and would be masked.
+    digest = "90a518d33039112726491cf224dce30719a8aa563cd188bc86b763fa8d4dee88"
+    text = f"Phiên bản trước: {digest}; phiên bản mới: {digest}."
+    assert mask_pii(text) == text
+    assert mask_pii(digest[:16]) != digest[:16]

@@ -67,7 +67,8 @@ def policy_change_lines(previous: engine.Policy, current: engine.Policy) -> list
         return {rule.id: rule for rule in policy.rules if rule.enabled}
 
     before, after = enabled(previous), enabled(current)
-    lines = [f"Phiên bản trước: {previous.hash[:16]}…; phiên bản mới: {current.hash[:16]}…."]
+    # Whole hashes: a 16-digit prefix can hold a run of 9 digits, which the masker would hide.
+    lines = [f"Phiên bản trước: {previous.hash}; phiên bản mới: {current.hash}."]
     # Rules that stop applying are what an insider weakening the policy would do: first.
     for label, ids in (
         ("Quy tắc không còn áp dụng (bị xóa hoặc tắt)", sorted(before.keys() - after.keys())),
@@ -104,8 +105,8 @@ def _announce_recorded_change(session: Session, last: dict, current: engine.Poli
     from service.notify.security import notify_security_change
 
     before, after = set(last.get("rules") or ()), {r.id for r in current.rules}
-    lines = [f"Phiên bản ghi lần trước: {str(last.get('hash'))[:16]}…; phiên bản đang áp dụng: "
-             f"{current.hash[:16]}…. Tệp chính sách đã đổi khi dịch vụ không chạy hoặc khi khởi động."]
+    lines = [f"Phiên bản ghi lần trước: {last.get('hash')}; phiên bản đang áp dụng: "
+             f"{current.hash}. Tệp chính sách đã đổi khi dịch vụ không chạy hoặc khi khởi động."]
     if before - after:
         lines.append(f"Quy tắc không còn trong tệp: {', '.join(sorted(before - after))}.")
     if after - before:
