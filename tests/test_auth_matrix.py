@@ -37,6 +37,10 @@ ROUTE_ACCESS: dict[str, object] = {
     "auth.change_own_password": ANY,
     "auth.own_sessions": ANY,
     "admin.user_end_sessions": {"admin"},
+    "grants.index": {"leader", "police", "admin"},
+    "grants.approve": {"leader", "admin"},  # object-level: never the requester or the receiver
+    "grants.refuse": {"leader", "admin"},
+    "grants.withdraw": {"admin"},  # object-level: the requester only
     "admin.tokens": {"admin"},
     "admin.token_create": {"admin"},
     "admin.token_revoke": {"admin"},

@@ -66,13 +66,26 @@ def test_role_change_in_the_admin_ui_reaches_leader_and_police(app, client, logi
     answer = client.post(f"/admin/users/{user_id}/roles",
                          data={"csrf_token": token, "roles": ["official", "police"]})
     assert answer.status_code == 302
-    rows = notices(app)
+    # Police is requested, not given (service.auth.grants): the request is announced first.
+    (asked,) = headlines(app)
+    assert asked == "[Canh Gác] Thay đổi quyền: Đề nghị cấp vai trò công an cho tài khoản can_bo"
+    leader = app.test_client()
+    login("chu_tich", c=leader)
+    with app.app_context():
+        from service.auth.models import RoleGrant
+
+        grant_id = get_session().scalar(select(RoleGrant.id))
+    answer = leader.post(f"/grants/{grant_id}/approve",
+                         data={"csrf_token": csrf_token_from(leader, "/grants/")})
+    assert answer.status_code == 302
+    rows = notices(app)[len(WATCHERS):]
     # can_bo is police now, so they are told too
     assert sorted(r.recipient_username for r in rows) == ["can_bo", *WATCHERS]
     for row in rows:
         assert row.subject == "[Canh Gác] Thay đổi quyền: Vai trò của tài khoản can_bo đã thay đổi"
         assert "Trước: cán bộ." in row.body and "Sau: cán bộ, công an." in row.body
-        assert "Người thực hiện: quan_tri." in row.body
+        assert "Người thực hiện: chu_tich." in row.body
+        assert f"Theo đề nghị số {grant_id} của quan_tri, được chu_tich phê duyệt." in row.body
         assert "(giờ địa phương)" in row.body
 
 

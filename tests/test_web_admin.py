@@ -98,7 +98,13 @@ def test_roles_change_and_last_admin_is_protected(app, client, admin, make_user)
     page = f"/admin/users/{binh.id}"
     response = _post(client, f"{page}/roles", page, roles=["police", "leader"])
     assert response.status_code == 302
-    assert sorted(_user(app, "binh").roles) == ["leader", "police"]
+    # Police and leader wait for a second person (tests/test_auth_grants.py); nothing changes yet.
+    assert _user(app, "binh").roles == ["official"]
+    assert "auth.grant_requested" in _audit_kinds(app)
+    make_user("an", "police", "official", unit="cong_an")
+    an = _user(app, "an")
+    response = _post(client, f"/admin/users/{an.id}/roles", f"/admin/users/{an.id}", roles=["official"])
+    assert response.status_code == 302 and _user(app, "an").roles == ["official"]  # removal: one person
     assert "user.roles_changed" in _audit_kinds(app)
     me = _user(app, "quan-tri")
     mine = f"/admin/users/{me.id}"

@@ -25,12 +25,13 @@ from sqlalchemy import select
 
 from service.admin import forms
 from service.admin.status import notification_status, policy_status
-from service.auth import operations, sessions
+from service.auth import grants, operations, sessions
 from service.auth.access import roles_required
 from service.auth.login import current_session_id
 from service.auth.models import IngestToken, User
 from service.core.db import get_session, utcnow
 from service.events.models import Agent
+from service.web.labels import ROLE_NAMES
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 POLICY_STATE_KEY = "canhgac.policy_state"
@@ -57,6 +58,14 @@ def _flash_errors(form) -> None:
         flash(message, "error")
 
 
+def _flash_grant(grant) -> None:
+    if grant is not None:
+        flash(_("Vai trò %(roles)s của %(name)s chờ một lãnh đạo (hoặc một quản trị viên khác) "
+                "phê duyệt: đề nghị số %(id)s.",
+                roles=", ".join(str(ROLE_NAMES[r]) for r in grant.roles),
+                name=grant.user.username, id=grant.id), "info")
+
+
 def _refused(exc: operations.AccountError) -> None:
     # Operation messages are Vietnamese sentences from auth.operations; the form validators
     # catch the usual mistakes first with translated messages, so this is the rare case.
@@ -75,7 +84,8 @@ def index():
 def users():
     """List every account with its roles and state."""
     rows = get_session().scalars(select(User).order_by(User.username)).all()
-    return render_template("admin/users.html", users=rows, now=utcnow())
+    return render_template("admin/users.html", users=rows, now=utcnow(),
+                           pending_grants=grants.open_grants(get_session()))
 
 
 @bp.route("/users/new", methods=["GET", "POST"])
@@ -86,11 +96,13 @@ def user_new():
     if form.validate_on_submit():
         session = get_session()
         try:
-            user = operations.create_user(
+            # Police, leader and admin wait for a second person (service.auth.grants).
+            user, grant = grants.create_user(
                 session, username=form.username.data, password=form.password.data,
                 roles=list(form.roles.data), email=form.email.data, unit=form.unit.data or None,
                 phone=form.phone.data or None, full_name=form.full_name.data or "",
-                min_password_length=_settings().password_min_length, by=current_user.username,
+                min_password_length=_settings().password_min_length,
+                by=current_user._get_current_object(),
             )
         except operations.AccountError as exc:
             session.rollback()
@@ -98,6 +110,7 @@ def user_new():
         else:
             session.commit()
             flash(_("Đã tạo tài khoản %(name)s.", name=user.username), "success")
+            _flash_grant(grant)
             return redirect(url_for("admin.user_edit", user_id=user.id))
     status = 400 if form.is_submitted() else 200
     return render_template("admin/user_new.html", form=form), status
@@ -106,6 +119,7 @@ def user_new():
 def _render_user(user: User, status: int = 200, *, new_password: str | None = None,
                  roles_form=None, password_form=None, disable_form=None):
     roles_form = roles_form or forms.RolesForm(data={"roles": list(user.roles)})
+    pending = grants.open_grants(get_session(), user=user)
     settings = _settings()
     open_sessions = sessions.open_sessions(
         get_session(), user, idle=timedelta(minutes=settings.session_idle_minutes),
@@ -114,7 +128,7 @@ def _render_user(user: User, status: int = 200, *, new_password: str | None = No
         "admin/user_edit.html", user=user, now=utcnow(), new_password=new_password,
         lockouts=operations.active_lockouts(get_session(), user), open_sessions=open_sessions,
         roles_form=roles_form, password_form=password_form or forms.ResetPasswordForm(),
-        disable_form=disable_form or forms.DisableUserForm(),
+        disable_form=disable_form or forms.DisableUserForm(), pending_grants=pending,
     ), status
 
 
@@ -128,7 +142,7 @@ def user_edit(user_id: int):
 @bp.route("/users/<int:user_id>/roles", methods=["POST"])
 @roles_required("admin")
 def user_roles(user_id: int):
-    """Replace an account's roles."""
+    """Replace an account's roles: police, leader and admin are only requested here."""
     user = _get_user(user_id)
     form = forms.RolesForm()
     if not form.validate_on_submit():
@@ -144,14 +158,16 @@ def user_roles(user_id: int):
             return _render_user(user, 400, roles_form=form)
     session = get_session()
     try:
-        operations.set_roles(session, user, roles, by=current_user.username,
-                             keep_session_id=current_session_id())
+        # Removals and "official" apply now; police, leader and admin become a request.
+        grant = grants.change_roles(session, user, roles, by=current_user._get_current_object(),
+                                    keep_session_id=current_session_id())
     except operations.AccountError as exc:
         session.rollback()
         _refused(exc)
         return _render_user(user, 400, roles_form=form)
     session.commit()
     flash(_("Đã cập nhật vai trò của %(name)s.", name=user.username), "success")
+    _flash_grant(grant)
     return redirect(url_for("admin.user_edit", user_id=user.id))
 
 

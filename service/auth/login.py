@@ -111,9 +111,11 @@ def _check_session():
 
 def init_app(app: Flask) -> None:
     """Register flask-login, the server-side session check and the auth views."""
+    from service.auth.grant_views import bp as grants_bp
     from service.auth.views import bp
 
     login_manager.login_message = None
     login_manager.init_app(app)
     app.before_request(_check_session)
     app.register_blueprint(bp)
+    app.register_blueprint(grants_bp)

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from flask_login import UserMixin
 from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from service.core.db import Base, UTCDateTime, utcnow
 
@@ -131,3 +131,44 @@ class UserSession(Base):
     def is_ended(self) -> bool:
         """Return whether the session was ended (it never opens anything again)."""
         return self.ended_at is not None
+
+
+# Roles that decide who watches whom: granting one takes two people (see service.auth.grants).
+PRIVILEGED_ROLES = frozenset({Role.POLICE.value, Role.LEADER.value, Role.ADMIN.value})
+
+
+class RoleGrant(Base):
+    """A request to give an account police, leader or admin; it waits for a second person.
+
+    ``roles`` are added on approval; ``drop_roles`` are taken away then (the ``official``
+    role a new account holds only as a placeholder while its real role waits). A pending
+    grant past ``expires_at`` can no longer be approved.
+    """
+
+    __tablename__ = "role_grant"
+    __table_args__ = (Index("ix_role_grant_state_expires", "state", "expires_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("user.id"))
+    roles: Mapped[list[str]] = mapped_column(JSON, default=list)
+    drop_roles: Mapped[list[str]] = mapped_column(JSON, default=list)
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    requested_by_id: Mapped[int] = mapped_column(ForeignKey("user.id"))
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"))
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    user: Mapped[User] = relationship(foreign_keys=[user_id])
+    requested_by: Mapped[User] = relationship(foreign_keys=[requested_by_id])
+    decided_by: Mapped[User | None] = relationship(foreign_keys=[decided_by_id])
+
+    def is_open(self, now: datetime) -> bool:
+        """Return whether the grant still waits for a decision at ``now`` (pending, not expired)."""
+        return self.state == "pending" and self.expires_at > now
+
+    def state_at(self, now: datetime) -> str:
+        """Return the state to show at ``now``: a pending grant past its time reads "expired"."""
+        if self.state == "pending" and self.expires_at <= now:
+            return "expired"
+        return self.state

@@ -225,11 +225,14 @@ def _roles_text(roles: list[str]) -> str:
 
 
 def set_roles(session: Session, user: User, roles: list[str], *, by: str,
-              keep_session_id: int | None = None) -> None:
+              keep_session_id: int | None = None, notes: tuple[str, ...] = ()) -> None:
     """Replace a user's roles, end their sessions on a real change, audit it and announce it.
 
     ``keep_session_id`` keeps the session that made the change (an admin changing their own
-    roles stays signed in there); every other session of the user signs in again.
+    roles stays signed in there); every other session of the user signs in again. ``notes``
+    are extra lines for the announcement (an approved grant names who asked for it).
+    This applies the change at once: web pages reach it for a grant of police, leader or
+    admin only through an approved request (service.auth.grants).
     """
     bad = [r for r in roles if r not in {x.value for x in Role}]
     if bad or not roles:
@@ -249,8 +252,8 @@ def set_roles(session: Session, user: User, roles: list[str], *, by: str,
     )
     if before != user.roles:
         _announce(session, f"Vai trò của tài khoản {user.username} đã thay đổi",
-                  [f"Trước: {_roles_text(before)}.", f"Sau: {_roles_text(user.roles)}."], by=by,
-                  concerns=user, was_watcher=was_watcher)
+                  [f"Trước: {_roles_text(before)}.", f"Sau: {_roles_text(user.roles)}.", *notes],
+                  by=by, concerns=user, was_watcher=was_watcher)
 
 
 # A lockout is per (account, source address); across all sources an account locks only after

@@ -6,6 +6,7 @@ import structlog
 from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
 from flask_login import current_user
 
+from service.auth import grants
 from service.auth.access import public, roles_required
 from service.core.db import database_write_problem, get_session, utcnow
 from service.web.dashboard import build_dashboard
@@ -30,7 +31,9 @@ def dashboard():
     """Show the overview: incidents waiting, deadlines, alerts, silent agents, the trail."""
     settings = current_app.config["SETTINGS"]
     board = build_dashboard(get_session(), settings, list(current_user.roles), utcnow())
-    return render_template("dashboard.html", board=board, settings=settings)
+    # Grants of police, leader or admin wait for a second person: every watcher sees them here.
+    return render_template("dashboard.html", board=board, settings=settings,
+                           pending_grants=grants.open_grants(get_session(), board.now))
 
 
 @bp.route("/healthz")
