@@ -245,6 +245,26 @@ def test_a_grant_expires_after_seven_days(app, login, people, monkeypatch):
     assert _entries(app, "auth.grant_approved") == []
 
 
+def test_a_lapsed_grant_gets_its_own_trail_entry_and_notice(app, login, people):
+    import service.auth.jobs  # noqa: F401  (registers the job, as the scheduler does)
+    from service.core.jobs import run_job
+
+    _, grant = _ask_leader_for_can_bo(app, login)
+    assert run_job(app, "auth.grant_expiry", now=grant.requested_at + timedelta(days=6))
+    assert _entries(app, "auth.grant_expired") == []
+    assert run_job(app, "auth.grant_expiry", now=grant.requested_at + timedelta(days=7))
+    (entry,) = _entries(app, "auth.grant_expired")
+    assert entry["grant_id"] == grant.id and entry["roles"] == ["leader"]
+    assert _grants(app)[0].state == grants.EXPIRED
+    assert any("đã hết hạn" in s for s in _subjects(app))
+    # Once closed, a later run finds nothing more to expire, and nobody can approve it.
+    assert run_job(app, "auth.grant_expiry", now=grant.requested_at + timedelta(days=8))
+    assert len(_entries(app, "auth.grant_expired")) == 1
+    answer = _act(_signed_in(app, login, "chu_tich"), grant.id, "approve")
+    assert answer.status_code == 400
+    assert _roles(app, "can_bo") == ["official"]
+
+
 def test_creating_an_account_with_a_privileged_role_makes_a_request(app, login, people):
     admin = _signed_in(app, login, "quan_tri")
     form = {"username": "pho_chu_tich", "full_name": "", "email": "pct@nhanly.example", "phone": "",

@@ -193,6 +193,29 @@ def withdraw(session: Session, grant_id: int, *, by: User, now: datetime | None 
     return grant
 
 
+def expire_grants(session: Session, now: datetime | None = None) -> list[RoleGrant]:
+    """Close every pending grant past its time with its own trail entry and announcement."""
+    now = now or utcnow()
+    # FOR UPDATE: an approver deciding at this moment either wins (state no longer pending)
+    # or waits and then finds the grant expired — never both.
+    due = list(session.scalars(
+        select(RoleGrant).where(RoleGrant.state == PENDING, RoleGrant.expires_at <= now)
+        .order_by(RoleGrant.id).with_for_update()))
+    for grant in due:
+        grant.state = EXPIRED
+        grant.decided_at = now
+        session.flush()
+        # Nobody decided: the entry names the service, so the trail shows the grant lapsed
+        # rather than leaving a request that is silently gone from the pending list.
+        record(session, "auth.grant_expired", _summary(grant), actor="system")
+        operations._announce(
+            session, f"Đề nghị cấp vai trò {_roles_text(grant.roles)} cho tài khoản "
+                     f"{grant.user.username} đã hết hạn, không ai phê duyệt",
+            [f"Đề nghị số {grant.id} của {grant.requested_by.username}; vai trò không được cấp."],
+            by="system")
+    return due
+
+
 def open_grants(session: Session, now: datetime | None = None,
                 user: User | None = None) -> list[RoleGrant]:
     """Return the grants still waiting for a decision, oldest first (optionally of one account)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from service.auth.grants import expire_grants
 from service.auth.operations import prune_login_throttle
 from service.auth.sessions import prune_sessions
 from service.core.db import utcnow
@@ -23,3 +24,9 @@ def session_cleanup_job(app, session) -> None:
     longest = max(timedelta(hours=settings.session_max_hours),
                   timedelta(minutes=settings.session_idle_minutes))
     prune_sessions(session, utcnow() - longest - timedelta(days=1))
+
+
+@job("auth.grant_expiry", every=lambda s: 300)
+def grant_expiry_job(app, session, now=None) -> None:
+    """Close pending role grants past their time, each with its own trail entry."""
+    expire_grants(session, now)
