@@ -25,14 +25,19 @@ import ctypes.util
 import errno
 import logging
 import os
-import select
 import struct
 import sys
 import threading
 import time
 from typing import NamedTuple
 
-from canhgac_agent.access import AccessKind, AccessRecord, AccessSink, ProcessInfo
+from canhgac_agent.access import (
+    AccessKind,
+    AccessRecord,
+    AccessSink,
+    PollingReader,
+    ProcessInfo,
+)
 from canhgac_agent.paths import redact_for_log
 from canhgac_agent.procinfo import ProcessCache
 
@@ -283,12 +288,16 @@ def _raise_nofile_limit() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
 
 
-class FanotifyMonitor:
+class FanotifyMonitor(PollingReader):
     """Report opens, reads and writes of watched files with the process and its real user.
 
     ``snapshot`` (pid → ProcessInfo or None) is replaceable for tests; whatever it does,
     permission requests are answered.
     """
+
+    thread_name = "canhgac-agent-fanotify"
+    failure_message = ("Lỗi đọc fanotify, ngừng theo dõi lượt mở tệp / fanotify reader "
+                       "failed, opens are no longer watched")
 
     def __init__(self, *, use_permission_events: bool = True,
                  processes: ProcessCache | None = None) -> None:
@@ -308,10 +317,7 @@ class FanotifyMonitor:
         self.snapshot = self._processes.lookup
         self._own_pid = os.getpid()
         self._own_process = ProcessInfo(name="canhgac-agent", pid=self._own_pid)
-        self._sink: AccessSink | None = None
-        self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
-        self._thread: threading.Thread | None = None
-        self._is_stopping = False
+        super().__init__()
         self._fd_lock = threading.Lock()
         self._marked: set[str] = set()
         try:
@@ -321,7 +327,6 @@ class FanotifyMonitor:
             self._names_fd = -1
         self._dirs: dict[tuple[int, bytes], str] = {}
         self.overflows = 0
-        self.errors = 0
         self.events_read = 0
 
     # --- marks ---
@@ -387,28 +392,20 @@ class FanotifyMonitor:
 
     def start(self, sink: AccessSink) -> None:
         """Read events in a background thread and hand records to *sink*."""
-        self._sink = sink
         self._previous_switch_interval = sys.getswitchinterval()
         if self.has_permission_events and self._previous_switch_interval > PERM_SWITCH_INTERVAL:
             sys.setswitchinterval(PERM_SWITCH_INTERVAL)
-        self._thread = threading.Thread(target=self._run, name="canhgac-agent-fanotify",
-                                        daemon=True)
-        self._thread.start()
+        super().start(sink)
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop reading; closing the group lets the kernel allow anything still pending."""
-        self._is_stopping = True
-        with contextlib.suppress(OSError):
-            os.write(self._wake_w, b"x")
-        if self._thread is not None and self._thread.is_alive():
-            self._thread.join(timeout)
-        if self._thread is None or not self._thread.is_alive():
-            self._close()
+        super().stop(timeout)
         previous = getattr(self, "_previous_switch_interval", None)
         if previous is not None and sys.getswitchinterval() == PERM_SWITCH_INTERVAL:
             sys.setswitchinterval(previous)
 
-    def _close(self) -> None:
+    def close(self) -> None:
+        """Close both groups (the kernel then allows every pending request) and the wake pipe."""
         with self._fd_lock:
             if self._fd >= 0:
                 os.close(self._fd)
@@ -416,47 +413,17 @@ class FanotifyMonitor:
             if self._names_fd >= 0:
                 os.close(self._names_fd)
                 self._names_fd = -1
-            for fd in (self._wake_r, self._wake_w):
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-            self._wake_r = self._wake_w = -1
+            super().close()
 
-    def _run(self) -> None:
-        try:
-            poller = select.poll()
-            poller.register(self._fd, select.POLLIN)
-            poller.register(self._wake_r, select.POLLIN)
-            if self._names_fd >= 0:
-                poller.register(self._names_fd, select.POLLIN)
-            while not self._is_stopping:
-                ready = {fd for fd, _flags in poller.poll(1000)}
-                if self._is_stopping:
-                    break
-                # Permission events first, always: openers are waiting for them.
-                records = self._read(self._fd, READ_BUFFER, self.handle)
-                if self._names_fd in ready:
-                    records += self._read(self._names_fd, 64 * 1024, self.handle_names)
-                if records and self._sink is not None:
-                    try:
-                        self._sink(records)
-                    except Exception:
-                        self.errors += 1
-                        logger.exception("access sink failed")
-        except Exception:
-            logger.exception("Lỗi đọc fanotify, ngừng theo dõi lượt mở tệp / fanotify reader "
-                             "failed, opens are no longer watched")
-            self.mode = "off"
-        finally:
-            # Closing the group is what lets the kernel allow every request still pending.
-            self._close()
+    def _reader_fds(self) -> list[int]:
+        return [self._fd] + ([self._names_fd] if self._names_fd >= 0 else [])
 
-    @staticmethod
-    def _read(fd: int, size: int, handler) -> list[AccessRecord]:
-        try:
-            data = os.read(fd, size)
-        except (BlockingIOError, InterruptedError):
-            return []
-        return handler(data)
+    def _read_ready(self, ready: set[int]) -> list[AccessRecord]:
+        # Permission events first, always: openers are waiting for them.
+        records = self.read_fd(self._fd, READ_BUFFER, self.handle)
+        if self._names_fd in ready:
+            records += self.read_fd(self._names_fd, 64 * 1024, self.handle_names)
+        return records
 
     def handle_names(self, data: bytes) -> list[AccessRecord]:
         """Turn deletion and rename events (directory handle + name) into records."""

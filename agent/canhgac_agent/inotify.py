@@ -13,13 +13,12 @@ import ctypes.util
 import errno
 import logging
 import os
-import select
 import struct
 import sys
 import threading
 import time
 
-from canhgac_agent.access import AccessKind, AccessRecord, AccessSink
+from canhgac_agent.access import AccessKind, AccessRecord, PollingReader
 
 logger = logging.getLogger("canhgac.agent")
 
@@ -72,10 +71,12 @@ def inotify_kinds(mask: int) -> list[AccessKind]:
     return kinds
 
 
-class InotifyMonitor:
+class InotifyMonitor(PollingReader):
     """Report opens and reads of files in protected folders, with no process (inotify)."""
 
     mode = "inotify"
+    thread_name = "canhgac-agent-inotify"
+    failure_message = "inotify reader failed, opens are no longer watched"
 
     def __init__(self) -> None:
         if not sys.platform.startswith("linux"):
@@ -88,13 +89,10 @@ class InotifyMonitor:
         if fd < 0:
             err = ctypes.get_errno()
             raise InotifyError(err, f"inotify_init1: {os.strerror(err)}")
+        super().__init__()
         self._fd = fd
         self._dirs: dict[int, str] = {}
         self._lock = threading.Lock()
-        self._sink: AccessSink | None = None
-        self._thread: threading.Thread | None = None
-        self._is_stopping = False
-        self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         self.overflows = 0
         self._said_full = False
 
@@ -131,55 +129,20 @@ class InotifyMonitor:
         """Return how many folders are watched."""
         return len(self._dirs)
 
-    def start(self, sink: AccessSink) -> None:
-        """Read events in a background thread and hand records to *sink*."""
-        self._sink = sink
-        self._thread = threading.Thread(target=self._run, name="canhgac-agent-inotify",
-                                        daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """Stop reading and close the inotify instance."""
-        self._is_stopping = True
-        with contextlib.suppress(OSError):
-            os.write(self._wake_w, b"x")
-        if self._thread is not None and self._thread.is_alive():
-            self._thread.join(timeout)
-        if self._thread is None or not self._thread.is_alive():
-            self._close()
-
-    def _close(self) -> None:
+    def close(self) -> None:
+        """Close the inotify instance and the wake pipe."""
         with self._lock:
-            for fd in (self._fd, self._wake_r, self._wake_w):
-                if fd >= 0:
-                    with contextlib.suppress(OSError):
-                        os.close(fd)
-            self._fd = self._wake_r = self._wake_w = -1
+            if self._fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(self._fd)
+                self._fd = -1
+            super().close()
 
-    def _run(self) -> None:
-        try:
-            poller = select.poll()
-            poller.register(self._fd, select.POLLIN)
-            poller.register(self._wake_r, select.POLLIN)
-            while not self._is_stopping:
-                poller.poll(1000)
-                if self._is_stopping:
-                    break
-                try:
-                    data = os.read(self._fd, READ_BUFFER)
-                except (BlockingIOError, InterruptedError):
-                    continue
-                records = self.handle(data)
-                if records and self._sink is not None:
-                    try:
-                        self._sink(records)
-                    except Exception:
-                        logger.exception("access sink failed")
-        except Exception:
-            logger.exception("inotify reader failed, opens are no longer watched")
-            self.mode = "off"
-        finally:
-            self._close()
+    def _reader_fds(self) -> list[int]:
+        return [self._fd]
+
+    def _read_ready(self, ready: set[int]) -> list[AccessRecord]:
+        return self.read_fd(self._fd, READ_BUFFER, self.handle)
 
     def handle(self, data: bytes) -> list[AccessRecord]:
         """Turn what one read() returned into access records (no process)."""
