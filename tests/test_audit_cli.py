@@ -51,7 +51,9 @@ def test_checkpoint_prints_the_key_then_a_signed_note(app, session, runner, tmp_
     assert result.exit_code == 0, result.output
     settings = app.config["SETTINGS"]
     verifier = (settings.keys_dir / VERIFIER_FILE).read_text().strip()
-    assert result.output.startswith(f"Khóa xác minh / verifier key: {verifier}\n")
+    # Which data directory, then the key, on stderr: both said before the note.
+    assert result.stderr == (f"Thư mục dữ liệu / data directory: {settings.data_dir.resolve()} "
+                             f"(--data-dir)\nKhóa xác minh / verifier key: {verifier}\n")
     note = result.stdout  # exactly the note, so `canhgac checkpoint > kept.txt` keeps it whole
     assert note.startswith(settings.audit_origin + "\n")
     checkpoint = open_checkpoint(note, settings.audit_origin, [verifier])
