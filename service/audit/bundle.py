@@ -18,10 +18,14 @@ import base64
 import hashlib
 import io
 import json
+import re
+import unicodedata
 import zipfile
 from dataclasses import dataclass
+from datetime import datetime
 from importlib import resources
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
 
@@ -108,6 +112,23 @@ def _matching_rows(session: Session, flt: SearchFilter, size: int):
             return
         yield rows
         last = rows[-1].seq
+
+
+def ascii_slug(text: str) -> str:
+    """Return text as lowercase ASCII words joined by hyphens ("Xã Nhân Lý" -> "xa-nhan-ly")."""
+    # đ/Đ do not decompose into d + a mark; everything else loses its marks under NFKD.
+    plain = unicodedata.normalize("NFKD", text.replace("đ", "d").replace("Đ", "D"))
+    plain = plain.encode("ascii", "ignore").decode("ascii").lower()
+    return re.sub(r"[^a-z0-9]+", "-", plain).strip("-")
+
+
+def bundle_filename(settings: Settings, incident_id: int | None, at: datetime) -> str:
+    """Name a bundle after the commune, the incident and the local date, in ASCII (safe anywhere)."""
+    day = at.astimezone(ZoneInfo(settings.timezone)).date().isoformat()
+    parts = ["bang-chung", ascii_slug(settings.commune_name) or "canhgac"]
+    if incident_id is not None:
+        parts.append(f"su-co-{incident_id}")
+    return "-".join([*parts, day]) + ".zip"
 
 
 def export_bundle(session: Session, settings: Settings, flt: SearchFilter, output: Path,

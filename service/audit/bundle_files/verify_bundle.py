@@ -17,6 +17,7 @@ the bundle does not verify, 2 on a usage error.
 
 import base64
 import binascii
+import datetime
 import hashlib
 import json
 import os
@@ -24,6 +25,7 @@ import sys
 import zipfile
 
 FORMAT = "canhgac-evidence-bundle/1"
+VIETNAM = datetime.timezone(datetime.timedelta(hours=7))
 ENTRY_FIELDS = {"seq", "recorded_at", "kind", "body"}
 
 
@@ -196,6 +198,20 @@ def verify(path, key_texts):
             "exported_at": manifest.get("exported_at"), "exported_by": manifest.get("exported_by")}
 
 
+def local_time(text):
+    """Return an exported_at time as Vietnam reads it: (Vietnamese, English) texts."""
+    # Vietnam keeps UTC+7 all year: a fixed offset, so no time-zone database is needed
+    # (Windows Python has none without the tzdata package).
+    try:
+        moment = datetime.datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    except ValueError:
+        return str(text), str(text)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.timezone.utc)  # noqa: UP017 - datetime.UTC needs 3.11; this file runs on 3.9
+    shown = moment.astimezone(VIETNAM).strftime("%d/%m/%Y %H:%M:%S")
+    return shown + " (giờ Việt Nam)", shown + " (Vietnam time, UTC+7)"
+
+
 def main(argv):
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(errors="replace")  # a console that cannot show Vietnamese
@@ -223,9 +239,11 @@ def main(argv):
     except Invalid as exc:
         print("KHÔNG HỢP LỆ / INVALID: " + str(exc))
         return 1
+    vi_at, en_at = local_time(summary["exported_at"])
     print(f"HỢP LỆ / VALID: {summary['entries']} mục có trong nhật ký đã ký {summary['origin']} "
-          f"({summary['size']} mục); xuất lúc {summary['exported_at']} bởi {summary['exported_by']}")
-    print(f"  {summary['entries']} entries proven in the signed log of {summary['size']} entries")
+          f"({summary['size']} mục); xuất lúc {vi_at} bởi {summary['exported_by']}")
+    print(f"  {summary['entries']} entries proven in the signed log of {summary['size']} "
+          f"entries; exported {en_at} by {summary['exported_by']}")
     if not keys:
         print("Khóa xác minh trong gói / verifier key in the bundle: " + summary["key"])
         print("  Hãy so sánh với khóa đã lưu trên giấy / compare it with the key kept on paper.")
