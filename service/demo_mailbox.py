@@ -15,7 +15,7 @@ from email.message import EmailMessage
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 
-from flask import Blueprint, abort, current_app, render_template
+from flask import Blueprint, abort, current_app, render_template, send_file
 from flask_login import current_user
 
 from service.auth.access import roles_required
@@ -92,16 +92,28 @@ def mailbox():
                            folder=_folder())
 
 
-@bp.route("/<name>")
-@roles_required()
-def message(name: str):
-    """Show one caught message: headers, plain text, attachment names."""
+def _path(name: str) -> Path:
     if not _NAME.match(name):
         abort(404)
     path = _folder() / name
     if not path.is_file():
         abort(404)
-    return render_template("demo/message.html", mail=read_mail(path, with_body=True))
+    return path
+
+
+@bp.route("/<name>")
+@roles_required()
+def message(name: str):
+    """Show one caught message: headers, plain text, attachment names."""
+    return render_template("demo/message.html", mail=read_mail(_path(name), with_body=True))
+
+
+@bp.route("/<name>/eml")
+@roles_required()
+def message_file(name: str):
+    """Download one caught message as the .eml file a mail program saves (never shown inline)."""
+    return send_file(_path(name), mimetype="message/rfc822", as_attachment=True,
+                     download_name="thu-" + name)
 
 
 def enable(app, folder: Path) -> None:
