@@ -7,6 +7,7 @@ the plain-text part is shown, never a message's HTML, so a message cannot run sc
 
 from __future__ import annotations
 
+import io
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -112,7 +113,8 @@ def message(name: str):
 @roles_required()
 def message_file(name: str):
     """Download one caught message as the .eml file a mail program saves (never shown inline)."""
-    return send_file(_path(name), mimetype="message/rfc822", as_attachment=True,
+    data = _path(name).read_bytes()  # small; read whole, so no file stays open with the response
+    return send_file(io.BytesIO(data), mimetype="message/rfc822", as_attachment=True,
                      download_name="thu-" + name)
 
 
