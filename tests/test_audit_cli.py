@@ -111,3 +111,51 @@ def test_verify_shows_a_progress_bar_on_a_terminal(app, session, settings_overri
     assert "100%" in terminal
     assert "HỢP LỆ / VALID: 3000 mục" in out.decode()
     assert "1000 entries past the last signed checkpoint (size 2000)" in out.decode()
+
+
+def test_verify_gives_its_reason_in_vietnamese_then_english(app, session, runner):
+    from sqlalchemy import text
+
+    for i in range(3):
+        log.record(session, "user.created", {"by": "admin", "user": f"an{i}"}, actor="admin")
+    sign_checkpoint(session, app.config["SETTINGS"])
+    session.commit()
+    body = session.execute(text("SELECT body FROM audit_entry WHERE seq = 1")).scalar_one()
+    session.execute(text("UPDATE audit_entry SET body = :b WHERE seq = 1"),
+                    {"b": body.replace('"an1"', '"bo1"')})
+    session.commit()
+    result = runner.invoke(["verify"])
+    assert result.exit_code == 1
+    assert ("KHÔNG HỢP LỆ / INVALID: mục 1: nội dung không khớp mã băm lá đã lưu (đã bị sửa) / "
+            "entry 1: body does not match its stored leaf hash (altered)\n") in result.stderr
+
+
+def test_both_bundle_checkers_give_the_reason_in_vietnamese_then_english(app, session, runner,
+                                                                          tmp_path):
+    import zipfile
+    from importlib import resources
+
+    log.record(session, "user.created", {"by": "admin", "user": "an"}, actor="admin")
+    session.commit()
+    bundle = tmp_path / "goi.zip"
+    assert runner.invoke(["export", "-o", str(bundle)]).exit_code == 0
+    altered = tmp_path / "goi-sua.zip"
+    with zipfile.ZipFile(bundle) as src, zipfile.ZipFile(altered, "w") as dst:
+        for item in src.infolist():
+            data = src.read(item)
+            if item.filename == "entries.jsonl":
+                assert b'\\"user\\":\\"an\\"' in data  # the body is a JSON string in the line
+                data = data.replace(b'\\"user\\":\\"an\\"', b'\\"user\\":\\"bo\\"')
+            dst.writestr(item, data)
+    installed = runner.invoke(["verify", "--bundle", str(altered)])
+    assert installed.exit_code == 1
+    assert installed.stderr == (
+        "KHÔNG HỢP LỆ / INVALID: entries.jsonl: khác với manifest đã ký (dòng bị thêm, bớt hoặc "
+        "sửa) / entries.jsonl: differs from the signed manifest (lines added, removed or changed)\n")
+    checker = resources.files("service.audit").joinpath("bundle_files", "verify_bundle.py")
+    standalone = subprocess.run([sys.executable, str(checker), str(altered)], capture_output=True,
+                                text=True, timeout=60, check=False)
+    assert standalone.returncode == 1
+    assert standalone.stdout == (
+        "KHÔNG HỢP LỆ / INVALID: entries.jsonl khác với manifest đã ký (dòng bị thêm, bớt hoặc "
+        "sửa) / entries.jsonl differs from the signed manifest (lines added, removed or changed)\n")

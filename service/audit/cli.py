@@ -21,9 +21,11 @@ EXIT_INVALID = 1
 EXIT_UNANCHORED = 3
 
 
-def _invalid(message: str) -> None:
-    """Print the verdict and exit 1 (what scripts and the police look for)."""
-    click.echo(f"KHÔNG HỢP LỆ / INVALID: {message}", err=True)
+def _invalid(error: Exception) -> None:
+    """Print the verdict, the reason in Vietnamese then English, and exit 1."""
+    # As the bundle's verify_bundle.py says it: "KHÔNG HỢP LỆ / INVALID: <vi> / <en>".
+    vi = getattr(error, "vi", None)
+    click.echo(f"KHÔNG HỢP LỆ / INVALID: {vi + ' / ' if vi else ''}{error}", err=True)
     sys.exit(EXIT_INVALID)
 
 
@@ -93,7 +95,7 @@ def _verify_bundle(bundle: str, keys: list[str]) -> None:
     try:
         summary = verify_bundle(Path(bundle), keys=keys or None)
     except BundleError as exc:
-        _invalid(str(exc))
+        _invalid(exc)
     vi_at, en_at = local_time(summary.exported_at, _zone())
     click.echo(f"HỢP LỆ / VALID: {summary.entries} mục có trong nhật ký đã ký {summary.origin} "
                f"({summary.tree_size} mục); xuất lúc {vi_at} bởi {summary.exported_by}")
@@ -160,7 +162,7 @@ def verify_command(data_dir, kept, bundle, keys, deep) -> None:
                 report = verify_log(session, trusted, **options)
         except VerifyError as exc:
             session.rollback()
-            _invalid(str(exc))
+            _invalid(exc)
         except SQLAlchemyError as exc:
             session.rollback()
             raise click.ClickException(
