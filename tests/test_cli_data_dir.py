@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import zipfile
 from datetime import UTC, datetime
 from pathlib import Path
@@ -108,7 +109,7 @@ def test_commands_find_the_demo_from_any_folder_and_say_so(app, session, setting
     result = _invoke(["checkpoint"], env=env)
     assert "(mặc định / default ./audit_logs)" in result.stderr
     # A pointer to a folder that is gone is named among the places looked at.
-    (elsewhere / "audit_logs" / "keys").rmdir()
+    shutil.rmtree(elsewhere / "audit_logs")
     pointer.write_text(str(tmp_path / "da-xoa") + "\n", encoding="utf-8")
     result = _invoke(["checkpoint"], env=env)
     assert result.exit_code == 1

@@ -49,9 +49,11 @@ def leave_demo_pointer(data_dir: Path) -> Path:
 
 
 def is_installed(data_dir: Path, database_url: str | None = None) -> bool:
-    """Tell whether a data directory holds an installation (its database, or keys beside a server database)."""
+    """Tell whether a data directory holds an installation: its SQLite file, or (with a database
+    server configured) the folder itself; the schema check that follows needs nothing created."""
     if database_url:
-        return (data_dir / "keys").is_dir()
+        # A restored copy may have no keys/: the folder and the server's schema are what count.
+        return data_dir.is_dir()
     return (data_dir / DATABASE_FILE).is_file()
 
 
