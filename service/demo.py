@@ -23,8 +23,6 @@ from pathlib import Path
 
 import click
 
-from service.core.cliutil import data_dir_option
-
 DEMO_USERS = (
     ("admin", ["admin"], None, "Quản trị hệ thống"),
     ("lanhdao", ["leader"], "lanh_dao", "Nguyễn Văn Chủ tịch"),
@@ -296,7 +294,10 @@ def _wait(predicate, seconds: float) -> bool:
 
 
 @click.command("demo")
-@data_dir_option
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Thư mục dữ liệu của demo / the demo's data directory (mặc định / default: "
+                   "CANHGAC_DATA_DIR, rồi / then ./audit_logs); không dùng thư mục của một cài "
+                   "đặt thật / never a real installation's")
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--exit-after-leak", is_flag=True, help="Stop once the leak became an incident (tests)")
 def demo_command(data_dir, port, exit_after_leak) -> None:
