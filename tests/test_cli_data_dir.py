@@ -116,6 +116,13 @@ def test_commands_find_the_demo_from_any_folder_and_say_so(app, session, setting
     assert f"{pointer} -> {tmp_path / 'da-xoa'} (không còn / gone)" in result.stderr
 
 
+def test_the_demo_refuses_a_real_installation(app, runner, data_dir):
+    result = runner.invoke(["demo"])
+    assert result.exit_code == 1
+    assert "holds a real installation, not a demo" in result.output
+    assert not (data_dir / "demo").exists() and not (data_dir / "demo-mail").exists()
+
+
 def test_bundle_names_are_ascii_and_name_commune_incident_and_local_date():
     assert ascii_slug("Xã Đồng Đăng, tỉnh Lạng Sơn") == "xa-dong-dang-tinh-lang-son"
     settings = load_settings({"commune_name": "Xã Nhân Lý"}, environ={})

@@ -22,7 +22,7 @@ def test_demo_turns_a_usb_copy_into_a_notified_incident(tmp_path):
         capture_output=True, text=True, timeout=240, env=env, check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "Sự cố đã được tạo / incident created: có / yes: http://127.0.0.1:" in result.stdout
+    assert re.search(r"incident created: có / yes: http://127\.0\.0\.1:\d+/incidents/1$", result.stdout, re.M)
     # Every account it made, with its password, and where the mail can be read.
     accounts = dict(re.findall(r"^  (\w+)\s+(demo-\S+)", result.stdout, re.M))
     assert set(accounts) == {"admin", "lanhdao", "congan", "canbo"}
@@ -63,3 +63,15 @@ def test_demo_turns_a_usb_copy_into_a_notified_incident(tmp_path):
         capture_output=True, text=True, timeout=120, env=env, check=False,
     )
     assert verify.returncode == 0, verify.stderr
+    # A second run in the same folder: new passwords printed, the month kept, the new copy
+    # joins the incident the first one opened.
+    again = subprocess.run(
+        [sys.executable, "-m", "service.cli", "demo", "--data-dir", str(tmp_path / "demo"),
+         "--port", "18080", "--exit-after-leak"],
+        capture_output=True, text=True, timeout=240, env=env, check=False,
+    )
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "the previous demo's data is kept" in again.stdout
+    renewed = dict(re.findall(r"^  (\w+)\s+(demo-\S+)", again.stdout, re.M))
+    assert set(renewed) == set(accounts) and not set(renewed.items()) & set(accounts.items())
+    assert re.search(r"incident created: có / yes: http://127\.0\.0\.1:\d+/incidents/1$", again.stdout, re.M)

@@ -209,6 +209,10 @@ def test_every_command_of_the_police_guide_works_after_the_demo(tmp_path):
         checker = results["python verify_bundle.py bang-chung-vhxh-lethid.zip --key khoa.txt"].stdout
         assert checker.startswith("HỢP LỆ / VALID: ")
         assert re.search(r"xuất lúc \d\d/\d\d/20\d\d \d\d:\d\d:\d\d \(giờ Việt Nam\) bởi cli:", checker)
+        # The output the guide shows is the output one gets (numbers, times and who aside).
+        (shown,) = guide_blocks("text")
+        pattern = re.sub(r"\d+", r"\\d+", re.escape(shown)).replace("cli:congan", r"cli:\S+")
+        assert re.fullmatch(pattern, checker), (shown, checker)
         installed = results["canhgac verify --bundle bang-chung-vhxh-lethid.zip --key khoa.txt"].stdout
         assert installed.splitlines()[:2] == checker.splitlines()[:2]  # the two checkers agree
         expected_sum = hashlib.sha256((police / "verify_bundle.py").read_bytes()).hexdigest()
