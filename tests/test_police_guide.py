@@ -226,7 +226,8 @@ def test_every_command_of_the_police_guide_works_after_the_demo(tmp_path):
         # The guide's Python script, on an inclusion proof downloaded from the entry's page.
         (script,) = guide_blocks("python")
         (police / "kiem_tra_muc.py").write_text(script, encoding="utf-8")
-        _, _, proof = web.get("/audit/entries/4/proof.json")
+        _, disposition, proof = web.get("/audit/entries/4/proof.json")
+        assert disposition.endswith("filename=entry-4-proof.json")  # the name the guide uses
         (police / "entry-4-proof.json").write_bytes(proof)
         assert json.loads(proof)["entry"]["seq"] == 4
         run_line = re.search(r"^# kiem_tra_muc\.py — (python .+)$", script, re.M).group(1)
