@@ -34,7 +34,7 @@ def init(data_dir, admin_name, admin_email, non_interactive, tls_names) -> None:
     from service.core.bootstrap import prepare_data_dir
     from service.core.db import get_session
 
-    app = make_app(data_dir)
+    app = make_app(data_dir, must_exist=False, keeps_sessions=True)
     settings = app.config["SETTINGS"]
     verifier, cert = prepare_data_dir(app, list(tls_names))
     with app.app_context():
@@ -81,16 +81,10 @@ def init(data_dir, admin_name, admin_email, non_interactive, tls_names) -> None:
               help="Seconds a client has to send a request's headers, and then its body")
 def serve(data_dir, host, port, tls, threads, read_deadline) -> None:
     """Run the service with its production HTTP(S) server (hypercorn, service/core/server.py)."""
-    from service.core import migrate
-    from service.core.db import get_engine
     from service.core.jobs import start_background, stop_background
     from service.core.server import Server
 
-    app = make_app(data_dir)
-    try:
-        migrate.check(get_engine(app))
-    except migrate.SchemaError as exc:
-        raise click.ClickException(str(exc)) from None
+    app = make_app(data_dir, keeps_sessions=True)  # stops on a missing or outdated schema
     keys = app.config["SETTINGS"].keys_dir
     try:
         server = Server(app, host, port, threads=threads, read_deadline=read_deadline,

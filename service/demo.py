@@ -1,4 +1,12 @@
-"""`canhgac demo`: the whole service on SQLite, a mail catcher, an agent, a month of activity, a leak."""
+"""`canhgac demo`: the whole service on SQLite, a mail catcher, an agent, a month of activity, a leak.
+
+The story it tells: Xã Nhân Lý has used Canh Gác for a month; today Lê Thị D. of the culture and
+social affairs unit (OS account ``vhxh.lethid``) copies the commune's list of poor households,
+with ID and phone numbers, from /home/vhxh/AnSinh on her PC ``PC-VH_XH-01`` to a USB stick
+nobody registered. The
+agent on her PC reports it, an incident opens, leaders and police are mailed; the mail can be
+read at /demo/mail.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +14,6 @@ import random
 import secrets
 import shutil
 import socket
-import tempfile
 import threading
 import time
 import uuid
@@ -15,8 +22,6 @@ from email import message_from_bytes, policy
 from pathlib import Path
 
 import click
-
-from service.core.cliutil import data_dir_option
 
 DEMO_USERS = (
     ("admin", ["admin"], None, "Quản trị hệ thống"),
@@ -39,6 +44,17 @@ ACTORS = {
 }
 SURNAMES = ["Hoàng", "Nông", "Lương", "Vi", "Lý", "Tô", "Lăng", "Chu", "Hà", "Nguyễn"]
 GIVEN = ["Văn An", "Thị Bình", "Văn Cường", "Thị Dung", "Văn Đức", "Thị Hoa", "Văn Hùng", "Thị Lan"]
+
+
+# The official's PC the leak is staged on, and the folders of it the demo's files stand for.
+LEAK_HOST = "PC-VH_XH-01"
+LEAK_UNIT = "vh_xh"
+LEAK_ACTOR = "vhxh.lethid"
+# Like the unit's other PCs in the month of activity: Linux, the unit's files under /home/vhxh.
+LEAK_FOLDER = "/home/vhxh/AnSinh"
+LEAK_FILE = "DS_ho_ngheo_can_ngheo_thon_Ban_Chu_2026.xlsx"
+LEAK_USB = "/media/vhxh.lethid/KINGSTON"
+LEAK_PROGRAM = ("nautilus", 4312, "/usr/bin/nautilus")
 
 
 def _free_port(preferred: int) -> int:
@@ -178,30 +194,63 @@ def _ingest(app, events: list[dict], source: str) -> None:
                 session.close()
 
 
-def _create_users(app) -> dict[str, str]:
+def _create_users(app) -> tuple[dict[str, str], bool]:
+    """Create the demo accounts (or give existing ones new passwords); return them and whether new."""
     from sqlalchemy import select
 
     from service.auth.models import User
-    from service.auth.operations import create_user
+    from service.auth.operations import change_password, create_user
     from service.core.db import new_session
 
     passwords = {}
     with app.app_context():
         session = new_session(app)
         try:
-            existing = set(session.scalars(select(User.username)))
+            existing = {user.username: user for user in session.scalars(select(User))}
             for username, roles, unit, full_name in DEMO_USERS:
-                if username in existing:
-                    continue
+                # Printed once and never stored: a second run gives existing accounts new ones.
                 password = "demo-" + secrets.token_urlsafe(6)
-                create_user(session, username=username, password=password, roles=roles,
-                            email=f"{username}@nhanly.demo", unit=unit, full_name=full_name,
-                            by="demo", is_seeding=True)
+                if username in existing:
+                    change_password(session, existing[username], password, by="demo")
+                else:
+                    create_user(session, username=username, password=password, roles=roles,
+                                email=f"{username}@nhanly.demo", unit=unit, full_name=full_name,
+                                by="demo", is_seeding=True)
                 passwords[username] = password
             session.commit()
         finally:
             session.close()
-    return passwords
+    return passwords, not existing
+
+
+def _echo_accounts(passwords: dict[str, str], url: str) -> None:
+    click.echo(f"Địa chỉ / URL:  {url}/")
+    click.echo("Tài khoản demo / demo logins (tên / user, mật khẩu / password):")
+    for username, roles, _unit, full_name in DEMO_USERS:
+        if username in passwords:
+            click.echo(f"  {username:<8} {passwords[username]:<16} {full_name} ({', '.join(roles)})")
+
+
+def _as_on_the_officials_pc(event, folders: dict[str, str]):
+    """Return an agent event as the official's PC would report it: its paths, account, program."""
+    from canhgac_common.events import Process
+
+    def mapped(path: str | None) -> str | None:
+        for real, shown in folders.items():
+            if path is not None and (path == real or path.startswith(real + "/")):
+                return shown + path[len(real):]
+        return path
+
+    update = {"actor": LEAK_ACTOR}
+    if event.object is not None and event.object.path:
+        update["object"] = event.object.model_copy(update={"path": mapped(event.object.path)})
+    if event.destination is not None and event.destination.path:
+        update["destination"] = event.destination.model_copy(
+            update={"path": mapped(event.destination.path)})
+    if event.action.value in {"copy", "move"}:
+        name, pid, path = LEAK_PROGRAM
+        update["process"] = Process(name=name, pid=pid, path=path)
+    return event.model_copy(update=update)
 
 
 def _token(app) -> str:
@@ -218,17 +267,19 @@ def _token(app) -> str:
     return token
 
 
-def _count_incidents(app) -> int:
-    from sqlalchemy import func, select
+def _last_leak_alert(app) -> tuple[int, int | None]:
+    """Return the newest USB-copy alert's id (0 if none) and the incident it opened or joined."""
+    from sqlalchemy import select
 
     from service.core.db import new_session
-    from service.incidents.models import Incident
+    from service.incidents.models import Alert
 
     with app.app_context():
         session = new_session(app)
         try:
-            return session.scalar(select(func.count()).select_from(Incident).where(
-                Incident.rule_id == "sao_chep_thiet_bi_di_dong")) or 0
+            row = session.execute(select(Alert.id, Alert.incident_id).where(
+                Alert.rule_id == "sao_chep_thiet_bi_di_dong").order_by(Alert.id.desc()).limit(1)).first()
+            return (row[0], row[1]) if row else (0, None)
         finally:
             session.close()
 
@@ -243,77 +294,121 @@ def _wait(predicate, seconds: float) -> bool:
 
 
 @click.command("demo")
-@data_dir_option
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Thư mục dữ liệu của demo / the demo's data directory (mặc định / default: "
+                   "CANHGAC_DATA_DIR, rồi / then ./audit_logs); không dùng thư mục của một cài "
+                   "đặt thật / never a real installation's")
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--exit-after-leak", is_flag=True, help="Stop once the leak became an incident (tests)")
 def demo_command(data_dir, port, exit_after_leak) -> None:
-    """Start a complete demo: service, mail catcher, agent, a month of activity and a leak."""
+    """Start a complete demo: service, mail catcher, agent, a month of activity and a leak.
+
+    Its data goes where the service keeps it (./audit_logs, or --data-dir / CANHGAC_DATA_DIR),
+    never into a real installation; later `canhgac` commands find it from any folder.
+    """
     from canhgac_agent.config import AgentConfig, EgressRoot, ProtectedRoot
     from canhgac_agent.runner import Agent
-    from service import create_app
-    from service.config import load_settings
+    from service import create_app, demo_mailbox
+    from service.config import ConfigError, load_settings
     from service.core.bootstrap import prepare_data_dir
+    from service.core.cliutil import choose_data_dir, is_installed, leave_demo_pointer
     from service.core.jobs import start_background, stop_background
     from service.core.server import Server
 
-    data_dir = Path(data_dir) if data_dir else Path(tempfile.mkdtemp(prefix="canhgac-demo-"))
+    try:
+        choice = choose_data_dir(data_dir, use_demo_pointer=False)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    data_dir = choice.path
+    stage = data_dir / "demo"  # what stands for the official's PC; also marks a demo's folder
+    if is_installed(data_dir, choice.settings.database_url) and not stage.is_dir():
+        raise click.ClickException(
+            f"{data_dir} ({choice.source}) là một cài đặt thật, không phải demo / holds a real "
+            "installation, not a demo: chọn thư mục khác / choose another folder with --data-dir")
     data_dir.mkdir(parents=True, exist_ok=True)
+    stage.mkdir(exist_ok=True)
     catcher = MailCatcher(data_dir / "demo-mail")
     catcher.start()
     port = _free_port(port)
+    url = f"http://127.0.0.1:{port}"
     settings = load_settings({
         "data_dir": data_dir, "smtp_host": "127.0.0.1", "smtp_port": catcher.port,
-        "mail_from": "canhgac@nhanly.demo", "base_url": f"http://127.0.0.1:{port}",
+        "mail_from": "canhgac@nhanly.demo", "base_url": url,
         "scheduler_enabled": True, "log_level": "WARNING",
     })
     app = create_app(settings)
-    click.echo(f"Thư mục dữ liệu demo / demo data directory: {data_dir}")
+    demo_mailbox.enable(app, catcher.folder)
+    click.echo(f"Thư mục dữ liệu demo / demo data directory: {data_dir} ({choice.source})")
     verifier, _cert = prepare_data_dir(app)
-    passwords = _create_users(app)
-    click.echo("Đang tạo dữ liệu một tháng hoạt động / seeding a month of activity …")
-    _ingest(app, month_of_events(datetime.now(UTC)), source="phan-mem-nghiep-vu")
+    pointer = leave_demo_pointer(data_dir)
+    click.echo(f"Các lệnh canhgac chạy ở thư mục khác cũng dùng thư mục này / other canhgac "
+               f"commands use it from any folder (ghi trong / noted in {pointer})")
+    passwords, is_new = _create_users(app)
+    _echo_accounts(passwords, url)
+    if is_new:
+        click.echo("Đang tạo dữ liệu một tháng hoạt động / seeding a month of activity …")
+        _ingest(app, month_of_events(datetime.now(UTC)), source="phan-mem-nghiep-vu")
+    else:
+        click.echo("Dữ liệu demo lần trước được giữ nguyên / the previous demo's data is kept")
 
-    protected = data_dir / "demo" / "DuLieu" / "DanCu"
-    usb = data_dir / "demo" / "USB"
+    # The official's PC, as folders of the demo: the agent watches them, and its events name
+    # the paths they stand for (the demo cannot write to /home/vhxh or mount a USB stick).
+    pc = stage / LEAK_HOST
+    protected = pc / "home-vhxh-AnSinh"
+    usb = pc / "usb-KINGSTON"
     usb.mkdir(parents=True, exist_ok=True)
-    leaked = protected / "danh_sach_cong_dan_thon_ban_chu.xlsx"
+    leaked = protected / LEAK_FILE
     if not leaked.exists():
         write_citizen_list(leaked)
+    # A second run copies it again beside the first copy, named as a file manager would.
+    copied, number = usb / LEAK_FILE, 0
+    while copied.exists():
+        number += 1
+        copied = usb / f"{Path(LEAK_FILE).stem} ({number}){Path(LEAK_FILE).suffix}"
 
     server = Server(app, "127.0.0.1", port, threads=8)
     server.start()
     start_background(app)
 
     agent = Agent(AgentConfig(
-        server_url=f"http://127.0.0.1:{port}", token=_token(app), allow_insecure_http=True,
-        agent_id="demo-pc-cong-an", host="PC-CONG_AN-01", unit="cong_an",
-        spool_path=data_dir / "demo" / "agent-spool.db",
-        protected_roots=[ProtectedRoot(path=protected, data_class="dan_cu")],
+        server_url=url, token=_token(app), allow_insecure_http=True,
+        # Its own id: the month of activity came from the unit's software under "agent-…" ids.
+        agent_id=LEAK_HOST.lower(), host=LEAK_HOST, unit=LEAK_UNIT,
+        spool_path=stage / "agent-spool.db",
+        protected_roots=[ProtectedRoot(path=protected, data_class="an_sinh")],
         egress_roots=[EgressRoot(path=usb, kind="removable")],
         include_default_egress=False, auto_detect_removable=False, heartbeat_seconds=30,
     # The simulated leak is copied by this very process, which the agent never attributes to
     # itself: the demo names the made-up official at that PC instead.
-    ), watcher_options={"actor": "ca.nongthic"})
+    ), watcher_options={"actor": LEAK_ACTOR})
+    folders = {str(protected.resolve()): LEAK_FOLDER, str(usb.resolve()): LEAK_USB}
+    store = agent.spool.append  # the watcher shares this spool
+
+    def append(events, *, also=()):
+        return store([_as_on_the_officials_pc(e, folders) for e in events], also=also)
+
+    agent.spool.append = append
     agent.start()
     stopped = threading.Event()
     try:
         agent.wait_ready(timeout=60)
-        click.echo("Mô phỏng lộ lọt: chép danh sách công dân ra USB / simulating a leak: "
-                   "citizen list copied to the USB folder …")
-        before = _count_incidents(app)
-        shutil.copy2(leaked, usb / leaked.name)
-        is_incident = _wait(lambda: _count_incidents(app) > before, 30)
+        click.echo(f"Mô phỏng lộ lọt: {LEAK_ACTOR} chép {LEAK_FOLDER}/{LEAK_FILE} ra USB "
+                   f"{LEAK_USB} trên máy {LEAK_HOST} / simulating a leak: an official copies a "
+                   "list of poor households to an unregistered USB stick …")
+        before, _ = _last_leak_alert(app)
+        shutil.copyfile(leaked, copied)  # a fresh copy: new times, as a copy by hand has
+        # A second run's copy joins the incident the first one opened (incident_join_hours).
+        is_incident = _wait(lambda: _last_leak_alert(app)[0] > before
+                            and _last_leak_alert(app)[1] is not None, 30)
+        incident_id = _last_leak_alert(app)[1] if is_incident else None
         is_mailed = _wait(lambda: any("sự cố" in s.lower() or "Sự cố" in s for s in catcher.subjects()), 30)
         click.echo("")
-        click.echo(f"Địa chỉ / URL:  http://127.0.0.1:{port}/")
-        click.echo("Tài khoản demo / demo logins:")
-        for username, roles, _unit, _name in DEMO_USERS:
-            if username in passwords:
-                click.echo(f"  {username:<8} {passwords[username]:<16} ({', '.join(roles)})")
-        click.echo(f"Thư thông báo / notification mail: {catcher.folder} (.eml files, "
-                   f"SMTP 127.0.0.1:{catcher.port})")
+        _echo_accounts(passwords, url)
+        click.echo(f"Hộp thư demo / demo mailbox: {url}/demo/mail  (tệp .eml / files: "
+                   f"{catcher.folder}, SMTP 127.0.0.1:{catcher.port})")
         click.echo(f"Khóa xác minh nhật ký / trail verifier key: {verifier}")
-        click.echo("Sự cố đã được tạo / incident created: " + ("có / yes" if is_incident else "CHƯA / NOT YET"))
+        click.echo("Sự cố đã được tạo / incident created: " + (
+            f"có / yes: {url}/incidents/{incident_id}" if is_incident else "CHƯA / NOT YET"))
         click.echo("Thư đã gửi / mail delivered: " + ("có / yes" if is_mailed else "CHƯA / NOT YET"))
         if exit_after_leak:
             if not (is_incident and is_mailed):

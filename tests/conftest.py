@@ -67,6 +67,12 @@ def _close_engines():
         engine.dispose()
 
 
+@pytest.fixture(autouse=True)
+def _own_demo_pointer(tmp_path, monkeypatch):
+    """Keep the pointer `canhgac demo` leaves (under XDG_STATE_HOME) inside each test."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg-state"))
+
+
 @pytest.fixture
 def data_dir(tmp_path) -> Path:
     """Return an empty data directory."""

@@ -51,7 +51,9 @@ def test_checkpoint_prints_the_key_then_a_signed_note(app, session, runner, tmp_
     assert result.exit_code == 0, result.output
     settings = app.config["SETTINGS"]
     verifier = (settings.keys_dir / VERIFIER_FILE).read_text().strip()
-    assert result.output.startswith(f"Khóa xác minh / verifier key: {verifier}\n")
+    # Which data directory, then the key, on stderr: both said before the note.
+    assert result.stderr == (f"Thư mục dữ liệu / data directory: {settings.data_dir.resolve()} "
+                             f"(--data-dir)\nKhóa xác minh / verifier key: {verifier}\n")
     note = result.stdout  # exactly the note, so `canhgac checkpoint > kept.txt` keeps it whole
     assert note.startswith(settings.audit_origin + "\n")
     checkpoint = open_checkpoint(note, settings.audit_origin, [verifier])
@@ -109,3 +111,51 @@ def test_verify_shows_a_progress_bar_on_a_terminal(app, session, settings_overri
     assert "100%" in terminal
     assert "HỢP LỆ / VALID: 3000 mục" in out.decode()
     assert "1000 entries past the last signed checkpoint (size 2000)" in out.decode()
+
+
+def test_verify_gives_its_reason_in_vietnamese_then_english(app, session, runner):
+    from sqlalchemy import text
+
+    for i in range(3):
+        log.record(session, "user.created", {"by": "admin", "user": f"an{i}"}, actor="admin")
+    sign_checkpoint(session, app.config["SETTINGS"])
+    session.commit()
+    body = session.execute(text("SELECT body FROM audit_entry WHERE seq = 1")).scalar_one()
+    session.execute(text("UPDATE audit_entry SET body = :b WHERE seq = 1"),
+                    {"b": body.replace('"an1"', '"bo1"')})
+    session.commit()
+    result = runner.invoke(["verify"])
+    assert result.exit_code == 1
+    assert ("KHÔNG HỢP LỆ / INVALID: mục 1: nội dung không khớp mã băm lá đã lưu (đã bị sửa) / "
+            "entry 1: body does not match its stored leaf hash (altered)\n") in result.stderr
+
+
+def test_both_bundle_checkers_give_the_reason_in_vietnamese_then_english(app, session, runner,
+                                                                          tmp_path):
+    import zipfile
+    from importlib import resources
+
+    log.record(session, "user.created", {"by": "admin", "user": "an"}, actor="admin")
+    session.commit()
+    bundle = tmp_path / "goi.zip"
+    assert runner.invoke(["export", "-o", str(bundle)]).exit_code == 0
+    altered = tmp_path / "goi-sua.zip"
+    with zipfile.ZipFile(bundle) as src, zipfile.ZipFile(altered, "w") as dst:
+        for item in src.infolist():
+            data = src.read(item)
+            if item.filename == "entries.jsonl":
+                assert b'\\"user\\":\\"an\\"' in data  # the body is a JSON string in the line
+                data = data.replace(b'\\"user\\":\\"an\\"', b'\\"user\\":\\"bo\\"')
+            dst.writestr(item, data)
+    installed = runner.invoke(["verify", "--bundle", str(altered)])
+    assert installed.exit_code == 1
+    assert installed.stderr == (
+        "KHÔNG HỢP LỆ / INVALID: entries.jsonl: khác với manifest đã ký (dòng bị thêm, bớt hoặc "
+        "sửa) / entries.jsonl: differs from the signed manifest (lines added, removed or changed)\n")
+    checker = resources.files("service.audit").joinpath("bundle_files", "verify_bundle.py")
+    standalone = subprocess.run([sys.executable, str(checker), str(altered)], capture_output=True,
+                                text=True, timeout=60, check=False)
+    assert standalone.returncode == 1
+    assert standalone.stdout == (
+        "KHÔNG HỢP LỆ / INVALID: entries.jsonl khác với manifest đã ký (dòng bị thêm, bớt hoặc "
+        "sửa) / entries.jsonl differs from the signed manifest (lines added, removed or changed)\n")

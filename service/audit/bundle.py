@@ -18,10 +18,14 @@ import base64
 import hashlib
 import io
 import json
+import re
+import unicodedata
 import zipfile
 from dataclasses import dataclass
+from datetime import datetime
 from importlib import resources
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
 
@@ -52,7 +56,12 @@ _CHUNK = 500  # entries whose proofs are read together
 
 
 class BundleError(Exception):
-    """A bundle does not verify; the message says where."""
+    """A bundle does not verify; the message says where (``vi``: the same in Vietnamese)."""
+
+    def __init__(self, message: str, *, vi: str | None = None) -> None:
+        """Keep the Vietnamese reason beside the English one."""
+        super().__init__(message)
+        self.vi = vi
 
 
 @dataclass(frozen=True)
@@ -108,6 +117,23 @@ def _matching_rows(session: Session, flt: SearchFilter, size: int):
             return
         yield rows
         last = rows[-1].seq
+
+
+def ascii_slug(text: str) -> str:
+    """Return text as lowercase ASCII words joined by hyphens ("Xã Nhân Lý" -> "xa-nhan-ly")."""
+    # đ/Đ do not decompose into d + a mark; everything else loses its marks under NFKD.
+    plain = unicodedata.normalize("NFKD", text.replace("đ", "d").replace("Đ", "D"))
+    plain = plain.encode("ascii", "ignore").decode("ascii").lower()
+    return re.sub(r"[^a-z0-9]+", "-", plain).strip("-")
+
+
+def bundle_filename(settings: Settings, incident_id: int | None, at: datetime) -> str:
+    """Name a bundle after the commune, the incident and the local date, in ASCII (safe anywhere)."""
+    day = at.astimezone(ZoneInfo(settings.timezone)).date().isoformat()
+    parts = ["bang-chung", ascii_slug(settings.commune_name) or "canhgac"]
+    if incident_id is not None:
+        parts.append(f"su-co-{incident_id}")
+    return "-".join([*parts, day]) + ".zip"
 
 
 def export_bundle(session: Session, settings: Settings, flt: SearchFilter, output: Path,
@@ -171,18 +197,21 @@ def _read_bundle(path: Path) -> dict[str, bytes]:
         with zipfile.ZipFile(path) as bundle:
             return {name: bundle.read(name) for name in names}
     except KeyError as exc:
-        raise BundleError(f"not a complete bundle: {exc.args[0]}") from exc
+        raise BundleError(f"not a complete bundle: {exc.args[0]}",
+                          vi="gói không đầy đủ: thiếu tệp trong gói") from exc
     except (OSError, zipfile.BadZipFile) as exc:
-        raise BundleError(f"not a readable bundle: {exc}") from exc
+        raise BundleError(f"not a readable bundle: {exc}",
+                          vi="không đọc được gói (không phải tệp .zip nguyên vẹn)") from exc
 
 
 def _open(note: bytes, keys, what: str):
     try:
         return verify_note(note, keys)
     except UnverifiedNoteError as exc:
-        raise BundleError(f"{what}: not signed by the trusted key") from exc
+        raise BundleError(f"{what}: not signed by the trusted key",
+                          vi=f"{what}: không được ký bằng khóa bạn tin") from exc
     except NoteError as exc:
-        raise BundleError(f"{what}: {exc}") from exc
+        raise BundleError(f"{what}: {exc}", vi=f"{what}: chữ ký sai hoặc không đúng định dạng") from exc
 
 
 def verify_bundle(path: Path, *, keys: list[str] | None = None) -> BundleSummary:
@@ -193,7 +222,7 @@ def verify_bundle(path: Path, *, keys: list[str] | None = None) -> BundleSummary
         key_texts = keys or [files[KEY_FILE].decode("utf-8").strip()]
         trusted = [parse_verifier_key(k.strip()) for k in key_texts]
     except (NoteError, UnicodeDecodeError) as exc:
-        raise BundleError(f"{KEY_FILE}: {exc}") from exc
+        raise BundleError(f"{KEY_FILE}: {exc}", vi="khóa xác minh sai định dạng") from exc
 
     opened = _open(files[CHECKPOINT_FILE], trusted, CHECKPOINT_FILE)
     signer = opened.verified[0].name
@@ -201,30 +230,37 @@ def verify_bundle(path: Path, *, keys: list[str] | None = None) -> BundleSummary
         # Our convention: the key is named after the log, so a checkpoint names its signer's log.
         checkpoint = parse_checkpoint(opened.text, origin=signer)
     except ValueError as exc:
-        raise BundleError(f"{CHECKPOINT_FILE}: {exc}") from exc
+        raise BundleError(f"{CHECKPOINT_FILE}: {exc}",
+                          vi=f"{CHECKPOINT_FILE}: không phải checkpoint hợp lệ") from exc
 
     statement = _open(files[MANIFEST_SIG_FILE], trusted, MANIFEST_SIG_FILE).text
     if statement != manifest_statement(checkpoint.origin, files[MANIFEST_FILE]):
         raise BundleError(f"{MANIFEST_FILE}: does not match its signature {MANIFEST_SIG_FILE} "
-                          "(the manifest was altered)")
+                          "(the manifest was altered)",
+                          vi=f"{MANIFEST_FILE}: không khớp chữ ký {MANIFEST_SIG_FILE} (manifest đã bị sửa)")
     try:
         manifest = json.loads(files[MANIFEST_FILE])
         declared = manifest["files"]
         if manifest["format"] != FORMAT:
-            raise BundleError(f"{MANIFEST_FILE}: unknown format {manifest['format']!r}")
+            raise BundleError(f"{MANIFEST_FILE}: unknown format {manifest['format']!r}",
+                              vi=f"{MANIFEST_FILE}: định dạng không biết {manifest['format']!r}")
     except (ValueError, KeyError, TypeError) as exc:
-        raise BundleError(f"{MANIFEST_FILE}: malformed ({exc})") from exc
+        raise BundleError(f"{MANIFEST_FILE}: malformed ({exc})",
+                          vi=f"{MANIFEST_FILE}: sai định dạng") from exc
     for name in (ENTRIES_FILE, CHECKPOINT_FILE):
         if declared.get(name) != hashlib.sha256(files[name]).hexdigest():
             raise BundleError(f"{name}: differs from the signed manifest (lines added, removed "
-                              "or changed)")
+                              "or changed)", vi=f"{name}: khác với manifest đã ký (dòng bị thêm, "
+                              "bớt hoặc sửa)")
     if manifest.get("tree_size") != checkpoint.size:
-        raise BundleError(f"{MANIFEST_FILE}: tree size differs from {CHECKPOINT_FILE}")
+        raise BundleError(f"{MANIFEST_FILE}: tree size differs from {CHECKPOINT_FILE}",
+                          vi=f"{MANIFEST_FILE}: kích thước cây khác với {CHECKPOINT_FILE}")
 
     count = _verify_entries(files[ENTRIES_FILE], checkpoint.size, checkpoint.root)
     if count != manifest.get("entries"):
         raise BundleError(f"{ENTRIES_FILE}: {count} lines, the manifest says "
-                          f"{manifest.get('entries')}")
+                          f"{manifest.get('entries')}", vi=f"{ENTRIES_FILE}: có {count} dòng, "
+                          f"manifest ghi {manifest.get('entries')}")
     return BundleSummary(count, checkpoint.size, checkpoint.origin,
                          str(manifest.get("exported_at")), str(manifest.get("exported_by")),
                          str(trusted[0]), is_key_from_bundle)
@@ -236,21 +272,25 @@ def _verify_entries(data: bytes, size: int, root: bytes) -> int:
     count = 0
     for number, line in enumerate(io.BytesIO(data), 1):
         where = f"{ENTRIES_FILE} line {number}"
+        where_vi = f"{ENTRIES_FILE} dòng {number}"
         try:
             item = json.loads(line)
             seq, body = item["seq"], item["body"].encode("utf-8")
             proof = [base64.b64decode(p, validate=True) for p in item["inclusion_proof"]]
             entry = json.loads(body)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise BundleError(f"{where}: malformed ({exc})") from exc
+            raise BundleError(f"{where}: malformed ({exc})", vi=f"{where_vi}: sai định dạng") from exc
         if not isinstance(seq, int) or isinstance(seq, bool) or seq <= previous:
-            raise BundleError(f"{where}: entry numbers must increase")
+            raise BundleError(f"{where}: entry numbers must increase",
+                              vi=f"{where_vi}: số mục phải tăng dần")
         if not isinstance(entry, dict) or set(entry) != ENTRY_FIELDS or entry["seq"] != seq:
-            raise BundleError(f"{where}: the body is not entry {seq}")
+            raise BundleError(f"{where}: the body is not entry {seq}",
+                              vi=f"{where_vi}: nội dung không phải mục {seq}")
         try:
             merkle.verify_inclusion(merkle.leaf_hash(body), seq, size, proof, root)
         except merkle.ProofError as exc:
-            raise BundleError(f"{where}: entry {seq} is not in the signed log ({exc})") from exc
+            raise BundleError(f"{where}: entry {seq} is not in the signed log ({exc})",
+                              vi=f"{where_vi}: mục {seq} không nằm trong nhật ký đã ký (đã bị sửa)") from exc
         previous = seq
         count += 1
     return count

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import base64
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import click
 
+from service.config import ConfigError
 from service.core.cliutil import cli_actor, data_dir_option, make_app
+
+VIETNAM = "Asia/Ho_Chi_Minh"
 
 # Exit codes of `canhgac verify`: 0 VALID, 1 INVALID, 3 UNANCHORED (the entries agree with each
 # other but no signed checkpoint covers any of them). Not 2: click uses 2 for usage errors.
@@ -16,10 +21,39 @@ EXIT_INVALID = 1
 EXIT_UNANCHORED = 3
 
 
-def _invalid(message: str) -> None:
-    """Print the verdict and exit 1 (what scripts and the police look for)."""
-    click.echo(f"KHÔNG HỢP LỆ / INVALID: {message}", err=True)
+def _invalid(error: Exception) -> None:
+    """Print the verdict, the reason in Vietnamese then English, and exit 1."""
+    # As the bundle's verify_bundle.py says it: "KHÔNG HỢP LỆ / INVALID: <vi> / <en>".
+    vi = getattr(error, "vi", None)
+    click.echo(f"KHÔNG HỢP LỆ / INVALID: {vi + ' / ' if vi else ''}{error}", err=True)
     sys.exit(EXIT_INVALID)
+
+
+def _zone() -> str:
+    """Return the configured time zone for people (Asia/Ho_Chi_Minh unless set otherwise)."""
+    from service.config import load_settings
+
+    try:
+        return load_settings().timezone
+    except ConfigError:
+        return VIETNAM
+
+
+def local_time(value: datetime | str | None, zone: str) -> tuple[str, str]:
+    """Return a UTC time as people read it: (Vietnamese, English) "dd/mm/yyyy HH:MM:SS (zone)"."""
+    if value is None or value == "":
+        return "?", "?"
+    try:
+        moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    except ValueError:
+        return str(value), str(value)  # not a time: shown as written, never invented
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    text = moment.astimezone(ZoneInfo(zone)).strftime("%d/%m/%Y %H:%M:%S")
+    if zone == VIETNAM:
+        # As the bundle's own verify_bundle.py says it.
+        return f"{text} (giờ Việt Nam)", f"{text} (Vietnam time, UTC+7)"
+    return f"{text} ({zone})", f"{text} ({zone})"
 
 
 def _key_values(values: tuple[str, ...]) -> list[str]:
@@ -61,9 +95,12 @@ def _verify_bundle(bundle: str, keys: list[str]) -> None:
     try:
         summary = verify_bundle(Path(bundle), keys=keys or None)
     except BundleError as exc:
-        _invalid(str(exc))
+        _invalid(exc)
+    vi_at, en_at = local_time(summary.exported_at, _zone())
     click.echo(f"HỢP LỆ / VALID: {summary.entries} mục có trong nhật ký đã ký {summary.origin} "
-               f"({summary.tree_size} mục) / {summary}")
+               f"({summary.tree_size} mục); xuất lúc {vi_at} bởi {summary.exported_by}")
+    click.echo(f"  {summary.entries} entries proven in the signed log of {summary.tree_size} "
+               f"entries; exported {en_at} by {summary.exported_by}")
     if summary.is_key_from_bundle:
         click.echo(f"Khóa xác minh trong gói / verifier key in the bundle: {summary.verifier_key}\n"
                    "  Hãy so sánh với khóa đã lưu trên giấy / compare it with the key kept on paper")
@@ -93,8 +130,9 @@ def verify_command(data_dir, kept, bundle, keys, deep) -> None:
 
     from service.audit.keys import KeyMissingError, load_verifier_key
     from service.audit.log import tree_size
+    from service.audit.operations import latest_checkpoint
     from service.audit.verify import VerifyError, verify_log
-    from service.core.db import get_session
+    from service.core.db import get_session, utcnow
 
     app = make_app(data_dir)
     settings = app.config["SETTINGS"]
@@ -106,6 +144,8 @@ def verify_command(data_dir, kept, bundle, keys, deep) -> None:
     with app.app_context():
         session = get_session()
         try:
+            last = latest_checkpoint(session)
+            last_signed_at = last.signed_at if last is not None else None
             total = tree_size(session)
             options = {"origin": settings.audit_origin, "external_notes": notes, "deep": deep}
             if sys.stderr.isatty() and total:
@@ -122,7 +162,7 @@ def verify_command(data_dir, kept, bundle, keys, deep) -> None:
                 report = verify_log(session, trusted, **options)
         except VerifyError as exc:
             session.rollback()
-            _invalid(str(exc))
+            _invalid(exc)
         except SQLAlchemyError as exc:
             session.rollback()
             raise click.ClickException(
@@ -144,6 +184,10 @@ def verify_command(data_dir, kept, bundle, keys, deep) -> None:
             "leaves; check against a checkpoint kept outside (--checkpoint).", err=True)
         sys.exit(EXIT_UNANCHORED)
     click.echo(f"HỢP LỆ / VALID: {summary}")
+    checked_vi, checked_en = local_time(utcnow(), settings.timezone)
+    signed_vi, signed_en = local_time(last_signed_at, settings.timezone)
+    click.echo(f"Kiểm tra lúc {checked_vi}; máy chủ ký checkpoint gần nhất lúc {signed_vi} / "
+               f"checked at {checked_en}; the server last signed a checkpoint at {signed_en}")
     click.echo(
         f"{report.entries_past_last_checkpoint} mục sau checkpoint đã ký cuối cùng (kích thước "
         f"{report.last_signed_size}), chưa có chữ ký bao gồm / {report.entries_past_last_checkpoint} "
@@ -158,8 +202,10 @@ def verify_command(data_dir, kept, bundle, keys, deep) -> None:
 
 @click.command("export")
 @data_dir_option
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="Tệp gói (.zip) / bundle file to write")
+@click.option("-o", "--output", default=None, type=click.Path(dir_okay=False, path_type=Path),
+              help="Tệp gói (.zip); mặc định bang-chung-<xã>[-su-co-<số>]-<ngày>.zip trong thư mục "
+                   "hiện tại / bundle file to write; by default named after the commune, the "
+                   "incident and the date, in the current folder")
 @click.option("--since", default=None,
               help="Từ (ISO, giờ Việt Nam nếu không ghi múi giờ) / from (ISO date/time, "
                    "Asia/Ho_Chi_Minh when no offset)")
@@ -174,10 +220,10 @@ def verify_command(data_dir, kept, bundle, keys, deep) -> None:
 @click.option("--kind", default=None, help="Loại mục / entry kind (event, user.created, …)")
 def export_command(data_dir, output, **filters) -> None:
     """Write an evidence bundle (zip) of the matching entries with proofs and a checkpoint."""
-    from service.audit.bundle import BundleError, export_bundle
+    from service.audit.bundle import BundleError, bundle_filename, export_bundle
     from service.audit.keys import KeyMissingError
     from service.audit.search import SearchFilter
-    from service.core.db import get_session
+    from service.core.db import get_session, utcnow
 
     app = make_app(data_dir)
     with app.app_context():
@@ -185,6 +231,7 @@ def export_command(data_dir, output, **filters) -> None:
             flt = SearchFilter.from_strings(app.config["SETTINGS"].timezone, **filters)
         except ValueError as exc:
             raise click.ClickException(str(exc)) from None
+        output = output or Path(bundle_filename(app.config["SETTINGS"], flt.incident_id, utcnow()))
         session = get_session()
         try:
             count = export_bundle(session, app.config["SETTINGS"], flt, output, by=cli_actor())

@@ -66,13 +66,32 @@ _NOTE_IN_TEXT = re.compile(
 
 
 class VerifyError(Exception):
-    """The trail does not hold; the message names the first bad entry or checkpoint."""
+    """The trail does not hold; the message names the first bad entry or checkpoint.
 
-    def __init__(self, message: str, *, seq: int | None = None, checkpoint: str | None = None):
+    ``str()`` is the English reason (logs, tests); ``vi`` the same reason in Vietnamese, which
+    the CLI prints first.
+    """
+
+    def __init__(self, message: str, *, vi: str | None = None, seq: int | None = None,
+                 checkpoint: str | None = None):
         """Keep which entry (seq) or checkpoint (label) failed, for callers and tests."""
         super().__init__(message)
+        self.vi = vi
         self.seq = seq
         self.checkpoint = checkpoint
+
+
+_LABEL_VI = ((re.compile(r"^kept checkpoint (.*) \(size (\d+)\)$"), r"checkpoint đã giữ \1 (kích thước \2)"),
+             (re.compile(r"^kept checkpoint (.*)$"), r"checkpoint đã giữ \1"),
+             (re.compile(r"^checkpoint #(\d+) \(size (\d+)\)$"), r"checkpoint #\1 (kích thước \2)"))
+
+
+def vi_label(label: str) -> str:
+    """Return a checkpoint's label ("kept checkpoint cp.txt (size 7)") in Vietnamese."""
+    for pattern, replacement in _LABEL_VI:
+        if pattern.match(label):
+            return pattern.sub(replacement, label)
+    return label
 
 
 @dataclass
@@ -175,24 +194,29 @@ def open_trusted_checkpoint(note: str, keys: Sequence[str | VerifierKey], origin
         raise VerifyError(
             f"{label}: not signed by a trusted key (signed by: {signers}); the signing key "
             "was replaced, or the checkpoint is from another log",
+            vi=f"{vi_label(label)}: không được ký bằng khóa bạn tin (ký bởi: {signers}); khóa ký "
+               "đã bị thay, hoặc checkpoint thuộc một nhật ký khác",
             checkpoint=label,
         ) from exc
     except InvalidSignatureError as exc:
         raise VerifyError(f"{label}: signature does not verify: the note was altered ({exc})",
+                          vi=f"{vi_label(label)}: chữ ký không khớp: nội dung đã bị sửa",
                           checkpoint=label) from exc
     except NoteError as exc:
-        raise VerifyError(f"{label}: not a signed note ({exc})", checkpoint=label) from exc
+        raise VerifyError(f"{label}: not a signed note ({exc})",
+                          vi=f"{vi_label(label)}: không phải văn bản có chữ ký", checkpoint=label) from exc
     try:
         return parse_checkpoint(text, origin=origin)
     except CheckpointError as exc:
         raise VerifyError(f"{label}: not a checkpoint of this log ({exc})",
+                          vi=f"{vi_label(label)}: không phải checkpoint của nhật ký này",
                           checkpoint=label) from exc
 
 
 def _trusted_keys(verifier_keys: Iterable[str | VerifierKey]) -> list[str | VerifierKey]:
     keys = [verifier_keys] if isinstance(verifier_keys, str | VerifierKey) else list(verifier_keys)
     if not keys:
-        raise VerifyError("no trusted verifier key given")
+        raise VerifyError("no trusted verifier key given", vi="không có khóa xác minh nào được tin")
     return keys
 
 
@@ -208,7 +232,8 @@ def _collect_targets(conn: Connection, keys, origin, external_notes, size) -> tu
         parsed = open_trusted_checkpoint(note, keys, origin, label)
         if parsed.size != cp_size or parsed.root != bytes(cp_root):
             raise VerifyError(f"{label}: the stored size or root differs from its signed note",
-                              checkpoint=label)
+                              vi=f"{vi_label(label)}: kích thước hoặc gốc lưu trong cơ sở dữ liệu "
+                                 "khác với bản đã ký", checkpoint=label)
         targets.append(_Target(parsed.size, parsed.root, label))
     external_sizes = []
     for i, item in enumerate(external_notes, 1):
@@ -221,6 +246,8 @@ def _collect_targets(conn: Connection, keys, origin, external_notes, size) -> tu
             raise VerifyError(
                 f"{target.label}: it covers {target.size} entries but the log now has {size}: "
                 "entries were removed (the tail was truncated)",
+                vi=f"{vi_label(target.label)}: checkpoint bao gồm {target.size} mục nhưng nhật ký "
+                   f"nay chỉ có {size}: các mục cuối đã bị xóa (nhật ký bị cắt bớt)",
                 seq=size, checkpoint=target.label,
             )
     targets.sort(key=lambda t: t.size)
@@ -247,16 +274,21 @@ def _check_numbering(conn: Connection, size: int) -> None:
         for seq in seqs:
             if seq >= size:
                 raise VerifyError(f"entry {seq}: present beyond the end of the log (size {size}): "
-                                  "an entry was inserted", seq=seq)
+                                  "an entry was inserted",
+                                  vi=f"mục {seq}: nằm ngoài cuối nhật ký (kích thước {size}): "
+                                     "một mục đã bị chèn thêm", seq=seq)
             if seq != expected:
                 raise VerifyError(f"entry {expected}: missing (removed); the next entry present "
-                                  f"is {seq}", seq=expected)
+                                  f"is {seq}", vi=f"mục {expected}: bị mất (đã bị xóa); mục kế tiếp "
+                                  f"còn lại là {seq}", seq=expected)
             expected += 1
         if len(seqs) < 50000:
             break
     if expected < size:
         raise VerifyError(f"entry {expected}: missing; entries {expected}..{size - 1} were "
-                          "removed (the tail was truncated)", seq=expected)
+                          "removed (the tail was truncated)",
+                          vi=f"mục {expected}: bị mất; các mục {expected}..{size - 1} đã bị xóa "
+                             "(nhật ký bị cắt bớt)", seq=expected)
 
 
 def _fast_range_sql(conn: Connection) -> str:
@@ -395,10 +427,14 @@ def _describe_node_mismatch(level: int, index: int, leaf_ok: bool) -> VerifyErro
     if level == 1 and leaf_ok:
         return VerifyError(
             f"entry {first} or {last}: changed together with its leaf hash (the stored tree node "
-            f"over entries {first}-{last} no longer matches them)", seq=first)
+            f"over entries {first}-{last} no longer matches them)",
+            vi=f"mục {first} hoặc {last}: bị sửa cùng với mã băm lá (nút cây lưu cho các mục "
+               f"{first}-{last} không còn khớp)", seq=first)
     return VerifyError(
         f"entries {first}-{last}: the stored tree node (level {level}, index {index}) does not "
-        "match them: entries were changed and rehashed, or the node table was altered", seq=first)
+        "match them: entries were changed and rehashed, or the node table was altered",
+        vi=f"các mục {first}-{last}: nút cây lưu (tầng {level}, vị trí {index}) không khớp: các mục "
+           "đã bị sửa rồi băm lại, hoặc bảng nút đã bị sửa", seq=first)
 
 
 def check_entry_body(seq: int, body: str | bytes, stored_leaf: bytes) -> bytes:
@@ -413,22 +449,27 @@ def _check_body(seq: int, data: bytes, stored_leaf: bytes) -> dict:
     try:
         parsed = json.loads(data)
     except ValueError as exc:
-        raise VerifyError(f"entry {seq}: body is not JSON (altered)", seq=seq) from exc
+        raise VerifyError(f"entry {seq}: body is not JSON (altered)",
+                          vi=f"mục {seq}: nội dung không phải JSON (đã bị sửa)", seq=seq) from exc
     if not isinstance(parsed, dict) or set(parsed) != ENTRY_FIELDS:
-        raise VerifyError(f"entry {seq}: body is not an entry object (altered)", seq=seq)
+        raise VerifyError(f"entry {seq}: body is not an entry object (altered)",
+                          vi=f"mục {seq}: nội dung không phải một mục nhật ký (đã bị sửa)", seq=seq)
     if parsed["seq"] != seq:
         raise VerifyError(f"entry {seq}: its body is entry {parsed['seq']!r}: entries were moved, "
-                          "reordered or inserted", seq=seq)
+                          "reordered or inserted",
+                          vi=f"mục {seq}: nội dung là của mục {parsed['seq']!r}: các mục đã bị dời, "
+                             "đổi thứ tự hoặc chèn thêm", seq=seq)
     try:
         is_canonical = canonical_json(parsed) == data
     except CanonicalizationError:
         is_canonical = False
     if not is_canonical:
-        raise VerifyError(f"entry {seq}: body is not canonical JSON (altered)", seq=seq)
+        raise VerifyError(f"entry {seq}: body is not canonical JSON (altered)",
+                          vi=f"mục {seq}: nội dung không ở dạng JSON chuẩn tắc (đã bị sửa)", seq=seq)
     leaf = merkle.leaf_hash(data)
     if leaf != bytes(stored_leaf):
         raise VerifyError(f"entry {seq}: body does not match its stored leaf hash (altered)",
-                          seq=seq)
+                          vi=f"mục {seq}: nội dung không khớp mã băm lá đã lưu (đã bị sửa)", seq=seq)
     return parsed
 
 
@@ -438,6 +479,7 @@ def _check_row(seq: int, body: str, stored_leaf: bytes, kind: str, recorded_at) 
     parsed = _check_body(seq, data, stored_leaf)
     if parsed["kind"] != kind or parsed["recorded_at"] != log.recorded_at_text(recorded_at):
         raise VerifyError(f"entry {seq}: the kind or time column differs from the body (altered)",
+                          vi=f"mục {seq}: cột loại mục hoặc thời gian khác với nội dung (đã bị sửa)",
                           seq=seq)
     return merkle.leaf_hash(data)
 
@@ -494,11 +536,13 @@ def _thorough_pass(session: Session, size: int, targets: list[_Target], progress
         leaves = []
         for seq, body, stored_leaf, kind, recorded_at in rows:
             if seq != expected:
-                raise VerifyError(f"entry {expected}: missing (removed)", seq=expected)
+                raise VerifyError(f"entry {expected}: missing (removed)",
+                              vi=f"mục {expected}: bị mất (đã bị xóa)", seq=expected)
             leaves.append(_check_row(seq, body, stored_leaf, kind, recorded_at))
             expected += 1
         if expected != end:
-            raise VerifyError(f"entry {expected}: missing (removed)", seq=expected)
+            raise VerifyError(f"entry {expected}: missing (removed)",
+                              vi=f"mục {expected}: bị mất (đã bị xóa)", seq=expected)
         _check_nodes(conn, tree.append(leaves))
         if end in by_size:
             _thorough_check(tree, by_size[end], previous)
@@ -516,7 +560,10 @@ def _thorough_check(tree: merkle.CompactRange, targets: Iterable[_Target], previ
             raise VerifyError(
                 f"{target.label}: the entries do not reproduce its signed root: the log was "
                 f"rewritten after it was signed (somewhere in entries {previous}..{tree.size - 1},"
-                " with every hash recomputed)", checkpoint=target.label, seq=previous,
+                " with every hash recomputed)",
+                vi=f"{vi_label(target.label)}: các mục không tái tạo được gốc đã ký: nhật ký đã bị "
+                   f"viết lại sau khi ký (ở đâu đó trong các mục {previous}..{tree.size - 1}, mọi "
+                   "mã băm được tính lại)", checkpoint=target.label, seq=previous,
             )
 
 
@@ -528,10 +575,11 @@ def _check_border(conn: Connection, tree: merkle.CompactRange) -> None:
         if stored.get((level, index)) != h:
             if level == 0:
                 raise VerifyError(f"entry {index}: its stored leaf hash does not match its body "
-                                  "(altered)", seq=index)
+                                  "(altered)", vi=f"mục {index}: mã băm lá đã lưu không khớp nội "
+                                  "dung (đã bị sửa)", seq=index)
             raise _describe_node_mismatch(level, index, leaf_ok=False)
     raise VerifyError("the stored tree border does not match the entries: the node table was "
-                      "altered")
+                      "altered", vi="đường biên cây lưu không khớp các mục: bảng nút đã bị sửa")
 
 
 def _count_nodes(conn: Connection, size: int) -> None:
@@ -540,7 +588,9 @@ def _count_nodes(conn: Connection, size: int) -> None:
     expected = size - size.bit_count()
     if count != expected:
         raise VerifyError(f"the node table holds {count} tree nodes, a tree of {size} entries "
-                          f"has {expected}: nodes were added or removed")
+                          f"has {expected}: nodes were added or removed",
+                          vi=f"bảng nút có {count} nút, cây {size} mục phải có {expected}: nút đã "
+                             "bị thêm hoặc xóa")
 
 
 def _stored_root(session: Session, size: int) -> bytes | None:

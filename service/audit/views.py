@@ -31,7 +31,7 @@ from service.audit.operations import latest_checkpoint, sign_checkpoint
 from service.audit.search import SearchFilter, search_query
 from service.auth.access import roles_required
 from service.core.csvfile import SafeCSV
-from service.core.db import get_session
+from service.core.db import get_session, utcnow
 
 bp = Blueprint("audit", __name__, url_prefix="/audit")
 PAGE_SIZE = 50
@@ -145,7 +145,7 @@ def export_csv():
 @roles_required("police")
 def export_bundle_view():
     """Export the matching entries as an evidence bundle (audited)."""
-    from service.audit.bundle import export_bundle
+    from service.audit.bundle import bundle_filename, export_bundle
 
     flt = _filter_from_request()
     session = get_session()
@@ -159,5 +159,6 @@ def export_bundle_view():
         flash(_("Không có mục nào khớp bộ lọc."), "info")
         return redirect(url_for("audit.search", **{k: v for k, v in request.form.items()
                                                    if k in FILTER_FIELDS}))
+    name = bundle_filename(current_app.config["SETTINGS"], flt.incident_id, utcnow())
     return send_file(io.BytesIO(data), mimetype="application/zip", as_attachment=True,
-                     download_name="bang-chung.zip")
+                     download_name=name)

@@ -17,6 +17,7 @@ the bundle does not verify, 2 on a usage error.
 
 import base64
 import binascii
+import datetime
 import hashlib
 import json
 import os
@@ -24,11 +25,16 @@ import sys
 import zipfile
 
 FORMAT = "canhgac-evidence-bundle/1"
+VIETNAM = datetime.timezone(datetime.timedelta(hours=7))
 ENTRY_FIELDS = {"seq", "recorded_at", "kind", "body"}
 
 
 class Invalid(Exception):
-    """The bundle does not verify."""
+    """The bundle does not verify: the reason in English, and in Vietnamese (vi)."""
+
+    def __init__(self, message, vi=None):
+        super().__init__(message)
+        self.vi = vi
 
 
 def leaf_hash(data):
@@ -49,15 +55,15 @@ def b64decode(text):
 def root_from_inclusion_proof(index, size, leaf, proof):
     """RFC 9162 section 2.1.3.2."""
     if not 0 <= index < size:
-        raise Invalid("entry number beyond the tree size")
+        raise Invalid("entry number beyond the tree size", "số mục vượt quá kích thước cây")
     inner = (index ^ (size - 1)).bit_length()
     expected = inner + bin(index >> inner).count("1")
     if len(proof) != expected or any(len(p) != 32 for p in proof):
-        raise Invalid("inclusion proof has the wrong shape")
+        raise Invalid("inclusion proof has the wrong shape", "bằng chứng bao hàm sai cấu trúc")
     fn, sn, r = index, size - 1, leaf
     for p in proof:
         if sn == 0:
-            raise Invalid("inclusion proof too long")
+            raise Invalid("inclusion proof too long", "bằng chứng bao hàm quá dài")
         if fn & 1 or fn == sn:
             r = node_hash(p, r)
             if not fn & 1:
@@ -69,7 +75,7 @@ def root_from_inclusion_proof(index, size, leaf, proof):
         fn >>= 1
         sn >>= 1
     if sn != 0:
-        raise Invalid("inclusion proof too short")
+        raise Invalid("inclusion proof too short", "bằng chứng bao hàm quá ngắn")
     return r
 
 
@@ -77,17 +83,17 @@ def parse_verifier_key(text):
     """name+keyid+base64(0x01 || 32-byte Ed25519 public key); key id checked."""
     parts = text.strip().split("+", 2)  # base64 may itself contain "+"
     if len(parts) != 3 or not parts[0]:
-        raise Invalid("malformed verifier key")
+        raise Invalid("malformed verifier key", "khóa xác minh sai định dạng")
     name, key_id, key64 = parts
     try:
         raw = b64decode(key64)
     except (ValueError, binascii.Error):
-        raise Invalid("malformed verifier key") from None
+        raise Invalid("malformed verifier key", "khóa xác minh sai định dạng") from None
     if len(raw) != 33 or raw[0] != 1:
-        raise Invalid("only Ed25519 verifier keys are supported")
+        raise Invalid("only Ed25519 verifier keys are supported", "chỉ hỗ trợ khóa xác minh Ed25519")
     expected = hashlib.sha256(name.encode("utf-8") + b"\n" + raw).digest()[:4]
     if expected.hex() != key_id.lower():
-        raise Invalid("verifier key id does not match its key")
+        raise Invalid("verifier key id does not match its key", "mã khóa không khớp với khóa xác minh")
     return name, expected, raw[1:]
 
 
@@ -99,45 +105,47 @@ def open_note(note, keys, what):
     try:
         note = note.decode("utf-8")
     except UnicodeDecodeError:
-        raise Invalid(what + ": not UTF-8") from None
+        raise Invalid(what + ": not UTF-8", what + ": không phải văn bản UTF-8") from None
     split = note.rfind("\n\n")
     if split < 0 or not note.endswith("\n"):
-        raise Invalid(what + ": not a signed note")
+        raise Invalid(what + ": not a signed note", what + ": không phải văn bản có chữ ký")
     text, block = note[: split + 1], note[split + 2 :]
     signer = None
     for line in block[:-1].split("\n"):
         if not line.startswith("\u2014 "):
-            raise Invalid(what + ": malformed signature line")
+            raise Invalid(what + ": malformed signature line", what + ": dòng chữ ký sai định dạng")
         name, _, sig64 = line[2:].partition(" ")
         try:
             sig = base64.b64decode(sig64, validate=True)
         except (ValueError, binascii.Error):
-            raise Invalid(what + ": malformed signature") from None
+            raise Invalid(what + ": malformed signature", what + ": chữ ký sai định dạng") from None
         for key_name, key_id, public in keys:
             if key_name == name and sig[:4] == key_id:
                 try:
                     Ed25519PublicKey.from_public_bytes(public).verify(sig[4:], text.encode("utf-8"))
                 except InvalidSignature:
-                    raise Invalid(what + ": invalid signature by " + name) from None
+                    raise Invalid(what + ": invalid signature by " + name,
+                                  what + ": chữ ký không khớp (nội dung đã bị sửa), ký bởi " + name) from None
                 signer = signer or name
     if signer is None:
-        raise Invalid(what + ": not signed by the trusted key")
+        raise Invalid(what + ": not signed by the trusted key", what + ": không được ký bằng khóa bạn tin")
     return text, signer
 
 
 def parse_checkpoint(text, origin):
     lines = text[:-1].split("\n")
     if len(lines) < 3 or lines[0] != origin:
-        raise Invalid("checkpoint is not from the log of the trusted key")
+        raise Invalid("checkpoint is not from the log of the trusted key",
+                      "checkpoint không thuộc nhật ký của khóa bạn tin")
     size_text = lines[1]
     if not size_text.isdigit() or not size_text.isascii() or str(int(size_text)) != size_text:
-        raise Invalid("malformed checkpoint size")
+        raise Invalid("malformed checkpoint size", "kích thước trong checkpoint sai định dạng")
     try:
         root = b64decode(lines[2])
     except (ValueError, binascii.Error):
-        raise Invalid("malformed checkpoint root") from None
+        raise Invalid("malformed checkpoint root", "gốc trong checkpoint sai định dạng") from None
     if len(root) != 32:
-        raise Invalid("malformed checkpoint root")
+        raise Invalid("malformed checkpoint root", "gốc trong checkpoint sai định dạng")
     return int(size_text), root
 
 
@@ -148,9 +156,10 @@ def verify(path, key_texts):
             files = {name: bundle.read(name) for name in (
                 "entries.jsonl", "checkpoint.txt", "verifier.key", "manifest.json", "manifest.sig")}
     except KeyError as exc:
-        raise Invalid("not a complete bundle: " + str(exc)) from None
+        raise Invalid("not a complete bundle: " + str(exc), "gói không đầy đủ: thiếu tệp trong gói") from None
     except (OSError, zipfile.BadZipFile) as exc:
-        raise Invalid("not a readable bundle: " + str(exc)) from None
+        raise Invalid("not a readable bundle: " + str(exc),
+                      "không đọc được gói (không phải tệp .zip nguyên vẹn)") from None
     if not key_texts:
         key_texts = [files["verifier.key"].decode("utf-8", "replace")]
     keys = [parse_verifier_key(k) for k in key_texts]
@@ -160,40 +169,60 @@ def verify(path, key_texts):
     statement, _ = open_note(files["manifest.sig"], keys, "manifest.sig")
     expected = FORMAT + "\n" + signer + "\n" + hashlib.sha256(files["manifest.json"]).hexdigest() + "\n"
     if statement != expected:
-        raise Invalid("manifest.json does not match its signature (altered)")
+        raise Invalid("manifest.json does not match its signature (altered)",
+                      "manifest.json không khớp chữ ký (đã bị sửa)")
     try:
         manifest = json.loads(files["manifest.json"].decode("utf-8"))
         declared = manifest["files"]
         count_declared = manifest["entries"]
     except (ValueError, KeyError, TypeError):
-        raise Invalid("manifest.json is malformed") from None
+        raise Invalid("manifest.json is malformed", "manifest.json sai định dạng") from None
     for name in ("entries.jsonl", "checkpoint.txt"):
         if declared.get(name) != hashlib.sha256(files[name]).hexdigest():
-            raise Invalid(name + " differs from the signed manifest (lines added, removed or changed)")
+            raise Invalid(name + " differs from the signed manifest (lines added, removed or changed)",
+                          name + " khác với manifest đã ký (dòng bị thêm, bớt hoặc sửa)")
     if manifest.get("tree_size") != size:
-        raise Invalid("manifest.json tree size differs from checkpoint.txt")
+        raise Invalid("manifest.json tree size differs from checkpoint.txt",
+                      "kích thước cây trong manifest.json khác với checkpoint.txt")
 
     previous, count = -1, 0
     for number, line in enumerate(files["entries.jsonl"].splitlines(), 1):
         where = f"entries.jsonl line {number}"
+        where_vi = f"entries.jsonl dòng {number}"
         try:
             item = json.loads(line.decode("utf-8"))
             seq, body = item["seq"], item["body"].encode("utf-8")
             proof = [b64decode(p) for p in item["inclusion_proof"]]
             entry = json.loads(body.decode("utf-8"))
         except (ValueError, KeyError, TypeError, AttributeError, binascii.Error):
-            raise Invalid(where + ": malformed") from None
+            raise Invalid(where + ": malformed", where_vi + ": sai định dạng") from None
         if not isinstance(seq, int) or isinstance(seq, bool) or seq <= previous:
-            raise Invalid(where + ": entry numbers must increase")
+            raise Invalid(where + ": entry numbers must increase", where_vi + ": số mục phải tăng dần")
         if not isinstance(entry, dict) or set(entry) != ENTRY_FIELDS or entry["seq"] != seq:
-            raise Invalid(f"{where}: the body is not entry {seq}")
+            raise Invalid(f"{where}: the body is not entry {seq}", f"{where_vi}: nội dung không phải mục {seq}")
         if root_from_inclusion_proof(seq, size, leaf_hash(body), proof) != root:
-            raise Invalid(f"{where}: entry {seq} is not in the signed log (altered)")
+            raise Invalid(f"{where}: entry {seq} is not in the signed log (altered)",
+                          f"{where_vi}: mục {seq} không nằm trong nhật ký đã ký (đã bị sửa)")
         previous, count = seq, count + 1
     if count != count_declared:
-        raise Invalid(f"entries.jsonl has {count} entries, the manifest says {count_declared}")
+        raise Invalid(f"entries.jsonl has {count} entries, the manifest says {count_declared}",
+                      f"entries.jsonl có {count} mục, manifest ghi {count_declared}")
     return {"entries": count, "size": size, "origin": signer, "key": key_texts[0].strip(),
             "exported_at": manifest.get("exported_at"), "exported_by": manifest.get("exported_by")}
+
+
+def local_time(text):
+    """Return an exported_at time as Vietnam reads it: (Vietnamese, English) texts."""
+    # Vietnam keeps UTC+7 all year: a fixed offset, so no time-zone database is needed
+    # (Windows Python has none without the tzdata package).
+    try:
+        moment = datetime.datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    except ValueError:
+        return str(text), str(text)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.timezone.utc)  # noqa: UP017 - datetime.UTC needs 3.11; this file runs on 3.9
+    shown = moment.astimezone(VIETNAM).strftime("%d/%m/%Y %H:%M:%S")
+    return shown + " (giờ Việt Nam)", shown + " (Vietnam time, UTC+7)"
 
 
 def main(argv):
@@ -221,11 +250,14 @@ def main(argv):
     try:
         summary = verify(args[0], keys)
     except Invalid as exc:
-        print("KHÔNG HỢP LỆ / INVALID: " + str(exc))
+        reason = (exc.vi + " / " if exc.vi else "") + str(exc)
+        print("KHÔNG HỢP LỆ / INVALID: " + reason)
         return 1
+    vi_at, en_at = local_time(summary["exported_at"])
     print(f"HỢP LỆ / VALID: {summary['entries']} mục có trong nhật ký đã ký {summary['origin']} "
-          f"({summary['size']} mục); xuất lúc {summary['exported_at']} bởi {summary['exported_by']}")
-    print(f"  {summary['entries']} entries proven in the signed log of {summary['size']} entries")
+          f"({summary['size']} mục); xuất lúc {vi_at} bởi {summary['exported_by']}")
+    print(f"  {summary['entries']} entries proven in the signed log of {summary['size']} "
+          f"entries; exported {en_at} by {summary['exported_by']}")
     if not keys:
         print("Khóa xác minh trong gói / verifier key in the bundle: " + summary["key"])
         print("  Hãy so sánh với khóa đã lưu trên giấy / compare it with the key kept on paper.")
