@@ -33,9 +33,12 @@ def local_today(settings, now: datetime | None = None) -> date:
 
 
 def name_substitute(session: Session, user: User, substitute: User, *, starts_on: date,
-                    ends_on: date, by: User) -> Substitution:
-    """Record that `substitute` stands in for `user` from starts_on to ends_on (admin or self)."""
-    if by.id != user.id and not by.has_role(Role.ADMIN.value):
+                    ends_on: date, by: User | None) -> Substitution:
+    """Record that `substitute` stands in for `user` from starts_on to ends_on (admin or self).
+
+    by None is the server's command line (whoever runs it administers the server).
+    """
+    if by is not None and by.id != user.id and not by.has_role(Role.ADMIN.value):
         raise SubstitutionError("Chỉ người nghỉ hoặc quản trị hệ thống mới được chỉ định người thay.")
     if not user.has_role(*COVERED_ROLES):
         raise SubstitutionError("Chỉ lãnh đạo UBND xã và Công an xã mới cần người thay khi nghỉ.")
@@ -48,19 +51,21 @@ def name_substitute(session: Session, user: User, substitute: User, *, starts_on
     if (ends_on - starts_on).days >= MAX_DAYS:
         raise SubstitutionError(f"Thời gian nghỉ tối đa {MAX_DAYS} ngày cho một lần chỉ định.")
     row = Substitution(user_id=user.id, substitute_id=substitute.id, starts_on=starts_on,
-                       ends_on=ends_on, created_by_id=by.id, created_at=utcnow())
+                       ends_on=ends_on, created_by_id=by.id if by else None,
+                       created_at=utcnow())
     session.add(row)
     session.flush()
     record(session, "user.substitute_named", {
         "substitution": row.id, "username": user.username, "substitute": substitute.username,
-        "starts_on": starts_on.isoformat(), "ends_on": ends_on.isoformat(), "by": by.username,
-    }, actor=by.username)
+        "starts_on": starts_on.isoformat(), "ends_on": ends_on.isoformat(),
+        "by": by.username if by else "cli",
+    }, actor=by.username if by else "cli")
     return row
 
 
-def cancel_substitution(session: Session, row: Substitution, *, by: User) -> Substitution:
-    """Cancel a substitution (admin or the absent person); the row stays for the record."""
-    if by.id != row.user_id and not by.has_role(Role.ADMIN.value):
+def cancel_substitution(session: Session, row: Substitution, *, by: User | None) -> Substitution:
+    """Cancel a substitution (admin, the absent person or the CLI); the row stays for the record."""
+    if by is not None and by.id != row.user_id and not by.has_role(Role.ADMIN.value):
         raise SubstitutionError("Chỉ người nghỉ hoặc quản trị hệ thống mới được hủy việc chỉ định.")
     if row.cancelled_at is not None:
         raise SubstitutionError("Việc chỉ định này đã được hủy.")
@@ -68,8 +73,8 @@ def cancel_substitution(session: Session, row: Substitution, *, by: User) -> Sub
     session.flush()
     record(session, "user.substitute_cancelled", {
         "substitution": row.id, "username": row.user.username,
-        "substitute": row.substitute.username, "by": by.username,
-    }, actor=by.username)
+        "substitute": row.substitute.username, "by": by.username if by else "cli",
+    }, actor=by.username if by else "cli")
     return row
 
 
