@@ -111,15 +111,12 @@ def add_substitutes(session: Session, users: list[User], day: date) -> list[tupl
     by_absent: dict[int, list[User]] = {}
     for row in substitutions_on(session, day):
         by_absent.setdefault(row.user_id, []).append(row.substitute)
-    result: list[tuple[User, User | None]] = []
-    seen: set[int] = set()
+    result: dict[int, tuple[User, User | None]] = {}
     for user in users:
-        if user.id not in seen:
-            seen.add(user.id)
-            result.append((user, None))
+        result.setdefault(user.id, (user, None))
     for user in users:
         for substitute in by_absent.get(user.id, []):
-            if substitute.id not in seen:
-                seen.add(substitute.id)
-                result.append((substitute, user))
-    return result
+            # A substitute already reached in their own right still learns they stand in.
+            if result.get(substitute.id, (None, None))[1] is None:
+                result[substitute.id] = (substitute, user)
+    return list(result.values())

@@ -1,0 +1,293 @@
+"""Who gets SMS: phone numbers (validated), substitutes on leave, police receipt confirmation."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from service.core.db import new_session
+from tests.conftest import PASSWORD, csrf_token_from
+
+
+@pytest.fixture
+def settings_overrides(settings_overrides, tmp_path):
+    """SMS folders without a daemon: these tests read the OUT files themselves."""
+    return {**settings_overrides, "sms_outbox_dir": tmp_path / "sms-out",
+            "sms_inbox_dir": tmp_path / "sms-in"}
+
+
+def _user(app, username, *roles, phone=None, full_name=""):
+    from service.auth.operations import create_user
+
+    with app.app_context():
+        s = new_session()
+        create_user(s, username=username, password=PASSWORD, roles=list(roles),
+                    email=f"{username}@nhanly.example", phone=phone, full_name=full_name,
+                    is_seeding=True)
+        s.commit()
+        s.close()
+
+
+def _entries(app, kind):
+    from service.audit.models import AuditEntry
+
+    with app.app_context():
+        s = new_session()
+        try:
+            rows = s.scalars(select(AuditEntry).where(AuditEntry.kind == kind).order_by(AuditEntry.seq))
+            return [json.loads(r.body)["body"] for r in rows]
+        finally:
+            s.close()
+
+
+def _phone_of(app, username):
+    from service.auth.models import User
+
+    with app.app_context():
+        s = new_session()
+        try:
+            return s.scalar(select(User.phone).where(User.username == username))
+        finally:
+            s.close()
+
+
+# ---------------------------------------------------------------- phone numbers
+
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    ("0912345678", "+84912345678"), ("+84 912 345 678", "+84912345678"),
+    ("0386.123.456", "+84386123456"), ("84912345678", "+84912345678"),
+])
+def test_vietnamese_mobiles_are_kept_as_e164(raw, expected):
+    from service.auth.phones import normalize_mobile
+
+    assert normalize_mobile(raw) == expected
+
+
+@pytest.mark.parametrize(("raw", "message"), [
+    ("0243 8234567", "di động"),  # Hà Nội landline: no SMS
+    ("+1 202 555 0182", "Việt Nam"),
+    ("091234", "không hợp lệ"),
+    ("abc", "không hợp lệ"),
+])
+def test_other_numbers_are_refused_in_vietnamese(raw, message):
+    from service.auth.phones import PhoneError, normalize_mobile
+
+    with pytest.raises(PhoneError, match=message):
+        normalize_mobile(raw)
+
+
+def test_cli_user_add_and_phone_validate(app, runner):
+    env = {"CANHGAC_USER_PASSWORD": PASSWORD}
+    bad = runner.invoke(["user", "add", "ke-toan", "--role", "official", "--email",
+                         "kt@nhanly.example", "--phone", "0243 8234567"], env=env)
+    assert bad.exit_code != 0 and "di động" in bad.output
+    good = runner.invoke(["user", "add", "ke-toan", "--role", "official", "--email",
+                          "kt@nhanly.example", "--phone", "0912 345 678"], env=env)
+    assert good.exit_code == 0, good.output
+    assert _phone_of(app, "ke-toan") == "+84912345678"
+    changed = runner.invoke(["user", "phone", "ke-toan", "0987654321"])
+    assert changed.exit_code == 0, changed.output
+    assert _phone_of(app, "ke-toan") == "+84987654321"
+    refused = runner.invoke(["user", "phone", "ke-toan", "12345"])
+    assert refused.exit_code != 0 and "không hợp lệ" in refused.output
+    assert _phone_of(app, "ke-toan") == "+84987654321"
+    entries = _entries(app, "user.phone_changed")
+    assert entries[-1] == {"by": "cli", "username": "ke-toan", "had_phone": True,
+                           "has_phone": True}
+    assert "987654321" not in json.dumps(_entries(app, "user.phone_changed"))
+
+
+def test_admin_sets_and_refuses_phone(app, client, login):
+    from service.auth.models import User
+
+    _user(app, "quan-tri", "admin")
+    _user(app, "chu-tich", "leader")
+    with app.app_context():
+        s = new_session()
+        uid = s.scalar(select(User.id).where(User.username == "chu-tich"))
+        s.close()
+    login("quan-tri")
+    token = csrf_token_from(client, f"/admin/users/{uid}")
+    bad = client.post(f"/admin/users/{uid}/phone", data={"phone": "0243 8234567", "csrf_token": token})
+    assert bad.status_code == 400 and "Cần số điện thoại di động" in bad.text
+    assert _phone_of(app, "chu-tich") is None
+    good = client.post(f"/admin/users/{uid}/phone", data={"phone": "091 234 5678", "csrf_token": token})
+    assert good.status_code == 302
+    assert _phone_of(app, "chu-tich") == "+84912345678"
+    assert "+84912345678" in client.get(f"/admin/users/{uid}").text
+
+
+# ---------------------------------------------------------------- substitutes
+
+
+def _report(app):
+    from service.incidents.workflow import report_incident
+
+    with app.app_context():
+        s = new_session()
+        incident = report_incident(s, app.config["SETTINGS"], origin="rule", rule_id="r1",
+                                   title="Sao chép tệp dân cư", severity="high",
+                                   pii_counts={"cccd": 4})
+        s.commit()
+        number = incident.id
+        s.close()
+        return number
+
+
+def _dispatch(app):
+    from service.notify.dispatcher import dispatch_pending
+
+    with app.app_context():
+        s = new_session()
+        try:
+            dispatch_pending(s, app.config["SETTINGS"])
+        finally:
+            s.close()
+
+
+def _out_texts(app, number):
+    from service.notify.sms import decode_sms_file
+
+    folder = app.config["SETTINGS"].sms_outbox_dir
+    return [decode_sms_file(p.read_bytes()) for p in sorted(folder.glob(f"OUT*_{number}_*.txt"))]
+
+
+def test_substitute_named_for_today_gets_the_notice_and_acknowledges(app, runner, client, login):
+    from service.auth.substitutes import local_today
+
+    _user(app, "chu-tich", "leader", phone="0912345678", full_name="Hoàng Văn Chủ")
+    _user(app, "cong-an", "police", phone="0987654321", full_name="Lò Văn Công")
+    today = local_today(app.config["SETTINGS"])
+    named = runner.invoke(["user", "substitute", "chu-tich", "--by", "cong-an", "--from",
+                           today.isoformat(), "--to", (today + timedelta(days=2)).isoformat()])
+    assert named.exit_code == 0, named.output
+    assert _entries(app, "user.substitute_named")[-1]["substitute"] == "cong-an"
+
+    # The dashboard says who is away and who stands in.
+    login("chu-tich")
+    board = client.get("/dashboard").text
+    assert "Hoàng Văn Chủ nghỉ đến hết" in board and "Lò Văn Công nhận thông báo" in board
+
+    number = _report(app)
+    _dispatch(app)
+    police_sms = _out_texts(app, "+84987654321")
+    assert len(police_sms) == 1
+    # The police officer stands in for the leader: the SMS asks to acknowledge, not only confirm.
+    assert "(Thay Hoàng Văn Chủ đang nghỉ.)" in police_sms[0]
+    assert re.search(rf"Xác nhận đã nhận: nhắn XN {number} [A-Z0-9]{{5}}$", police_sms[0])
+
+    # The substitute acknowledges on the web page, as a leader would.
+    police = app.test_client()
+    login("cong-an", c=police)
+    token = csrf_token_from(police, f"/incidents/{number}/acknowledge")
+    assert "Xác nhận đã nhận" in police.get(f"/incidents/{number}/acknowledge").text
+    done = police.post(f"/incidents/{number}/acknowledge", data={"csrf_token": token})
+    assert done.status_code == 302
+    entry = _entries(app, "incident.acknowledged")[-1]
+    assert entry["by"] == "cong-an" and entry["standing_in_for"] == ["chu-tich"]
+    assert entry["channel"] == "web"
+
+
+def test_substitute_acknowledges_by_sms_reply(app, runner):
+    from service.auth.substitutes import local_today
+    from service.notify.replies import handle_reply
+
+    _user(app, "chu-tich", "leader", phone="0912345678")
+    _user(app, "van-phong", "official", phone="0977000111")
+    today = local_today(app.config["SETTINGS"]).isoformat()
+    assert runner.invoke(["user", "substitute", "chu-tich", "--by", "van-phong", "--from", today,
+                          "--to", today]).exit_code == 0
+    number = _report(app)
+    _dispatch(app)
+    text = _out_texts(app, "+84977000111")[0]
+    code = re.search(rf"XN {number} ([A-Z0-9]{{5}})$", text).group(1)
+    with app.app_context():
+        s = new_session()
+        result = handle_reply(s, app.config["SETTINGS"], "+84977000111", f"XN {number} {code}")
+        s.commit()
+        s.close()
+    assert result.outcome == "acknowledged"
+    entry = _entries(app, "incident.acknowledged")[-1]
+    assert entry["by"] == "van-phong" and entry["channel"] == "sms"
+    assert entry["standing_in_for"] == ["chu-tich"]
+
+
+def test_substitution_outside_its_dates_changes_nothing(app, runner):
+    from service.auth.substitutes import local_today
+
+    _user(app, "chu-tich", "leader", phone="0912345678")
+    _user(app, "van-phong", "official", phone="0977000111")
+    tomorrow = local_today(app.config["SETTINGS"]) + timedelta(days=1)
+    assert runner.invoke(["user", "substitute", "chu-tich", "--by", "van-phong", "--from",
+                          tomorrow.isoformat(), "--to", tomorrow.isoformat()]).exit_code == 0
+    _report(app)
+    _dispatch(app)
+    assert _out_texts(app, "+84977000111") == []
+    assert len(_out_texts(app, "+84912345678")) == 1
+
+
+def test_substitutes_page_self_service_and_limits(app, client, login):
+    from service.auth.substitutes import local_today
+
+    _user(app, "chu-tich", "leader")
+    _user(app, "pho-chu-tich", "leader")
+    _user(app, "can-bo", "official")
+    today = local_today(app.config["SETTINGS"])
+    login("chu-tich")
+    page = client.get("/account/substitutes")
+    assert page.status_code == 200
+    token = csrf_token_from(client, "/account/substitutes")
+    ids = dict(re.findall(r'<option[^>]*value="(\d+)"[^>]*>[^<]*\(([a-z-]+)\)', page.text))
+    by_name = {v: k for k, v in ids.items()}
+    backwards = client.post("/account/substitutes", data={
+        "csrf_token": token, "absent": by_name["chu-tich"], "substitute": by_name["pho-chu-tich"],
+        "starts_on": today.isoformat(), "ends_on": (today - timedelta(days=1)).isoformat()})
+    assert backwards.status_code == 400 and "Ngày kết thúc" in backwards.text
+    made = client.post("/account/substitutes", data={
+        "csrf_token": token, "absent": by_name["chu-tich"], "substitute": by_name["pho-chu-tich"],
+        "starts_on": today.isoformat(), "ends_on": today.isoformat()})
+    assert made.status_code == 302
+    assert "Đang thay" in client.get("/account/substitutes").text
+    # An official is not reached about incidents and cannot name a substitute for others.
+    other = app.test_client()
+    login("can-bo", c=other)
+    token = csrf_token_from(other, "/account/substitutes")
+    refused = other.post("/account/substitutes", data={
+        "csrf_token": token, "absent": by_name["chu-tich"], "substitute": by_name["can-bo"],
+        "starts_on": today.isoformat(), "ends_on": today.isoformat()})
+    assert refused.status_code == 400
+    assert len(_entries(app, "user.substitute_named")) == 1
+
+
+# ---------------------------------------------------------------- police receipt
+
+
+def test_police_confirm_receipt_on_the_page_once(app, client, login):
+    _user(app, "chu-tich", "leader")
+    _user(app, "cong-an", "police")
+    number = _report(app)
+    login("cong-an")
+    page = client.get(f"/incidents/{number}").text
+    assert "Xác nhận Công an xã đã nhận tin" in page
+    token = csrf_token_from(client, f"/incidents/{number}")
+    assert client.post(f"/incidents/{number}/receipt", data={"csrf_token": token}).status_code == 302
+    entries = _entries(app, "incident.receipt_confirmed")
+    assert len(entries) == 1 and entries[0]["by"] == "cong-an" and entries[0]["channel"] == "web"
+    # Distinct from the acknowledgement: the incident still waits for a leader.
+    assert entries[0]["state"] == "reported"
+    page = client.get(f"/incidents/{number}").text
+    assert "Xác nhận Công an xã đã nhận tin</button>" not in page
+    assert "đã xác nhận đã nhận tin lúc" in page
+    again = client.post(f"/incidents/{number}/receipt", data={"csrf_token": token})
+    assert again.status_code == 302
+    assert len(_entries(app, "incident.receipt_confirmed")) == 1
+    # A leader acknowledges; confirming receipt is for police.
+    leader = app.test_client()
+    login("chu-tich", c=leader)
+    token = csrf_token_from(leader, f"/incidents/{number}")
+    assert leader.post(f"/incidents/{number}/receipt", data={"csrf_token": token}).status_code == 403
