@@ -53,6 +53,14 @@ def check_password_length(form, field) -> None:
         raise ValidationError(_l("Mật khẩu phải có ít nhất %(n)s ký tự.", n=_min_password_length()))
 
 
+# service.auth.phones raises these (Vietnamese); listed here so the catalog has their English.
+PHONE_MESSAGES = (
+    _l("Số điện thoại không hợp lệ."),
+    _l("Cần số điện thoại di động Việt Nam (ví dụ 0912 345 678)."),
+    _l("Cần số điện thoại di động (số cố định không nhận được tin nhắn SMS)."),
+)
+
+
 def check_phone(form, field) -> None:
     """Refuse a number that is not a Vietnamese mobile number (SMS must reach it)."""
     from service.auth.phones import PhoneError, normalize_mobile
