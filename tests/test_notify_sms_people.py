@@ -291,3 +291,48 @@ def test_police_confirm_receipt_on_the_page_once(app, client, login):
     login("chu-tich", c=leader)
     token = csrf_token_from(leader, f"/incidents/{number}")
     assert leader.post(f"/incidents/{number}/receipt", data={"csrf_token": token}).status_code == 403
+
+
+def test_replies_that_change_nothing_are_recorded_and_answered(app):
+    from service.auth.models import User
+    from service.core.db import utcnow
+    from service.incidents.models import Incident
+    from service.incidents.workflow import acknowledge_incident
+    from service.notify.models import OutboxMessage, SmsCode
+    from service.notify.replies import handle_reply
+
+    _user(app, "chu-tich", "leader", phone="0912345678")
+    _user(app, "pho-chu-tich", "leader", phone="0912000111")
+    number = _report(app)
+    _dispatch(app)
+    codes = {}
+    for phone in ("+84912345678", "+84912000111"):
+        codes[phone] = re.search(rf"XN {number} ([A-Z0-9]{{5}})$", _out_texts(app, phone)[0]).group(1)
+    settings = app.config["SETTINGS"]
+    with app.app_context():
+        s = new_session()
+        assert handle_reply(s, settings, "+84912345678", "đã nhận").outcome == "not_understood"
+        # The deputy's code runs out; then the chairman acknowledges on the web page.
+        s.execute(SmsCode.__table__.update().where(SmsCode.phone == "+84912000111")
+                  .values(expires_at=utcnow() - timedelta(minutes=1)))
+        assert handle_reply(s, settings, "+84912000111",
+                            f"XN {number} {codes['+84912000111']}").outcome == "code_expired"
+        incident = s.get(Incident, number)
+        leader = s.scalar(select(User).where(User.username == "chu-tich"))
+        acknowledge_incident(s, incident, leader, settings=settings)
+        s.commit()
+        assert handle_reply(s, settings, "+84912345678",
+                            f"XN {number} {codes['+84912345678']}").outcome == "already_acknowledged"
+        s.commit()
+        answers = s.scalars(select(OutboxMessage).where(OutboxMessage.kind == "sms_answer")
+                            .order_by(OutboxMessage.id)).all()
+        assert [a.address for a in answers] == ["+84912345678", "+84912000111", "+84912345678"]
+        assert "không hiểu" in answers[0].body and "hết hạn" in answers[1].body
+        assert "đã được xác nhận trước đó" in answers[2].body
+        s.close()
+    entries = _entries(app, "sms.reply")
+    assert [e["outcome"] for e in entries] == ["not_understood", "code_expired",
+                                              "already_acknowledged"]
+    assert all(not e["is_accepted"] for e in entries)
+    acks = _entries(app, "incident.acknowledged")
+    assert len(acks) == 1 and acks[0]["channel"] == "web"
