@@ -336,3 +336,28 @@ def test_replies_that_change_nothing_are_recorded_and_answered(app):
     assert all(not e["is_accepted"] for e in entries)
     acks = _entries(app, "incident.acknowledged")
     assert len(acks) == 1 and acks[0]["channel"] == "web"
+
+
+@pytest.mark.parametrize("kind", ["created", "escalated", "dismissed", "deadline_reminder",
+                                  "acknowledged"])
+def test_without_diacritics_every_notice_fits_one_sms_with_its_code(kind):
+    from datetime import UTC, datetime
+    from types import SimpleNamespace
+
+    from service.config import load_settings
+    from service.notify import sms
+
+    settings = load_settings({"sms_without_diacritics": True}, environ={})
+    incident = SimpleNamespace(
+        id=987654, severity="critical", pii_counts={"cccd": 123456, "sdt": 99}, data_classes=[
+            "dan_cu", "an_sinh", "y_te"], involves_personal_data=True,
+        notice_due_at=datetime(2026, 12, 9, 1, 30, tzinfo=UTC), detected_at=None)
+    text = sms.render_incident_sms(
+        kind, incident, settings, purpose=sms.PURPOSE_ACKNOWLEDGE if kind in (
+            "created", "escalated") else None,
+        standing_in_for="Nguyễn Thị Phương Thảo Hoàng Đức Quyết Chủ tịch")
+    sent = text.replace(sms.CODE_PLACEHOLDER, sms.new_code())
+    assert sms.gsm7_length(sent) is not None and sms.gsm7_length(sent) <= 160
+    assert sent.startswith("Canh Gac")
+    if kind in ("created", "escalated"):
+        assert re.search(r"XN 987654 [A-Z0-9]{5}$", sent)  # the reply line always stays

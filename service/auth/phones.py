@@ -31,17 +31,6 @@ def normalize_mobile(raw: str | None) -> str | None:
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 
-def same_number(raw: str | None, normalized: str | None) -> bool:
-    """Return whether a sender number as a modem reports it is the given E.164 number."""
-    if not raw or not normalized:
-        return False
-    try:
-        parsed = phonenumbers.parse(raw.strip(), "VN")
-    except phonenumbers.NumberParseException:
-        return False
-    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164) == normalized
-
-
 def e164_or_none(raw: str | None) -> str | None:
     """Return any parseable number in E.164 form (a modem's sender field), else None."""
     try:

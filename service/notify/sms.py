@@ -92,12 +92,16 @@ def fit_sms(parts: list[str], tail: str, settings: Settings) -> str:
         return " ".join(p for p in [*parts, tail] if p)
     kept = [to_gsm7(p) for p in parts]
     tail = to_gsm7(tail)
+    def length(text: str) -> int:
+        # Measured with the code in place of its (shorter) placeholder.
+        return gsm7_length(text.replace(CODE_PLACEHOLDER, "X" * CODE_LENGTH)) or 0
+
     while True:
         text = " ".join(p for p in [*kept, tail] if p)
-        if (gsm7_length(text) or 0) <= GSM7_SINGLE_MAX or len(kept) <= 1:
+        if length(text) <= GSM7_SINGLE_MAX or len(kept) <= 1:
             break
         kept.pop()  # the last part is the least needed (details before the reply line)
-    if (gsm7_length(text) or 0) > GSM7_SINGLE_MAX:
+    if length(text) > GSM7_SINGLE_MAX:
         text = text[:GSM7_SINGLE_MAX]
     return text
 
@@ -128,7 +132,7 @@ def _count_text(incident) -> str:
 def render_incident_sms(kind: str, incident, settings: Settings, *, purpose: str | None,
                         standing_in_for: str | None = None, extra: str = "") -> str:
     """Return the short SMS of an incident event; the code is a placeholder until sending."""
-    from service.notify.templates import SEVERITY_LABELS
+    from service.notify.templates import SEVERITY_LABELS, local_time_text, notice_deadline
 
     severity = SEVERITY_LABELS.get(incident.severity, incident.severity)
     n = incident.id
@@ -145,6 +149,10 @@ def render_incident_sms(kind: str, incident, settings: Settings, *, purpose: str
         parts.append(f"(Thay {standing_in_for} đang nghỉ.)")
     if kind in ("created", "escalated"):
         parts.append(_count_text(incident))
+    if kind == "deadline_reminder":
+        due = notice_deadline(incident, settings.breach_notice_hours)
+        if due is not None:
+            parts.append(f"Hạn {local_time_text(due, settings.timezone)}.")
     if extra:
         parts.append(extra)
     return fit_sms(parts, reply_line(n, purpose), settings)
