@@ -30,7 +30,7 @@ def user_cli() -> None:
               type=click.Choice([r.value for r in Role]))
 @click.option("--email", required=True)
 @click.option("--unit", type=click.Choice(sorted(UNITS)), default=None)
-@click.option("--phone", default=None)
+@click.option("--phone", default=None, help="Số di động Việt Nam nhận SMS, ví dụ 0912345678")
 @click.option("--full-name", default="")
 @with_app
 def user_add(app, username, roles, email, unit, phone, full_name) -> None:
