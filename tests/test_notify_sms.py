@@ -86,13 +86,15 @@ def _dispatch(app):
             s.close()
 
 
-def _read_inbox(app):
+def _read_inbox(app, settle_seconds=0.0):
     from service.notify.replies import read_inbox
 
     with app.app_context():
         s = new_session()
         try:
-            return [r.outcome for r in read_inbox(s, app.config["SETTINGS"])]
+            # The tests wait for gammu's "Received IN…" log line, written after the file is closed.
+            return [r.outcome for r in read_inbox(s, app.config["SETTINGS"],
+                                                  settle_seconds=settle_seconds)]
         finally:
             s.close()
 
@@ -146,8 +148,18 @@ def _code_in(text: str, incident_id: int) -> str:
 
 def _reply(app, gammu, sender, text, _unused=None):
     gammu.receive(sender, text)
-    gammu.wait_for(lambda: len(gammu.in_files()) > 0, what="the reply's IN file")
+    _wait_received(gammu)
     return _read_inbox(app)
+
+
+def _wait_received(gammu):
+    """Wait until gammu-smsd has written and closed an IN file (its log says "Received IN…")."""
+    def closed():
+        names = {p.name for p in gammu.in_files()}
+        return names and all(f"Received {name}" in gammu.log() for name in names)
+
+    gammu.wait_for(closed, what="the reply's IN file")
+    return gammu.in_files()
 
 
 def test_incident_from_ingest_reaches_phones_and_reply_acknowledges(app, client, runner, people, gammu):
@@ -263,7 +275,9 @@ def test_inbox_survives_a_crash_between_commit_and_move(app, people, gammu):
     from service.notify.replies import handle_reply
 
     gammu.receive(STRANGER_E164, "XN 1 ABCDE")
-    path = gammu.wait_for(lambda: gammu.in_files(), what="IN file")[0]
+    path = _wait_received(gammu)[0]
+    # Fresh from the daemon: the job leaves it for the next run.
+    assert _read_inbox(app, settle_seconds=60) == [] and path.exists()
     # The reply was handled and recorded, then the process died before moving the file.
     with app.app_context():
         s = new_session()

@@ -142,12 +142,16 @@ def _move_out(path: Path, settings: Settings) -> None:
     os.replace(path, target / path.name)
 
 
-def read_inbox(session: Session, settings: Settings, now: datetime | None = None) -> list[ReplyResult]:
-    """Handle every IN file of sms_inbox_dir once; commits per file (use a dedicated session)."""
+def read_inbox(session: Session, settings: Settings, now: datetime | None = None, *,
+               settle_seconds: float = sms.INBOX_SETTLE_SECONDS) -> list[ReplyResult]:
+    """Handle every IN file of sms_inbox_dir once; commits per file (use a dedicated session).
+
+    Files younger than settle_seconds are left for the next run (gammu may still be writing).
+    """
     if not settings.sms_inbox_dir:
         return []
     results = []
-    for item in sms.list_inbox(Path(settings.sms_inbox_dir)):
+    for item in sms.list_inbox(Path(settings.sms_inbox_dir), settle_seconds):
         name = item.path.name
         if session.scalar(select(SmsReceived.id).where(SmsReceived.file_name == name)):
             _move_out(item.path, settings)  # handled before a crash; only the move was left

@@ -21,6 +21,7 @@ import hmac
 import os
 import re
 import secrets
+import time
 import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -290,15 +291,21 @@ def decode_sms_file(data: bytes) -> str:
     return data.decode("utf-8", "replace")
 
 
-def list_inbox(folder: Path) -> list[InboxFile]:
-    """Return the IN…txt files of the inbox folder, oldest name first."""
+# gammu-smsd writes IN files in place (no rename): one younger than this may still be written.
+INBOX_SETTLE_SECONDS = 2.0
+
+
+def list_inbox(folder: Path, settle_seconds: float = INBOX_SETTLE_SECONDS) -> list[InboxFile]:
+    """Return the IN…txt files of the inbox folder old enough to be complete, oldest name first."""
     if not folder.is_dir():
         return []
     files = []
+    now = time.time()
     for path in sorted(folder.iterdir()):
         match = _IN_NAME.match(path.name)
-        if match and path.is_file():
-            files.append(InboxFile(path, match.group(4), decode_sms_file(path.read_bytes())))
+        if not match or not path.is_file() or now - path.stat().st_mtime < settle_seconds:
+            continue  # a fresh file waits for the next run
+        files.append(InboxFile(path, match.group(4), decode_sms_file(path.read_bytes())))
     return files
 
 
