@@ -361,3 +361,43 @@ def test_without_diacritics_every_notice_fits_one_sms_with_its_code(kind):
     assert sent.startswith("Canh Gac")
     if kind in ("created", "escalated"):
         assert re.search(r"XN 987654 [A-Z0-9]{5}$", sent)  # the reply line always stays
+
+
+def test_escalation_step_naming_sms_keeps_sms_for_that_step(app, settings_overrides):
+    from service.config import load_settings
+    from service.core.db import utcnow
+    from service.incidents import jobs as J
+    from service.notify.models import OutboxMessage
+
+    # Step 1: leaders and police by mail; step 2 onwards: SMS as well.
+    settings = load_settings({**settings_overrides, "escalation_steps": "role:leader;role:leader,sms",
+                              "ack_sla_minutes": 15}, environ={})
+    app.config["SETTINGS"] = settings
+    _user(app, "chu-tich", "leader", phone="0912345678")
+    number = _report(app)
+
+    def channels(kind):
+        with app.app_context():
+            s = new_session()
+            try:
+                return sorted(m.channel for m in s.scalars(
+                    select(OutboxMessage).where(OutboxMessage.kind == kind)))
+            finally:
+                s.close()
+
+    assert channels("created") == ["email"]
+    with app.app_context():
+        s = new_session()
+        J.escalate_overdue(s, settings, now=utcnow() + timedelta(minutes=16))
+        s.commit()
+        assert channels("escalated") == ["email"]
+        J.escalate_overdue(s, settings, now=utcnow() + timedelta(minutes=31))
+        s.commit()
+        s.close()
+    assert channels("escalated") == ["email", "email", "sms"]
+    _dispatch(app)
+    text = _out_texts(app, "+84912345678")[0]
+    assert text.startswith(f"Canh Gác KHẨN: sự cố #{number}")
+    assert re.search(rf"XN {number} [A-Z0-9]{{5}}$", text)
+    # "sms" is a channel, not an account: it is not reported as an unknown recipient.
+    assert all("unknown_recipients" not in e for e in _entries(app, "incident.escalated"))

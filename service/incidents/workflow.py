@@ -143,12 +143,12 @@ def active_users_with_roles(session: Session, *roles: str) -> list[User]:
 
 
 def _notify(session: Session, incident: Incident, kind: str, recipients: list[User] | None,
-            extra_text: str = "", settings=None) -> list:
+            extra_text: str = "", settings=None, by_sms: bool | None = None) -> list:
     # Imported here: the outbox is its own subsystem and only needed when something is sent.
     from service.notify.outbox import notify_incident
 
     return notify_incident(session, incident, kind=kind, recipients=recipients or None,
-                           extra_text=extra_text, settings=settings)
+                           extra_text=extra_text, settings=settings, by_sms=by_sms)
 
 
 # ---------------------------------------------------------------- who may see what

@@ -161,15 +161,25 @@ def _enqueue(
     return messages
 
 
+def sms_by_default(settings: Settings) -> bool:
+    """Return whether a notice of this kind goes by SMS when the caller does not say.
+
+    When an escalation step names "sms" (escalation_steps), SMS is kept for those steps: the
+    other notices go by mail only. Otherwise every notice goes by SMS too.
+    """
+    names_sms = any("sms" in step for step in settings.escalation_steps)
+    return not names_sms
+
+
 def notify_incident(
     session: Session, incident, *, kind: str, recipients: list[User] | None = None,
-    extra_text: str = "", settings: Settings | None = None,
+    extra_text: str = "", settings: Settings | None = None, by_sms: bool | None = None,
 ) -> list[OutboxMessage]:
     """Enqueue one message per recipient per configured channel about an incident event.
 
     kind is one of created, escalated, dismissed, deadline_reminder, acknowledged.
     recipients None means every active leader and police user; disabled users are skipped.
-    Flushes only: the messages leave after the caller commits.
+    by_sms None follows `sms_by_default`. Flushes only: the messages leave after the caller commits.
     """
     if kind not in INCIDENT_KINDS:
         raise ValueError(f"unknown incident notification kind {kind!r}")
@@ -208,8 +218,11 @@ def notify_incident(
             return sms.PURPOSE_CONFIRM_RECEIPT
         return None
 
-    return _enqueue(session, settings, _plan(pairs, settings, sms_purpose=purpose), kind=kind,
-                    incident_id=incident.id, link=link, render=render)
+    if by_sms is None:
+        by_sms = sms_by_default(settings)
+    return _enqueue(session, settings, _plan(pairs, settings,
+                                             sms_purpose=purpose if by_sms else None),
+                    kind=kind, incident_id=incident.id, link=link, render=render)
 
 
 def notify_users(
