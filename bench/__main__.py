@@ -23,6 +23,7 @@ SUITES = [
     ("bench.ingest_bench", "run", {}, {"quick": True}),
     ("bench.policy_bench", "run", {"n_events": 200_000}, {"n_events": 20_000}),
     ("bench.notify_bench", "run", {}, {"n": 20}),
+    ("bench.sms_bench", "run", {}, {"n": 20}),
     ("bench.agent_bench", "detection_latency", {}, {"repeats": 5}),
     ("bench.agent_bench", "memory_watching", {"n_files": 100_000}, {"n_files": 5_000}),
     ("bench.agent_bench", "opens_burst", {"n_files": 5_000}, {"n_files": 1_000}),

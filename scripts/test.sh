@@ -9,13 +9,15 @@ python -m pip install -q --no-deps --no-build-isolation -e .
 
 # System packages from Debian: chromium for the real-browser tests (the test tool's own browser
 # download cannot work here), serif fonts with every Vietnamese letter for the Decree 30 PDFs,
-# and poppler-utils to render PDF pages in tests.
+# poppler-utils to render PDF pages in tests, and gammu-smsd (with Gammu's dummy phone) for
+# the SMS tests and bench.
 need=()
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v pdftoppm >/dev/null 2>&1 || need+=(poppler-utils)
+has_package() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "ok installed"; }
+has_package gammu-smsd || need+=(gammu-smsd)
 # By package, not by font name: chromium pulls in fonts-liberation 1.x, also named "Liberation
 # Serif", whose Vietnamese glyphs and metrics differ and move the PDFs' line breaks.
-has_package() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "ok installed"; }
 has_package fonts-liberation2 || need+=(fonts-liberation2)
 has_package fonts-croscore || need+=(fonts-croscore)
 # WeasyPrint warns (an error under filterwarnings=error) without HarfBuzz's subsetter.

@@ -75,6 +75,17 @@ class Settings(BaseModel):
     notify_lease_seconds: int = Field(default=45, ge=10)
     notify_batch_size: int = Field(default=10, ge=1, le=1000)
     notify_retention_days: int = Field(default=90, ge=1)
+    # SMS through gammu-smsd's FILES backend (docs/notifications.md): the folders are gammu's
+    # outboxpath, inboxpath, sentsmspath and errorsmspath. No outbox folder: no SMS.
+    sms_outbox_dir: Path | None = None
+    sms_inbox_dir: Path | None = None
+    sms_sent_dir: Path | None = None
+    sms_error_dir: Path | None = None
+    # Without diacritics an SMS fits in one 160-character GSM-7 message; with them it is sent
+    # as UCS-2 (70 characters a part) and may take several parts.
+    sms_without_diacritics: bool = False
+    sms_code_valid_hours: int = Field(default=72, ge=1)
+    sms_inbox_interval_seconds: int = Field(default=10, ge=1)
     scheduler_enabled: bool = True
     timezone: str = "Asia/Ho_Chi_Minh"
     evidence_retention_years: int = Field(default=5, ge=5)

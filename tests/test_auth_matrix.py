@@ -30,6 +30,7 @@ ROUTE_ACCESS: dict[str, object] = {
     "admin.user_new": {"admin"},
     "admin.user_edit": {"admin"},
     "admin.user_roles": {"admin"},
+    "admin.user_phone": {"admin"},
     "admin.user_password": {"admin"},
     "admin.user_disable": {"admin"},
     "admin.user_enable": {"admin"},
@@ -55,7 +56,10 @@ ROUTE_ACCESS: dict[str, object] = {
     "incidents.mine": ANY,
     "incidents.index": {"police", "leader"},
     "incidents.detail": ANY,  # object-level: officials see their own reports only (404)
-    "incidents.acknowledge": {"leader", "police"},  # police may look; only leaders acknowledge
+    "auth.substitutes": ANY,
+    "auth.cancel_substitute": ANY,  # 404 for a substitution that does not exist
+    "incidents.acknowledge": {"leader", "police"},
+    "incidents.confirm_receipt": {"leader", "police"},  # the operation lets only police confirm  # police may look; only leaders acknowledge
     "incidents.transition": {"police", "leader"},
     "incidents.notice_sent": {"leader"},
     "incidents.comment": ANY,  # object-level: reporter, police, leaders

@@ -53,18 +53,22 @@ def check_password_length(form, field) -> None:
         raise ValidationError(_l("Mật khẩu phải có ít nhất %(n)s ký tự.", n=_min_password_length()))
 
 
+# service.auth.phones raises these (Vietnamese); listed here so the catalog has their English.
+PHONE_MESSAGES = (
+    _l("Số điện thoại không hợp lệ."),
+    _l("Cần số điện thoại di động Việt Nam (ví dụ 0912 345 678)."),
+    _l("Cần số điện thoại di động (số cố định không nhận được tin nhắn SMS)."),
+)
+
+
 def check_phone(form, field) -> None:
-    """Refuse a phone number that is not a valid Vietnamese (or international) number."""
-    if not field.data:
-        return
-    import phonenumbers
+    """Refuse a number that is not a Vietnamese mobile number (SMS must reach it)."""
+    from service.auth.phones import PhoneError, normalize_mobile
 
     try:
-        parsed = phonenumbers.parse(field.data, "VN")
-    except phonenumbers.NumberParseException:
-        parsed = None
-    if parsed is None or not phonenumbers.is_valid_number(parsed):
-        raise ValidationError(_l("Số điện thoại không hợp lệ."))
+        normalize_mobile(field.data)
+    except PhoneError as exc:
+        raise ValidationError(_l(str(exc))) from None
 
 
 def check_roles(form, field) -> None:
@@ -111,6 +115,14 @@ class CreateUserForm(FlaskForm):
         """Refuse unit codes that are not units of the commune."""
         if field.data and field.data not in UNITS:
             raise ValidationError(_l("Đơn vị không hợp lệ."))
+
+
+class PhoneForm(FlaskForm):
+    """Set or clear an account's mobile number."""
+
+    phone = StringField(_l("Số điện thoại di động"), filters=[_strip],
+                        validators=[Optional(), Length(max=32, message=_l("Tối đa %(max)s ký tự.", max=32)),
+                                    check_phone])
 
 
 class RolesForm(FlaskForm):

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 # Setting names that hold secrets: the page says whether they are set, never their value.
 SECRET_MARKERS = ("password", "secret", "token", "key")
 # Prefixes of notification-related settings listed in full on the notifications page.
-NOTIFY_PREFIXES = ("smtp_", "mail_", "webhook_", "notify_", "escalation", "breach_", "ack_",
+NOTIFY_PREFIXES = ("smtp_", "sms_", "mail_", "webhook_", "notify_", "escalation", "breach_", "ack_",
                    "reminder", "notification")
 
 

@@ -117,8 +117,9 @@ def user_new():
 
 
 def _render_user(user: User, status: int = 200, *, new_password: str | None = None,
-                 roles_form=None, password_form=None, disable_form=None):
+                 roles_form=None, password_form=None, disable_form=None, phone_form=None):
     roles_form = roles_form or forms.RolesForm(data={"roles": list(user.roles)})
+    phone_form = phone_form or forms.PhoneForm(formdata=None, data={"phone": user.phone or ""})
     pending = grants.open_grants(get_session(), user=user)
     settings = _settings()
     open_sessions = sessions.open_sessions(
@@ -129,6 +130,7 @@ def _render_user(user: User, status: int = 200, *, new_password: str | None = No
         lockouts=operations.active_lockouts(get_session(), user), open_sessions=open_sessions,
         roles_form=roles_form, password_form=password_form or forms.ResetPasswordForm(),
         disable_form=disable_form or forms.DisableUserForm(), pending_grants=pending,
+        phone_form=phone_form,
     ), status
 
 
@@ -168,6 +170,27 @@ def user_roles(user_id: int):
     session.commit()
     flash(_("Đã cập nhật vai trò của %(name)s.", name=user.username), "success")
     _flash_grant(grant)
+    return redirect(url_for("admin.user_edit", user_id=user.id))
+
+
+@bp.route("/users/<int:user_id>/phone", methods=["POST"])
+@roles_required("admin")
+def user_phone(user_id: int):
+    """Set or clear an account's Vietnamese mobile number (SMS notices go there)."""
+    user = _get_user(user_id)
+    form = forms.PhoneForm()
+    if not form.validate_on_submit():
+        _flash_errors(form)
+        return _render_user(user, 400, phone_form=form)
+    session = get_session()
+    try:
+        operations.set_phone(session, user, form.phone.data or None, by=current_user.username)
+    except operations.AccountError as exc:
+        session.rollback()
+        _refused(exc)
+        return _render_user(user, 400, phone_form=form)
+    session.commit()
+    flash(_("Đã cập nhật số điện thoại của %(name)s.", name=user.username), "success")
     return redirect(url_for("admin.user_edit", user_id=user.id))
 
 

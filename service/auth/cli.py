@@ -30,7 +30,7 @@ def user_cli() -> None:
               type=click.Choice([r.value for r in Role]))
 @click.option("--email", required=True)
 @click.option("--unit", type=click.Choice(sorted(UNITS)), default=None)
-@click.option("--phone", default=None)
+@click.option("--phone", default=None, help="Số di động Việt Nam nhận SMS, ví dụ 0912345678")
 @click.option("--full-name", default="")
 @with_app
 def user_add(app, username, roles, email, unit, phone, full_name) -> None:
@@ -93,6 +93,67 @@ def user_disable(app, username) -> None:
 def user_enable(app, username) -> None:
     """Enable a disabled user account again."""
     _apply_to_user(username, operations.enable_user, "Đã kích hoạt lại")
+
+
+@user_cli.command("phone")
+@click.argument("username")
+@click.argument("phone", default="")
+@with_app
+def user_phone(app, username, phone) -> None:
+    """Set a user's Vietnamese mobile number for SMS (empty clears it)."""
+    session = get_session()
+    try:
+        user = operations.get_user(session, username)
+        operations.set_phone(session, user, phone or None, by="cli")
+    except operations.AccountError as exc:
+        raise click.ClickException(str(exc)) from None
+    session.commit()
+    click.echo(f"Đã cập nhật số điện thoại của {user.username}: {user.phone or 'không có'}")
+
+
+@user_cli.command("substitute")
+@click.argument("username")
+@click.option("--by", "substitute_name", required=True, help="Người thay / the substitute")
+@click.option("--from", "starts_on", required=True, type=click.DateTime(["%Y-%m-%d", "%d/%m/%Y"]),
+              help="Ngày bắt đầu nghỉ (YYYY-MM-DD hoặc dd/mm/yyyy)")
+@click.option("--to", "ends_on", required=True, type=click.DateTime(["%Y-%m-%d", "%d/%m/%Y"]),
+              help="Ngày kết thúc nghỉ, tính cả ngày đó")
+@with_app
+def user_substitute(app, username, substitute_name, starts_on, ends_on) -> None:
+    """Name who stands in for a leader or police officer on leave (notices go to both)."""
+    from service.auth import substitutes
+
+    session = get_session()
+    try:
+        user = operations.get_user(session, username)
+        substitute = operations.get_user(session, substitute_name)
+        row = substitutes.name_substitute(session, user, substitute, starts_on=starts_on.date(),
+                                          ends_on=ends_on.date(), by=None)
+    except (operations.AccountError, substitutes.SubstitutionError) as exc:
+        raise click.ClickException(str(exc)) from None
+    session.commit()
+    click.echo(f"Số {row.id}: {substitute.username} thay {user.username} từ "
+               f"{row.starts_on:%d/%m/%Y} đến {row.ends_on:%d/%m/%Y}")
+
+
+@user_cli.command("substitute-cancel")
+@click.argument("substitution_id", type=int)
+@with_app
+def user_substitute_cancel(app, substitution_id) -> None:
+    """Cancel a substitution by its number."""
+    from service.auth import substitutes
+    from service.auth.models import Substitution
+
+    session = get_session()
+    row = session.get(Substitution, substitution_id)
+    if row is None:
+        raise click.ClickException(f"Không có việc chỉ định người thay số {substitution_id}")
+    try:
+        substitutes.cancel_substitution(session, row, by=None)
+    except substitutes.SubstitutionError as exc:
+        raise click.ClickException(str(exc)) from None
+    session.commit()
+    click.echo(f"Đã hủy việc chỉ định số {row.id}")
 
 
 @user_cli.command("list")

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import enum
-from datetime import datetime
+from datetime import date, datetime
 
 from flask_login import UserMixin
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import JSON, Boolean, Date, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from service.core.db import Base, UTCDateTime, utcnow
@@ -172,3 +172,30 @@ class RoleGrant(Base):
         if self.state == "pending" and self.expires_at <= now:
             return "expired"
         return self.state
+
+
+class Substitution(Base):
+    """A leader or police officer on leave from ``starts_on`` to ``ends_on`` (local dates, inclusive).
+
+    Notices and escalations in that range also go to the substitute, who may acknowledge
+    (or confirm receipt) in the absent person's place. Cancelled rows are kept for the record.
+    """
+
+    __tablename__ = "substitution"
+    __table_args__ = (Index("ix_substitution_user_dates", "user_id", "starts_on", "ends_on"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("user.id"))
+    substitute_id: Mapped[int] = mapped_column(ForeignKey("user.id"))
+    starts_on: Mapped[date] = mapped_column(Date)
+    ends_on: Mapped[date] = mapped_column(Date)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    user: Mapped[User] = relationship(foreign_keys=[user_id])
+    substitute: Mapped[User] = relationship(foreign_keys=[substitute_id])
+
+    def covers(self, day: date) -> bool:
+        """Return whether the substitution is in force on the given local date."""
+        return self.cancelled_at is None and self.starts_on <= day <= self.ends_on

@@ -43,17 +43,27 @@ def _check_password(password: str, min_length: int) -> None:
 
 
 def _normalize_phone(phone: str | None) -> str | None:
-    if not phone:
-        return None
-    import phonenumbers
+    from service.auth.phones import PhoneError, normalize_mobile
 
     try:
-        parsed = phonenumbers.parse(phone, "VN")
-    except phonenumbers.NumberParseException as exc:
-        raise AccountError("Số điện thoại không hợp lệ") from exc
-    if not phonenumbers.is_valid_number(parsed):
-        raise AccountError("Số điện thoại không hợp lệ")
-    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+        return normalize_mobile(phone)
+    except PhoneError as exc:
+        raise AccountError(str(exc)) from None
+
+
+def set_phone(session: Session, user: User, phone: str | None, *, by: str) -> User:
+    """Set or clear a user's mobile number (validated, stored as E.164); the trail says only that."""
+    normalized = _normalize_phone(phone)
+    if normalized == user.phone:
+        return user
+    had_phone = bool(user.phone)
+    user.phone = normalized
+    session.flush()
+    # Whose number changed, never the number itself.
+    record(session, "user.phone_changed", {"by": by, "username": user.username,
+                                           "had_phone": had_phone, "has_phone": bool(normalized)},
+           actor=by)
+    return user
 
 
 def _user_summary(user: User) -> dict:

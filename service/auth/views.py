@@ -10,8 +10,8 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from flask_wtf import FlaskForm
-from wtforms import PasswordField, StringField
-from wtforms.validators import DataRequired, EqualTo, Length
+from wtforms import DateField, PasswordField, SelectField, StringField
+from wtforms.validators import DataRequired, EqualTo, InputRequired, Length
 
 from service.auth import operations, sessions
 from service.auth.access import public, roles_required
@@ -155,3 +155,109 @@ def own_sessions():
     status = 400 if form.is_submitted() else 200
     return render_template("auth/sessions.html", form=form, rows=rows,
                            current_id=current_session_id()), status
+
+
+class SubstituteForm(FlaskForm):
+    """Name a substitute for a date range (admins may choose whose leave it is)."""
+
+    absent = SelectField(_l("Người nghỉ"), coerce=int, validate_choice=False)
+    substitute = SelectField(_l("Người thay"), coerce=int, validate_choice=False)
+    starts_on = DateField(_l("Nghỉ từ ngày"), validators=[
+        InputRequired(_l("Nhập ngày bắt đầu nghỉ (ngày/tháng/năm)."))])
+    ends_on = DateField(_l("Đến hết ngày"), validators=[
+        InputRequired(_l("Nhập ngày kết thúc nghỉ (ngày/tháng/năm)."))])
+
+
+class CancelSubstitutionForm(FlaskForm):
+    """Cancel a substitution (CSRF only)."""
+
+
+def _substitute_form(session, user) -> SubstituteForm:
+    from sqlalchemy import select
+
+    from service.auth.models import User
+    from service.auth.substitutes import COVERED_ROLES
+
+    form = SubstituteForm()
+    people = session.scalars(select(User).where(User.is_disabled.is_(False)).order_by(User.username)).all()
+    label = {u.id: f"{u.full_name or u.username} ({u.username})" for u in people}
+    absent = [u for u in people if u.has_role(*COVERED_ROLES)]
+    if not user.has_role("admin"):
+        absent = [u for u in absent if u.id == user.id]
+    form.absent.choices = [(u.id, label[u.id]) for u in absent]
+    form.substitute.choices = [(u.id, label[u.id]) for u in people]
+    if not form.is_submitted() and absent:
+        form.absent.data = user.id if any(u.id == user.id for u in absent) else absent[0].id
+    return form
+
+
+@bp.route("/account/substitutes", methods=["GET", "POST"])
+@roles_required()
+def substitutes():
+    """Name who stands in while a leader or police officer is on leave; list and cancel."""
+    from service.auth import substitutes as subs
+    from service.auth.models import Substitution, User
+
+    session = get_session()
+    user = current_user._get_current_object()
+    form = _substitute_form(session, user)
+    status = 200
+    if form.validate_on_submit():
+        absent = session.get(User, form.absent.data)
+        substitute = session.get(User, form.substitute.data)
+        if absent is None or substitute is None or form.absent.data not in {
+                c[0] for c in form.absent.choices}:
+            flash(_("Chọn người nghỉ và người thay trong danh sách."), "error")
+            status = 400
+        else:
+            try:
+                subs.name_substitute(session, absent, substitute, starts_on=form.starts_on.data,
+                                     ends_on=form.ends_on.data, by=user)
+            except subs.SubstitutionError as exc:
+                session.rollback()
+                flash(str(exc), "error")
+                status = 400
+            else:
+                session.commit()
+                flash(_("Đã chỉ định người thay."), "success")
+                return redirect(url_for("auth.substitutes"))
+    elif form.is_submitted():
+        for errors in form.errors.values():
+            for message in errors:
+                flash(str(message), "error")
+        status = 400
+    from sqlalchemy import select
+
+    if user.has_role("admin"):
+        rows = session.scalars(select(Substitution).order_by(Substitution.id.desc()).limit(200)).all()
+    else:
+        rows = subs.substitutions_of(session, user)
+    return render_template("auth/substitutes.html", form=form, rows=rows,
+                           cancel_form=CancelSubstitutionForm(), today=subs.local_today(
+                               current_app.config["SETTINGS"]), user=user), status
+
+
+@bp.route("/account/substitutes/<int:substitution_id>/cancel", methods=["POST"])
+@roles_required()
+def cancel_substitute(substitution_id: int):
+    """Cancel a substitution (the absent person or an admin)."""
+    from flask import abort
+
+    from service.auth import substitutes as subs
+    from service.auth.models import Substitution
+
+    session = get_session()
+    row = session.get(Substitution, substitution_id)
+    if row is None:
+        abort(404)
+    form = CancelSubstitutionForm()
+    if form.validate_on_submit():
+        try:
+            subs.cancel_substitution(session, row, by=current_user._get_current_object())
+        except subs.SubstitutionError as exc:
+            session.rollback()
+            flash(str(exc), "error")
+        else:
+            session.commit()
+            flash(_("Đã hủy việc chỉ định người thay."), "success")
+    return redirect(url_for("auth.substitutes"))

@@ -20,6 +20,8 @@ from service.incidents.models import OPEN_STATES, Incident, IncidentState
 from service.incidents.workflow import _as_utc, _audit, _notify, _stamp, active_users_with_roles
 
 ROLE_PREFIX = "role:"
+# In a step, "sms" names the channel, not a person: from that step on, notices go by SMS too.
+SMS_STEP = "sms"
 
 
 def _locked_rows(session: Session, query):
@@ -32,11 +34,13 @@ def _locked_rows(session: Session, query):
 
 def step_recipients(session: Session, names: list[str]) -> tuple[list[User], list[str]]:
     """Resolve one escalation step ("role:leader", usernames) to active users and unknown names."""
-    if not names:
+    if not [n for n in names if n != SMS_STEP]:
         return active_users_with_roles(session, "leader", "police"), []
     users: dict[int, User] = {}
     unknown: list[str] = []
     for name in names:
+        if name == SMS_STEP:
+            continue
         if name.startswith(ROLE_PREFIX):
             found = active_users_with_roles(session, name.removeprefix(ROLE_PREFIX))
         else:
@@ -57,6 +61,14 @@ def escalation_recipients(session: Session, settings, level: int) -> tuple[list[
     extra, unknown = step_recipients(session, step)
     everyone = {u.id: u for u in [*base, *extra]}
     return sorted(everyone.values(), key=lambda u: u.username), unknown
+
+
+def is_sms_step(settings, level: int) -> bool | None:
+    """Return whether escalation `level` goes by SMS: None when no step names SMS (always SMS)."""
+    steps = list(settings.escalation_steps)
+    if not any(SMS_STEP in step for step in steps):
+        return None
+    return SMS_STEP in steps[min(level, len(steps)) - 1]
 
 
 def escalate_overdue(session: Session, settings, *, now: datetime | None = None) -> list[Incident]:
@@ -82,7 +94,7 @@ def escalate_overdue(session: Session, settings, *, now: datetime | None = None)
         _notify(session, incident, "escalated", recipients, extra_text=(
             f"Sự cố chưa được lãnh đạo UBND xã xác nhận sau {minutes} phút "
             f"(báo động lần {due_level})."
-        ), settings=settings)
+        ), settings=settings, by_sms=is_sms_step(settings, due_level))
         escalated.append(incident)
     session.flush()
     return escalated

@@ -5,7 +5,17 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from service.core.db import Base, UTCDateTime, utcnow
@@ -148,3 +158,16 @@ class IncidentEvidence(Base):
     stored_name: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     incident: Mapped[Incident] = relationship(back_populates="evidence")
+
+
+class IncidentReceipt(Base):
+    """A police officer's confirmation that they received an incident (not an acknowledgement)."""
+
+    __tablename__ = "incident_receipt"
+    __table_args__ = (UniqueConstraint("incident_id", "user_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incident.id"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("user.id"))
+    confirmed_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    channel: Mapped[str] = mapped_column(String(16), default="web")

@@ -80,6 +80,8 @@ ENTRY_TEXT = {
     "incident.joined": _l("Ghi nhận thêm một lần vi phạm cùng nhóm"),
     "incident.escalated": _l("Báo động: chưa được xác nhận"),
     "incident.acknowledged": _l("Lãnh đạo xác nhận đã nhận"),
+    "incident.receipt_confirmed": _l("Công an xã xác nhận đã nhận tin"),
+    "sms.reply": _l("Tin nhắn SMS trả lời"),
     "incident.investigating": _l("Bắt đầu điều tra"),
     "incident.contained": _l("Đã ngăn chặn"),
     "incident.resolved": _l("Đã khắc phục"),
@@ -220,8 +222,14 @@ def _render_detail(incident: Incident, *, forms: dict | None = None, status: int
                                              "incident": incident.id}, actor=user.username)
         session.commit()
     own_comments = [c for c in incident.comments if c.author_id == user.id]
+    receipt_form = F.ConfirmForm() if W.can_confirm_receipt(session, incident, user) else None
+    # A leader's substitute (service.auth.substitutes) gets the acknowledge step too.
+    if "acknowledge" not in actions and W.can_acknowledge(session, incident, user):
+        actions = ["acknowledge", *actions]
+        action_forms["acknowledge"] = ACTION_FORMS["acknowledge"]()
     return render_template(
         "incidents/detail.html", incident=incident, reporter=reporter, is_staff=is_staff,
+        receipt_form=receipt_form, receipts=_receipt_rows(session, incident) if is_staff else [],
         actions=actions, action_forms=action_forms, action_text=ACTION_TEXT,
         notice_form=notice_form, comment_form=(forms or {}).get("comment") or F.CommentForm(),
         evidence_form=F.EvidenceForm(), timeline=timeline, own_comments=own_comments,
@@ -229,6 +237,15 @@ def _render_detail(incident: Incident, *, forms: dict | None = None, status: int
         can_contribute=W.can_contribute(incident, user),
         form_rows=_form_rows(incident), channels=F.CHANNEL_LABELS,
     ), status
+
+
+def _receipt_rows(session, incident: Incident) -> list[tuple[str, datetime, str]]:
+    """Return (who, when, channel) of each police receipt confirmation."""
+    rows = []
+    for receipt in W.receipts(session, incident):
+        who = session.get(User, receipt.user_id)
+        rows.append((who.full_name or who.username, receipt.confirmed_at, receipt.channel))
+    return rows
 
 
 def _form_rows(incident: Incident) -> list[tuple[str, str]]:
@@ -387,9 +404,37 @@ def acknowledge(incident_id: int):
         return redirect(url_for("incidents.detail", incident_id=incident.id))
     acknowledged_by = session.get(User, incident.acknowledged_by_id) \
         if incident.acknowledged_by_id else None
+    user = _user()
     return render_template("incidents/acknowledge.html", incident=incident, form=form,
                            state_text=STATE_TEXT, deadline=deadline_info(incident),
-                           acknowledged_by=acknowledged_by)
+                           acknowledged_by=acknowledged_by,
+                           can_acknowledge=W.can_acknowledge(session, incident, user),
+                           receipt_form=F.ConfirmForm()
+                           if W.can_confirm_receipt(session, incident, user) else None)
+
+
+@bp.route("/<int:incident_id>/receipt", methods=["POST"])
+@roles_required("police", "leader")
+def confirm_receipt(incident_id: int):
+    """Record that a police officer received the incident (not the leader's acknowledgement)."""
+    session = get_session()
+    incident = _incident_for_user(incident_id)
+    form = F.ConfirmForm()
+    if not form.validate_on_submit():
+        _flash_form_errors(form)
+        return redirect(url_for("incidents.detail", incident_id=incident.id))
+    try:
+        W.confirm_incident_receipt(session, incident, _user(), channel="web")
+    except W.WorkflowPermissionError:
+        session.rollback()
+        abort(403)
+    except W.WorkflowError as exc:
+        session.rollback()
+        flash(str(exc), "error")
+        return redirect(url_for("incidents.detail", incident_id=incident.id))
+    session.commit()
+    flash(_("Đã ghi nhận Công an xã đã nhận tin về sự cố."), "ok")
+    return redirect(url_for("incidents.detail", incident_id=incident.id))
 
 
 @bp.route("/<int:incident_id>/transition/<action>", methods=["POST"])

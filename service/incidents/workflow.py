@@ -29,6 +29,7 @@ from service.incidents.models import (
     Incident,
     IncidentComment,
     IncidentEvidence,
+    IncidentReceipt,
     IncidentState,
 )
 
@@ -142,12 +143,12 @@ def active_users_with_roles(session: Session, *roles: str) -> list[User]:
 
 
 def _notify(session: Session, incident: Incident, kind: str, recipients: list[User] | None,
-            extra_text: str = "", settings=None) -> list:
+            extra_text: str = "", settings=None, by_sms: bool | None = None) -> list:
     # Imported here: the outbox is its own subsystem and only needed when something is sent.
     from service.notify.outbox import notify_incident
 
     return notify_incident(session, incident, kind=kind, recipients=recipients or None,
-                           extra_text=extra_text, settings=settings)
+                           extra_text=extra_text, settings=settings, by_sms=by_sms)
 
 
 # ---------------------------------------------------------------- who may see what
@@ -361,9 +362,11 @@ def dismiss_alert(session: Session, alert: Alert, user: User, reason: str) -> Al
 # ---------------------------------------------------------------- transitions
 
 
-def _transition(session: Session, incident: Incident, user: User, action: str) -> str:
+def _transition(session: Session, incident: Incident, user: User, action: str,
+                acting: bool = False) -> str:
     sources, target, roles = TRANSITIONS[action]
-    _require_role(user, roles, ACTION_LABELS[action] + " sự cố")
+    if not acting:
+        _require_role(user, roles, ACTION_LABELS[action] + " sự cố")
     _lock(session, incident)
     if incident.state not in sources:
         state = STATE_LABELS.get(incident.state, incident.state)
@@ -373,23 +376,112 @@ def _transition(session: Session, incident: Incident, user: User, action: str) -
     return target
 
 
+def _acting_for(session: Session, user: User, role: str, settings, now: datetime) -> list[User]:
+    """Return the absent holders of `role` the user stands in for today (service.auth.substitutes)."""
+    from service.auth.substitutes import local_today, standing_in_for
+
+    if user is None or not user.is_active or settings is None:
+        return []
+    return [u for u in standing_in_for(session, user, local_today(settings, now)) if u.has_role(role)]
+
+
+def _settings_or_none(settings):
+    if settings is not None:
+        return settings
+    from flask import current_app, has_app_context
+
+    return current_app.config["SETTINGS"] if has_app_context() else None
+
+
+CHANNELS = ("web", "sms", "cli")
+
+
+def can_acknowledge(session: Session, incident: Incident, user: User, settings=None) -> bool:
+    """Return whether the user may acknowledge now: a leader, or a leader's substitute today."""
+    if incident.state != IncidentState.REPORTED or user is None or not user.is_active:
+        return False
+    return user.has_role("leader") or bool(
+        _acting_for(session, user, "leader", _settings_or_none(settings), utcnow()))
+
+
 def acknowledge_incident(session: Session, incident: Incident, user: User, *,
-                         now: datetime | None = None) -> Incident:
-    """Acknowledge a reported incident (leader); stops the escalation."""
-    target = _transition(session, incident, user, "acknowledge")
+                         now: datetime | None = None, channel: str = "web",
+                         settings=None) -> Incident:
+    """Acknowledge a reported incident (leader or a leader's substitute); stops the escalation.
+
+    channel says how it came (web page, SMS reply): the audit entry names it.
+    """
     now = _as_utc(now) or utcnow()
+    if channel not in CHANNELS:
+        raise WorkflowError(f"Kênh không hợp lệ: {channel!r}")
+    standing_for = [] if user is not None and user.has_role("leader") else _acting_for(
+        session, user, "leader", _settings_or_none(settings), now)
+    target = _transition(session, incident, user, "acknowledge", acting=bool(standing_for))
     incident.state = target
     incident.acknowledged_at = now
     incident.acknowledged_by_id = user.id
     minutes = max(0, int((now - incident.created_at).total_seconds() // 60))
     _audit(session, incident, "acknowledged", user, minutes_after_report=minutes,
-           escalation_level=incident.escalation_level)
+           escalation_level=incident.escalation_level, channel=channel,
+           standing_in_for=[u.username for u in standing_for] or None)
     others = [u for u in active_users_with_roles(session, "leader", "police") if u.id != user.id]
     if others:
         _notify(session, incident, "acknowledged", others,
-                extra_text=f"{user.full_name or user.username} đã xác nhận đã nhận sự cố.")
+                extra_text=f"{user.full_name or user.username} đã xác nhận đã nhận sự cố.",
+                settings=settings)
     session.flush()
     return incident
+
+
+def has_confirmed_receipt(session: Session, incident: Incident, user: User) -> bool:
+    """Return whether this user already confirmed receiving the incident."""
+    return session.scalar(select(IncidentReceipt.id).where(
+        IncidentReceipt.incident_id == incident.id, IncidentReceipt.user_id == user.id)) is not None
+
+
+def can_confirm_receipt(session: Session, incident: Incident, user: User, settings=None) -> bool:
+    """Return whether the user may confirm receipt now (police or their substitute, once)."""
+    if user is None or not user.is_active or incident.state not in OPEN_STATES:
+        return False
+    is_police = user.has_role("police") or bool(
+        _acting_for(session, user, "police", _settings_or_none(settings), utcnow()))
+    return is_police and not has_confirmed_receipt(session, incident, user)
+
+
+def receipts(session: Session, incident: Incident) -> list[IncidentReceipt]:
+    """Return the police receipt confirmations of an incident, oldest first."""
+    return list(session.scalars(select(IncidentReceipt).where(
+        IncidentReceipt.incident_id == incident.id).order_by(IncidentReceipt.id)))
+
+
+def confirm_incident_receipt(session: Session, incident: Incident, user: User, *,
+                             now: datetime | None = None, channel: str = "web",
+                             settings=None) -> IncidentReceipt:
+    """Record that a police officer (or their substitute) received the incident; no state change.
+
+    This is not the leader's acknowledgement: the incident stays where it is and escalation
+    goes on until a leader acknowledges.
+    """
+    now = _as_utc(now) or utcnow()
+    if channel not in CHANNELS:
+        raise WorkflowError(f"Kênh không hợp lệ: {channel!r}")
+    standing_for = [] if user is not None and user.has_role("police") else _acting_for(
+        session, user, "police", _settings_or_none(settings), now)
+    if not standing_for:
+        _require_role(user, ("police",), "xác nhận đã nhận tin về sự cố")
+    _lock(session, incident)
+    if incident.state not in OPEN_STATES:
+        raise WorkflowError(f"Sự cố #{incident.id} đã kết thúc, không cần xác nhận đã nhận tin.")
+    if has_confirmed_receipt(session, incident, user):
+        raise WorkflowError(f"Bạn đã xác nhận đã nhận tin về sự cố #{incident.id} trước đó.")
+    receipt = IncidentReceipt(incident_id=incident.id, user_id=user.id, confirmed_at=now,
+                              channel=channel)
+    session.add(receipt)
+    session.flush()
+    minutes = max(0, int((now - incident.created_at).total_seconds() // 60))
+    _audit(session, incident, "receipt_confirmed", user, minutes_after_report=minutes,
+           channel=channel, standing_in_for=[u.username for u in standing_for] or None)
+    return receipt
 
 
 def start_investigation(session: Session, incident: Incident, user: User, *,

@@ -244,9 +244,13 @@ def run_command(snapshot: MessageSnapshot, settings: Settings, now: datetime) ->
 class Deliverer:
     """Route snapshots to their channel; keeps the SMTP connection for one pass."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, session=None) -> None:
+        from service.notify.sms import SmsChannel
+
         self.settings = settings
         self.smtp = SmtpChannel(settings)
+        # The SMS channel keeps its reply code's hash through the dispatcher's session.
+        self.sms = SmsChannel(settings, session)
 
     def deliver(self, snapshot: MessageSnapshot, now: datetime) -> None:
         """Deliver one message or raise."""
@@ -256,6 +260,8 @@ class Deliverer:
             send_webhook(snapshot, self.settings, now)
         elif snapshot.channel == Channel.COMMAND:
             run_command(snapshot, self.settings, now)
+        elif snapshot.channel == Channel.SMS:
+            self.sms.send(snapshot, now)
         else:
             raise DeliveryError(f"unknown channel {snapshot.channel!r}")
 
@@ -273,4 +279,6 @@ def configured_channels(settings: Settings) -> list[str]:
         channels.append(Channel.WEBHOOK.value)
     if settings.notify_command:
         channels.append(Channel.COMMAND.value)
+    if settings.sms_outbox_dir:
+        channels.append(Channel.SMS.value)
     return channels

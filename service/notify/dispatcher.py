@@ -196,7 +196,7 @@ def dispatch_pending(
     """
     stats = DispatchStats()
     channels = configured_channels(settings)
-    deliverer = Deliverer(settings)
+    deliverer = Deliverer(settings, session)
     try:
         for _ in range(MAX_BATCHES if channels else 0):
             ids = due_message_ids(session, now or utcnow(), channels, settings.notify_batch_size)

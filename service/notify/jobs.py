@@ -19,3 +19,11 @@ def dispatch_job(app, session) -> None:
 def cleanup_job(app, session) -> None:
     """Delete delivered rows older than notify_retention_days; the audit entries stay."""
     prune_delivered(session, app.config["SETTINGS"])
+
+
+@job("notify.sms_inbox", every=lambda s: s.sms_inbox_interval_seconds)
+def sms_inbox_job(app, session) -> None:
+    """Read SMS replies from gammu-smsd's inbox folder (when sms_inbox_dir is set)."""
+    from service.notify.replies import read_inbox
+
+    read_inbox(session, app.config["SETTINGS"])

@@ -17,6 +17,7 @@ class Channel(enum.StrEnum):
     EMAIL = "email"
     WEBHOOK = "webhook"
     COMMAND = "command"
+    SMS = "sms"
 
 
 class OutboxState(enum.StrEnum):
@@ -66,3 +67,40 @@ class OutboxMessage(Base):
     def is_delivered(self) -> bool:
         """Return whether the message has been accepted by its channel."""
         return self.state == OutboxState.DELIVERED
+
+
+class SmsCode(Base):
+    """The one-time reply code of one SMS to one person: only its keyed hash is kept.
+
+    The code is drawn when the SMS file is written (the stored body holds a placeholder), so
+    it exists in clear only in the SMS itself. ``purpose`` is what a right reply does:
+    ``acknowledge`` (leaders) or ``confirm_receipt`` (police).
+    """
+
+    __tablename__ = "sms_code"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("outbox_message.id", ondelete="CASCADE"),
+                                            unique=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incident.id"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("user.id"))
+    phone: Mapped[str] = mapped_column(String(32))
+    purpose: Mapped[str] = mapped_column(String(24))
+    code_hash: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    __table_args__ = (Index("ix_sms_code_incident", "incident_id"),)
+
+
+class SmsReceived(Base):
+    """An SMS file read from gammu-smsd's inbox folder; the unique name makes it read once."""
+
+    __tablename__ = "sms_received"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    file_name: Mapped[str] = mapped_column(String(255), unique=True)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    sender_user_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"))
+    outcome: Mapped[str] = mapped_column(String(32))

@@ -56,6 +56,8 @@ class Dashboard:
     silent_agents: list[Agent] = field(default_factory=list)
     agent_count: int = 0
     trail: TrailState | None = None
+    # Leaders and police on leave today and who stands in (service.auth.substitutes).
+    substitutions: list = field(default_factory=list)
 
 
 def local_midnight(now: datetime, timezone: str) -> datetime:
@@ -97,6 +99,10 @@ def build_dashboard(session: Session, settings: Settings, roles: list[str], now:
             .where(Incident.notice_due_at.is_not(None), Incident.notice_sent_at.is_(None),
                    Incident.state != IncidentState.DISMISSED)
             .order_by(Incident.notice_due_at, Incident.id).limit(LIST_LIMIT)))
+    if "incidents" in board.visible:
+        from service.auth.substitutes import local_today, substitutions_on
+
+        board.substitutions = substitutions_on(session, local_today(settings, now))
     if board.visible & {"alerts", "alert_count"}:
         since = local_midnight(now, settings.timezone)
         today = select(func.count()).select_from(Alert).where(Alert.created_at >= since)
