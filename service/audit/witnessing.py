@@ -225,3 +225,41 @@ def cosigned_by(session: Session, checkpoint: Checkpoint,
         except CosignatureError:
             continue
     return found
+
+
+def cosigned_anchor(session: Session, keys: list[CosignerVerifier],
+                    quorum: int) -> tuple[Checkpoint, str] | None:
+    """Return the newest checkpoint cosigned by ``quorum`` of ``keys`` and its cosigned note.
+
+    Raises CosignatureError when a stored line by one of the keys does not verify: a
+    cosignature was forged, or the checkpoint under it was changed.
+    """
+    from service.audit.operations import served_note
+
+    rows = session.scalars(
+        select(Checkpoint).where(Checkpoint.id.in_(select(Cosignature.checkpoint_id)))
+        .order_by(Checkpoint.size.desc(), Checkpoint.id.desc())).all()
+    for cp in rows:
+        note = served_note(session, cp)
+        body = note_body(cp.note)
+        valid = 0
+        for key in keys:
+            try:
+                valid += find_cosignature(note, body, key) is not None
+            except CosignatureError as exc:
+                raise CosignatureError(f"checkpoint #{cp.id} (size {cp.size}): {exc}") from None
+        if valid >= quorum:
+            return cp, note
+    return None
+
+
+def last_cosigned_size(session: Session) -> int | None:
+    """Return the size of the newest checkpoint any configured witness validly cosigned."""
+    keys = [parse_cosigner_verifier(w.verifier_key) for w in log_witnesses(session)]
+    if not keys:
+        return None
+    try:
+        found = cosigned_anchor(session, keys, 1)
+    except CosignatureError:
+        return None
+    return found[0].size if found else 0
