@@ -28,6 +28,7 @@ ROUTE_ACCESS: dict[str, object] = {
     "audit.entry_proof": {"police"},
     "audit.export_csv": {"police"},
     "audit.export_bundle_view": {"police"},
+    "audit.kept_checkpoint": {"police"},
     "admin.index": {"admin"},
     "admin.users": {"admin"},
     "admin.user_new": {"admin"},

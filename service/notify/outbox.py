@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from canhgac_common.pii.mask import mask_pii
 from service.audit import log as audit_log
 from service.audit.models import Checkpoint
-from service.audit.operations import sign_checkpoint
+from service.audit.operations import latest_cosigned_checkpoint, served_note, sign_checkpoint
 from service.auth.models import Role, User
 from service.config import Settings
 from service.core.db import utcnow
@@ -128,9 +128,15 @@ def _enqueue(
     ])
     # Signed after the queued entries, so the checkpoint in the mail covers them too.
     checkpoint: Checkpoint = sign_checkpoint(session, settings)
+    # The newest checkpoint witnesses cosigned travels too: a reader holding it needs no
+    # trust in this server at all (the fresh one is cosigned only a minute later).
+    cosigned_cp = latest_cosigned_checkpoint(session)
+    cosigned = ({"cosigned_note": served_note(session, cosigned_cp),
+                 "cosigned_size": cosigned_cp.size}
+                if cosigned_cp is not None and cosigned_cp.id != checkpoint.id else {})
     for message, item in zip(messages, planned, strict=True):
         name = (item.user.full_name or item.user.username) if item.user else GROUP_RECIPIENT
-        rendered = render(name, checkpoint)
+        rendered = render(name, checkpoint, cosigned)
         # Every channel (mail, webhook, command/SMS) sends these two texts: whatever a
         # template put in, no identifier leaves (issue #15, item 1).
         message.subject = mask_pii(rendered.subject)
@@ -159,10 +165,10 @@ def notify_incident(
     users = default_recipients(session) if recipients is None else recipients
     link = incident_link(incident.id, kind, settings)
 
-    def render(name: str, checkpoint: Checkpoint) -> templates.RenderedMail:
+    def render(name: str, checkpoint: Checkpoint, cosigned: dict) -> templates.RenderedMail:
         return templates.render_incident_mail(
             kind, incident, settings, recipient_name=name, link=link, extra_text=extra_text,
-            checkpoint_note=checkpoint.note, checkpoint_size=checkpoint.size,
+            checkpoint_note=checkpoint.note, checkpoint_size=checkpoint.size, **cosigned,
         )
 
     return _enqueue(session, settings, _plan(users, settings), kind=kind,
@@ -176,10 +182,10 @@ def notify_users(
     """Enqueue a generic notification (e.g. the monthly report reminder) to the given users."""
     settings = _settings(settings)
 
-    def render(name: str, checkpoint: Checkpoint) -> templates.RenderedMail:
+    def render(name: str, checkpoint: Checkpoint, cosigned: dict) -> templates.RenderedMail:
         return templates.render_user_mail(
             subject, text, settings, recipient_name=name, link=link,
-            checkpoint_note=checkpoint.note, checkpoint_size=checkpoint.size,
+            checkpoint_note=checkpoint.note, checkpoint_size=checkpoint.size, **cosigned,
         )
 
     return _enqueue(session, settings, _plan(users, settings), kind=kind,
