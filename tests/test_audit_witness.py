@@ -86,6 +86,12 @@ def test_add_checkpoint_cosigns_a_consistent_history(app, client, foreign, runne
     assert _post(client, foreign.request(33)).status_code == 200
     listing = runner.invoke(["witness", "list"])
     assert f"{ORIGIN}\t33" in listing.output
+    # The monitoring prefix serves the latest cosigned checkpoint with both signatures.
+    served = client.get(f"/witness/{hashlib.sha256(ORIGIN.encode()).hexdigest()}/checkpoint")
+    assert served.status_code == 200
+    text = served.data.decode()
+    assert text.startswith(f"{ORIGIN}\n33\n") and text.count("\u2014 ") == 2
+    assert client.get(f"/witness/{'0' * 64}/checkpoint").status_code == 404
 
 
 def test_add_checkpoint_refusals(app, client, foreign):

@@ -22,7 +22,8 @@ ROUTE_ACCESS: dict[str, object] = {
     "api.openapi": PUBLIC,
     "tlog.checkpoint": (TOKEN, {"police"}),  # a token (any scope) or a police session
     "tlog.tile": (TOKEN, {"police"}),  # entry bundles: monitor token or police (test_audit_tlog)
-    "witness.add_checkpoint": PUBLIC,  # C2SP tlog-witness: the log's signature is what counts
+    "witness.add_checkpoint": PUBLIC,
+    "witness.witnessed_checkpoint": PUBLIC,  # tlog-witness monitoring: public by the spec  # C2SP tlog-witness: the log's signature is what counts
     "audit.search": {"police"},
     "audit.entry": {"police"},
     "audit.entry_proof": {"police"},

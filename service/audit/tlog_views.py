@@ -138,6 +138,21 @@ def add_checkpoint():
                     content_type="text/plain; charset=utf-8", headers={"Cache-Control": "no-store"})
 
 
+@witness_bp.route("/<origin_hash>/checkpoint")
+@public
+def witnessed_checkpoint(origin_hash: str):
+    """Serve the latest checkpoint cosigned for a log (by the SHA-256 hex of its origin)."""
+    from service.audit.witness import cosigned_note_for
+
+    session = get_session()
+    note = cosigned_note_for(session, origin_hash)
+    session.commit()
+    if note is None:
+        return _text(404, "no checkpoint cosigned for this log")
+    return Response(note, content_type="text/plain; charset=utf-8",
+                    headers={"Cache-Control": CHECKPOINT_CACHE})
+
+
 def init_app(app: Flask) -> None:
     """Register /tlog/ and /witness/; both authenticate without forms, so CSRF does not apply."""
     from service.web.wiring import csrf

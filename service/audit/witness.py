@@ -77,6 +77,15 @@ def witnessed_logs(session: Session) -> list[WitnessedLog]:
     return list(session.scalars(select(WitnessedLog).order_by(WitnessedLog.origin)))
 
 
+def cosigned_note_for(session: Session, origin_hash: str) -> str | None:
+    """Return the newest cosigned checkpoint (log and our signatures) of the log whose origin
+    hashes (SHA-256, lowercase hex) to ``origin_hash``; None if we never cosigned one."""
+    for row in witnessed_logs(session):
+        if hashlib.sha256(row.origin.encode("utf-8")).hexdigest() == origin_hash:
+            return row.note
+    return None
+
+
 def _parse_request(body: bytes) -> tuple[int, list[bytes], str]:
     """Split an add-checkpoint body into old size, proof hashes and the checkpoint note."""
     try:
