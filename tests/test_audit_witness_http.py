@@ -207,5 +207,14 @@ def test_one_instance_witnesses_the_other(app, runner, witness_server, make_user
     assert runner.invoke(["verify"]).exit_code == 0
     gone = runner.invoke(["verify", "--witness-key", witness_server["key"]])
     assert gone.exit_code == 1 and "cosigned by 1" in gone.output
-    # The witness still refuses the rewritten history.
+    # Refused witnesses are not asked again until a person resets them; the witness still
+    # refuses the rewritten history, and the open alert is not repeated.
+    listing = runner.invoke(["witness", "list"])
+    assert "REFUSED" in listing.output
+    assert runner.invoke(["witness", "reset", "canhgac.tinh.langson/witness"]).exit_code == 0
     assert _submit(app) == 0
+    with app.app_context():
+        s = new_session(app)
+        assert s.query(Alert).filter_by(rule_id="audit.witness_refused").count() == 1
+        s.close()
+    assert "REFUSED" in runner.invoke(["witness", "list"]).output

@@ -112,6 +112,22 @@ def witness_add_witness(app, url, key) -> None:
     click.echo(f"Đã thêm nhân chứng / added witness {row.name} at {row.url}")
 
 
+@witness_cli.command("reset")
+@click.argument("name")
+@with_app
+def witness_reset(app, name) -> None:
+    """Send checkpoints again to a witness whose refusal was investigated."""
+    from service.audit.witnessing import WitnessingError, reset_witness
+
+    session = get_session()
+    try:
+        reset_witness(session, name, by=cli_actor())
+    except WitnessingError as exc:
+        raise click.ClickException(str(exc)) from None
+    session.commit()
+    click.echo(f"Đã đặt lại / reset witness {name}")
+
+
 @witness_cli.command("list")
 @with_app
 def witness_list(app) -> None:
@@ -132,6 +148,8 @@ def witness_list(app) -> None:
     click.echo("Nhân chứng của nhật ký này / witnesses of this log (name, url, size cosigned):")
     for row in log_witnesses(session):
         state = f"\tlỗi / error: {row.last_error}" if row.last_error else ""
+        if row.refused_size is not None:
+            state += f"\tTỪ CHỐI / REFUSED size {row.refused_size}"
         click.echo(f"  {row.name}\t{row.url}\t{row.size}{state}")
     session.rollback()
 

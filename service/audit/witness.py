@@ -146,7 +146,8 @@ def add_checkpoint(session: Session, settings: Settings, body: bytes) -> list[st
                {"origin": row.origin, "old_size": old_size, "size": checkpoint.size,
                 "reason": problem, "note": note})
         raise WitnessRefusal(422, problem)
-    line = cosign(checkpoint.body(), load_witness_signer(settings.keys_dir))
+    # The exact text the log signed (extension lines included), as tlog-cosignature says.
+    line = cosign(text + "\n", load_witness_signer(settings.keys_dir))
     row.size, row.root_hash = checkpoint.size, checkpoint.root
     row.note, row.cosigned_at = note + line + "\n", utcnow()
     record(session, "witness.cosigned",

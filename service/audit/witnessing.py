@@ -63,6 +63,18 @@ def add_witness(session: Session, url: str, verifier_key: str, *, by: str) -> Lo
     return row
 
 
+def reset_witness(session: Session, name: str, *, by: str) -> LogWitness:
+    """Send checkpoints to a witness again after its refusal was investigated."""
+    row = session.scalar(select(LogWitness).where(LogWitness.name == name))
+    if row is None:
+        raise WitnessingError(f"no witness named {name}")
+    log.record(session, "witness.reset", {"by": by, "name": name,
+                                          "refused_size": row.refused_size}, actor=by)
+    row.refused_size, row.last_error = None, None
+    session.flush()
+    return row
+
+
 def log_witnesses(session: Session) -> list[LogWitness]:
     """Return the configured witnesses of this log, by name."""
     return list(session.scalars(select(LogWitness).order_by(LogWitness.name)))
@@ -119,7 +131,9 @@ def submit_checkpoints(session: Session, settings: Settings, *, post: Poster | N
     jobs = [_Job(w.id, w.name, w.url, parse_cosigner_verifier(w.verifier_key), w.size, cp.id,
                  cp.size, body, cp.note)
             for w in log_witnesses(session)
-            if w.id not in done and w.refused_size != cp.size]
+            # A witness that refused stays refused until a person clears it (reset_witness):
+            # the alert itself grows the trail, so retrying would alert again every minute.
+            if w.id not in done and w.refused_size is None]
     session.commit()
     received = 0
     for item in jobs:
@@ -202,29 +216,12 @@ def _refused(session: Session, settings: Settings, item: _Job, message: str) -> 
         session, settings, rule_id="audit.witness_refused",
         explanation=f"Nhân chứng {item.name} từ chối checkpoint của nhật ký kiểm toán "
                     "(không nhất quán với lịch sử đã chứng kiến)",
-        group_key=f"audit.witness_refused|{item.name}|{item.size}",
+        group_key=f"audit.witness_refused|{item.name}",
         details=[f"Kích thước checkpoint: {item.size}; kích thước nhân chứng đã ký: "
                  f"{item.old_size}.", "Nhật ký có thể đã bị viết lại hoặc phân nhánh."],
         entry_seq=entry.seq)
     session.commit()
     logger.error("witness_refused_checkpoint", witness=item.name, size=item.size)
-
-
-def cosigned_by(session: Session, checkpoint: Checkpoint,
-                keys: list[CosignerVerifier]) -> list[CosignerVerifier]:
-    """Return which of ``keys`` validly cosigned the checkpoint (stored cosignature lines)."""
-    from service.audit.operations import cosignature_lines
-
-    body = note_body(checkpoint.note)
-    lines = "\n".join(cosignature_lines(session, checkpoint))
-    found = []
-    for key in keys:
-        try:
-            if find_cosignature(lines, body, key) is not None:
-                found.append(key)
-        except CosignatureError:
-            continue
-    return found
 
 
 def cosigned_anchor(session: Session, keys: list[CosignerVerifier],
