@@ -128,3 +128,23 @@ def test_monitor_verifies_incrementally_and_alerts_on_a_rewrite(app, session, ma
     session.rollback()
     assert _monitor(app).problem == "already reported"
     assert session.query(Alert).filter_by(rule_id="audit.monitor_failed").count() == 1
+
+
+def test_monitor_runs_as_a_job_and_from_the_cli(app, runner, session):
+    import service.audit.jobs  # noqa: F401 - registers the trail's jobs, as the scheduler does
+    from service.audit.models import MonitorState
+    from service.core.jobs import JOBS, run_job
+
+    assert {"audit.monitor", "audit.witness_submit"} <= set(JOBS)
+    _grow(app, 30)
+    size, _, _ = _sign(app)
+    assert run_job(app, "audit.monitor")
+    assert session.get(MonitorState, 1).verified_size == size
+    session.rollback()
+    assert run_job(app, "audit.witness_submit")  # no witness configured: nothing to send
+    _grow(app, 3)
+    _sign(app)
+    result = runner.invoke(["monitor"])
+    assert result.exit_code == 0 and "VALID" in result.output, result.output
+    reset = runner.invoke(["monitor", "--reset"])
+    assert reset.exit_code == 0 and "entries 0–" in reset.output, reset.output

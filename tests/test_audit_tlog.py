@@ -253,3 +253,15 @@ def test_checkpoint_carries_cosignatures(app, client, tokens):
     got = client.get("/tlog/checkpoint", headers={"Authorization": f"Bearer {tokens['monitor']}"})
     assert got.data.decode() == note
     assert base64.b64decode(note.splitlines()[2])
+
+
+def test_a_monitor_token_from_the_cli_reads_entries_and_cannot_ingest(app, client, runner):
+    created = runner.invoke(["token", "create", "--source", "tinh-lang-son", "--scope", "monitor"])
+    assert created.exit_code == 0, created.output
+    token = created.output.strip().splitlines()[-1]
+    _grow(app, 5)
+    note = _sign(app)
+    size = int(note.splitlines()[1])
+    auth = {"Authorization": f"Bearer {token}"}
+    assert client.get(f"/tlog/tile/entries/000.p/{size}", headers=auth).status_code == 200
+    assert client.post("/api/v1/events", json=[], headers=auth).status_code == 401
