@@ -157,3 +157,27 @@ def test_a_refusal_as_inconsistent_is_kept_in_the_trail(app, client, foreign, se
 def test_add_log_refuses_bad_keys(runner, foreign):
     assert runner.invoke(["witness", "add-log", "--key", foreign.verifier]).exit_code == 1
     assert runner.invoke(["witness", "add-log", "--key", "not-a-key"]).exit_code == 1
+
+
+def test_witnessing_the_published_tessera_golden_log(app, client, runner):
+    """The 16 checkpoints of transparency-dev/tessera's golden log, cosigned one after another."""
+    from conftest import load_vectors
+
+    notes = load_vectors("note_vectors.json")["tessera_golden_checkpoints"]
+    words = load_vectors("merkle_vectors.json")["tessera_golden_log"]["leaves_ascii"]
+    leaves = merkle.leaf_hashes([w.encode() for w in words])
+    assert runner.invoke(["witness", "add-log", "--key", notes["verifier_key"]]).exit_code == 0
+    old = 0
+    for item in sorted(notes["checkpoints"], key=lambda c: c["size"])[1:]:
+        size = item["size"]
+        proof = merkle.consistency_proof(leaves[:size], old) if old else []
+        lines = [f"old {old}", *(base64.b64encode(h).decode() for h in proof)]
+        answer = _post(client, ("\n".join(lines) + "\n\n" + item["checkpoint"]).encode())
+        assert answer.status_code == 200, (size, answer.data)
+        body = item["checkpoint"].split("\n\n")[0] + "\n"
+        _check_cosignature(answer.data.decode().strip(), body, _witness_key(app))
+        old = size
+    # Going back to an earlier checkpoint of the same log is refused.
+    first = sorted(notes["checkpoints"], key=lambda c: c["size"])[3]
+    assert _post(client, f"old {old}\n\n{first['checkpoint']}".encode()).status_code == 400
+    assert _post(client, f"old 3\n\n{first['checkpoint']}".encode()).status_code == 409
