@@ -133,12 +133,11 @@ def add_checkpoint():
     try:
         lines = witness_add(session, settings, request.get_data(cache=False))
     except WitnessRefusal as exc:
-        session.commit()  # the refusal's trail entry, when there is one
-        headers = {}
+        session.commit()  # the refusal's trail entry, when there is one (422)
         if exc.status == 409:
             return Response(f"{exc.size}\n", status=409, content_type="text/x.tlog.size",
                             headers={"Cache-Control": "no-store"})
-        return _text(exc.status, exc.message, **headers)
+        return _text(exc.status, exc.message)
     session.commit()
     return Response("".join(line + "\n" for line in lines), mimetype="text/plain",
                     content_type="text/plain; charset=utf-8", headers={"Cache-Control": "no-store"})
