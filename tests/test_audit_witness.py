@@ -181,3 +181,38 @@ def test_witnessing_the_published_tessera_golden_log(app, client, runner):
     first = sorted(notes["checkpoints"], key=lambda c: c["size"])[3]
     assert _post(client, f"old {old}\n\n{first['checkpoint']}".encode()).status_code == 400
     assert _post(client, f"old 3\n\n{first['checkpoint']}".encode()).status_code == 409
+
+
+def test_a_cosignature_stored_meanwhile_by_another_instance_is_not_an_error(app, session):
+    """Two instances sending the same checkpoint: the second finds the row already stored."""
+    from service.audit import log
+    from service.audit.cosign import (
+        cosign,
+        generate_cosigner_key,
+        parse_cosigner_signer,
+        parse_cosigner_verifier,
+    )
+    from service.audit.models import Cosignature
+    from service.audit.operations import sign_checkpoint
+    from service.audit.witnessing import _Job, _submit_one, add_witness, note_body
+
+    settings = app.config["SETTINGS"]
+    signer_text, verifier = generate_cosigner_key("tinh.example/witness")
+    signer = parse_cosigner_signer(signer_text)
+
+    def witness(url: str, body: bytes, timeout: float):
+        note = body.decode().split("\n\n", 1)[1]
+        return 200, "text/plain", (cosign(note_body(note), signer) + "\n").encode()
+
+    log.record(session, "test.witnessed", {"n": 1})
+    cp = sign_checkpoint(session, settings)
+    row = add_witness(session, "http://tinh.example/witness", verifier, by="test")
+    session.commit()
+
+    def job():
+        return _Job(row.id, row.name, row.url, parse_cosigner_verifier(verifier), 0, cp.id,
+                    cp.size, note_body(cp.note), cp.note)
+
+    assert _submit_one(session, settings, job(), witness) == 1
+    assert _submit_one(session, settings, job(), witness) == 1  # stored meanwhile: no error
+    assert session.query(Cosignature).count() == 1

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import structlog
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service.audit import log
@@ -192,8 +193,14 @@ def _submit_one(session: Session, settings: Settings, item: _Job, post: Poster,
     witness.size, witness.last_error = item.size, None
     # Not written to the trail: an entry per cosignature would grow the tree, so sign a new
     # checkpoint, so be sent again, forever. The cosignature is its own signed evidence.
-    session.add(Cosignature(checkpoint_id=item.checkpoint_id, witness_id=item.witness_id,
-                            line=line, cosigned_at=utcnow()))
+    try:
+        # Committed before each call, this job is not under its advisory lock on PostgreSQL
+        # for the whole run: another instance may have stored the same cosignature meanwhile.
+        with session.begin_nested():
+            session.add(Cosignature(checkpoint_id=item.checkpoint_id,
+                                    witness_id=item.witness_id, line=line, cosigned_at=utcnow()))
+    except IntegrityError:
+        logger.info("witness_cosignature_already_stored", witness=item.name, size=item.size)
     session.commit()
     logger.info("witness_cosigned", witness=item.name, size=item.size)
     return 1
