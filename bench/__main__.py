@@ -21,6 +21,7 @@ from pathlib import Path
 SUITES = [
     ("bench.audit_bench", "run", {}, {"quick": True}),
     ("bench.ingest_bench", "run", {}, {"quick": True}),
+    ("bench.tlog_bench", "run", {}, {"quick": True}),
     ("bench.policy_bench", "run", {"n_events": 200_000}, {"n_events": 20_000}),
     ("bench.notify_bench", "run", {}, {"n": 20}),
     ("bench.sms_bench", "run", {}, {"n": 20}),

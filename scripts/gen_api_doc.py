@@ -561,6 +561,10 @@ def render(spec: dict) -> str:
         "nội dung gửi. Thu hồi: `canhgac token revoke SỐ` → 401. / One token per source (PC or "
         "application), printed once on the last line, starting with `cg_`; only its hash is "
         "stored. The server sets each event's `source` from the token. A revoked token gets 401.",
+        "- **Mã giám sát / monitor tokens.** `canhgac token create --source TEN --scope monitor` "
+        "tạo mã chỉ đọc nhật ký qua C2SP tlog-tiles (`/tlog/checkpoint`, `/tlog/tile/…`, "
+        "docs/audit-log.md); mã này gửi sự kiện hay nhịp tim đều bị 401. / A `monitor` token only "
+        "reads the trail over tlog-tiles; sending events or heartbeats with it gets 401.",
         "- **Giới hạn / limits.** `max_batch_events` (mặc định / default 5000 sự kiện / events), "
         "`max_body_bytes` (16 MiB); docs/configuration.md.",
         "- **Thời gian / times.** `occurred_at` phải có múi giờ (`+07:00` hoặc `Z`). / must carry an "

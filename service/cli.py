@@ -104,9 +104,11 @@ def serve(data_dir, host, port, tls, threads, read_deadline) -> None:
 
 def _register() -> None:
     from service.audit.cli import checkpoint_command, export_command, verify_command
+    from service.audit.tlog_cli import monitor_command, proof_cli, witness_cli
     from service.auth.cli import token_cli, user_cli
 
-    for command in (user_cli, token_cli, checkpoint_command, verify_command, export_command):
+    for command in (user_cli, token_cli, checkpoint_command, verify_command, export_command,
+                    proof_cli, witness_cli, monitor_command):
         main.add_command(command)
     for module, name in (
         ("service.policy.cli", "policy_cli"),

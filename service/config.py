@@ -47,6 +47,12 @@ class Settings(BaseModel):
     session_idle_minutes: int = Field(default=30, ge=1, le=24 * 60)
     session_max_hours: int = Field(default=12, ge=1, le=7 * 24)
     checkpoint_interval_seconds: int = Field(default=60, ge=1)
+    # The name of this service's witness key (cosigning other logs); default: the origin's
+    # host with "/witness" (canhgac.nhanly.langson/witness).
+    witness_name: str | None = None
+    witness_submit_seconds: int = Field(default=60, ge=1)
+    witness_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    monitor_interval_seconds: int = Field(default=60, ge=1)
     ack_sla_minutes: int = Field(default=15, ge=1)
     breach_notice_hours: int = Field(default=72, ge=1)
     breach_reminder_hours: list[int] = Field(default_factory=lambda: [24, 48, 66])
@@ -177,6 +183,11 @@ class Settings(BaseModel):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'canhgac.db').resolve()}"
+
+    @property
+    def resolved_witness_name(self) -> str:
+        """Return the witness key name (``witness_name``, or derived from the origin)."""
+        return self.witness_name or self.audit_origin.split("/", 1)[0] + "/witness"
 
     @property
     def keys_dir(self) -> Path:

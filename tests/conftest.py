@@ -140,7 +140,7 @@ def runner(app, settings_overrides):
             cli_runner = CliRunner()
             command, *rest = args
             # --data-dir belongs to the leaf command; groups take it after the subcommand.
-            if command in {"user", "token", "policy", "report", "incident"} and rest:
+            if command in {"user", "token", "policy", "report", "incident", "proof", "witness"} and rest:
                 full = [command, rest[0], *base, *rest[1:]]
             else:
                 full = [command, *base, *rest]

@@ -100,8 +100,8 @@ def test_export_verifies_with_the_cli_and_the_standalone_script(filled, session,
         readme = z.read("README.txt").decode()
         manifest = json.loads(z.read("manifest.json"))
         key = z.read("verifier.key").decode().strip()
-    assert names == {"entries.jsonl", "checkpoint.txt", "verifier.key", "manifest.json",
-                     "manifest.sig", "README.txt", "verify_bundle.py"}
+    assert names == {"entries.jsonl", "checkpoint.txt", "consistency.jsonl", "verifier.key",
+                     "manifest.json", "manifest.sig", "README.txt", "verify_bundle.py"}
     assert readme.startswith("GÓI BẰNG CHỨNG NHẬT KÝ KIỂM TOÁN")
     assert "python verify_bundle.py" in readme
     assert key == load_verifier_key(filled.config["SETTINGS"].keys_dir)

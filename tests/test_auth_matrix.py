@@ -20,11 +20,16 @@ ROUTE_ACCESS: dict[str, object] = {
     "api.ingest": TOKEN,
     "api.heartbeat": TOKEN,
     "api.openapi": PUBLIC,
+    "tlog.checkpoint": (TOKEN, {"police"}),  # a token (any scope) or a police session
+    "tlog.tile": (TOKEN, {"police"}),  # entry bundles: monitor token or police (test_audit_tlog)
+    "witness.add_checkpoint": PUBLIC,
+    "witness.witnessed_checkpoint": PUBLIC,  # tlog-witness monitoring: public by the spec  # C2SP tlog-witness: the log's signature is what counts
     "audit.search": {"police"},
     "audit.entry": {"police"},
     "audit.entry_proof": {"police"},
     "audit.export_csv": {"police"},
     "audit.export_bundle_view": {"police"},
+    "audit.kept_checkpoint": {"police"},
     "admin.index": {"admin"},
     "admin.users": {"admin"},
     "admin.user_new": {"admin"},
@@ -117,6 +122,13 @@ def test_role_matrix(matrix_app, login, role):
         is_login_redirect = status == 302 and "/login" in response.headers.get("Location", "")
         if access == PUBLIC:
             allowed = True
+        elif isinstance(access, tuple):
+            if role in access[1]:
+                if status in (401, 403):
+                    problems.append(f"{endpoint} as {role}: denied ({status})")
+            elif status != 401:
+                problems.append(f"{endpoint} as {role}: {status}, want 401")
+            continue
         elif access == TOKEN:
             allowed = False  # a session is never enough for token routes
             if status != 401:

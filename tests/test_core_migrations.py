@@ -22,7 +22,7 @@ def test_upgraded_schema_matches_the_models(app):
 
 def test_database_is_at_the_newest_revision(app):
     with app.app_context():
-        assert current_revision(get_engine()) == "0009"
+        assert current_revision(get_engine()) == "0010"
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])

@@ -156,6 +156,10 @@ class CreateTokenForm(FlaskForm):
         Regexp(SOURCE_PATTERN, message=_l(
             "Tên nguồn gồm chữ không dấu, số, dấu chấm, hai chấm, gạch ngang, gạch dưới (tối đa 128 ký tự).")),
     ])
+    scope = SelectField(_l("Phạm vi"), default="ingest", choices=[
+        SelectChoice("ingest", _l("Gửi sự kiện (tác tử, phần mềm nghiệp vụ)")),
+        SelectChoice("monitor", _l("Chỉ đọc nhật ký (nhân chứng, cấp tỉnh)")),
+    ])
 
 
 class RevokeTokenForm(FlaskForm):

@@ -317,7 +317,8 @@ def token_create():
         return _render_tokens(400, form=form)
     session = get_session()
     try:
-        row, token = operations.create_token(session, form.source.data, by=current_user.username)
+        row, token = operations.create_token(session, form.source.data, by=current_user.username,
+                                             scope=form.scope.data)
     except operations.AccountError as exc:
         session.rollback()
         _refused(exc)

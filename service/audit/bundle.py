@@ -4,7 +4,12 @@ A bundle is a zip (docs/audit-log.md, "Evidence bundle"):
 
 * ``entries.jsonl`` — one line per entry, ascending ``seq``:
   ``{"seq": n, "body": "<entry bytes as a JSON string>", "inclusion_proof": ["<base64>", …]}``;
-* ``checkpoint.txt`` — the signed checkpoint every proof leads to;
+* ``checkpoint.txt`` — the signed checkpoint every proof leads to (with any witness
+  cosignatures);
+* ``consistency.jsonl`` — the earlier checkpoints the bundle cites (the first to sign the
+  first and the last exported entry, the newest cosigned by witnesses), each with its
+  witnesses' cosignatures and an RFC 9162 consistency proof to ``checkpoint.txt``, so a
+  checkpoint kept from a mail can be tied to the bundle offline;
 * ``verifier.key`` — the server's verifier key (compare it with the copy kept on paper);
 * ``manifest.json`` — what was exported, when, by whom, and the SHA-256 of the files above;
 * ``manifest.sig`` — a signed note binding manifest.json, so no line can be dropped unnoticed;
@@ -27,6 +32,7 @@ from importlib import resources
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service.audit import log, merkle
@@ -39,8 +45,8 @@ from service.audit.checkpoint import (
     verify_note,
 )
 from service.audit.keys import load_signer_key, load_verifier_key
-from service.audit.models import AuditEntry
-from service.audit.operations import sign_checkpoint
+from service.audit.models import AuditEntry, Checkpoint
+from service.audit.operations import served_note, sign_checkpoint
 from service.audit.search import SearchFilter, search_query
 from service.config import Settings
 from service.core.db import utcnow
@@ -48,6 +54,7 @@ from service.core.db import utcnow
 FORMAT = "canhgac-evidence-bundle/1"
 ENTRIES_FILE = "entries.jsonl"
 CHECKPOINT_FILE = "checkpoint.txt"
+CONSISTENCY_FILE = "consistency.jsonl"
 KEY_FILE = "verifier.key"
 MANIFEST_FILE = "manifest.json"
 MANIFEST_SIG_FILE = "manifest.sig"
@@ -146,6 +153,8 @@ def export_bundle(session: Session, settings: Settings, flt: SearchFilter, outpu
     tmp = output.with_name(output.name + ".part")
     entries_hash = hashlib.sha256()
     count = 0
+    first_seq: int | None = None
+    last_seq: int | None = None
     try:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as bundle:
             with bundle.open(ENTRIES_FILE, "w") as out:
@@ -157,8 +166,12 @@ def export_bundle(session: Session, settings: Settings, flt: SearchFilter, outpu
                         entries_hash.update(line)
                         out.write(line)
                         count += 1
-            note = checkpoint.note.encode("utf-8")
+                        first_seq = row.seq if first_seq is None else first_seq
+                        last_seq = row.seq
+            note = served_note(session, checkpoint).encode("utf-8")
             bundle.writestr(CHECKPOINT_FILE, note)
+            cited = _cited_lines(session, checkpoint, first_seq, last_seq)
+            bundle.writestr(CONSISTENCY_FILE, cited)
             bundle.writestr(KEY_FILE, load_verifier_key(settings.keys_dir) + "\n")
             manifest = json.dumps({
                 "format": FORMAT,
@@ -170,7 +183,8 @@ def export_bundle(session: Session, settings: Settings, flt: SearchFilter, outpu
                 "exported_by": by,
                 "filter": flt.describe(),
                 "files": {ENTRIES_FILE: entries_hash.hexdigest(),
-                          CHECKPOINT_FILE: hashlib.sha256(note).hexdigest()},
+                          CHECKPOINT_FILE: hashlib.sha256(note).hexdigest(),
+                          CONSISTENCY_FILE: hashlib.sha256(cited).hexdigest()},
             }, ensure_ascii=False, indent=2).encode("utf-8") + b"\n"
             bundle.writestr(MANIFEST_FILE, manifest)
             statement = manifest_statement(settings.audit_origin, manifest)
@@ -188,6 +202,49 @@ def export_bundle(session: Session, settings: Settings, flt: SearchFilter, outpu
     return count
 
 
+def _cited_checkpoints(session: Session, own: Checkpoint, first_seq: int | None,
+                       last_seq: int | None) -> list[Checkpoint]:
+    """Return the earlier checkpoints a bundle cites, smallest first (never its own)."""
+    from service.audit.operations import latest_cosigned_checkpoint
+
+    found: dict[int, Checkpoint] = {}
+    for seq in {s for s in (first_seq, last_seq) if s is not None}:
+        cp = session.scalar(select(Checkpoint).where(Checkpoint.size > seq,
+                                                     Checkpoint.size <= own.size)
+                            .order_by(Checkpoint.size, Checkpoint.id))
+        if cp is not None:
+            found[cp.id] = cp
+    cosigned = latest_cosigned_checkpoint(session)
+    if cosigned is not None and cosigned.size <= own.size:
+        found[cosigned.id] = cosigned
+    found.pop(own.id, None)
+    return sorted(found.values(), key=lambda cp: (cp.size, cp.id))
+
+
+def _cited_lines(session: Session, own: Checkpoint, first_seq: int | None,
+                 last_seq: int | None) -> bytes:
+    """Return consistency.jsonl: each cited checkpoint and its proof to the bundle's own."""
+    lines = []
+    for cp in _cited_checkpoints(session, own, first_seq, last_seq):
+        proof = (log.consistency_proof(session, cp.size, own.size)
+                 if 0 < cp.size < own.size else [])
+        if cp.size > 0:
+            try:
+                if cp.size == own.size:
+                    if cp.root_hash != own.root_hash:
+                        raise merkle.ProofError("two roots for one size")
+                else:
+                    merkle.verify_consistency(cp.size, own.size, cp.root_hash, own.root_hash,
+                                              proof)
+            except merkle.ProofError as exc:
+                raise BundleError(f"checkpoint #{cp.id} (size {cp.size}) is not consistent with "
+                                  "the newest one; run `canhgac verify`") from exc
+        item = {"checkpoint": served_note(session, cp),
+                "consistency_proof": [base64.b64encode(h).decode("ascii") for h in proof]}
+        lines.append(json.dumps(item, ensure_ascii=False, separators=(",", ":")) + "\n")
+    return "".join(lines).encode("utf-8")
+
+
 # --- Verification (with the service's own core) ---------------------------------------------
 
 
@@ -195,7 +252,10 @@ def _read_bundle(path: Path) -> dict[str, bytes]:
     names = (ENTRIES_FILE, CHECKPOINT_FILE, KEY_FILE, MANIFEST_FILE, MANIFEST_SIG_FILE)
     try:
         with zipfile.ZipFile(path) as bundle:
-            return {name: bundle.read(name) for name in names}
+            files = {name: bundle.read(name) for name in names}
+            if CONSISTENCY_FILE in bundle.namelist():  # bundles before issue #17 have none
+                files[CONSISTENCY_FILE] = bundle.read(CONSISTENCY_FILE)
+            return files
     except KeyError as exc:
         raise BundleError(f"not a complete bundle: {exc.args[0]}",
                           vi="gói không đầy đủ: thiếu tệp trong gói") from exc
@@ -214,8 +274,13 @@ def _open(note: bytes, keys, what: str):
         raise BundleError(f"{what}: {exc}", vi=f"{what}: chữ ký sai hoặc không đúng định dạng") from exc
 
 
-def verify_bundle(path: Path, *, keys: list[str] | None = None) -> BundleSummary:
-    """Check a bundle offline; trust ``keys`` if given, else the bundle's own verifier.key."""
+def verify_bundle(path: Path, *, keys: list[str] | None = None, witness_keys=(),
+                  quorum: int | None = None) -> BundleSummary:
+    """Check a bundle offline; trust ``keys`` if given, else the bundle's own verifier.key.
+
+    With ``witness_keys`` (CosignerVerifier), ``quorum`` of them (default all) must have
+    cosigned the bundle's checkpoint or one it cites.
+    """
     files = _read_bundle(Path(path))
     is_key_from_bundle = not keys
     try:
@@ -247,7 +312,13 @@ def verify_bundle(path: Path, *, keys: list[str] | None = None) -> BundleSummary
     except (ValueError, KeyError, TypeError) as exc:
         raise BundleError(f"{MANIFEST_FILE}: malformed ({exc})",
                           vi=f"{MANIFEST_FILE}: sai định dạng") from exc
-    for name in (ENTRIES_FILE, CHECKPOINT_FILE):
+    checked = [ENTRIES_FILE, CHECKPOINT_FILE]
+    if CONSISTENCY_FILE in declared or CONSISTENCY_FILE in files:
+        checked.append(CONSISTENCY_FILE)
+    for name in checked:
+        if name not in files:
+            raise BundleError(f"{name}: missing, but the signed manifest lists it",
+                              vi=f"{name}: bị thiếu, dù manifest đã ký có ghi")
         if declared.get(name) != hashlib.sha256(files[name]).hexdigest():
             raise BundleError(f"{name}: differs from the signed manifest (lines added, removed "
                               "or changed)", vi=f"{name}: khác với manifest đã ký (dòng bị thêm, "
@@ -256,6 +327,13 @@ def verify_bundle(path: Path, *, keys: list[str] | None = None) -> BundleSummary
         raise BundleError(f"{MANIFEST_FILE}: tree size differs from {CHECKPOINT_FILE}",
                           vi=f"{MANIFEST_FILE}: kích thước cây khác với {CHECKPOINT_FILE}")
 
+    cosigned = _verify_cited(files.get(CONSISTENCY_FILE, b""), trusted, checkpoint,
+                             opened.text, files[CHECKPOINT_FILE].decode("utf-8"), witness_keys)
+    needed = quorum or len(witness_keys)
+    if witness_keys and max(cosigned, default=0) < needed:
+        raise BundleError(f"no checkpoint in the bundle is cosigned by {needed} of the given "
+                          "witnesses", vi=f"không checkpoint nào trong gói được {needed} nhân chứng "
+                          "đã cho cùng ký")
     count = _verify_entries(files[ENTRIES_FILE], checkpoint.size, checkpoint.root)
     if count != manifest.get("entries"):
         raise BundleError(f"{ENTRIES_FILE}: {count} lines, the manifest says "
@@ -294,3 +372,51 @@ def _verify_entries(data: bytes, size: int, root: bytes) -> int:
         previous = seq
         count += 1
     return count
+
+
+def _count_cosigners(note: str, body: str, witness_keys) -> int:
+    from service.audit.cosign import CosignatureError, find_cosignature
+
+    count = 0
+    for key in witness_keys:
+        try:
+            count += find_cosignature(note, body, key) is not None
+        except CosignatureError as exc:
+            raise BundleError(f"a cosignature does not verify: {exc}",
+                              vi=f"một chữ ký nhân chứng không hợp lệ: {exc}") from exc
+    return count
+
+
+def _verify_cited(data: bytes, trusted, own, own_text: str, own_note: str,
+                  witness_keys) -> list[int]:
+    """Check each cited checkpoint and its consistency proof; return cosigner counts."""
+    counts = [_count_cosigners(own_note, own_text, witness_keys)]
+    for number, line in enumerate(io.BytesIO(data), 1):
+        where = f"{CONSISTENCY_FILE} line {number}"
+        where_vi = f"{CONSISTENCY_FILE} dòng {number}"
+        try:
+            item = json.loads(line)
+            note = item["checkpoint"]
+            proof = [base64.b64decode(p, validate=True) for p in item["consistency_proof"]]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise BundleError(f"{where}: malformed ({exc})", vi=f"{where_vi}: sai định dạng") from exc
+        opened = _open(note.encode("utf-8"), trusted, where)
+        try:
+            cited = parse_checkpoint(opened.text, origin=own.origin)
+        except ValueError as exc:
+            raise BundleError(f"{where}: {exc}", vi=f"{where_vi}: checkpoint sai ({exc})") from exc
+        try:
+            if cited.size == 0:
+                pass
+            elif cited.size == own.size:
+                if cited.root != own.root or proof:
+                    raise merkle.ProofError("another root for the same size")
+            else:
+                merkle.verify_consistency(cited.size, own.size, cited.root, own.root, proof)
+        except merkle.ProofError as exc:
+            raise BundleError(f"{where}: the checkpoint of size {cited.size} is not consistent "
+                              f"with {CHECKPOINT_FILE} ({exc})",
+                              vi=f"{where_vi}: checkpoint kích thước {cited.size} không nhất quán "
+                              f"với {CHECKPOINT_FILE} ({exc})") from exc
+        counts.append(_count_cosigners(note, opened.text, witness_keys))
+    return counts

@@ -89,11 +89,40 @@ def checkpoint_command(data_dir) -> None:
     click.echo(note, nl=False)
 
 
-def _verify_bundle(bundle: str, keys: list[str]) -> None:
+def _witness_keys(values: list[str]) -> list:
+    """Parse --witness-key values (type 0x04 cosignature keys)."""
+    from service.audit.checkpoint import KeyFormatError
+    from service.audit.cosign import parse_cosigner_verifier
+
+    try:
+        return [parse_cosigner_verifier(value) for value in values]
+    except KeyFormatError as exc:
+        raise click.BadParameter(str(exc), param_hint="--witness-key") from None
+
+
+def _cosigned_note(session, witnesses: list, quorum: int) -> tuple[str, str, int]:
+    """Return the newest checkpoint cosigned by a quorum, as a kept note; INVALID when none."""
+    from service.audit.cosign import CosignatureError
+    from service.audit.witnessing import cosigned_anchor
+
+    try:
+        found = cosigned_anchor(session, witnesses, quorum)
+    except CosignatureError as exc:
+        _invalid(f"a stored cosignature does not verify: {exc}")
+    if found is None:
+        names = ", ".join(key.name for key in witnesses)
+        _invalid(f"no stored checkpoint is cosigned by {quorum} of the witnesses ({names}): "
+                 "the cosigned checkpoints were removed, or history was rewritten after them")
+    cp, note = found
+    return f"checkpoint #{cp.id} cosigned by the witnesses", note, cp.size
+
+
+def _verify_bundle(bundle: str, keys: list[str], witnesses: list, quorum: int | None) -> None:
     from service.audit.bundle import BundleError, verify_bundle
 
     try:
-        summary = verify_bundle(Path(bundle), keys=keys or None)
+        summary = verify_bundle(Path(bundle), keys=keys or None, witness_keys=witnesses,
+                                quorum=quorum)
     except BundleError as exc:
         _invalid(exc)
     vi_at, en_at = local_time(summary.exported_at, _zone())
@@ -120,11 +149,20 @@ def _verify_bundle(bundle: str, keys: list[str]) -> None:
 @click.option("--deep", is_flag=True,
               help="Kiểm tra thêm từng mục và từng nút cây / also check every entry's columns "
                    "and every stored tree node row by row (slower)")
-def verify_command(data_dir, kept, bundle, keys, deep) -> None:
+@click.option("--witness-key", "witness_keys", multiple=True,
+              help="Khóa xác minh của nhân chứng (chuỗi hoặc tệp) / a witness's cosignature "
+                   "verifier key (text or file): the trail must extend a checkpoint it cosigned")
+@click.option("--quorum", type=click.IntRange(min=1), default=None,
+              help="Số nhân chứng tối thiểu / how many of the --witness-key witnesses must have "
+                   "cosigned (default: all of them)")
+def verify_command(data_dir, kept, bundle, keys, deep, witness_keys, quorum) -> None:
     """Recompute the trail and check every checkpoint; exit non-zero at the first problem."""
     trusted = _key_values(keys)
+    witnesses = _witness_keys(_key_values(witness_keys))
+    if quorum is not None and quorum > len(witnesses):
+        raise click.UsageError("--quorum is larger than the number of --witness-key")
     if bundle:
-        _verify_bundle(bundle, trusted)
+        _verify_bundle(bundle, trusted, witnesses, quorum)
         return
     from sqlalchemy.exc import SQLAlchemyError
 
@@ -132,11 +170,13 @@ def verify_command(data_dir, kept, bundle, keys, deep) -> None:
     from service.audit.log import tree_size
     from service.audit.operations import latest_checkpoint
     from service.audit.verify import VerifyError, verify_log
+    from service.audit.witnessing import last_cosigned_size
     from service.core.db import get_session, utcnow
 
     app = make_app(data_dir)
     settings = app.config["SETTINGS"]
-    notes = [(f"kept checkpoint {p}", Path(p).read_text(encoding="utf-8")) for p in kept]
+    notes: list[tuple[str, str]] = [(f"kept checkpoint {p}", Path(p).read_text(encoding="utf-8"))
+                                    for p in kept]
     try:
         trusted = trusted or [load_verifier_key(settings.keys_dir)]
     except KeyMissingError as exc:
@@ -146,6 +186,11 @@ def verify_command(data_dir, kept, bundle, keys, deep) -> None:
         try:
             last = latest_checkpoint(session)
             last_signed_at = last.signed_at if last is not None else None
+            cosigned_size = last_cosigned_size(session)
+            if witnesses:
+                label, note, cosigned_size = _cosigned_note(session, witnesses,
+                                                            quorum or len(witnesses))
+                notes.append((label, note))
             total = tree_size(session)
             options = {"origin": settings.audit_origin, "external_notes": notes, "deep": deep}
             if sys.stderr.isatty() and total:
@@ -193,6 +238,15 @@ def verify_command(data_dir, kept, bundle, keys, deep) -> None:
         f"{report.last_signed_size}), chưa có chữ ký bao gồm / {report.entries_past_last_checkpoint} "
         f"entries past the last signed checkpoint (size {report.last_signed_size}), not yet "
         "covered by a signature")
+    if cosigned_size is not None:
+        click.echo(
+            f"{report.size - cosigned_size} mục sau checkpoint có nhân chứng ký cuối cùng (kích "
+            f"thước {cosigned_size}) / {report.size - cosigned_size} entries past the last "
+            f"cosigned checkpoint (size {cosigned_size})")
+    if witnesses:
+        click.echo(f"Nhân chứng / witnesses: nhật ký kéo dài checkpoint được {quorum or len(witnesses)}"
+                   f" nhân chứng ký / the trail extends a checkpoint cosigned by "
+                   f"{quorum or len(witnesses)} of {len(witnesses)} witness(es)")
     if report.size and not report.checkpoints:
         click.echo("Cảnh báo: máy chủ không còn lưu checkpoint đã ký nào (chỉ có checkpoint giữ "
                    "bên ngoài) / warning: the server holds no signed checkpoint (only kept ones)",

@@ -36,10 +36,12 @@ __all__ = [
     "append_entries",
     "consistency_proof",
     "entry_bytes",
+    "entry_range",
     "fetch_nodes",
     "inclusion_proof",
     "inclusion_proofs",
     "node_getter",
+    "node_range",
     "record",
     "recorded_at_text",
     "root_at",
@@ -394,3 +396,41 @@ def consistency_proof(session: Session, old_size: int, new_size: int) -> list[by
     return merkle.consistency_proof_from_nodes(
         old_size, new_size, node_getter(session, new_size, for_nodes=nodes)
     )
+
+
+def node_range(session: Session, level: int, start: int, end: int) -> list[bytes]:
+    """Return the complete nodes ``(level, start)`` … ``(level, end - 1)`` in order (one query).
+
+    Level 0 nodes are the leaf hashes. Raises LookupError when one is missing (a damaged
+    store, or a range past the tree).
+    """
+    if end <= start:
+        return []
+    conn = session.connection()
+    p = _placeholder(conn)
+    index = _q(conn, "index")
+    if level == 0:
+        rows = conn.exec_driver_sql(
+            f"SELECT seq, leaf_hash FROM audit_entry WHERE seq >= {p} AND seq < {p} ORDER BY seq",  # noqa: S608
+            (start, end)).all()
+    else:
+        rows = conn.exec_driver_sql(
+            f"SELECT {index}, hash FROM merkle_node WHERE level = {p} AND {index} >= {p} "  # noqa: S608
+            f"AND {index} < {p} ORDER BY {index}", (level, start, end)).all()
+    if len(rows) != end - start or (rows and int(rows[0][0]) != start):
+        raise LookupError(f"missing tree nodes at level {level} in [{start}, {end})")
+    return [bytes(h) for _, h in rows]
+
+
+def entry_range(session: Session, start: int, end: int) -> list[bytes]:
+    """Return the leaf data (entry bytes) of entries ``start`` … ``end - 1`` in order."""
+    if end <= start:
+        return []
+    conn = session.connection()
+    p = _placeholder(conn)
+    rows = conn.exec_driver_sql(
+        f"SELECT seq, body FROM audit_entry WHERE seq >= {p} AND seq < {p} ORDER BY seq",  # noqa: S608
+        (start, end)).all()
+    if len(rows) != end - start or (rows and int(rows[0][0]) != start):
+        raise LookupError(f"missing entries in [{start}, {end})")
+    return [body.encode("utf-8") for _, body in rows]

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Index, Integer, LargeBinary, SmallInteger, String, Text
+from sqlalchemy import (
+    BigInteger,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from service.core.db import Base, UTCDateTime
@@ -74,3 +84,64 @@ class Checkpoint(Base):
     signed_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
     __table_args__ = (Index("ix_checkpoint_size", "size"),)
+
+
+class MonitorState(Base):
+    """How far the monitor has re-verified the trail: a size and the compact range at it.
+
+    The border hashes are recomputed by the monitor from entry bodies, never copied from
+    merkle_node, so the next stretch is checked against what the monitor itself computed.
+    """
+
+    __tablename__ = "audit_monitor_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    verified_size: Mapped[int] = mapped_column(BigId)
+    root_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    border: Mapped[str] = mapped_column(Text)  # base64 hashes, one per line, left to right
+    verified_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    failed_size: Mapped[int | None] = mapped_column(BigId)  # the checkpoint that last failed
+
+
+class WitnessedLog(Base):
+    """Another log this service witnesses, and the latest checkpoint it cosigned for it."""
+
+    __tablename__ = "witnessed_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    origin: Mapped[str] = mapped_column(String(255), unique=True)
+    verifier_key: Mapped[str] = mapped_column(Text)
+    size: Mapped[int] = mapped_column(BigId, default=0)
+    root_hash: Mapped[bytes | None] = mapped_column(LargeBinary(32))
+    note: Mapped[str | None] = mapped_column(Text)  # the log's checkpoint with our cosignature
+    added_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    cosigned_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class LogWitness(Base):
+    """A witness of this log: where to submit checkpoints and the key its cosignatures use."""
+
+    __tablename__ = "log_witness"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    url: Mapped[str] = mapped_column(Text)  # submission prefix; add-checkpoint is appended
+    verifier_key: Mapped[str] = mapped_column(Text)
+    size: Mapped[int] = mapped_column(BigId, default=0)  # latest size it cosigned, as we know
+    added_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_error: Mapped[str | None] = mapped_column(Text)
+    refused_size: Mapped[int | None] = mapped_column(BigId)  # last checkpoint refused as inconsistent
+
+
+class Cosignature(Base):
+    """A witness's cosignature line (tlog-cosignature, cosignature/v1) on a stored checkpoint."""
+
+    __tablename__ = "cosignature"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    checkpoint_id: Mapped[int] = mapped_column(Integer, ForeignKey("checkpoint.id"))
+    witness_id: Mapped[int] = mapped_column(Integer, ForeignKey("log_witness.id"))
+    line: Mapped[str] = mapped_column(Text)
+    cosigned_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (UniqueConstraint("checkpoint_id", "witness_id"),)

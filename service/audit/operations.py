@@ -44,3 +44,30 @@ def sign_checkpoint(session: Session, settings: Settings, *, force: bool = False
 def root_b64(root: bytes) -> str:
     """Return a root hash in standard base64, as checkpoints show it."""
     return base64.b64encode(root).decode()
+
+
+def cosignature_lines(session: Session, checkpoint: Checkpoint) -> list[str]:
+    """Return the stored witness cosignature lines of a checkpoint (by witness name)."""
+    from service.audit.models import Cosignature, LogWitness
+
+    rows = session.execute(
+        select(Cosignature.line).join(LogWitness, LogWitness.id == Cosignature.witness_id)
+        .where(Cosignature.checkpoint_id == checkpoint.id).order_by(LogWitness.name)
+    ).scalars().all()
+    return list(rows)
+
+
+def served_note(session: Session, checkpoint: Checkpoint) -> str:
+    """Return the checkpoint's signed note with the witnesses' cosignature lines appended."""
+    lines = cosignature_lines(session, checkpoint)
+    return checkpoint.note + "".join(line + "\n" for line in lines)
+
+
+def latest_cosigned_checkpoint(session: Session) -> Checkpoint | None:
+    """Return the newest checkpoint that at least one witness cosigned."""
+    from service.audit.models import Cosignature
+
+    return session.scalar(
+        select(Checkpoint).where(Checkpoint.id.in_(select(Cosignature.checkpoint_id)))
+        .order_by(Checkpoint.size.desc(), Checkpoint.id.desc())
+    )

@@ -162,3 +162,34 @@ def export_bundle_view():
     name = bundle_filename(current_app.config["SETTINGS"], flt.incident_id, utcnow())
     return send_file(io.BytesIO(data), mimetype="application/zip", as_attachment=True,
                      download_name=name)
+
+
+MAX_KEPT_BYTES = 2 * 1024 * 1024  # a saved mail with its checkpoint; attachments are not read
+
+
+@bp.route("/kept-checkpoint", methods=["GET", "POST"])
+@roles_required("police")
+def kept_checkpoint():
+    """Check a checkpoint pasted from a mail (or the saved mail) against today's trail."""
+    from service.audit.monitor import check_kept_checkpoint
+
+    verdict = None
+    status = 200
+    if request.method == "POST":
+        upload = request.files.get("mail")
+        text = request.form.get("note", "")
+        if upload is not None and upload.filename:
+            raw = upload.read(MAX_KEPT_BYTES + 1)
+            if len(raw) > MAX_KEPT_BYTES:
+                raw = b""
+            text = raw.decode("utf-8", "replace")
+        if not text.strip():
+            flash(_("Hãy dán checkpoint hoặc chọn tệp thư (.eml)."), "error")
+            status = 400
+        else:
+            session = get_session()
+            verdict = check_kept_checkpoint(session, current_app.config["SETTINGS"], text)
+            _record_look("kept_checkpoint", kept_size=verdict.kept_size,
+                         is_extended=verdict.is_extended)
+            session.commit()
+    return render_template("audit/kept_checkpoint.html", verdict=verdict), status

@@ -7,6 +7,7 @@ from flask import Flask
 
 def init_app(app: Flask) -> None:
     """Register the audit-trail views."""
-    from service.audit import views
+    from service.audit import tlog_views, views
 
     app.register_blueprint(views.bp)
+    tlog_views.init_app(app)

@@ -12,8 +12,9 @@ PUBLIC = "public"  # no login (login page, static files, health)
 TOKEN = "token"  # noqa: S105 - an access kind, not a secret; ingest bearer token, not a session
 ANY_USER = "any_user"  # any logged-in user
 
-# view function qualname -> frozenset of roles, or PUBLIC / TOKEN / ANY_USER
-ACCESS: dict[str, frozenset[str] | str] = {}
+# view function qualname -> frozenset of roles, or PUBLIC / TOKEN / ANY_USER, or
+# (TOKEN, roles): a bearer token or a session holding one of the roles
+ACCESS: dict[str, frozenset[str] | str | tuple[str, frozenset[str]]] = {}
 
 
 def _key(func: Callable) -> str:
@@ -66,3 +67,18 @@ def token_required(func: Callable) -> Callable:
     ACCESS[_key(func)] = TOKEN
     func.access = TOKEN  # type: ignore[attr-defined]
     return func
+
+
+def token_or_roles(*roles: str) -> Callable:
+    """Mark a view as open to a bearer token or a session with one of the roles (checked inside).
+
+    Neither is a redirect to the login page: machines read these routes, so they answer 401.
+    """
+    allowed = frozenset(roles)
+
+    def decorate(func: Callable) -> Callable:
+        ACCESS[_key(func)] = (TOKEN, allowed)
+        func.access = ACCESS[_key(func)]  # type: ignore[attr-defined]
+        return func
+
+    return decorate

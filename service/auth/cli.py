@@ -174,12 +174,16 @@ def token_cli() -> None:
 
 @token_cli.command("create")
 @click.option("--source", required=True, help="Tên nguồn / source name")
+@click.option("--scope", type=click.Choice(["ingest", "monitor"]), default="ingest",
+              show_default=True,
+              help="ingest: gửi sự kiện / send events; monitor: chỉ đọc nhật ký (tlog) / only "
+                   "read the trail's checkpoint, tiles and entries (witnesses, the province)")
 @with_app
-def token_create(app, source) -> None:
-    """Create an ingest token; the token is printed alone on the last line."""
+def token_create(app, source, scope) -> None:
+    """Create a token; the token is printed alone on the last line."""
     session = get_session()
     try:
-        row, token = operations.create_token(session, source, by="cli")
+        row, token = operations.create_token(session, source, by="cli", scope=scope)
     except operations.AccountError as exc:
         raise click.ClickException(str(exc)) from None
     session.commit()

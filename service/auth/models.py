@@ -69,6 +69,11 @@ class User(UserMixin, Base):
         return any(role in self.roles for role in roles)
 
 
+TOKEN_SCOPE_INGEST = "ingest"  # noqa: S105 - a scope name, not a secret
+TOKEN_SCOPE_MONITOR = "monitor"  # noqa: S105 - a scope name, not a secret
+TOKEN_SCOPES = (TOKEN_SCOPE_INGEST, TOKEN_SCOPE_MONITOR)
+
+
 class IngestToken(Base):
     """A per-source bearer token for the ingest API; only its hash is stored."""
 
@@ -78,6 +83,9 @@ class IngestToken(Base):
     source: Mapped[str] = mapped_column(String(128))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     prefix: Mapped[str] = mapped_column(String(12))
+    # "ingest": an agent or business software sending events; "monitor": a witness or the
+    # province reading the trail's tiles, which can never write events.
+    scope: Mapped[str] = mapped_column(String(16), default="ingest", server_default="ingest")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"))
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
@@ -87,6 +95,11 @@ class IngestToken(Base):
     def is_revoked(self) -> bool:
         """Return whether the token has been revoked."""
         return self.revoked_at is not None
+
+    @property
+    def can_ingest(self) -> bool:
+        """Return whether the token may send events and heartbeats."""
+        return self.scope == TOKEN_SCOPE_INGEST
 
 
 class LoginThrottle(Base):

@@ -16,7 +16,16 @@ from sqlalchemy.orm import Session
 
 from service.audit.log import record
 from service.auth import sessions
-from service.auth.models import UNITS, IngestToken, LoginThrottle, Role, User
+from service.auth.models import (
+    TOKEN_SCOPE_INGEST,
+    TOKEN_SCOPE_MONITOR,
+    TOKEN_SCOPES,
+    UNITS,
+    IngestToken,
+    LoginThrottle,
+    Role,
+    User,
+)
 from service.auth.passwords import hash_password, verify_password
 from service.core.db import utcnow
 
@@ -460,21 +469,34 @@ def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def create_token(session: Session, source: str, *, by: str) -> tuple[IngestToken, str]:
-    """Create an ingest token for a source and announce it; return the row and the token (shown once)."""
+def create_token(session: Session, source: str, *, by: str,
+                 scope: str = TOKEN_SCOPE_INGEST) -> tuple[IngestToken, str]:
+    """Create a token for a source and announce it; return the row and the token (shown once).
+
+    ``scope`` "ingest" sends events; "monitor" only reads the trail's checkpoint, tiles and
+    entry bundles (witnesses, the province).
+    """
     source = source.strip()
     if not source or len(source) > 128:
         raise AccountError("Tên nguồn phải có từ 1 đến 128 ký tự")
+    if scope not in TOKEN_SCOPES:
+        raise AccountError(f"Phạm vi mã không hợp lệ: {scope} (ingest hoặc monitor)")
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    row = IngestToken(source=source, token_hash=_token_hash(token), prefix=token[:10])
+    row = IngestToken(source=source, token_hash=_token_hash(token), prefix=token[:10], scope=scope)
     session.add(row)
     session.flush()
     record(
         session,
         "token.created",
-        {"by": by, "source": source, "token_id": row.id, "prefix": row.prefix},
+        {"by": by, "source": source, "token_id": row.id, "prefix": row.prefix, "scope": scope},
         actor=by,
     )
+    if scope == TOKEN_SCOPE_MONITOR:
+        # A monitor token reads every entry of the trail (kinds, hosts, masked events).
+        _announce(session, f"Đã tạo mã giám sát số {row.id} cho {source}",
+                  ["Mã này cho phép đọc toàn bộ nhật ký kiểm toán (không gửi được sự kiện)."],
+                  by=by)
+        return row, token
     # A token lets its holder write events as that source: a forged "all quiet" stream.
     _announce(session, f"Đã tạo mã truy cập số {row.id} cho nguồn {source}",
               ["Mã này cho phép gửi sự kiện vào hệ thống dưới tên nguồn trên."], by=by)

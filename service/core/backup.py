@@ -14,7 +14,7 @@ What goes into the zip (docs/backup.md):
 * ``evidence/<name>`` — the encrypted evidence files the snapshot refers to (copied after the
   snapshot, and written before their rows commit, so each one the snapshot names exists);
 * ``keys/…`` — only with ``--with-keys``: the checkpoint signing key, the evidence key, the TLS
-  key and certificate, the session secret.
+  key and certificate, the session secret, the witness key.
 
 Restore refuses a non-empty data directory (and a target database that already holds rows),
 checks every file's hash, rebuilds the database, and checks that the restored trail has the
@@ -66,7 +66,8 @@ TABLES_PREFIX = "tables/"
 EVIDENCE_PREFIX = "evidence/"
 KEYS_PREFIX = "keys/"
 # Exactly the files under keys/ a data directory may hold; nothing else is packed or unpacked.
-KEY_FILES = ("checkpoint.key", "checkpoint.pub", "evidence.key", "tls.crt", "tls.key", "secret_key")
+KEY_FILES = ("checkpoint.key", "checkpoint.pub", "evidence.key", "tls.crt", "tls.key", "secret_key",
+             "witness.key", "witness.pub")  # the witness key: its cosignatures name it
 _EVIDENCE_NAME = re.compile(r"[0-9a-f]{32}")
 _ROWS_PER_INSERT = 1000
 _CHUNK = 1 << 20

@@ -73,8 +73,9 @@ def _authenticate():
     if scheme.lower() != "bearer" or not token.strip():
         return None
     row = find_token(get_session(), token.strip())
-    if row is not None:
-        row.last_used_at = utcnow()
+    if row is None or not row.can_ingest:
+        return None  # a monitor token reads the trail; it never writes events
+    row.last_used_at = utcnow()
     return row
 
 

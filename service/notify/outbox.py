@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from canhgac_common.pii.mask import mask_pii
 from service.audit import log as audit_log
 from service.audit.models import Checkpoint
-from service.audit.operations import sign_checkpoint
+from service.audit.operations import latest_cosigned_checkpoint, served_note, sign_checkpoint
 from service.auth.models import Role, User
 from service.auth.substitutes import add_substitutes, local_today
 from service.config import Settings
@@ -143,9 +143,15 @@ def _enqueue(
     ])
     # Signed after the queued entries, so the checkpoint in the mail covers them too.
     checkpoint: Checkpoint = sign_checkpoint(session, settings)
+    # The newest checkpoint witnesses cosigned travels too: a reader holding it needs no
+    # trust in this server at all (the fresh one is cosigned only a minute later).
+    cosigned_cp = latest_cosigned_checkpoint(session)
+    cosigned = ({"cosigned_note": served_note(session, cosigned_cp),
+                 "cosigned_size": cosigned_cp.size}
+                if cosigned_cp is not None and cosigned_cp.id != checkpoint.id else {})
     for message, item in zip(messages, planned, strict=True):
         name = (item.user.full_name or item.user.username) if item.user else GROUP_RECIPIENT
-        rendered = render(name, checkpoint, item)
+        rendered = render(name, checkpoint, item, cosigned)
         if item.channel == Channel.SMS and item.purpose and incident_id is not None:
             # The code itself is drawn when the file is written (service.notify.sms).
             session.add(SmsCode(message_id=message.id, incident_id=incident_id,
@@ -192,7 +198,8 @@ def notify_incident(
     pairs = add_substitutes(session, [u for u in users if not u.is_disabled],
                             local_today(settings))
 
-    def render(name: str, checkpoint: Checkpoint, item: _Planned) -> templates.RenderedMail:
+    def render(name: str, checkpoint: Checkpoint, item: _Planned,
+               cosigned: dict) -> templates.RenderedMail:
         absent = item.standing_in_for
         absent_name = (absent.full_name or absent.username) if absent else None
         if item.channel == Channel.SMS:
@@ -205,7 +212,7 @@ def notify_incident(
                      + extra_text).strip()
         return templates.render_incident_mail(
             kind, incident, settings, recipient_name=name, link=link, extra_text=extra,
-            checkpoint_note=checkpoint.note, checkpoint_size=checkpoint.size,
+            checkpoint_note=checkpoint.note, checkpoint_size=checkpoint.size, **cosigned,
         )
 
     def purpose(user: User, absent: User | None) -> str | None:
@@ -232,10 +239,11 @@ def notify_users(
     """Enqueue a generic notification (e.g. the monthly report reminder) to the given users."""
     settings = _settings(settings)
 
-    def render(name: str, checkpoint: Checkpoint, item: _Planned) -> templates.RenderedMail:
+    def render(name: str, checkpoint: Checkpoint, item: _Planned,
+               cosigned: dict) -> templates.RenderedMail:
         return templates.render_user_mail(
             subject, text, settings, recipient_name=name, link=link,
-            checkpoint_note=checkpoint.note, checkpoint_size=checkpoint.size,
+            checkpoint_note=checkpoint.note, checkpoint_size=checkpoint.size, **cosigned,
         )
 
     return _enqueue(session, settings, _plan(users, settings), kind=kind,

@@ -115,6 +115,7 @@ def _zone_label(zone: str) -> str:
 def render_incident_mail(
     kind: str, incident, settings, *, recipient_name: str, link: str | None,
     extra_text: str, checkpoint_note: str, checkpoint_size: int,
+    cosigned_note: str | None = None, cosigned_size: int | None = None,
 ) -> RenderedMail:
     """Render the subject and body of an incident notification of the given kind."""
     if kind not in INCIDENT_KINDS:
@@ -139,7 +140,7 @@ def render_incident_mail(
         extra_text=people_text(extra_text),
         link=link,
         link_label=_LINK_LABELS[kind in ACK_KINDS],
-        **_witness(settings, checkpoint_note, checkpoint_size),
+        **_witness(settings, checkpoint_note, checkpoint_size, cosigned_note, cosigned_size),
     )
     return RenderedMail(_subject(subject), body)
 
@@ -147,21 +148,25 @@ def render_incident_mail(
 def render_user_mail(
     subject: str, text: str, settings, *, recipient_name: str, link: str | None,
     checkpoint_note: str, checkpoint_size: int,
+    cosigned_note: str | None = None, cosigned_size: int | None = None,
 ) -> RenderedMail:
     """Render a generic notification (e.g. the monthly report reminder)."""
     body = _environment().get_template("message.txt").render(
         recipient_name=people_text(recipient_name),
         text=people_text(text),
         link=link,
-        **_witness(settings, checkpoint_note, checkpoint_size),
+        **_witness(settings, checkpoint_note, checkpoint_size, cosigned_note, cosigned_size),
     )
     return RenderedMail(_subject(people_text(subject)), body)
 
 
-def _witness(settings, note: str, size: int) -> dict:
+def _witness(settings, note: str, size: int, cosigned_note: str | None = None,
+             cosigned_size: int | None = None) -> dict:
     return {
         "commune_name": settings.commune_name,
         "province_name": settings.province_name,
         "checkpoint_note": note,
         "checkpoint_size": size,
+        "cosigned_note": cosigned_note,
+        "cosigned_size": cosigned_size,
     }

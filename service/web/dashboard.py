@@ -38,6 +38,12 @@ class TrailState:
     size: int
     checkpoint: Checkpoint | None
     verifier_key: str | None
+    # The newest checkpoint witnesses cosigned, and (witness name, cosigned at) beside it.
+    cosigned: Checkpoint | None = None
+    cosigners: list = field(default_factory=list)
+    witnesses: int = 0
+    monitor_size: int | None = None
+    is_monitor_failed: bool = False
 
 
 @dataclass
@@ -128,4 +134,24 @@ def build_dashboard(session: Session, settings: Settings, roles: list[str], now:
     if "trail" in board.visible:
         board.trail = TrailState(size=log.tree_size(session), checkpoint=latest_checkpoint(session),
                                  verifier_key=read_verifier_key(settings))
+        _add_witness_state(session, board.trail)
     return board
+
+
+def _add_witness_state(session, trail: TrailState) -> None:
+    """Fill in the cosigned checkpoint, who cosigned it, and how far the monitor verified."""
+    from service.audit.models import Cosignature, LogWitness
+    from service.audit.monitor import monitor_state
+    from service.audit.operations import latest_cosigned_checkpoint
+
+    trail.witnesses = session.scalar(select(func.count()).select_from(LogWitness)) or 0
+    trail.cosigned = latest_cosigned_checkpoint(session)
+    if trail.cosigned is not None:
+        trail.cosigners = list(session.execute(
+            select(LogWitness.name, Cosignature.cosigned_at)
+            .join(LogWitness, LogWitness.id == Cosignature.witness_id)
+            .where(Cosignature.checkpoint_id == trail.cosigned.id).order_by(LogWitness.name)))
+    state = monitor_state(session)
+    if state is not None:
+        trail.monitor_size = state.verified_size
+        trail.is_monitor_failed = state.failed_size is not None

@@ -1,0 +1,128 @@
+"""The police page that checks a kept checkpoint (pasted, or a saved mail) against today's trail;
+the dashboard and mails show witness cosignatures."""
+
+from __future__ import annotations
+
+import json
+from email.message import EmailMessage
+
+from conftest import csrf_token_from
+
+from service.audit import log, merkle
+
+
+def _grow_and_sign(app, count: int):
+    from service.audit.operations import sign_checkpoint
+    from service.core.db import new_session
+
+    with app.app_context():
+        s = new_session(app)
+        log.append_entries(s, [log.PendingEntry("test.kept", {"n": i}) for i in range(count)])
+        cp = sign_checkpoint(s, app.config["SETTINGS"])
+        s.commit()
+        note = cp.note
+        s.close()
+    return note
+
+
+def _mail_with_checkpoint(app) -> bytes:
+    """A real notification through the outbox, saved as a .eml like a mail client does."""
+    from service.core.db import new_session
+    from service.notify.models import OutboxMessage
+    from service.notify.outbox import default_recipients, notify_users
+
+    with app.app_context():
+        s = new_session(app)
+        notify_users(s, default_recipients(s), subject="Nhắc báo cáo", text="Thử.", kind="test")
+        s.commit()
+        body = s.query(OutboxMessage).order_by(OutboxMessage.id.desc()).first().body
+        s.close()
+    mail = EmailMessage()
+    mail["From"] = "canhgac@nhanly.example"
+    mail["To"] = "cong-an@nhanly.example"
+    mail["Subject"] = "Nhắc báo cáo"
+    mail["Message-ID"] = "<1@nhanly.example>"
+    mail.set_content(body, cte="quoted-printable")
+    return bytes(mail)
+
+
+def _post(client, **data):
+    token = csrf_token_from(client, "/audit/kept-checkpoint")
+    return client.post("/audit/kept-checkpoint", data={"csrf_token": token, **data},
+                       content_type="multipart/form-data")
+
+
+def test_a_kept_checkpoint_is_checked_against_todays_trail(app, client, make_user, login, session):
+    import io
+
+    make_user("cong-an", "police")
+    make_user("lanh-dao", "leader")
+    note = _grow_and_sign(app, 30)
+    eml = _mail_with_checkpoint(app)
+    _grow_and_sign(app, 12)
+    assert login("cong-an").status_code == 302
+
+    pasted = _post(client, note=note)
+    assert pasted.status_code == 200
+    assert "HỢP LỆ: nhật ký hôm nay nối tiếp" in pasted.text
+    uploaded = _post(client, mail=(io.BytesIO(eml), "thu.eml"))
+    assert "HỢP LỆ: nhật ký hôm nay nối tiếp" in uploaded.text
+    assert _post(client).status_code == 400
+    forged = note.replace("\n30\n", "\n31\n") if "\n30\n" in note else note[:-5] + "AAAA\n"
+    assert "KHÔNG HỢP LỆ" in _post(client, note=forged).text
+
+    # Rewrite entry 5 and its nodes (a database-level change): the kept note no longer holds.
+    from service.audit.models import AuditEntry, MerkleNode
+    from service.core.db import new_session
+
+    with app.app_context():
+        s = new_session(app)
+        row = s.get(AuditEntry, 5)
+        entry = json.loads(row.body)
+        data = log.entry_bytes(5, entry["recorded_at"], entry["kind"], {"n": "khác"})
+        row.body, row.leaf_hash = data.decode(), merkle.leaf_hash(data)
+        s.flush()
+        s.query(MerkleNode).delete()
+        size = log.tree_size(s)
+        nodes = merkle.CompactRange().append(log.node_range(s, 0, 0, size))
+        s.add_all([MerkleNode(level=lv, index=i, hash=h) for lv, i, h in nodes if lv > 0])
+        s.commit()
+        s.close()
+    _grow_and_sign(app, 1)
+    rewritten = _post(client, mail=(io.BytesIO(eml), "thu.eml"))
+    assert "KHÔNG HỢP LỆ: nhật ký hôm nay không nối tiếp" in rewritten.text
+    looks = [json.loads(r.body)["body"] for r in session.query(AuditEntry)
+             .filter_by(kind="audit.viewed").all()]
+    assert {(b["what"], b["is_extended"]) for b in looks} >= {("kept_checkpoint", True),
+                                                               ("kept_checkpoint", False)}
+
+
+def test_dashboard_and_mail_show_the_cosigned_checkpoint(app, client, make_user, login, session):
+    from service.audit.cosign import cosign, generate_cosigner_key, parse_cosigner_signer
+    from service.audit.models import Checkpoint, Cosignature, LogWitness
+    from service.core.db import new_session, utcnow
+    from service.notify.models import OutboxMessage
+    from service.notify.outbox import default_recipients, notify_users
+
+    make_user("cong-an", "police")
+    note = _grow_and_sign(app, 9)
+    signer, verifier = generate_cosigner_key("tinh.example/witness")
+    with app.app_context():
+        s = new_session(app)
+        cp = s.query(Checkpoint).order_by(Checkpoint.id.desc()).first()
+        witness = LogWitness(name="tinh.example/witness", url="http://tinh.example", size=cp.size,
+                             verifier_key=verifier, added_at=utcnow())
+        s.add(witness)
+        s.flush()
+        line = cosign(note.split("\n\n")[0] + "\n", parse_cosigner_signer(signer))
+        s.add(Cosignature(checkpoint_id=cp.id, witness_id=witness.id, line=line, cosigned_at=utcnow()))
+        s.commit()
+        notify_users(s, default_recipients(s), subject="Thử", text="Thử.", kind="test")
+        s.commit()
+        body = s.query(OutboxMessage).order_by(OutboxMessage.id.desc()).first().body
+        s.close()
+    assert line in body and note.split("\n\n")[0] in body
+    login("cong-an")
+    page = client.get("/dashboard")
+    assert page.status_code == 200
+    assert "tinh.example/witness" in page.text

@@ -1,0 +1,220 @@
+"""Two instances over real HTTP: one (`canhgac serve`) witnesses the other's trail.
+
+The witness runs as a real server in a subprocess; the witnessed instance sends its
+checkpoints with the background job's own function (urllib, no test double), stores the
+cosignatures and keeps them; a database-level rewrite of its history is then refused by the
+witness (a critical alert) and fails `canhgac verify --witness-key`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from service.audit import log, merkle
+
+PASSWORD = "mat-khau-thu-nghiem-1"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _canhgac() -> list[str]:
+    script = Path(sys.executable).with_name("canhgac")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "service.cli"]
+
+
+@pytest.fixture
+def witness_server(tmp_path):
+    """A second instance (its own data directory and SQLite database) served by hypercorn."""
+    data_dir = tmp_path / "witness-data"
+    port = _free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CANHGAC_")}
+    env.update(CANHGAC_SECRET_KEY="witness-test-secret", CANHGAC_SCHEDULER_ENABLED="false",
+               CANHGAC_POLICY_RELOAD="false", CANHGAC_BASE_URL=base_url,
+               CANHGAC_ADMIN_PASSWORD=PASSWORD,
+               CANHGAC_AUDIT_ORIGIN="canhgac.tinh.langson/audit")
+    subprocess.run([*_canhgac(), "init", "--data-dir", str(data_dir), "--non-interactive",
+                    "--admin", "quan-tri", "--admin-email", "quan-tri@tinh.example"],
+                   check=True, env=env, capture_output=True, timeout=120)
+    server_log = (tmp_path / "witness.log").open("wb")
+    proc = subprocess.Popen([*_canhgac(), "serve", "--data-dir", str(data_dir), "--port", str(port)],
+                            env=env, stdout=server_log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base_url}/healthz", timeout=2) as answer:  # noqa: S310
+                    if answer.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                server_log.flush()
+                pytest.fail("witness server did not start:\n"
+                            + (tmp_path / "witness.log").read_text(errors="replace")[-3000:])
+            time.sleep(0.2)
+
+        def cli(*args: str) -> subprocess.CompletedProcess:
+            command, sub, *rest = args
+            return subprocess.run([*_canhgac(), command, sub, "--data-dir", str(data_dir), *rest],
+                                  env=env, capture_output=True, text=True, timeout=120)
+
+        yield {"url": f"{base_url}/witness", "key": (data_dir / "keys" / "witness.pub").read_text().strip(),
+               "cli": cli}
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        server_log.close()
+
+
+def _grow_and_sign(app, count: int):
+    from service.audit.operations import sign_checkpoint
+    from service.core.db import new_session
+
+    with app.app_context():
+        s = new_session(app)
+        log.append_entries(s, [log.PendingEntry("test.witnessed", {"n": i}) for i in range(count)])
+        cp = sign_checkpoint(s, app.config["SETTINGS"])
+        s.commit()
+        size = cp.size
+        s.close()
+    return size
+
+
+def _submit(app) -> int:
+    from service.audit.witnessing import submit_checkpoints
+    from service.core.db import new_session
+
+    with app.app_context():
+        s = new_session(app)
+        try:
+            return submit_checkpoints(s, app.config["SETTINGS"])
+        finally:
+            s.close()
+
+
+def _rewrite_history(app) -> None:
+    """What whoever holds the database and the key can do: change entry 2, rehash, re-sign."""
+    from service.audit.checkpoint import format_checkpoint, sign_note
+    from service.audit.keys import load_signer_key
+    from service.audit.models import AuditEntry, Checkpoint, MerkleNode
+    from service.core.db import new_session
+
+    settings = app.config["SETTINGS"]
+    with app.app_context():
+        s = new_session(app)
+        row = s.get(AuditEntry, 2)
+        entry = json.loads(row.body)
+        entry["body"] = {"n": "đã sửa"}
+        data = log.entry_bytes(2, entry["recorded_at"], entry["kind"], entry["body"])
+        row.body, row.leaf_hash = data.decode(), merkle.leaf_hash(data)
+        s.flush()
+        s.query(MerkleNode).delete()
+        size = log.tree_size(s)
+        nodes = merkle.CompactRange().append(log.node_range(s, 0, 0, size))
+        s.add_all([MerkleNode(level=lv, index=i, hash=h) for lv, i, h in nodes if lv > 0])
+        s.flush()
+        root = log.root_at(s, size)
+        note = sign_note(format_checkpoint(settings.audit_origin, size, root),
+                         load_signer_key(settings.keys_dir))
+        s.add(Checkpoint(size=size, root_hash=root, note=note, signed_at=row.recorded_at))
+        s.commit()
+        s.close()
+
+
+def test_one_instance_witnesses_the_other(app, runner, witness_server, make_user):
+    from service.audit.cosign import find_cosignature, parse_cosigner_verifier
+    from service.audit.models import Checkpoint, Cosignature
+    from service.core.db import new_session
+    from service.incidents.models import Alert
+
+    make_user("cong-an", "police")
+    settings = app.config["SETTINGS"]
+    own_key = (settings.keys_dir / "checkpoint.pub").read_text().strip()
+    added = witness_server["cli"]("witness", "add-log", "--key", own_key)
+    assert added.returncode == 0, added.stderr
+    result = runner.invoke(["witness", "add-witness", "--url", witness_server["url"],
+                            "--key", witness_server["key"]])
+    assert result.exit_code == 0, result.output
+
+    first = _grow_and_sign(app, 40)
+    assert _submit(app) == 1
+    second = _grow_and_sign(app, 300)
+    assert _submit(app) == 1  # old size `first` and a consistency proof
+    assert _submit(app) == 0  # nothing new
+    listing = witness_server["cli"]("witness", "list")
+    assert f"{settings.audit_origin}\t{second}" in listing.stdout, listing.stdout
+
+    key = parse_cosigner_verifier(witness_server["key"])
+    with app.app_context():
+        s = new_session(app)
+        rows = s.query(Cosignature).join(Checkpoint).order_by(Checkpoint.size).all()
+        assert [r.checkpoint_id for r in rows] and len(rows) == 2
+        for row in rows:
+            cp = s.get(Checkpoint, row.checkpoint_id)
+            assert find_cosignature(row.line, cp.note.split("\n\n")[0] + "\n", key) > 0
+        s.close()
+    assert first < second
+
+    ok = runner.invoke(["verify", "--witness-key", witness_server["key"]])
+    assert ok.exit_code == 0, ok.output
+    assert "entries past the last cosigned checkpoint (size" in ok.output
+
+    # A database-level rewrite, re-signed with the server's own key: the witness refuses the
+    # new checkpoint (422) and the refusal is a critical alert; verify --witness-key fails.
+    _rewrite_history(app)
+    assert _submit(app) == 0
+    with app.app_context():
+        s = new_session(app)
+        alerts = s.query(Alert).filter_by(rule_id="audit.witness_refused").all()
+        assert [a.severity for a in alerts] == ["critical"]
+        s.close()
+    bad = runner.invoke(["verify", "--witness-key", witness_server["key"]])
+    assert bad.exit_code == 1, bad.output
+    assert "INVALID" in bad.output
+    # Deleting the cosignatures and every old checkpoint, then signing afresh, fools plain
+    # verify (VALID: the trail agrees with itself and its one checkpoint) but not the witness.
+    from service.audit.operations import sign_checkpoint
+
+    with app.app_context():
+        s = new_session(app)
+        from service.notify.models import OutboxMessage
+
+        s.query(Cosignature).delete()
+        s.query(OutboxMessage).update({"checkpoint_id": None})
+        s.query(Checkpoint).delete()
+        s.flush()
+        sign_checkpoint(s, settings)
+        s.commit()
+        s.close()
+    assert runner.invoke(["verify"]).exit_code == 0
+    gone = runner.invoke(["verify", "--witness-key", witness_server["key"]])
+    assert gone.exit_code == 1 and "cosigned by 1" in gone.output
+    # Refused witnesses are not asked again until a person resets them; the witness still
+    # refuses the rewritten history, and the open alert is not repeated.
+    listing = runner.invoke(["witness", "list"])
+    assert "REFUSED" in listing.output
+    assert runner.invoke(["witness", "reset", "canhgac.tinh.langson/witness"]).exit_code == 0
+    assert _submit(app) == 0
+    with app.app_context():
+        s = new_session(app)
+        assert s.query(Alert).filter_by(rule_id="audit.witness_refused").count() == 1
+        s.close()
+    assert "REFUSED" in runner.invoke(["witness", "list"]).output
