@@ -42,10 +42,11 @@ FILTER_FIELDS = ("since", "until", "actor", "host", "path_contains", "data_class
 def _filter_from_request() -> SearchFilter:
     raw = {name: request.values.get(name) for name in FILTER_FIELDS}
     try:
-        return SearchFilter.from_strings(current_app.config["SETTINGS"].timezone, **raw)
+        flt = SearchFilter.from_strings(current_app.config["SETTINGS"].timezone, **raw)
     except ValueError as exc:
         flash(str(exc), "error")
         return SearchFilter()
+    return flt.with_matches(get_session())
 
 
 def _masked(value: str | None) -> str | None:

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 import jinja2
 
+from service.core.db import utcnow
 from service.core.logging import mask_text
 
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "web" / "templates" / "notify"
@@ -134,6 +135,7 @@ def render_incident_mail(
         state=STATE_LABELS.get(incident.state, incident.state),
         detected_local=local_time_text(incident.detected_at, settings.timezone),
         deadline_local=local_time_text(deadline, settings.timezone) if deadline else None,
+        is_overdue=bool(deadline and incident.notice_sent_at is None and deadline <= utcnow()),
         zone_label=_zone_label(settings.timezone),
         hours=hours,
         extra_text=people_text(extra_text),
