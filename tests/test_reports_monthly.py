@@ -452,3 +452,26 @@ def test_periods_follow_the_commune_time_zone():
     assert monthly.previous_month(datetime(2027, 1, 1, 16, 59, tzinfo=UTC), "Asia/Ho_Chi_Minh") == "2026-12"
     assert monthly.previous_month(datetime(2026, 12, 31, 17, tzinfo=UTC), "Asia/Ho_Chi_Minh") == "2026-12"
     assert monthly.month_of(datetime(2026, 12, 31, 17, tzinfo=UTC), "Asia/Ho_Chi_Minh") == "2027-01"
+
+
+def test_the_demos_month_of_activity_counts_in_the_months_it_happened(app, session, clock):
+    # The demo seeds 30 days of accesses in one go, all recorded "now" (5 February): each
+    # access counts in the month it happened, not in the month it was recorded.
+    from service.demo import month_of_events
+
+    settings = app.config["SETTINGS"]
+    now = _t(5, 2, month=2)
+    clock.now = now
+    events = [Event.model_validate(e) for e in month_of_events(now)]
+    ingest_events(session, events, source="test")
+    session.commit()
+    by_month = Counter(monthly.month_of(e.occurred_at, settings.timezone) for e in events
+                       if e.action.value in ACCESS)
+    assert set(by_month) == {"2027-01", "2027-02"}
+    january = monthly.build_monthly_report(session, settings, "2027-01", now=now)
+    session.commit()
+    assert not january.is_provisional
+    assert january.figures.access_total == by_month["2027-01"] > 0
+    february = monthly.build_monthly_report(session, settings, "2027-02", now=now)
+    session.commit()
+    assert february.figures.access_total == by_month["2027-02"]
