@@ -282,9 +282,11 @@ def _next_step(incident: Incident, user: User, actions: list[str], notice_form) 
     if notice_form is not None and incident.notice_sent_at is None and incident.is_open:
         return _("Việc của bạn: gửi thông báo vi phạm (Mẫu số 08) cho cơ quan chuyên trách bảo vệ "
                  "dữ liệu cá nhân trước hạn, rồi ghi nhận ngày giờ đã gửi ở mục “Xử lý”.")
-    if actions:
+    # Dismissing is a way out, never the suggested next step.
+    steps = [a for a in actions if a != "dismiss"]
+    if steps:
         return _("Việc của bạn: %(step)s (mục “Xử lý” bên dưới).",
-                 step=str(ACTION_TEXT[actions[0]]).lower())
+                 step=str(ACTION_TEXT[steps[0]]).lower())
     if not incident.is_open:
         return _("Sự cố đã kết thúc; không còn việc cần làm.")
     if incident.state == IncidentState.REPORTED:

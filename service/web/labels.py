@@ -65,7 +65,6 @@ ORIGIN_NAMES = {
 }
 
 ENTRY_KIND_NAMES = {
-    "access": _l("Truy cập tệp"),
     "event": _l("Truy cập tệp"),
     "event.conflict": _l("Sự kiện trùng mã, bị từ chối"),
     "verdict.recorded": _l("Kết luận của quy tắc"),
