@@ -39,19 +39,11 @@ from service.incidents.models import (
     IncidentState,
 )
 from service.incidents.schemas import FormDefinitionError, load_form
-from service.web.labels import ENTRY_KIND_NAMES, label
+from service.web.labels import ENTRY_KIND_NAMES, INCIDENT_STATE_NAMES, label
 
 bp = Blueprint("incidents", __name__, url_prefix="/incidents")
 
-STATE_TEXT = {
-    IncidentState.REPORTED: _l("Mới báo cáo, chờ xác nhận"),
-    IncidentState.ACKNOWLEDGED: _l("Lãnh đạo đã xác nhận"),
-    IncidentState.INVESTIGATING: _l("Đang điều tra"),
-    IncidentState.CONTAINED: _l("Đã ngăn chặn"),
-    IncidentState.RESOLVED: _l("Đã khắc phục"),
-    IncidentState.CLOSED: _l("Đã đóng"),
-    IncidentState.DISMISSED: _l("Đã bác bỏ"),
-}
+STATE_TEXT = INCIDENT_STATE_NAMES  # one vocabulary: service/web/labels.py
 ACTION_TEXT = {
     "acknowledge": _l("Xác nhận đã nhận"),
     "start_investigation": _l("Bắt đầu điều tra"),

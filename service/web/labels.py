@@ -30,8 +30,8 @@ UNIT_NAMES = {
 }
 
 INCIDENT_STATE_NAMES = {
-    "reported": _l("Mới báo cáo, chưa xác nhận"),
-    "acknowledged": _l("Đã xác nhận đã nhận"),
+    "reported": _l("Mới báo cáo, chờ xác nhận"),
+    "acknowledged": _l("Lãnh đạo đã xác nhận"),
     "investigating": _l("Đang điều tra"),
     "contained": _l("Đã ngăn chặn"),
     "resolved": _l("Đã khắc phục"),
@@ -205,6 +205,17 @@ def label(code: str | None, table: str) -> str:
     if table in POLICY_TABLES:
         return policy_names(table).get(code) or str(code)
     return str(code)
+
+
+def label_vi(code: str | None, table: str) -> str:
+    """Return the Vietnamese name of a code whatever the reader's language (mails, documents)."""
+    from flask import has_app_context
+    from flask_babel import force_locale
+
+    if not has_app_context():
+        return label(code, table)
+    with force_locale("vi"):
+        return label(code, table)
 
 
 def labels(codes, table: str) -> str:
