@@ -5,6 +5,9 @@ from __future__ import annotations
 import io
 import json
 import random
+import re
+import shutil
+import subprocess
 import uuid
 import zipfile
 from collections import Counter
@@ -475,3 +478,24 @@ def test_the_demos_month_of_activity_counts_in_the_months_it_happened(app, sessi
     february = monthly.build_monthly_report(session, settings, "2027-02", now=now)
     session.commit()
     assert february.figures.access_total == by_month["2027-02"]
+
+
+@pytest.mark.skipif(shutil.which("pdftotext") is None, reason="pdftotext (poppler-utils) not installed")
+def test_pdf_charts_stay_inside_the_page_margins(app, session, clock, tmp_path):
+    # A long Vietnamese data-class name once lost its start at the chart's left edge
+    # ("ười có công…"): every word of the PDF must sit inside the Decree 30 margins.
+    settings = app.config["SETTINGS"]
+    _few_events(app, clock, [_t(3, 2), _t(4, 2)])
+    report = monthly.build_monthly_report(session, settings, MONTH, now=END + timedelta(days=2))
+    session.commit()
+    long_name = "Người có công, bảo trợ xã hội, hộ nghèo, hộ cận nghèo"
+    pdf = tmp_path / "bao-cao.pdf"
+    pdf.write_bytes(monthly.render_monthly_pdf(report, settings, data_class_labels={"dan_cu": long_name}))
+    out = subprocess.run(["pdftotext", "-bbox", str(pdf), "-"], capture_output=True, text=True,
+                         check=True).stdout
+    words = [(float(x0), float(x1), word) for x0, x1, word in re.findall(
+        r'<word xMin="([\d.]+)" yMin="[\d.]+" xMax="([\d.]+)" yMax="[\d.]+">([^<]*)</word>', out)]
+    assert any(word == "Người" for _, _, word in words)
+    left, right = 30 / 25.4 * 72, (210 - 15) / 25.4 * 72  # A4, margins 30 mm left, 15 mm right
+    outside = [(word, x0, x1) for x0, x1, word in words if x0 < left - 1 or x1 > right + 1]
+    assert outside == []
