@@ -200,3 +200,29 @@ def test_the_folded_timeline_says_who_got_the_mail(official, app, login):
     assert re.search(rf"Báo có sự cố mới: đã gửi cho {count} người lúc \d\d/\d\d/\d{{4}}", detail)
     assert "Chi tiết gửi" in detail and "đã nhận lúc" in detail
     assert "notify.attempt" not in detail and "Lần gửi thư thông báo" not in detail
+
+
+def test_after_acknowledging_the_leaders_next_step_is_the_notice(official, app, login):
+    from service.auth.models import User
+    from service.incidents import workflow as W
+
+    response = official.post("/incidents/report", data=_report_data(official))
+    incident_id = int(response.headers["Location"].rsplit("/", 1)[1])
+    with app.app_context():
+        s = new_session(app)
+        try:
+            leader = s.scalar(select(User).where(User.username == "chu-tich"))
+            W.acknowledge_incident(s, s.get(Incident, incident_id), leader)
+            s.commit()
+        finally:
+            s.close()
+    c = app.test_client()
+    login("chu-tich", c=c)
+    page = c.get(f"/incidents/{incident_id}")
+    text = _text(page)
+    step = re.search(r"Bước tiếp theo:\s*(.*?)\n", text).group(1)
+    assert "gửi thông báo vi phạm (Mẫu số 08)" in step
+    assert "không có bước xử lý nào" not in text
+    # Nothing pre-filled: the time is the one the notice was really sent.
+    sent_at = re.search(r'<input[^>]*name="sent_at"[^>]*>', page.text).group(0)
+    assert 'value="' not in sent_at or 'value=""' in sent_at
