@@ -176,6 +176,8 @@ def test_phone_filters_fold_behind_one_button(phone, scene):
     page.wait_for_load_state()
     assert "data_class=an_sinh" in page.url
     assert page.locator("main table tbody tr").count() == 3
+    # The filters stay folded after a search: the first result is on the first screen.
+    assert page.locator("main table tbody tr").first.bounding_box()["y"] < PHONE["height"]
     phone.shot("trail-filtered")
     phone.check()
 
