@@ -158,8 +158,10 @@ def test_trail_list_shows_the_time_of_the_access_and_filters_loosely(app, make_u
         log.append_entries(s, [
             log.PendingEntry("event", {"action": "read", "i": i},
                              {"actor": actor, "action": "read", "data_class": "an_sinh",
-                              "host": "PC-01", "occurred_at": happened})
-            for i, actor in enumerate(["Nguyễn Văn An", "NGUYEN THI BINH", "Trần Văn Cường"])])
+                              "host": "PC-01", "occurred_at": happened,
+                              "path": f"C:\\DuLieu\\{folder}\\danh_sach_{i}.xlsx"})
+            for i, (actor, folder) in enumerate([("Nguyễn Văn An", "Dân cư"), ("NGUYEN THI BINH", "DAN CU"),
+                                                 ("Trần Văn Cường", "Hộ tịch")])])
         s.commit()
         s.close()
     assert login("cong-an").status_code == 302
@@ -173,6 +175,10 @@ def test_trail_list_shows_the_time_of_the_access_and_filters_loosely(app, make_u
     # "nguyen" finds both Nguyễn and NGUYEN, not Trần.
     found = _text(client.get("/audit/?actor=nguyen"))
     assert "Tìm thấy 2 mục." in found
+    # Paths too: "dan cu" finds "Dân cư" and "DAN CU", not "Hộ tịch"; "%" is a character.
+    assert "Tìm thấy 2 mục." in _text(client.get("/audit/?path_contains=dan cu"))
+    assert "Tìm thấy 1 mục." in _text(client.get("/audit/?path_contains=Hộ TỊCH"))
+    assert "Tìm thấy 0 mục." in _text(client.get("/audit/?path_contains=d%25n"))
     bad = client.get("/audit/?since=abc")
     assert "không phải ngày hợp lệ" in _text(bad)
 

@@ -18,6 +18,15 @@ FIELD_NAMES = {"since": _l("Từ ngày"), "until": _l("Đến ngày"), "actor": 
                "action": _l("Hành động"), "kind": _l("Loại mục")}
 
 
+# Letters that a Vietnamese mark (or đ) can hide behind once folded; wildcards in the SQL pattern.
+LOOSE_LETTERS = frozenset("aeiouyd")
+MAX_PATH_CANDIDATES = 5000
+
+
+def _like_escape(ch: str) -> str:
+    return "\\" + ch if ch in "%_\\" else ch
+
+
 def _field(name: str) -> str:
     return str(FIELD_NAMES[name])
 
@@ -45,6 +54,7 @@ class SearchFilter:
     # case and Vietnamese diacritics ("nguyen" finds "Nguyễn"); None means "match exactly".
     actor_matches: tuple[str, ...] | None = None
     host_matches: tuple[str, ...] | None = None
+    path_matches: tuple[str, ...] | None = None
 
     def with_matches(self, session) -> SearchFilter:
         """Return this filter with actor and host matched loosely against the stored names."""
@@ -56,6 +66,18 @@ class SearchFilter:
             if needle:
                 stored = session.scalars(select(column).where(column.is_not(None)).distinct())
                 found[f"{name}_matches"] = tuple(v for v in stored if needle in fold(v))
+        needle = fold(self.path_contains)
+        if needle:
+            # Paths are too many to fold all: SQL narrows them with a pattern where every letter
+            # that can carry a Vietnamese mark is a wildcard ("dan cu" → "%d_n c_%", which finds
+            # "Dân cư"), then the candidates are folded and compared here.
+            pattern = "%" + "".join("_" if ch in LOOSE_LETTERS else _like_escape(ch)
+                                    for ch in needle) + "%"
+            candidates = session.scalars(
+                select(AuditEntry.path).where(AuditEntry.path.ilike(pattern, escape="\\"))
+                .distinct().limit(MAX_PATH_CANDIDATES + 1)).all()
+            if len(candidates) <= MAX_PATH_CANDIDATES:  # else: plain case-insensitive search
+                found["path_matches"] = tuple(v for v in candidates if needle in fold(v))
         return replace(self, **found)
 
     @classmethod
@@ -120,7 +142,9 @@ class SearchFilter:
             query = query.where(e.host.in_(self.host_matches))
         elif self.host:
             query = query.where(e.host == self.host)
-        if self.path_contains:
+        if self.path_matches is not None:
+            query = query.where(e.path.in_(self.path_matches))
+        elif self.path_contains:
             query = query.where(e.path.icontains(self.path_contains, autoescape=True))
         if self.data_class:
             query = query.where(e.data_class == self.data_class)
