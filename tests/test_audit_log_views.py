@@ -78,8 +78,11 @@ def test_csv_export_is_audited(police, session):
     assert response.status_code == 200
     assert response.mimetype == "text/csv"
     rows = list(csv.reader(io.StringIO(response.get_data(as_text=True).lstrip("\ufeff"))))
-    assert rows[0][0] == "seq" and len(rows) == 1 + 6
-    assert {r[3] for r in rows[1:]} == {"canbo0"}
+    assert rows[0][:5] == ["Số thứ tự", "Truy cập lúc", "Ghi nhận lúc", "Loại mục", "Người thực hiện"]
+    assert len(rows) == 1 + 6
+    assert {r[4] for r in rows[1:]} == {"canbo0"}
+    assert {(r[3], r[10]) for r in rows[1:]} == {("Truy cập tệp", "event")}
+    assert {(r[6], r[7]) for r in rows[1:]} == {("Sao chép", "Dân cư, cư trú, căn cước")}
     exports = _looks(session, "audit.exported")
     assert exports[-1]["format"] == "csv" and exports[-1]["count"] == 6
 

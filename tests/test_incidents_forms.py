@@ -115,7 +115,7 @@ def test_form_values_map_to_report_arguments():
               "noticed_at": datetime(2026, 1, 5, 7, 0), "personal_data": "no",
               "data_classes": ["ho_tich"], "affected_people": 12, "attachment": object()}
     args = report_arguments(definition, values, "Asia/Ho_Chi_Minh")
-    assert args["title"] == "Mất máy tính, điện thoại, USB có dữ liệu — Thôn Nà Lầu"
+    assert args["title"] == "Mất máy tính, điện thoại, USB có dữ liệu — Thôn Nà Lầu — Hộ tịch, chứng thực"
     assert args["summary"] == "Mất USB"
     assert args["detected_at"] == datetime(2026, 1, 5, 0, 0, tzinfo=UTC)
     assert args["involves_personal_data"] is False

@@ -58,7 +58,9 @@ def report_form_data(client, **overrides):
     data = {"csrf_token": token, "kind": "sao_chep_chia_se",
             "what_happened": "Thấy danh sách hộ nghèo bị gửi vào nhóm Zalo thôn Bản Trại",
             "noticed_at": "2026-03-02T08:15", "personal_data": "yes",
-            "data_classes": ["an_sinh"], "location": "Thôn Bản Trại", "affected_people": "40"}
+            "data_classes": ["an_sinh"], "location": "Thôn Bản Trại", "affected_people": "40",
+            # March is more than 30 days back: the reporter confirms that the date is meant.
+            "confirm_old_detection": "y"}
     data.update(overrides)
     return data
 
@@ -78,7 +80,8 @@ def test_official_files_a_report_through_the_form(app, people, login):
     try:
         incident = s.get(Incident, incident_id)
         assert incident.origin == "report" and incident.state == IncidentState.REPORTED
-        assert incident.title == "Sao chép, chia sẻ dữ liệu ra ngoài phạm vi công vụ — Thôn Bản Trại"
+        assert incident.title == ("Sao chép, chia sẻ dữ liệu ra ngoài phạm vi công vụ — Thôn Bản Trại"
+                                  " — Người có công, bảo trợ xã hội, hộ nghèo")
         # 08:15 in Asia/Ho_Chi_Minh is 01:15 UTC; the 72 hours start there.
         assert incident.detected_at == datetime(2026, 3, 2, 1, 15, tzinfo=UTC)
         assert incident.notice_due_at == incident.detected_at + timedelta(hours=72)

@@ -80,7 +80,7 @@ def test_created_goes_to_every_active_leader_and_police(app, session, people):
         # 01:30 UTC is 08:30 in Hà Nội; the 72-hour deadline three days later.
         assert "Phát hiện lúc: 05/01/2026 08:30 (giờ Việt Nam)" in m.body
         assert "(72 giờ): 08/01/2026 08:30 (giờ Việt Nam)" in m.body
-        assert "Trạng thái: Đã báo cáo" in m.body
+        assert "Trạng thái: Mới báo cáo, chờ xác nhận" in m.body
 
 
 def test_no_smtp_host_keeps_mail_pending_and_visible(app, session, people):

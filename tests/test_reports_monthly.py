@@ -5,6 +5,9 @@ from __future__ import annotations
 import io
 import json
 import random
+import re
+import shutil
+import subprocess
 import uuid
 import zipfile
 from collections import Counter
@@ -135,7 +138,9 @@ def _random_specs(rng: random.Random, count: int) -> list[tuple[datetime, dict]]
 def _expected_event_figures(events: list[tuple[datetime, dict]]) -> dict:
     access, by_action, oos, agents = Counter(), Counter(), Counter(), Counter()
     for moment, spec in events:
-        if not START <= moment < END:
+        # Accesses count in the month they happened: each test event happened 3 minutes
+        # before it was recorded (see _event).
+        if not START <= moment - timedelta(minutes=3) < END:
             continue
         action, dc, unit = spec["action"], spec.get("data_class") or "", spec.get("unit") or ""
         if spec.get("agent_id"):
@@ -277,6 +282,13 @@ def _run_january(app, clock, make_user, seed: int = 2027) -> dict:
         sc.at(END + timedelta(days=2, minutes=1))
         sign_checkpoint(sc.session, settings)
         sc.session.commit()
+        # N: entries recorded before the end, or accesses that happened before it (reports.md).
+        covered = 1 + max(
+            entry["seq"] for entry in (json.loads(body) for body in sc.session.scalars(
+                select(AuditEntry.body).order_by(AuditEntry.seq)))
+            if datetime.fromisoformat(entry["recorded_at"]) < END
+            or (entry["kind"] == "event"
+                and datetime.fromisoformat(entry["body"]["occurred_at"]) < END))
         return {"expected": expected, "covered": covered, "alerts": len(alert_rows)}
     finally:
         sc.close()
@@ -351,7 +363,7 @@ def test_january_figures_from_the_signed_trail(app, session, january, tmp_path):
 
 
 def test_recount_sees_what_the_columns_hide(app, session, january):
-    # Someone moves an entry's recorded_at column into February: the SQL reading changes, the
+    # Someone moves an access's occurred_at column into February: the SQL reading changes, the
     # recount over the signed bytes does not, so the two no longer agree.
     settings = app.config["SETTINGS"]
     seq = session.scalar(select(func.min(AuditEntry.seq)).where(
@@ -359,7 +371,7 @@ def test_recount_sees_what_the_columns_hide(app, session, january):
         AuditEntry.recorded_at < END))
     session.rollback()  # release SQLite's write lock before the raw connection writes
     with get_engine(app).begin() as conn:
-        conn.execute(text("UPDATE audit_entry SET recorded_at = :t WHERE seq = :s"),
+        conn.execute(text("UPDATE audit_entry SET occurred_at = :t WHERE seq = :s"),
                      {"t": (END + timedelta(days=1)).replace(tzinfo=None)
                       if conn.dialect.name == "sqlite" else END + timedelta(days=1), "s": seq})
     report = monthly.build_monthly_report(session, settings, MONTH, now=END + timedelta(days=9))
@@ -443,3 +455,47 @@ def test_periods_follow_the_commune_time_zone():
     assert monthly.previous_month(datetime(2027, 1, 1, 16, 59, tzinfo=UTC), "Asia/Ho_Chi_Minh") == "2026-12"
     assert monthly.previous_month(datetime(2026, 12, 31, 17, tzinfo=UTC), "Asia/Ho_Chi_Minh") == "2026-12"
     assert monthly.month_of(datetime(2026, 12, 31, 17, tzinfo=UTC), "Asia/Ho_Chi_Minh") == "2027-01"
+
+
+def test_the_demos_month_of_activity_counts_in_the_months_it_happened(app, session, clock):
+    # The demo seeds 30 days of accesses in one go, all recorded "now" (5 February): each
+    # access counts in the month it happened, not in the month it was recorded.
+    from service.demo import month_of_events
+
+    settings = app.config["SETTINGS"]
+    now = _t(5, 2, month=2)
+    clock.now = now
+    events = [Event.model_validate(e) for e in month_of_events(now)]
+    ingest_events(session, events, source="test")
+    session.commit()
+    by_month = Counter(monthly.month_of(e.occurred_at, settings.timezone) for e in events
+                       if e.action.value in ACCESS)
+    assert set(by_month) == {"2027-01", "2027-02"}
+    january = monthly.build_monthly_report(session, settings, "2027-01", now=now)
+    session.commit()
+    assert not january.is_provisional
+    assert january.figures.access_total == by_month["2027-01"] > 0
+    february = monthly.build_monthly_report(session, settings, "2027-02", now=now)
+    session.commit()
+    assert february.figures.access_total == by_month["2027-02"]
+
+
+@pytest.mark.skipif(shutil.which("pdftotext") is None, reason="pdftotext (poppler-utils) not installed")
+def test_pdf_charts_stay_inside_the_page_margins(app, session, clock, tmp_path):
+    # A long Vietnamese data-class name once lost its start at the chart's left edge
+    # ("ười có công…"): every word of the PDF must sit inside the Decree 30 margins.
+    settings = app.config["SETTINGS"]
+    _few_events(app, clock, [_t(3, 2), _t(4, 2)])
+    report = monthly.build_monthly_report(session, settings, MONTH, now=END + timedelta(days=2))
+    session.commit()
+    long_name = "Người có công, bảo trợ xã hội, hộ nghèo, hộ cận nghèo"
+    pdf = tmp_path / "bao-cao.pdf"
+    pdf.write_bytes(monthly.render_monthly_pdf(report, settings, data_class_labels={"dan_cu": long_name}))
+    out = subprocess.run(["pdftotext", "-bbox", str(pdf), "-"], capture_output=True, text=True,
+                         check=True).stdout
+    words = [(float(x0), float(x1), word) for x0, x1, word in re.findall(
+        r'<word xMin="([\d.]+)" yMin="[\d.]+" xMax="([\d.]+)" yMax="[\d.]+">([^<]*)</word>', out)]
+    assert any(word == "Người" for _, _, word in words)
+    left, right = 30 / 25.4 * 72, (210 - 15) / 25.4 * 72  # A4, margins 30 mm left, 15 mm right
+    outside = [(word, x0, x1) for x0, x1, word in words if x0 < left - 1 or x1 > right + 1]
+    assert outside == []

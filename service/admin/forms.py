@@ -17,6 +17,7 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, EqualTo, Length, Optional, Regexp
 
 from service.auth.models import UNITS, Role
+from service.web.forms import Form
 from service.web.labels import ROLE_NAMES, UNIT_NAMES
 
 USERNAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{1,63}$"  # the same rule as auth.operations
@@ -87,7 +88,7 @@ class RolesField(SelectMultipleField):
             raise ValidationError(_l("Vai trò không hợp lệ."))
 
 
-class CreateUserForm(FlaskForm):
+class CreateUserForm(Form):
     """Create an account."""
 
     username = StringField(_l("Tên đăng nhập"), filters=[_strip_lower], validators=[
@@ -117,7 +118,7 @@ class CreateUserForm(FlaskForm):
             raise ValidationError(_l("Đơn vị không hợp lệ."))
 
 
-class PhoneForm(FlaskForm):
+class PhoneForm(Form):
     """Set or clear an account's mobile number."""
 
     phone = StringField(_l("Số điện thoại di động"), filters=[_strip],
@@ -125,30 +126,30 @@ class PhoneForm(FlaskForm):
                                     check_phone])
 
 
-class RolesForm(FlaskForm):
+class RolesForm(Form):
     """Replace a user's roles."""
 
     roles = RolesField(_l("Vai trò"), choices=role_choices, validators=[check_roles])
 
 
-class ResetPasswordForm(FlaskForm):
+class ResetPasswordForm(Form):
     """Set a new password; an empty field means "generate one and show it once"."""
 
     password = PasswordField(_l("Mật khẩu mới"), validators=[Optional(), check_password_length])
 
 
-class DisableUserForm(FlaskForm):
+class DisableUserForm(Form):
     """Disable an account; the box guards against a stray click."""
 
     confirm = BooleanField(_l("Tôi xác nhận vô hiệu hóa tài khoản này"), validators=[
         DataRequired(_l("Đánh dấu ô xác nhận để vô hiệu hóa."))])
 
 
-class AccountActionForm(FlaskForm):
+class AccountActionForm(Form):
     """A one-button account action (enable, unlock): the CSRF token is the whole form."""
 
 
-class CreateTokenForm(FlaskForm):
+class CreateTokenForm(Form):
     """Create an ingest token for a source (an agent or a business application)."""
 
     source = StringField(_l("Tên nguồn"), filters=[_strip], validators=[
@@ -162,7 +163,7 @@ class CreateTokenForm(FlaskForm):
     ])
 
 
-class RevokeTokenForm(FlaskForm):
+class RevokeTokenForm(Form):
     """Revoke an ingest token (CSRF only)."""
 
 

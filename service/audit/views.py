@@ -7,6 +7,7 @@ import io
 import json
 import tempfile
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from flask import (
     Blueprint,
@@ -32,6 +33,7 @@ from service.audit.search import SearchFilter, search_query
 from service.auth.access import roles_required
 from service.core.csvfile import SafeCSV
 from service.core.db import get_session, utcnow
+from service.web.labels import label
 
 bp = Blueprint("audit", __name__, url_prefix="/audit")
 PAGE_SIZE = 50
@@ -42,10 +44,11 @@ FILTER_FIELDS = ("since", "until", "actor", "host", "path_contains", "data_class
 def _filter_from_request() -> SearchFilter:
     raw = {name: request.values.get(name) for name in FILTER_FIELDS}
     try:
-        return SearchFilter.from_strings(current_app.config["SETTINGS"].timezone, **raw)
+        flt = SearchFilter.from_strings(current_app.config["SETTINGS"].timezone, **raw)
     except ValueError as exc:
         flash(str(exc), "error")
         return SearchFilter()
+    return flt.with_matches(get_session())
 
 
 def _masked(value: str | None) -> str | None:
@@ -125,13 +128,23 @@ def export_csv():
     flt = _filter_from_request()
     session = get_session()
     writer = SafeCSV()
-    writer.row(["seq", "recorded_at", "kind", "actor", "host", "action", "data_class",
-                "path", "incident_id", "leaf_hash_b64"])
+    # Headers and values people read (labels.py); the codes stay beside them for tools, and the
+    # times are local with their offset, the access first.
+    writer.row([_("Số thứ tự"), _("Truy cập lúc"), _("Ghi nhận lúc"), _("Loại mục"),
+                _("Người thực hiện"), _("Máy"), _("Hành động"), _("Loại dữ liệu"), _("Đường dẫn"),
+                _("Sự cố số"), _("Mã loại mục"), _("Mã hành động"), _("Mã loại dữ liệu"),
+                _("Mã băm lá (base64)")])
+    zone = ZoneInfo(current_app.config["SETTINGS"].timezone)
     count = 0
     for row in session.scalars(search_query(flt).limit(100_000)):
-        writer.row([row.seq, row.recorded_at.isoformat(), row.kind, _masked(row.actor),
-                    _masked(row.host), row.action, row.data_class, _masked(row.path),
-                    row.incident_id, base64.b64encode(row.leaf_hash).decode()])
+        writer.row([row.seq,
+                    row.occurred_at.astimezone(zone).isoformat() if row.occurred_at else "",
+                    row.recorded_at.astimezone(zone).isoformat(), label(row.kind, "entry_kind"),
+                    _masked(row.actor), _masked(row.host),
+                    label(row.action, "action") if row.action else "",
+                    label(row.data_class, "data_class") if row.data_class else "",
+                    _masked(row.path), row.incident_id, row.kind, row.action, row.data_class,
+                    base64.b64encode(row.leaf_hash).decode()])
         count += 1
     log.record(session, "audit.exported",
                {"actor": current_user.username, "format": "csv", "filter": flt.describe(),

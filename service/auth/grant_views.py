@@ -5,17 +5,17 @@ from __future__ import annotations
 from flask import Blueprint, abort, flash, redirect, render_template, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
-from flask_wtf import FlaskForm
 
 from service.auth import grants
 from service.auth.access import roles_required
 from service.auth.operations import AccountError
 from service.core.db import get_session, utcnow
+from service.web.forms import Form
 
 bp = Blueprint("grants", __name__, url_prefix="/grants")
 
 
-class GrantActionForm(FlaskForm):
+class GrantActionForm(Form):
     """Approve, refuse or withdraw a grant: the CSRF token is the whole form."""
 
 

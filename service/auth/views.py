@@ -9,7 +9,6 @@ from flask import Blueprint, current_app, flash, redirect, render_template, requ
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
-from flask_wtf import FlaskForm
 from wtforms import DateField, PasswordField, SelectField, StringField
 from wtforms.validators import DataRequired, EqualTo, InputRequired, Length
 
@@ -17,18 +16,19 @@ from service.auth import operations, sessions
 from service.auth.access import public, roles_required
 from service.auth.login import current_session_id, sign_in, sign_out
 from service.core.db import get_session, utcnow
+from service.web.forms import Form
 
 bp = Blueprint("auth", __name__)
 
 
-class LoginForm(FlaskForm):
+class LoginForm(Form):
     """The login form."""
 
     username = StringField("username", validators=[DataRequired(), Length(max=64)])
     password = PasswordField("password", validators=[DataRequired(), Length(max=256)])
 
 
-class ChangePasswordForm(FlaskForm):
+class ChangePasswordForm(Form):
     """Change one's own password: the current one first, the new one twice."""
 
     current = PasswordField(_l("Mật khẩu hiện tại"), validators=[
@@ -132,7 +132,7 @@ def change_own_password():
     return redirect(url_for("web.home"))
 
 
-class SignOutEverywhereForm(FlaskForm):
+class SignOutEverywhereForm(Form):
     """Sign out everywhere: the CSRF token is the whole form."""
 
 
@@ -157,7 +157,7 @@ def own_sessions():
                            current_id=current_session_id()), status
 
 
-class SubstituteForm(FlaskForm):
+class SubstituteForm(Form):
     """Name a substitute for a date range (admins may choose whose leave it is)."""
 
     absent = SelectField(_l("Người nghỉ"), coerce=int, validate_choice=False)
@@ -168,7 +168,7 @@ class SubstituteForm(FlaskForm):
         InputRequired(_l("Nhập ngày kết thúc nghỉ (ngày/tháng/năm)."))])
 
 
-class CancelSubstitutionForm(FlaskForm):
+class CancelSubstitutionForm(Form):
     """Cancel a substitution (CSRF only)."""
 
 

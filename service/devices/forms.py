@@ -9,6 +9,7 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length, Optional
 
 from service.auth.models import UNITS
+from service.web.forms import Form
 from service.web.labels import UNIT_NAMES
 
 
@@ -20,7 +21,7 @@ def _unit_choices() -> list[SelectChoice]:
     return [SelectChoice(code, UNIT_NAMES[code]) for code in UNITS]
 
 
-class RegisterDeviceForm(FlaskForm):
+class RegisterDeviceForm(Form):
     """Register an official USB stick: label, owner unit, serial, optional volume identity."""
 
     label = StringField(_l("Tên thiết bị"), filters=[_strip], validators=[
@@ -41,7 +42,7 @@ class RegisterDeviceForm(FlaskForm):
         Optional(), Length(max=128, message=_l("Tối đa %(max)d ký tự."))])
 
 
-class RevokeDeviceForm(FlaskForm):
+class RevokeDeviceForm(Form):
     """Take a device off the register (CSRF only)."""
 
 

@@ -13,7 +13,7 @@ from service.audit.models import AuditEntry
 from service.core.cliutil import with_app
 from service.core.db import get_session
 from service.incidents.models import OPEN_STATES, Incident, IncidentState
-from service.incidents.workflow import STATE_LABELS
+from service.web.labels import label_vi
 
 
 def _local(app, value) -> str:
@@ -49,7 +49,8 @@ def incident_list(app, show_all, state) -> None:
         due = ""
         if incident.notice_due_at and incident.notice_sent_at is None and incident.is_open:
             due = f"  hạn thông báo/notice due {_local(app, incident.notice_due_at)}"
-        click.echo(f"#{incident.id}\t{incident.state}\t{incident.severity}\t"
+        click.echo(f"#{incident.id}\t{label_vi(incident.state, 'incident_state')}\t"
+                   f"{label_vi(incident.severity, 'severity')}\t"
                    f"{_local(app, incident.detected_at)}\t{incident.title}{due}")
 
 
@@ -64,9 +65,11 @@ def incident_show(app, incident_id) -> None:
         raise click.ClickException(f"Không có sự cố #{incident_id} / no such incident")
     lines = [
         f"Sự cố / incident #{incident.id}: {incident.title}",
-        f"  trạng thái / state: {incident.state} ({STATE_LABELS.get(incident.state, '')})",
-        f"  mức độ / severity: {incident.severity}; nguồn / origin: {incident.origin}"
-        + (f"; quy tắc / rule: {incident.rule_id}" if incident.rule_id else ""),
+        f"  trạng thái / state: {label_vi(incident.state, 'incident_state')} ({incident.state})",
+        f"  mức độ / severity: {label_vi(incident.severity, 'severity')}; "
+        f"nguồn / origin: {label_vi(incident.origin, 'origin')}"
+        + (f"; quy tắc / rule: {label_vi(incident.rule_id, 'rule')} ({incident.rule_id})"
+           if incident.rule_id else ""),
         f"  phát hiện / detected: {_local(app, incident.detected_at)}; "
         f"ghi nhận / recorded: {_local(app, incident.created_at)}; số lần / hits: {incident.hit_count}",
         f"  dữ liệu cá nhân / personal data: {'có/yes' if incident.involves_personal_data else 'không/no'}"
@@ -75,7 +78,8 @@ def incident_show(app, incident_id) -> None:
         + (f"; đã gửi / sent: {_local(app, incident.notice_sent_at)}" if incident.notice_sent_at else ""),
     ]
     if incident.data_classes:
-        lines.append(f"  loại dữ liệu / data classes: {', '.join(incident.data_classes)}")
+        names = ", ".join(label_vi(c, "data_class") for c in incident.data_classes)
+        lines.append(f"  loại dữ liệu / data classes: {names}")
     if incident.summary:
         lines.append(f"  mô tả / summary: {incident.summary}")
     lines.append("Diễn biến / timeline:")
@@ -83,7 +87,8 @@ def incident_show(app, incident_id) -> None:
                                  .order_by(AuditEntry.seq)):
         body = json.loads(entry.body).get("body", {})
         by = body.get("by") or body.get("recipient") or ""
-        lines.append(f"  {_local(app, entry.recorded_at)}  #{entry.seq}  {entry.kind}  {by}".rstrip())
+        what = f"{label_vi(entry.kind, 'entry_kind')} ({entry.kind})"
+        lines.append(f"  {_local(app, entry.recorded_at)}  #{entry.seq}  {what}  {by}".rstrip())
     for comment in incident.comments:
         lines.append(f"  {_local(app, comment.created_at)}  bình luận / comment: {comment.body}")
     log.record(session, "audit.viewed", {"actor": "cli", "what": "incident_timeline",

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from flask_babel import lazy_gettext as _l
-from flask_wtf import FlaskForm
 from flask_wtf.file import FileField
 from wtforms import (
+    BooleanField,
     DateTimeLocalField,
     IntegerField,
     SelectField,
@@ -22,6 +22,7 @@ from wtforms.widgets import CheckboxInput, ListWidget
 
 from service.incidents.schemas import FormDefinition, FormField
 from service.incidents.workflow import NOTICE_CHANNELS
+from service.web.forms import Form
 
 DATETIME_FORMAT = "%Y-%m-%dT%H:%M"
 
@@ -50,8 +51,10 @@ def to_utc(value: datetime | None, timezone: str) -> datetime | None:
 def _wtf_field(spec: FormField, locale: str, timezone: str):
     label = spec.label.get(locale)
     description = spec.help.get(locale) if spec.help else ""
-    checks = [InputRequired() if spec.type == "number" else DataRequired()] if spec.required \
-        else [Optional()]
+    # InputRequired for numbers and dates: DataRequired would answer "required" to a wrong
+    # date, replacing the "not a valid date" message the person needs.
+    checks = [InputRequired() if spec.type in ("number", "datetime") else DataRequired()] \
+        if spec.required else [Optional()]
     render_kw: dict = {}
     if spec.required:
         render_kw["required"] = True
@@ -85,13 +88,41 @@ def _wtf_field(spec: FormField, locale: str, timezone: str):
     return FileField(label, checks, description=description)
 
 
+# A detection time further back than this is more likely a typo (01/01/1999) than a fact: it
+# would make the incident overdue at once, so the reporter confirms it first.
+OLD_DETECTION_DAYS = 30
+CONFIRM_OLD_FIELD = "confirm_old_detection"
+
+
 def build_report_form_class(definition: FormDefinition, locale: str, timezone: str) -> type:
     """Build a Flask-WTF form class (with CSRF) whose fields follow the definition."""
     attrs = {spec.name: _wtf_field(spec, locale, timezone) for spec in definition.fields}
-    return type(f"{definition.id.title()}Form", (FlaskForm,), attrs)
+    attrs[CONFIRM_OLD_FIELD] = BooleanField(
+        _l("Tôi xác nhận thời điểm phát hiện ở trên là đúng (cách đây hơn %(n)s ngày)",
+           n=OLD_DETECTION_DAYS))
+    return type(f"{definition.id.title()}Form", (Form,), attrs)
 
 
-def report_arguments(definition: FormDefinition, values: dict, timezone: str) -> dict:
+def needs_old_detection_confirmation(form, definition: FormDefinition, timezone: str,
+                                     now: datetime | None = None) -> bool:
+    """Return True (and mark the field) when the detection time is far back and unconfirmed."""
+    detected = definition.by_role("detected_at")
+    if detected is None:
+        return False
+    value = to_utc(form[detected.name].data, timezone)
+    now = now or datetime.now(UTC)
+    if value is None or value >= now - timedelta(days=OLD_DETECTION_DAYS) or \
+            form[CONFIRM_OLD_FIELD].data:
+        return False
+    form[detected.name].errors = [*form[detected.name].errors, str(_l(
+        "Thời điểm phát hiện cách đây hơn %(n)s ngày: hạn thông báo 72 giờ đã qua từ lâu. "
+        "Kiểm tra lại ngày; nếu đúng, đánh dấu ô xác nhận bên dưới rồi gửi lại.",
+        n=OLD_DETECTION_DAYS))]
+    return True
+
+
+def report_arguments(definition: FormDefinition, values: dict, timezone: str,
+                     unit_name: str | None = None) -> dict:
     """Map submitted values to report_incident arguments; everything is also kept as form_data."""
     form_data: dict = {}
     for spec in definition.fields:
@@ -110,14 +141,19 @@ def report_arguments(definition: FormDefinition, values: dict, timezone: str) ->
     title = kind.option_label(form_data.get(kind.name) or "", "vi") if kind else ""
     if not title:
         title = (args["summary"].splitlines() or ["Sự cố"])[0][:120]
+    # What tells one report from another in lists and mail subjects: where, and which data.
     location = definition.by_role("location")
-    if location and form_data.get(location.name):
-        title = f"{title} — {form_data[location.name]}"
-    args["title"] = title[:300]
+    place = (form_data.get(location.name) or "") if location else ""
+    classes = definition.by_role("data_classes")
+    chosen = list(form_data.get(classes.name) or []) if classes else []
+    parts = [title, place or unit_name or ""]
+    if chosen:
+        parts.append(", ".join(classes.option_label(c, "vi") for c in chosen[:2])
+                     + ("…" if len(chosen) > 2 else ""))
+    args["title"] = " — ".join(p for p in parts if p)[:300]
     detected = definition.by_role("detected_at")
     if detected and isinstance(values.get(detected.name), datetime):
         args["detected_at"] = to_utc(values[detected.name], timezone)
-    classes = definition.by_role("data_classes")
     if classes:
         args["data_classes"] = list(form_data.get(classes.name) or [])
     personal = definition.by_role("personal_data")
@@ -143,25 +179,25 @@ def notice_channel_choices() -> list[SelectChoice]:
     return [SelectChoice(key, str(CHANNEL_LABELS.get(key, key))) for key in NOTICE_CHANNELS]
 
 
-class ConfirmForm(FlaskForm):
+class ConfirmForm(Form):
     """A one-button form (acknowledge, start investigation, open an alert as incident)."""
 
 
-class ContainForm(FlaskForm):
+class ContainForm(Form):
     """Containment: what was done (required)."""
 
     actions = TextAreaField(_l("Các biện pháp ngăn chặn đã thực hiện"),
                             [DataRequired(), Length(max=10_000)])
 
 
-class ResolveForm(FlaskForm):
+class ResolveForm(Form):
     """Resolution: cause and measures (both required)."""
 
     cause = TextAreaField(_l("Nguyên nhân"), [DataRequired(), Length(max=10_000)])
     measures = TextAreaField(_l("Biện pháp khắc phục"), [DataRequired(), Length(max=10_000)])
 
 
-class CloseForm(FlaskForm):
+class CloseForm(Form):
     """Closure by a leader: an optional note, and why no notice was sent when none was."""
 
     note = TextAreaField(_l("Ghi chú khi đóng"), [Optional(), Length(max=10_000)])
@@ -169,25 +205,25 @@ class CloseForm(FlaskForm):
                                      [Optional(), Length(max=10_000)])
 
 
-class ReasonForm(FlaskForm):
+class ReasonForm(Form):
     """Dismissal of an incident or an alert: the reason (required)."""
 
     reason = TextAreaField(_l("Lý do bác bỏ"), [DataRequired(), Length(max=2000)])
 
 
-class CommentForm(FlaskForm):
+class CommentForm(Form):
     """A comment on an incident."""
 
     body = TextAreaField(_l("Bình luận"), [DataRequired(), Length(max=10_000)])
 
 
-class EvidenceForm(FlaskForm):
+class EvidenceForm(Form):
     """An evidence file."""
 
     file = FileField(_l("Tệp bằng chứng"), [DataRequired()])
 
 
-class NoticeSentForm(FlaskForm):
+class NoticeSentForm(Form):
     """The notice to the authority was sent: when, how, its reference; late needs a reason."""
 
     sent_at = DateTimeLocalField(_l("Gửi lúc"), [DataRequired()], format=DATETIME_FORMAT)

@@ -39,18 +39,11 @@ from service.incidents.models import (
     IncidentState,
 )
 from service.incidents.schemas import FormDefinitionError, load_form
+from service.web.labels import ENTRY_KIND_NAMES, INCIDENT_STATE_NAMES, label
 
 bp = Blueprint("incidents", __name__, url_prefix="/incidents")
 
-STATE_TEXT = {
-    IncidentState.REPORTED: _l("Mới báo cáo, chờ xác nhận"),
-    IncidentState.ACKNOWLEDGED: _l("Lãnh đạo đã xác nhận"),
-    IncidentState.INVESTIGATING: _l("Đang điều tra"),
-    IncidentState.CONTAINED: _l("Đã ngăn chặn"),
-    IncidentState.RESOLVED: _l("Đã khắc phục"),
-    IncidentState.CLOSED: _l("Đã đóng"),
-    IncidentState.DISMISSED: _l("Đã bác bỏ"),
-}
+STATE_TEXT = INCIDENT_STATE_NAMES  # one vocabulary: service/web/labels.py
 ACTION_TEXT = {
     "acknowledge": _l("Xác nhận đã nhận"),
     "start_investigation": _l("Bắt đầu điều tra"),
@@ -75,26 +68,9 @@ ACTION_FORMS = {
     "close": F.CloseForm,
     "dismiss": F.ReasonForm,
 }
-ENTRY_TEXT = {
-    "incident.reported": _l("Sự cố được báo cáo"),
-    "incident.joined": _l("Ghi nhận thêm một lần vi phạm cùng nhóm"),
-    "incident.escalated": _l("Báo động: chưa được xác nhận"),
-    "incident.acknowledged": _l("Lãnh đạo xác nhận đã nhận"),
-    "incident.receipt_confirmed": _l("Công an xã xác nhận đã nhận tin"),
-    "sms.reply": _l("Tin nhắn SMS trả lời"),
-    "incident.investigating": _l("Bắt đầu điều tra"),
-    "incident.contained": _l("Đã ngăn chặn"),
-    "incident.resolved": _l("Đã khắc phục"),
-    "incident.closed": _l("Đóng sự cố"),
-    "incident.dismissed": _l("Bác bỏ sự cố"),
-    "incident.commented": _l("Bình luận"),
-    "incident.evidence_attached": _l("Thêm bằng chứng"),
-    "incident.evidence_downloaded": _l("Tải bằng chứng"),
-    "incident.document_downloaded": _l("Tải văn bản"),
-    "incident.notice_sent": _l("Đã gửi thông báo vi phạm cho cơ quan chuyên trách"),
-    "incident.deadline_reminder": _l("Nhắc hạn thông báo 72 giờ"),
-    "notify.queued": _l("Xếp thư thông báo vào hàng đợi gửi"),
-}
+
+# One vocabulary for every page, mail and file: service/web/labels.py.
+ENTRY_TEXT = ENTRY_KIND_NAMES
 DETAIL_TEXT = {
     "origin": _l("Nguồn"), "severity": _l("Mức độ"), "rule_id": _l("Quy tắc"),
     "reason": _l("Lý do"), "actions": _l("Biện pháp"), "cause": _l("Nguyên nhân"),
@@ -175,30 +151,89 @@ def _sort_key(incident: Incident):
             -incident.created_at.timestamp())
 
 
+# Details whose values are codes: shown by their names.
+DETAIL_VALUE_TABLE = {"origin": "origin", "severity": "severity", "rule_id": "rule",
+                      "kind": "notify_kind", "channel": "channel"}
+
+
+def _detail_value(key: str, value):
+    if key in DETAIL_VALUE_TABLE and isinstance(value, str):
+        return label(value, DETAIL_VALUE_TABLE[key])
+    return value
+
+
 def _timeline(session, incident: Incident) -> list[dict]:
-    """Return the audit entries of the incident in order, each comment with its entry."""
+    """Return the audit entries of the incident in order, each comment with its entry.
+
+    A notification's queued and attempt entries fold into one line per sending (who it went
+    to, whether it arrived), with each recipient's attempts kept for "details".
+    """
     comments = {c.id: c for c in incident.comments}
     authors = {u.id: u.username for u in session.scalars(
         select(User).where(User.id.in_({c.author_id for c in comments.values() if c.author_id})))}
     items: list[dict] = []
+    by_message: dict[int, dict] = {}
     entries = session.scalars(
         select(AuditEntry).where(AuditEntry.incident_id == incident.id).order_by(AuditEntry.seq)
     )
     for entry in entries:
         body = json.loads(entry.body).get("body", {})
+        if entry.kind == "notify.queued":
+            last = items[-1] if items else None
+            if not (last and last["kind"] == "notify" and last["notify_kind"] == body.get("kind")
+                    and last["is_queuing"]):
+                last = {"at": entry.recorded_at, "seq": entry.seq, "kind": "notify",
+                        "notify_kind": body.get("kind"), "is_queuing": True, "by": None,
+                        "details": [], "comment": None, "recipients": []}
+                items.append(last)
+            recipient = {"name": body.get("recipient"), "channel": label(body.get("channel"), "channel"),
+                         "attempts": 0, "is_delivered": False, "at": None, "error": None}
+            last["recipients"].append(recipient)
+            by_message[body.get("message")] = recipient
+            continue
+        if items and items[-1]["kind"] == "notify":
+            items[-1]["is_queuing"] = False
+        if entry.kind == "notify.attempt":
+            recipient = by_message.get(body.get("message"))
+            if recipient is not None:
+                recipient["attempts"] = max(recipient["attempts"], int(body.get("attempt") or 0))
+                recipient["at"] = entry.recorded_at
+                recipient["is_delivered"] = recipient["is_delivered"] or body.get("outcome") == "delivered"
+                recipient["error"] = None if recipient["is_delivered"] else body.get("error")
+                continue
         comment = comments.pop(body.get("comment_id"), None) \
             if entry.kind == "incident.commented" else None
-        details = [(DETAIL_TEXT[k], body[k]) for k in DETAIL_TEXT
+        details = [(DETAIL_TEXT[k], _detail_value(k, body[k])) for k in DETAIL_TEXT
                    if body.get(k) not in (None, "", []) and not (comment and k == "length")]
         items.append({"at": entry.recorded_at, "seq": entry.seq, "kind": entry.kind,
-                      "text": ENTRY_TEXT.get(entry.kind, entry.kind), "by": body.get("by"),
+                      "text": label(entry.kind, "entry_kind"), "by": body.get("by"),
                       "details": details, "comment": comment.body if comment else None})
+    for item in items:
+        if item["kind"] == "notify":
+            item["text"] = _notify_summary(item)
     for comment in comments.values():  # a comment without its entry would be a bug; show it
         items.append({"at": comment.created_at, "seq": None, "kind": "comment",
                       "text": _("Bình luận"), "by": authors.get(comment.author_id),
                       "details": [], "comment": comment.body})
     items.sort(key=lambda item: item["at"])
     return items
+
+
+def _notify_summary(item: dict) -> str:
+    """Return one line for a sending: what was sent, to how many, whether it arrived."""
+    from service.web.wiring import local_time
+
+    people = item["recipients"]
+    delivered = [r for r in people if r["is_delivered"]]
+    what = label(item["notify_kind"], "notify_kind")
+    if people and len(delivered) == len(people):
+        last = max(r["at"] for r in delivered)
+        return _("%(what)s: đã gửi cho %(n)s người lúc %(t)s", what=what, n=len(people),
+                 t=local_time(last))
+    if delivered:
+        return _("%(what)s: đã gửi cho %(ok)s/%(n)s người, %(left)s người chưa nhận được",
+                 what=what, ok=len(delivered), n=len(people), left=len(people) - len(delivered))
+    return _("%(what)s: đang chờ gửi cho %(n)s người", what=what, n=len(people))
 
 
 def _render_detail(incident: Incident, *, forms: dict | None = None, status: int = 200):
@@ -212,9 +247,7 @@ def _render_detail(incident: Incident, *, forms: dict | None = None, status: int
     if W.can_record_notice(incident, user):
         notice_form = (forms or {}).get("notice") or F.NoticeSentForm()
         notice_form.channel.choices = F.notice_channel_choices()
-        if notice_form.sent_at.data is None:
-            notice_form.sent_at.data = datetime.strptime(
-                F.local_now_text(_settings().timezone), F.DATETIME_FORMAT)
+        # No time filled in: "now" pre-filled invited recording a notice nobody had sent yet.
     reporter = session.get(User, incident.reporter_id) if incident.reporter_id else None
     timeline = _timeline(session, incident) if is_staff else []
     if is_staff:
@@ -230,6 +263,9 @@ def _render_detail(incident: Incident, *, forms: dict | None = None, status: int
     return render_template(
         "incidents/detail.html", incident=incident, reporter=reporter, is_staff=is_staff,
         receipt_form=receipt_form, receipts=_receipt_rows(session, incident) if is_staff else [],
+
+        next_step=_next_step(incident, user, actions, notice_form),
+        personal_text=_personal_text(incident),
         actions=actions, action_forms=action_forms, action_text=ACTION_TEXT,
         notice_form=notice_form, comment_form=(forms or {}).get("comment") or F.CommentForm(),
         evidence_form=F.EvidenceForm(), timeline=timeline, own_comments=own_comments,
@@ -246,6 +282,40 @@ def _receipt_rows(session, incident: Incident) -> list[tuple[str, datetime, str]
         who = session.get(User, receipt.user_id)
         rows.append((who.full_name or who.username, receipt.confirmed_at, receipt.channel))
     return rows
+
+def _next_step(incident: Incident, user: User, actions: list[str], notice_form) -> str:
+    """Return, in one sentence, what this viewer should do next on this incident."""
+    if "acknowledge" in actions:
+        return _("Việc của bạn: xác nhận đã nhận sự cố (nút bên dưới), rồi giao Công an xã xử lý.")
+    if notice_form is not None and incident.notice_sent_at is None and incident.is_open:
+        return _("Việc của bạn: gửi thông báo vi phạm (Mẫu số 08) cho cơ quan chuyên trách bảo vệ "
+                 "dữ liệu cá nhân trước hạn, rồi ghi nhận ngày giờ đã gửi ở mục “Xử lý”.")
+    # Dismissing is a way out, never the suggested next step.
+    steps = [a for a in actions if a != "dismiss"]
+    if steps:
+        return _("Việc của bạn: %(step)s (mục “Xử lý” bên dưới).",
+                 step=str(ACTION_TEXT[steps[0]]).lower())
+    if not incident.is_open:
+        return _("Sự cố đã kết thúc; không còn việc cần làm.")
+    if incident.state == IncidentState.REPORTED:
+        return _("Đang chờ lãnh đạo UBND xã xác nhận đã nhận sự cố.")
+    if user.has_role("police", "leader"):
+        return _("Đang được xử lý; theo dõi diễn biến bên dưới.")
+    return _("Lãnh đạo UBND xã và Công an xã đã được thông báo. Bạn có thể thêm bình luận "
+             "hoặc bằng chứng bên dưới.")
+
+
+def _personal_text(incident: Incident) -> str:
+    """Return the answer about personal data as given ("Chưa rõ" stays "Chưa rõ")."""
+    try:
+        definition = load_form(_settings().incident_forms_dir)
+    except FormDefinitionError:
+        definition = None
+    field = definition.by_role("personal_data") if definition else None
+    answer = (incident.form_data or {}).get(field.name) if field else None
+    if answer == "unknown":
+        return _("Chưa rõ (hạn thông báo 72 giờ vẫn áp dụng)")
+    return _("Có") if incident.involves_personal_data else _("Không")
 
 
 def _form_rows(incident: Incident) -> list[tuple[str, str]]:
@@ -294,13 +364,19 @@ def report():
     form_class = F.build_report_form_class(definition, _locale(), settings.timezone)
     form = form_class()
     if request.method == "POST":
-        if not form.validate_on_submit():
+        is_valid = form.validate_on_submit()
+        if not is_valid or F.needs_old_detection_confirmation(form, definition, settings.timezone):
             _flash_form_errors(form)
             return render_template("incidents/report.html", form=form, definition=definition,
-                                   locale=_locale()), 400
+                                   locale=_locale(), confirm_field=F.CONFIRM_OLD_FIELD), 400
         session = get_session()
         values = {spec.name: form[spec.name].data for spec in definition.fields}
-        args = F.report_arguments(definition, values, settings.timezone)
+        from flask_babel import force_locale
+
+        unit = _user().unit
+        with force_locale("vi"):  # the title is stored and mailed: in the commune's language
+            unit_name = label(unit, "unit") if unit else None
+        args = F.report_arguments(definition, values, settings.timezone, unit_name=unit_name)
         try:
             incident = W.report_incident(session, settings, origin="report", reporter=_user(),
                                          **args)
@@ -612,7 +688,10 @@ def alerts():
         select(Alert).where(Alert.state == AlertState.OPEN).order_by(Alert.created_at, Alert.id)
         .limit(500)
     ).all()
+    from service.web.dashboard import alert_happened_at
+
     return render_template("incidents/alerts.html", alerts=rows, open_form=F.ConfirmForm(),
+                           occurred=alert_happened_at(session, rows),
                            reason_form=F.ReasonForm())
 
 

@@ -293,7 +293,12 @@ def report_incident(
         involves_personal_data=involves_personal_data, detected_at=detected_at, created_at=now,
         notice_due_at=(detected_at + timedelta(hours=settings.breach_notice_hours)
                        if involves_personal_data else None),
-        escalation_level=0, reminders_sent=[], hit_count=1, last_hit_at=now,
+        escalation_level=0, hit_count=1, last_hit_at=now,
+        # Reminder marks already past when it is filed are not mailed afterwards: the incident
+        # shows as overdue (page, list and the "created" mail) instead of a burst of reminders.
+        reminders_sent=sorted(h for h in settings.breach_reminder_hours
+                              if detected_at + timedelta(hours=h) <= now)
+        if involves_personal_data else [],
     )
     session.add(incident)
     session.flush()

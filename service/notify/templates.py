@@ -14,7 +14,9 @@ from zoneinfo import ZoneInfo
 
 import jinja2
 
+from service.core.db import utcnow
 from service.core.logging import mask_text
+from service.web.labels import label_vi
 
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "web" / "templates" / "notify"
 SUBJECT_MAX = 300
@@ -23,14 +25,7 @@ INCIDENT_KINDS = ("created", "escalated", "dismissed", "deadline_reminder", "ack
 # Kinds whose mail asks the reader to acknowledge; the others link to the incident page.
 ACK_KINDS = ("created", "escalated")
 
-SEVERITY_LABELS = {
-    "low": "thấp", "medium": "trung bình", "high": "cao", "critical": "nghiêm trọng",
-}
-STATE_LABELS = {
-    "reported": "Đã báo cáo, chờ xác nhận", "acknowledged": "Đã xác nhận",
-    "investigating": "Đang điều tra", "contained": "Đã ngăn chặn",
-    "resolved": "Đã khắc phục", "closed": "Đã đóng", "dismissed": "Đã bác bỏ",
-}
+# Severity and state names come from service/web/labels.py (one vocabulary), in Vietnamese.
 _SUBJECTS = {
     "created": "[Canh Gác] Sự cố mới #{id} (mức {severity}): {title}",
     "escalated": "[Canh Gác] KHẨN: sự cố #{id} chưa được xác nhận: {title}",
@@ -120,7 +115,7 @@ def render_incident_mail(
     """Render the subject and body of an incident notification of the given kind."""
     if kind not in INCIDENT_KINDS:
         raise ValueError(f"unknown incident notification kind {kind!r}")
-    severity = SEVERITY_LABELS.get(incident.severity, incident.severity)
+    severity = label_vi(incident.severity, "severity").lower()
     title = people_text(incident.title)
     hours = settings.breach_notice_hours
     subject = _SUBJECTS[kind].format(id=incident.id, severity=severity, title=title, hours=hours)
@@ -132,9 +127,11 @@ def render_incident_mail(
         title=title,
         summary=people_text(incident.summary),
         severity=severity,
-        state=STATE_LABELS.get(incident.state, incident.state),
+        state=label_vi(incident.state, "incident_state"),
         detected_local=local_time_text(incident.detected_at, settings.timezone),
         deadline_local=local_time_text(deadline, settings.timezone) if deadline else None,
+        is_overdue=bool(deadline and getattr(incident, "notice_sent_at", None) is None
+                        and deadline <= utcnow()),
         zone_label=_zone_label(settings.timezone),
         hours=hours,
         extra_text=people_text(extra_text),

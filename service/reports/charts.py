@@ -9,7 +9,7 @@ from markupsafe import Markup, escape
 
 FONT = "Times New Roman, Liberation Serif, Tinos, DejaVu Serif, serif"
 BAR_FILL = "#0b4f8a"
-MAX_LABEL = 42
+MAX_LABEL = 70  # about what 520 px of 13 px serif holds
 
 
 def _fmt(n: float) -> str:
@@ -21,14 +21,20 @@ def _short(label: str) -> str:
 
 
 def bar_chart_svg(items: list[tuple[str, float]], *, title: str, width: int = 520,
-                  bar_height: int = 20, gap: int = 6) -> Markup:
-    """Return a horizontal bar chart of (label, value) pairs as an SVG element."""
-    label_width = int(width * 0.42)
+                  bar_height: int = 16, gap: int = 8) -> Markup:
+    """Return a horizontal bar chart of (label, value) pairs as an SVG element.
+
+    Each label sits on its own line above its bar, starting at the left edge: long Vietnamese
+    labels ("Người có công, bảo trợ xã hội…") are never cut by the edge of the page, and the
+    chart scales down with its box (viewBox) on a phone or a PDF column.
+    """
     value_width = 70
+    label_line = 16
     top = 26
-    plot_width = width - label_width - value_width - 10
+    plot_width = width - value_width
     rows = [(str(label), float(value)) for label, value in items]
-    height = top + max(1, len(rows)) * (bar_height + gap) + 4
+    row_height = label_line + bar_height + gap
+    height = top + max(1, len(rows)) * row_height + 4
     peak = max((v for _, v in rows), default=0.0)
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
@@ -40,15 +46,13 @@ def bar_chart_svg(items: list[tuple[str, float]], *, title: str, width: int = 52
     if not rows:
         parts.append(f'<text x="0" y="{top + 14}" font-style="italic">Không có số liệu</text>')
     for i, (label, value) in enumerate(rows):
-        y = top + i * (bar_height + gap)
+        y = top + i * row_height
         bar = 0 if peak <= 0 else max(1, round(plot_width * value / peak)) if value > 0 else 0
-        mid = y + bar_height * 0.7
+        parts.append(f'<text x="0" y="{y + 12}">{escape(_short(label))}</text>')
+        bar_y = y + label_line
         parts.append(
-            f'<text x="{label_width - 6}" y="{mid:.1f}" text-anchor="end">{escape(_short(label))}</text>'
+            f'<rect x="0" y="{bar_y}" width="{bar}" height="{bar_height}" fill="{BAR_FILL}"/>'
         )
-        parts.append(
-            f'<rect x="{label_width}" y="{y}" width="{bar}" height="{bar_height}" fill="{BAR_FILL}"/>'
-        )
-        parts.append(f'<text x="{label_width + bar + 5}" y="{mid:.1f}">{_fmt(value)}</text>')
+        parts.append(f'<text x="{bar + 5}" y="{bar_y + bar_height * 0.8:.1f}">{_fmt(value)}</text>')
     parts.append("</svg>")
     return Markup("".join(parts))  # noqa: S704 - every text piece above is escaped

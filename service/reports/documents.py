@@ -25,18 +25,6 @@ TEMPLATES = Path(__file__).resolve().parent.parent / "web" / "templates"
 STYLESHEET = TEMPLATES / "documents" / "decree30.css"
 BLANK = "…………………………"
 
-# Labels of PII kinds counted by the detectors (counts only, never values).
-PII_LABELS = {
-    "cccd": "Số định danh cá nhân (CCCD)",
-    "cmnd": "Số chứng minh nhân dân",
-    "phone": "Số điện thoại",
-    "bhxh": "Mã số bảo hiểm xã hội",
-    "email": "Địa chỉ thư điện tử",
-    "bank_account": "Số tài khoản ngân hàng",
-    "dob": "Ngày sinh",
-    "name": "Họ và tên",
-    "address": "Địa chỉ",
-}
 
 
 class DocumentError(RuntimeError):
@@ -176,7 +164,9 @@ def _unit_label(unit: str | None) -> str | None:
 def pii_lines(pii_counts: dict | None) -> list[str]:
     """Return "label: count" lines for PII counts (never values), largest first."""
     items = sorted((pii_counts or {}).items(), key=lambda kv: (-int(kv[1]), kv[0]))
-    return [f"{PII_LABELS.get(kind, kind)}: {vn_number(int(count))}" for kind, count in items]
+    from service.web.labels import label_vi
+
+    return [f"{label_vi(kind, 'pii')}: {vn_number(int(count))}" for kind, count in items]
 
 
 def _masked(value):

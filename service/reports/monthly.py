@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from canhgac_common.pii.mask import mask_pii
@@ -213,8 +213,17 @@ class Basis:
         return base64.b64encode(self.root).decode()
 
 
+def _happened():
+    """Return when an entry's thing happened: the event's own time, else when it was recorded."""
+    return func.coalesce(AuditEntry.occurred_at, AuditEntry.recorded_at,
+                         type_=AuditEntry.recorded_at.type)
+
+
 def _entries_before(session: Session, end_at: datetime) -> int:
-    last = session.scalar(select(func.max(AuditEntry.seq)).where(AuditEntry.recorded_at < end_at))
+    # Accesses count in the month they happened in, even when the agent delivered them later
+    # (offline PC, demo seeding): the basis must cover those entries too.
+    last = session.scalar(select(func.max(AuditEntry.seq)).where(
+        or_(AuditEntry.recorded_at < end_at, _happened() < end_at)))
     return 0 if last is None else last + 1
 
 
@@ -274,7 +283,7 @@ def _count_events(session: Session, basis: Basis, period: Period, fig: Figures) 
     access, by_action, oos, per_agent = Counter(), Counter(), Counter(), Counter()
     for _seq, _kind, _at, body in _rows(
         session, basis.size, AuditEntry.kind == "event",
-        AuditEntry.recorded_at >= period.start_at, AuditEntry.recorded_at < period.end_at,
+        _happened() >= period.start_at, _happened() < period.end_at,
     ):
         action = body.get("action")
         obj = body.get("object") or {}
@@ -534,11 +543,16 @@ def recount_from_entries(entries: Iterable, *, month: str, timezone: str = "Asia
             contiguous = False
         seen += 1
         at = datetime.fromisoformat(entry["recorded_at"]).astimezone(UTC)
-        if at >= end:
-            continue
         kind, body = entry["kind"], entry["body"]
+        if kind == "event":
+            # Accesses count by when they happened (the event's own time), not when recorded.
+            happened = _parse_stamp(body.get("occurred_at")) or at
+            if not start <= happened < end:
+                continue
+        elif at >= end:
+            continue
         in_period = at >= start
-        if kind == "event" and in_period:
+        if kind == "event":
             obj = body.get("object") or {}
             dc = obj.get("data_class") or ""
             action = body.get("action")
@@ -780,8 +794,11 @@ def report_context(report: MonthlyReport, settings: Settings, *,
          for (dc, kind, a), n in fig.out_of_scope.items()),
         key=lambda r: (-r[3], r[0], r[1], r[2]),
     )
+    from service.web.labels import label
+
     alert_rows = sorted(
-        ((rule or "—", sev or "—", n, fig.alerts_dismissed.get(rule, 0))
+        ((label(rule, "rule") if rule else "—", label(sev, "severity") if sev else "—", n,
+          fig.alerts_dismissed.get(rule, 0))
          for (rule, sev), n in fig.alerts_raised.items()),
         key=lambda r: (-r[2], r[0], r[1]),
     )

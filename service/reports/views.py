@@ -15,7 +15,6 @@ from flask import (
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
-from flask_wtf import FlaskForm
 from wtforms import TextAreaField
 from wtforms.validators import Length
 
@@ -24,12 +23,13 @@ from service.auth.models import UNITS
 from service.core.db import get_session, utcnow
 from service.reports import monthly
 from service.reports.models import PART_FIELDS
+from service.web.forms import Form
 
 bp = Blueprint("reports", __name__, url_prefix="/reports")
 RECENT_MONTHS = 12
 
 
-class UnitPartForm(FlaskForm):
+class UnitPartForm(Form):
     """A unit's part of the monthly report (plan VII)."""
 
     done_text = TextAreaField(_l("Việc đã làm"), validators=[Length(max=monthly.MAX_PART_TEXT)])

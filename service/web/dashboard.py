@@ -10,7 +10,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from service.audit import log
-from service.audit.models import Checkpoint
+from service.audit.models import AuditEntry, Checkpoint
 from service.audit.operations import latest_checkpoint
 from service.config import Settings
 from service.events.models import Agent
@@ -56,6 +56,7 @@ class Dashboard:
     open_incidents: list[Incident] = field(default_factory=list)
     deadlines: list[Incident] = field(default_factory=list)
     alerts_today: list[Alert] = field(default_factory=list)
+    alert_happened: dict[int, datetime] = field(default_factory=dict)
     alert_count_today: int = 0
     open_alert_count_today: int = 0
     incident_counts: dict[str, int] = field(default_factory=dict)
@@ -111,13 +112,19 @@ def build_dashboard(session: Session, settings: Settings, roles: list[str], now:
         board.substitutions = substitutions_on(session, local_today(settings, now))
     if board.visible & {"alerts", "alert_count"}:
         since = local_midnight(now, settings.timezone)
-        today = select(func.count()).select_from(Alert).where(Alert.created_at >= since)
+        # "Today" is when the access happened, not when the agent's batch reached the server.
+        happened = _alert_happened()
+        today = (select(func.count()).select_from(Alert)
+                 .outerjoin(AuditEntry, AuditEntry.seq == Alert.entry_seq).where(happened >= since))
         board.alert_count_today = session.scalar(today) or 0
         board.open_alert_count_today = session.scalar(today.where(Alert.state == "open")) or 0
         if "alerts" in board.visible:
-            board.alerts_today = list(session.scalars(
-                select(Alert).where(Alert.created_at >= since)
-                .order_by(Alert.created_at.desc(), Alert.id.desc()).limit(LIST_LIMIT)))
+            rows = session.execute(
+                select(Alert, happened).outerjoin(AuditEntry, AuditEntry.seq == Alert.entry_seq)
+                .where(happened >= since)
+                .order_by(happened.desc(), Alert.id.desc()).limit(LIST_LIMIT)).all()
+            board.alerts_today = [alert for alert, _ in rows]
+            board.alert_happened = {alert.id: at for alert, at in rows}
     if "incident_counts" in board.visible:
         rows = session.execute(select(Incident.state, func.count()).group_by(Incident.state))
         counts = dict(rows.all())
@@ -155,3 +162,17 @@ def _add_witness_state(session, trail: TrailState) -> None:
     if state is not None:
         trail.monitor_size = state.verified_size
         trail.is_monitor_failed = state.failed_size is not None
+
+def _alert_happened():
+    """Return the SQL expression for when an alert's access happened (else when it was raised)."""
+    return func.coalesce(AuditEntry.occurred_at, Alert.created_at, type_=Alert.created_at.type)
+
+
+def alert_happened_at(session: Session, alerts: list[Alert]) -> dict[int, datetime]:
+    """Return when the access behind each alert happened, by alert id (only where known)."""
+    seqs = {a.entry_seq: a.id for a in alerts if a.entry_seq is not None}
+    if not seqs:
+        return {}
+    rows = session.execute(select(AuditEntry.seq, AuditEntry.occurred_at)
+                           .where(AuditEntry.seq.in_(seqs), AuditEntry.occurred_at.is_not(None)))
+    return {seqs[seq]: at for seq, at in rows}

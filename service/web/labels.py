@@ -1,4 +1,11 @@
-"""Translated display names for stored codes (roles, units, states, severities)."""
+"""The one place where stored codes get the names people read.
+
+Pages, mails, PDFs, CSV headers and the CLI show these names, never the codes: severities,
+states, origins, audit entry kinds, notification kinds, file actions, destination kinds, and the
+policy's own names for its data classes, units and rules (those come from the policy in force,
+in Vietnamese, since the commune writes its policy in Vietnamese). Vietnamese is the source
+language; English comes from the catalog under the English switch.
+"""
 
 from __future__ import annotations
 
@@ -23,8 +30,8 @@ UNIT_NAMES = {
 }
 
 INCIDENT_STATE_NAMES = {
-    "reported": _l("Mới báo cáo, chưa xác nhận"),
-    "acknowledged": _l("Đã xác nhận đã nhận"),
+    "reported": _l("Mới báo cáo, chờ xác nhận"),
+    "acknowledged": _l("Lãnh đạo đã xác nhận"),
     "investigating": _l("Đang điều tra"),
     "contained": _l("Đã ngăn chặn"),
     "resolved": _l("Đã khắc phục"),
@@ -57,6 +64,134 @@ ORIGIN_NAMES = {
     "alert": _l("Từ cảnh báo"),
 }
 
+ENTRY_KIND_NAMES = {
+    "event": _l("Truy cập tệp"),
+    "event.conflict": _l("Sự kiện trùng mã, bị từ chối"),
+    "verdict.recorded": _l("Kết luận của quy tắc"),
+    "alert.raised": _l("Có cảnh báo"),
+    "alert.incident": _l("Cảnh báo chuyển thành sự cố"),
+    "alert.dismissed": _l("Cảnh báo bị bác bỏ"),
+    "incident.reported": _l("Sự cố được báo cáo"),
+    "incident.joined": _l("Ghi nhận thêm một lần vi phạm cùng nhóm"),
+    "incident.escalated": _l("Báo động: chưa được xác nhận"),
+    "incident.acknowledged": _l("Lãnh đạo xác nhận đã nhận"),
+    "incident.investigating": _l("Bắt đầu điều tra"),
+    "incident.contained": _l("Đã ngăn chặn"),
+    "incident.resolved": _l("Đã khắc phục"),
+    "incident.closed": _l("Đóng sự cố"),
+    "incident.dismissed": _l("Bác bỏ sự cố"),
+    "incident.commented": _l("Bình luận"),
+    "incident.evidence_attached": _l("Thêm bằng chứng"),
+    "incident.evidence_downloaded": _l("Tải bằng chứng"),
+    "incident.document_downloaded": _l("Tải văn bản"),
+    "incident.notice_sent": _l("Đã gửi thông báo vi phạm cho cơ quan chuyên trách"),
+    "incident.deadline_reminder": _l("Nhắc hạn thông báo 72 giờ"),
+    "incident.receipt_confirmed": _l("Công an xã xác nhận đã nhận"),
+    "notify.queued": _l("Xếp thư thông báo vào hàng đợi gửi"),
+    "notify.attempt": _l("Lần gửi thư thông báo"),
+    "notify.dispatch": _l("Gửi thư thông báo"),
+    "notify.pruned": _l("Dọn thư thông báo cũ"),
+    "notify.cleanup": _l("Dọn thư thông báo cũ"),
+    "audit.viewed": _l("Xem nhật ký"),
+    "audit.search": _l("Tìm trong nhật ký"),
+    "audit.exported": _l("Xuất nhật ký"),
+    "audit.sign_checkpoint": _l("Ký điểm kiểm tra"),
+    "auth.login": _l("Đăng nhập"),
+    "auth.login_failed": _l("Đăng nhập sai"),
+    "auth.logout": _l("Đăng xuất"),
+    "auth.password_check_failed": _l("Nhập sai mật khẩu khi xác nhận"),
+    "auth.sessions_ended": _l("Kết thúc các phiên đăng nhập"),
+    "auth.session_cleanup": _l("Dọn phiên đăng nhập hết hạn"),
+    "auth.throttle_cleanup": _l("Dọn bộ đếm đăng nhập sai"),
+    "auth.grant_requested": _l("Đề nghị cấp quyền"),
+    "auth.grant_approved": _l("Phê duyệt cấp quyền"),
+    "auth.grant_refused": _l("Từ chối cấp quyền"),
+    "auth.grant_withdrawn": _l("Rút đề nghị cấp quyền"),
+    "auth.grant_expired": _l("Đề nghị cấp quyền hết hạn"),
+    "user.created": _l("Tạo tài khoản"),
+    "user.disabled": _l("Khóa tài khoản"),
+    "user.enabled": _l("Mở lại tài khoản"),
+    "user.locked": _l("Tài khoản bị tạm khóa"),
+    "user.unlocked": _l("Mở khóa tài khoản"),
+    "user.password_changed": _l("Đổi mật khẩu"),
+    "user.roles_changed": _l("Đổi vai trò"),
+    "user.phone_changed": _l("Đổi số điện thoại"),
+    "user.substitute_named": _l("Cử người thay khi nghỉ"),
+    "user.substitute_cancelled": _l("Hủy người thay"),
+    "sms.reply": _l("Tin nhắn SMS trả lời"),
+    "audit.monitor_failed": _l("Kiểm tra liên tục nhật ký phát hiện sai lệch"),
+    "audit.monitor_reset": _l("Bắt đầu lại kiểm tra liên tục nhật ký"),
+    "witness.added": _l("Thêm nhân chứng cho nhật ký"),
+    "witness.cosigned": _l("Nhân chứng đã ký xác nhận"),
+    "witness.log_added": _l("Nhận làm nhân chứng cho nhật ký khác"),
+    "witness.refused": _l("Từ chối ký xác nhận cho nhật ký khác"),
+    "witness.refused_ours": _l("Nhân chứng từ chối nhật ký của xã"),
+    "witness.reset": _l("Hỏi lại nhân chứng"),
+    "token.created": _l("Tạo mã truy cập"),
+    "token.revoked": _l("Thu hồi mã truy cập"),
+    "device.registered": _l("Đăng ký thiết bị"),
+    "device.revoked": _l("Thu hồi thiết bị"),
+    "agent.gap": _l("Phần mềm giám sát bỏ sót sự kiện"),
+    "agent.silent": _l("Phần mềm giám sát im lặng"),
+    "agent.back": _l("Phần mềm giám sát hoạt động lại"),
+    "agent.access_mode_changed": _l("Phần mềm giám sát đổi chế độ theo dõi"),
+    "agent.access_mode_weaker": _l("Phần mềm giám sát theo dõi hạn chế hơn"),
+    "agent.config_changed": _l("Phần mềm giám sát đổi cấu hình"),
+    "agent.host_mismatch": _l("Phần mềm giám sát báo sai tên máy"),
+    "agent.id_lookalike": _l("Mã phần mềm giám sát giống mã khác"),
+    "agent.renumbered": _l("Phần mềm giám sát đánh số lại"),
+    "policy.loaded": _l("Nạp chính sách"),
+    "policy.rejected": _l("Chính sách bị từ chối"),
+    "report.generated": _l("Lập báo cáo tháng"),
+    "report.part_submitted": _l("Đơn vị nộp phần báo cáo"),
+    "report.reminder": _l("Nhắc nộp báo cáo"),
+    "report.due": _l("Báo cáo đến hạn"),
+    "retention.reviewed": _l("Rà soát thời hạn lưu trữ"),
+    "backup.created": _l("Sao lưu"),
+    "security.change": _l("Thay đổi về an ninh tài khoản"),
+}
+
+NOTIFY_KIND_NAMES = {
+    "created": _l("Báo có sự cố mới"),
+    "acknowledged": _l("Báo lãnh đạo đã xác nhận"),
+    "dismissed": _l("Báo sự cố bị bác bỏ"),
+    "escalated": _l("Báo động: chưa được xác nhận"),
+    "deadline_reminder": _l("Nhắc hạn thông báo 72 giờ"),
+    "receipt_confirmed": _l("Báo Công an xã đã nhận"),
+    "report.reminder": _l("Nhắc nộp báo cáo"),
+    "report.due": _l("Báo cáo đến hạn"),
+    "security.change": _l("Thay đổi về an ninh tài khoản"),
+    "sms_answer": _l("Trả lời tin nhắn SMS"),
+    "audit.integrity": _l("Cảnh báo toàn vẹn nhật ký"),
+}
+
+ACTION_NAMES = {
+    "open": _l("Mở"), "read": _l("Đọc"), "modify": _l("Sửa"), "create": _l("Tạo"),
+    "delete": _l("Xóa"), "move": _l("Di chuyển"), "copy": _l("Sao chép"), "export": _l("Xuất"),
+    "print": _l("In"), "share": _l("Chia sẻ"), "view": _l("Xem"), "login": _l("Đăng nhập"),
+    "login_failed": _l("Đăng nhập sai"), "logout": _l("Đăng xuất"),
+    "heartbeat": _l("Tín hiệu định kỳ"),
+}
+
+CHANNEL_NAMES = {
+    "email": _l("Thư điện tử"),
+    "webhook": _l("Webhook"),
+    "sms": _l("Tin nhắn SMS"),
+    "command": _l("Lệnh gửi"),
+}
+
+PII_NAMES = {
+    "cccd": _l("Số định danh cá nhân (CCCD)"),
+    "cmnd": _l("Số chứng minh nhân dân"),
+    "phone": _l("Số điện thoại"),
+    "bhxh": _l("Mã số bảo hiểm xã hội"),
+    "email": _l("Địa chỉ thư điện tử"),
+    "bank_account": _l("Số tài khoản ngân hàng"),
+    "dob": _l("Ngày sinh"),
+    "name": _l("Họ và tên"),
+    "address": _l("Địa chỉ"),
+}
+
 TABLES = {
     "role": ROLE_NAMES,
     "unit": UNIT_NAMES,
@@ -65,15 +200,87 @@ TABLES = {
     "severity": SEVERITY_NAMES,
     "response": RESPONSE_NAMES,
     "origin": ORIGIN_NAMES,
+    "entry_kind": ENTRY_KIND_NAMES,
+    "notify_kind": NOTIFY_KIND_NAMES,
+    "action": ACTION_NAMES,
+    "channel": CHANNEL_NAMES,
+    "pii": PII_NAMES,
 }
+# Tables whose names come from the policy in force (data classes, units, rules).
+POLICY_TABLES = ("data_class", "unit", "rule")
 
 
 def label(code: str | None, table: str) -> str:
     """Return the display name of a stored code, or the code itself when it is unknown."""
     if code is None or code == "":
         return "—"
-    names = TABLES[table]
-    return str(names[code]) if code in names else str(code)
+    names = TABLES.get(table, {})
+    if code in names:  # fixed names first: they have their English under the English switch
+        return str(names[code])
+    if table in POLICY_TABLES:
+        return policy_names(table).get(code) or str(code)
+    return str(code)
+
+
+def label_vi(code: str | None, table: str) -> str:
+    """Return the Vietnamese name of a code whatever the reader's language (mails, documents)."""
+    from flask import has_app_context
+    from flask_babel import force_locale
+
+    if not has_app_context():
+        return label(code, table)
+    with force_locale("vi"):
+        return label(code, table)
+
+
+def labels(codes, table: str) -> str:
+    """Return the display names of several codes, comma-separated."""
+    return ", ".join(label(code, table) for code in codes or ())
+
+
+def choices(table: str) -> list[tuple[str, str]]:
+    """Return (code, name) pairs of a table for a select box, sorted by name."""
+    names = dict(policy_names(table)) if table in POLICY_TABLES else {}
+    names.update({code: str(name) for code, name in TABLES.get(table, {}).items()})
+    return sorted(names.items(), key=lambda item: fold(item[1]))
+
+
+def policy_names(table: str, policy=None) -> dict[str, str]:
+    """Return the policy's names of its data classes, units or rules ({} without a policy)."""
+    if policy is None:
+        policy = _policy_in_force()
+    if policy is None:
+        return {}
+    if table == "data_class":
+        return {key: " ".join(spec.label.split()) for key, spec in policy.data_classes.items()}
+    if table == "unit":
+        return {key: " ".join(spec.name.split()) for key, spec in policy.units.items()}
+    if table == "rule":
+        return {rule.id: " ".join(rule.title.split()) for rule in policy.rules}
+    raise KeyError(table)
+
+
+def _policy_in_force():
+    from flask import current_app, has_app_context
+
+    if not has_app_context():
+        return None
+    state = current_app.extensions.get("canhgac.policy_state")
+    return getattr(state, "policy", None)
+
+
+def fold(text: str | None) -> str:
+    """Return text without case and Vietnamese diacritics, for matching ("Nguyễn" → "nguyen")."""
+    import unicodedata
+
+    decomposed = unicodedata.normalize("NFD", (text or "").replace("đ", "d").replace("Đ", "D"))
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch)).casefold()
+
+
+def pii_summary(counts: dict | None) -> str:
+    """Return "name: count" parts for counts of identifiers found (never the values)."""
+    items = sorted((counts or {}).items(), key=lambda item: (-int(item[1]), item[0]))
+    return ", ".join(f"{label(kind, 'pii')}: {int(count)}" for kind, count in items if count)
 
 ACCESS_MODE_NAMES = {
     "fanotify-perm": _l("Đầy đủ: người và chương trình (fanotify)"),

@@ -6,7 +6,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from flask import Flask, current_app, jsonify, render_template, request, session
+from flask import (
+    Flask,
+    current_app,
+    has_request_context,
+    jsonify,
+    render_template,
+    request,
+    session,
+)
 from flask_babel import Babel
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError, CSRFProtect
@@ -23,6 +31,8 @@ TRANSLATIONS_DIR = Path(__file__).resolve().parent.parent / "translations"
 
 def select_locale() -> str:
     """Return the interface language: the user's choice, else Vietnamese."""
+    if not has_request_context():
+        return "vi"  # mails, PDFs and jobs outside a request: the first language
     chosen = session.get("lang")
     return chosen if chosen in LANGUAGES else "vi"
 
@@ -110,6 +120,9 @@ def init_app(app: Flask) -> None:
     app.jinja_env.filters["clock_text"] = clock_text
     app.jinja_env.filters["b64"] = b64
     app.jinja_env.filters["label"] = labels.label
+    app.jinja_env.filters["labels"] = labels.labels
+    app.jinja_env.filters["pii_summary"] = labels.pii_summary
+    app.jinja_env.globals["label_choices"] = labels.choices
     # Agent ids, actors and hosts stored before ingest masked identifiers (issue #15, item 1).
     app.jinja_env.filters["mask_pii"] = mask_pii
     app.jinja_env.globals["LANGUAGES"] = LANGUAGES

@@ -185,6 +185,7 @@ def test_police_search_the_trail_and_download_a_proof(journey, tmp_path):
     journey.shot("dashboard")
     journey.nav("Nhật ký kiểm toán")
     journey.shot("trail")
+    page.get_by_text(journey.t("Bộ lọc"), exact=True).first.click()  # filters fold behind one button
     page.get_by_label(journey.t("Người thực hiện")).fill("cong-an")
     page.get_by_role("button", name=journey.t("Tìm"), exact=True).click()
     page.wait_for_load_state()
@@ -281,6 +282,7 @@ def test_police_export_an_incident_bundle(journey, tmp_path):
     page.wait_for_load_state()
     journey.shot("incident")
     journey.nav("Nhật ký kiểm toán")
+    page.get_by_text(journey.t("Bộ lọc"), exact=True).first.click()
     page.get_by_label(journey.t("Sự cố số")).fill(str(incident_id))
     page.get_by_role("button", name=journey.t("Tìm"), exact=True).click()
     page.wait_for_load_state()
