@@ -133,9 +133,10 @@ def _count_text(incident) -> str:
 def render_incident_sms(kind: str, incident, settings: Settings, *, purpose: str | None,
                         standing_in_for: str | None = None, extra: str = "") -> str:
     """Return the short SMS of an incident event; the code is a placeholder until sending."""
-    from service.notify.templates import SEVERITY_LABELS, local_time_text, notice_deadline
+    from service.notify.templates import local_time_text, notice_deadline
+    from service.web.labels import label_vi
 
-    severity = SEVERITY_LABELS.get(incident.severity, incident.severity)
+    severity = label_vi(incident.severity, "severity").lower()
     n = incident.id
     heads = {
         "created": f"Canh Gác: sự cố mới #{n}, mức {severity}.",
