@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from canhgac_common.events import DestinationKind, Event
 from service.audit.canonical import canonical_json_plain
-from service.audit.log import PendingEntry, append_entries, record
+from service.audit.log import PendingEntry, append_entries, lock_head, record
 from service.core.db import utcnow
 from service.devices.operations import mark_registered
 from service.events.conflicts import check_event_ids
@@ -75,6 +75,10 @@ def ingest_events(session: Session, events: list[Event], *, source: str, process
     seen: set[str] = set()
     fresh: list[Event] = []
     positions: list[int] = []
+    # Held to the commit: no other request can store one of these ids between the lookup
+    # below and our append (dedupe has no unique index to catch it; SQLite's BEGIN IMMEDIATE
+    # already serializes writers, PostgreSQL needs the row lock).
+    lock_head(session)
     known = check_event_ids(session, events)  # id conflicts (#15 item 3): see conflicts.py
     for index, event in enumerate(events):
         key = str(event.id)
