@@ -115,10 +115,10 @@ def check_event_ids(session: Session, events: Sequence[Event]) -> set[str]:
     """Return the ids of the batch already stored; raise EventIdConflict at the first conflict."""
     from service.events.operations import event_body
 
-    stored = _stored_bodies(session, [str(e.id) for e in events])
+    ids = [str(e.id) for e in events]
+    stored = _stored_bodies(session, ids)
     first_in_batch: dict[str, dict[str, bytes] | None] = {}
-    for index, event in enumerate(events):
-        key = str(event.id)
+    for index, (event, key) in enumerate(zip(events, ids, strict=True)):
         if key not in stored and key not in first_in_batch:
             first_in_batch[key] = None  # content computed only if the id comes again
             continue
@@ -130,7 +130,7 @@ def check_event_ids(session: Session, events: Sequence[Event]) -> set[str]:
                 raise EventIdConflict(key, index, seq, fields)
             continue
         if first_in_batch[key] is None:
-            first = next(e for e in events if str(e.id) == key)
+            first = events[ids.index(key)]
             first_in_batch[key] = _content(event_body(first, ""))
         fields = _differing(first_in_batch[key], content)
         if fields:
