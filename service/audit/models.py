@@ -37,10 +37,14 @@ class AuditEntry(Base):
     # random 36-character ids cost half the insert rate (bench/README.md).
     event_key: Mapped[int | None] = mapped_column(BigInteger)
 
+    # Every index is paid for by each append; each here serves queries (checked 2026-12-07):
+    # kind_seq the trail's kind filter, warm-up, replay and "latest policy version"; actor the
+    # search by person; recorded_at the monthly reports and warm-up; incident_id an incident's
+    # entries; event_key dedupe. occurred_at had one and no query could use it (the search
+    # filters on coalesce(occurred_at, recorded_at)): dropped in 0009.
     __table_args__ = (
         Index("ix_audit_entry_kind_seq", "kind", "seq"),
         Index("ix_audit_entry_actor", "actor"),
-        Index("ix_audit_entry_occurred_at", "occurred_at"),
         Index("ix_audit_entry_recorded_at", "recorded_at"),
         # Partial: only entries of an incident are looked up by it (always with "= id", which
         # implies the condition), and events never carry one: they do not pay for the index.

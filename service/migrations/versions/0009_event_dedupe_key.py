@@ -1,9 +1,11 @@
-"""Event dedupe on a compact key: audit_entry.event_key replaces the unique index on event_id.
+"""Indexes that pay for themselves: a compact event dedupe key instead of a unique text index.
 
-The unique index on random 36-character event ids halved the trail's insert rate; events are
-now deduplicated on the first 64 bits of their id's SHA-256 (a plain, partial index on a BIGINT) and then
-on the whole id, under the trail's head lock. The incident index becomes partial (events never
-carry an incident). Existing event entries get their key here, on SQLite and PostgreSQL alike.
+The unique index on random 36-character event ids halved the trail's insert rate. Events are
+now deduplicated on audit_entry.event_key, the first 64 bits of the SHA-256 of their id (a
+plain partial index on a BIGINT), then on the whole id, under the trail's head lock. The
+incident index becomes partial (events never carry an incident) and the occurred_at index,
+which no query could use, goes. Existing event entries get their key, on SQLite and
+PostgreSQL alike.
 
 Revision ID: 0009
 Revises: 0008
@@ -56,6 +58,8 @@ def upgrade() -> None:
     op.add_column('audit_entry', sa.Column('event_key', sa.BigInteger(), nullable=True))
     op.drop_index('ix_audit_entry_event_id', table_name='audit_entry')
     op.drop_index('ix_audit_entry_incident_id', table_name='audit_entry')
+    # No query can use it: the search filters on coalesce(occurred_at, recorded_at).
+    op.drop_index('ix_audit_entry_occurred_at', table_name='audit_entry')
     _fill_keys()
     op.create_index('ix_audit_entry_event_key', 'audit_entry', ['event_key'], unique=False,
                     sqlite_where=sa.text('event_key IS NOT NULL'),
@@ -71,6 +75,7 @@ def downgrade() -> None:
     op.drop_index('ix_audit_entry_incident_id', table_name='audit_entry')
     op.drop_index('ix_audit_entry_event_key', table_name='audit_entry')
     op.create_index('ix_audit_entry_incident_id', 'audit_entry', ['incident_id'], unique=False)
+    op.create_index('ix_audit_entry_occurred_at', 'audit_entry', ['occurred_at'], unique=False)
     op.create_index('ix_audit_entry_event_id', 'audit_entry', ['event_id'], unique=True)
     with op.batch_alter_table('audit_entry', schema=None) as batch_op:
         batch_op.drop_column('event_key')
