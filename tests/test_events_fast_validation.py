@@ -60,3 +60,19 @@ def test_refused_bodies_fall_back_to_the_step_by_step_answers():
              "host": "PC", "actor": "a", "action": "copy"}
     assert [str(e.id) for e in _validate_whole_body(json.dumps(valid).encode())] == [valid["id"]]
     assert len(_validate_whole_body(json.dumps([valid, valid]).encode())) == 2
+
+
+def test_batch_bodies_equal_each_event_body():
+    """event_bodies (one dump per batch) gives exactly event_body of each event."""
+    from canhgac_common.events import DestinationKind, Event
+    from service.events.operations import event_bodies, event_body
+
+    base = {"occurred_at": "2026-03-02T09:15:00+07:00", "host": "PC", "actor": "a", "action": "copy"}
+    events = [Event.model_validate({**base, "id": f"5f0c7f0e-8a1b-4c4c-9f7e-0a0b0c0d0e{n:02x}", **extra})
+              for n, extra in enumerate([
+                  {}, {"object": {"path": "D:\\a.xlsx", "record_count": 3}},
+                  {"destination": {"path": "E:\\a.xlsx", "device": {"serial": "X1", "is_registered": True}}},
+                  {"pii": {"cccd": 2}, "agent_id": "PC", "seq": 4, "process": {"name": "cp", "pid": 7}}])]
+    classes = [(None, None), ("dan_cu", None), (None, DestinationKind.REMOVABLE), ("ho_tich", DestinationKind.EMAIL)]
+    assert event_bodies(events, "src", classes) == [event_body(e, "src", c) for e, c in zip(events, classes, strict=True)]
+    assert event_bodies(events, "src") == [event_body(e, "src") for e in events]

@@ -300,8 +300,6 @@ def _insert_rows(conn: Connection, table: str, columns: Sequence[str], rows: Seq
     )
 
 
-
-
 def append_entries(session: Session, entries: Iterable[PendingEntry]) -> list[AppendedEntry]:
     """Append entries as leaves in the caller's transaction; store the new complete nodes.
 

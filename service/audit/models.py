@@ -32,8 +32,8 @@ class AuditEntry(Base):
     incident_id: Mapped[int | None] = mapped_column(Integer)
     occurred_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     event_id: Mapped[str | None] = mapped_column(String(36))
-    # Entries of kind "event" only: the first 64 bits of event_id as a signed integer
-    # (log.event_key). Ingest deduplicates on it, then on the whole id; a unique index on the
+    # Entries of kind "event" only: the first 64 bits of SHA-256 of event_id as a signed
+    # integer (log.event_key). Ingest deduplicates on it, then on the whole id; a unique index on the
     # random 36-character ids cost half the insert rate (bench/README.md).
     event_key: Mapped[int | None] = mapped_column(BigInteger)
 

@@ -88,7 +88,7 @@ def _stored_bodies(session: Session, ids: list[str]) -> dict[str, tuple[int, dic
     """Return {event id: (seq, stored event body)} for the ids already in the trail.
 
     Looked up by the compact dedupe key (log.event_key) and then compared whole: two ids
-    sharing their first 64 bits are two events. Only entries of kind "event" count (a
+    sharing a key are two events. Only entries of kind "event" count (a
     refusal names the event id it refused).
     """
     keys = sorted({event_key(i) for i in ids})
