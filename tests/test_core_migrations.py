@@ -22,7 +22,7 @@ def test_upgraded_schema_matches_the_models(app):
 
 def test_database_is_at_the_newest_revision(app):
     with app.app_context():
-        assert current_revision(get_engine()) == "0010"
+        assert current_revision(get_engine()) == "0011"
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
@@ -63,5 +63,55 @@ def test_a_first_session_database_upgrades_and_keeps_its_data(kind, tmp_path):
                 assert conn.execute(text("SELECT count(*) FROM user_session")).scalar_one() == 0
                 diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
             assert diff == []
+        finally:
+            engine.dispose()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_0011_gives_stored_events_their_dedupe_key(kind, tmp_path):
+    """Events stored before 0011 get log.event_key; a redelivery of them is still a duplicate."""
+    import contextlib
+    import importlib
+    import uuid
+
+    from alembic import command
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.orm import Session
+
+    from service.audit.log import event_key
+    from service.core import migrate
+    from service.events.conflicts import _stored_bodies
+    from tests.test_reliability_support import fresh_pg_schema
+
+    ids = [str(uuid.uuid4()) for _ in range(7)] + ["00000000-0000-0000-0000-000000000001"]
+    place = (contextlib.nullcontext(f"sqlite:///{tmp_path / 'k.db'}") if kind == "sqlite"
+             else fresh_pg_schema())
+    with place as url:
+        engine = create_engine(url)
+        try:
+            cfg = migrate._config()
+            with engine.begin() as conn:
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "0008")
+                rows = [{"seq": n, "kind": "event", "event_id": i,
+                         "body": f'{{"body":{{"id":"{i}"}},"kind":"event"}}'} for n, i in enumerate(ids)]
+                # A refusal naming an event id (no event stored under it) gets no key.
+                rows.append({"seq": len(ids), "kind": "agent.host_mismatch", "event_id": str(uuid.uuid4()),
+                             "body": '{"body":{},"kind":"agent.host_mismatch"}'})
+                conn.execute(text(
+                    "INSERT INTO audit_entry (seq, recorded_at, kind, body, leaf_hash, event_id) "
+                    "VALUES (:seq, '2026-11-01 00:00:00.000000', :kind, :body, :leaf, :event_id)"),
+                    [{**r, "leaf": bytes(32)} for r in rows])
+            migrate.upgrade(engine)
+            with engine.connect() as conn:
+                got = dict(conn.execute(text("SELECT event_id, event_key FROM audit_entry")).all())
+            assert {i: got[i] for i in ids} == {i: event_key(i) for i in ids}
+            assert got[rows[-1]["event_id"]] is None
+            migration = importlib.import_module("service.migrations.versions.0011_event_dedupe_key")
+            assert all(migration._key(i) == event_key(i) for i in ids)
+            with Session(engine) as session:
+                found = _stored_bodies(session, [ids[3], ids[-1], rows[-1]["event_id"], str(uuid.uuid4())])
+            assert sorted(found) == sorted([ids[3], ids[-1]])
+            assert found[ids[3]] == (3, {"id": ids[3]})
         finally:
             engine.dispose()

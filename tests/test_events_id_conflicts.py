@@ -188,6 +188,58 @@ def test_fresh_batches_read_no_stored_bodies(app, session, monkeypatch):
     session.rollback()
 
 
+def test_ids_sharing_their_first_half_are_different_events(app, session):
+    """The dedupe key hashes the whole id: a sender's fixed prefix and counter do not collide."""
+    from service.audit.log import event_key
+
+    ids = [str(uuid.UUID(int=(7 << 64) + n)) for n in range(300)]
+    assert len({event_key(i) for i in ids}) == len(ids)
+    events = [Event.model_validate(_event(id=i, seq=n)) for n, i in enumerate(ids)]
+    assert ingest_events(session, events, source="a").stored == 300
+    session.commit()
+    again = ingest_events(session, [*events[::7], Event.model_validate(_event(seq=400))], source="a")
+    assert (again.stored, again.duplicates) == (1, len(events[::7]))
+    session.commit()
+    assert session.scalar(select(func.count()).select_from(AuditEntry)
+                          .where(AuditEntry.kind == "event")) == 301
+
+
+def test_two_writers_with_one_new_id_store_it_once(app):
+    """Without a unique index, the head lock taken before the lookup keeps dedupe exact."""
+    import threading
+
+    payload = _event()
+    results: list = []
+    with app.app_context():
+        first = new_session(app)
+        ingest_events(first, [Event.model_validate(payload)], source="a")  # holds the write lock
+
+        def second_writer() -> None:
+            with app.app_context():
+                s = new_session(app)
+                try:
+                    results.append(ingest_events(s, [Event.model_validate(payload)], source="a"))
+                    s.commit()
+                finally:
+                    s.close()
+
+        thread = threading.Thread(target=second_writer)
+        thread.start()
+        thread.join(0.5)
+        assert thread.is_alive()  # waiting for the first writer's lock, not looking already
+        first.commit()
+        first.close()
+        thread.join(30)
+        assert not thread.is_alive()
+        assert (results[0].stored, results[0].duplicates) == (0, 1)
+        s = new_session(app)
+        try:
+            assert s.scalar(select(func.count()).select_from(AuditEntry)
+                            .where(AuditEntry.event_id == payload["id"])) == 1
+        finally:
+            s.close()
+
+
 # ------------------------------------------------------------------ over real HTTP
 
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+from pydantic import TypeAdapter
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from canhgac_common.events import DestinationKind, Event
 from service.audit.canonical import canonical_json_plain
-from service.audit.log import PendingEntry, append_entries, record
+from service.audit.log import PendingEntry, append_entries, lock_head, record
 from service.core.db import utcnow
 from service.devices.operations import mark_registered
 from service.events.conflicts import check_event_ids
@@ -39,6 +40,22 @@ def event_body(event: Event, source: str, classification: Classification | None 
     instead cost a fifth of the ingest time.
     """
     body = event.model_dump(mode="json", exclude_none=True)
+    return _finish_body(body, source, classification)
+
+
+_events_adapter = TypeAdapter(list[Event])
+
+
+def event_bodies(events: list[Event], source: str,
+                 classifications: list[Classification] | None = None) -> list[dict]:
+    """Return the audit bodies of a batch, as ``event_body`` of each (one dump for all)."""
+    bodies = _events_adapter.dump_python(events, mode="json", exclude_none=True)
+    if classifications is None:
+        return [_finish_body(body, source, None) for body in bodies]
+    return [_finish_body(body, source, c) for body, c in zip(bodies, classifications, strict=True)]
+
+
+def _finish_body(body: dict, source: str, classification: Classification | None) -> dict:
     if classification is not None:
         data_class, kind = classification
         obj = body.get("object")
@@ -51,15 +68,16 @@ def event_body(event: Event, source: str, classification: Classification | None 
 
 
 def _search(event: Event, body: dict) -> dict:
+    # Strings from the dumped body: the model's UUID and enum would be formatted again.
     obj = body.get("object")
     return {
-        "actor": event.actor,
-        "host": event.host,
-        "action": event.action.value,
+        "actor": body["actor"],
+        "host": body["host"],
+        "action": body["action"],
         "path": obj.get("path") if obj else None,
         "data_class": obj.get("data_class") if obj else None,
         "occurred_at": event.occurred_at,
-        "event_id": str(event.id),
+        "event_id": body["id"],
     }
 
 
@@ -75,6 +93,10 @@ def ingest_events(session: Session, events: list[Event], *, source: str, process
     seen: set[str] = set()
     fresh: list[Event] = []
     positions: list[int] = []
+    # Held to the commit: no other request can store one of these ids between the lookup
+    # below and our append (dedupe has no unique index to catch it; SQLite's BEGIN IMMEDIATE
+    # already serializes writers, PostgreSQL needs the row lock).
+    lock_head(session)
     known = check_event_ids(session, events)  # id conflicts (#15 item 3): see conflicts.py
     for index, event in enumerate(events):
         key = str(event.id)
@@ -92,9 +114,10 @@ def ingest_events(session: Session, events: list[Event], *, source: str, process
     if processor is not None:
         # The policy version that judges these events enters the trail before them.
         processor.record_version(session)
-        bodies = [event_body(e, source, processor.classify(e)) for e in fresh]
+        classify = processor.classify
+        bodies = event_bodies(fresh, source, [classify(e) for e in fresh])
     else:
-        bodies = [event_body(e, source) for e in fresh]
+        bodies = event_bodies(fresh, source)
     # A validated event's dump holds no floats and only ASCII keys: the C encoder gives its
     # RFC 8785 bytes (canonical_json_plain; tested equal to rfc8785 on events).
     rows = append_entries(session, [
@@ -228,13 +251,18 @@ def _check_host(agent: Agent, agent_id: str, host: str, source: str, *,
 def _bind_agents(session: Session, events: list[Event], positions: list[int],
                  source: str) -> dict[str, Agent]:
     agents: dict[str, Agent] = {}
+    # An agent's batch names its host in every event: normalize and compare each pair once.
+    checked: set[tuple[str, str]] = set()
     for index, event in zip(positions, events, strict=True):
         if not event.agent_id:
+            continue
+        if (event.agent_id, event.host) in checked:
             continue
         agent = agents.get(event.agent_id)
         if agent is None:
             agent = agents[event.agent_id] = _get_agent(session, event.agent_id, source)
         _check_host(agent, event.agent_id, event.host, source, event_id=str(event.id), index=index)
+        checked.add((event.agent_id, event.host))
     return agents
 
 
