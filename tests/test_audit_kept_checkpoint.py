@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from email.message import EmailMessage
 
-from conftest import csrf_token_from
+from tests.conftest import csrf_token_from
 
 from service.audit import log, merkle
 

@@ -161,7 +161,7 @@ def test_add_log_refuses_bad_keys(runner, foreign):
 
 def test_witnessing_the_published_tessera_golden_log(app, client, runner):
     """The 16 checkpoints of transparency-dev/tessera's golden log, cosigned one after another."""
-    from conftest import load_vectors
+    from tests.conftest import load_vectors
 
     notes = load_vectors("note_vectors.json")["tessera_golden_checkpoints"]
     words = load_vectors("merkle_vectors.json")["tessera_golden_log"]["leaves_ascii"]
