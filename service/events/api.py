@@ -39,7 +39,10 @@ class Heartbeat(BaseModel):
         "how the agent watches opens of protected files: `fanotify-perm` or `fanotify` (user and "
         "program known), `inotify` (opens without the user or program), `security-log` "
         "(Windows), `off`"))
-    sent_at: Timestamp | None = None
+    # The schema says what the validator refuses (years 0001 and 9999), as for occurred_at.
+    sent_at: Timestamp | None = Field(
+        default=None, description="RFC 3339 time with offset; years 0002-9998",
+        json_schema_extra={"pattern": "^(?!0001-|9999-)"})
 
 
 class IngestAnswer(BaseModel):
