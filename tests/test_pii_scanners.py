@@ -16,6 +16,7 @@ import docx
 import openpyxl
 import pytest
 
+from bench.pii_corpus import MOBILE_PREFIXES
 from canhgac_common.pii import ScanResult, scan_file
 from canhgac_common.pii.detectors import PROVINCE_CODES
 
@@ -36,10 +37,9 @@ def make_cccd(rng: random.Random) -> str:
 
 
 def make_phone(rng: random.Random) -> str:
-    rest = rng.randint(1, 99_999_999)
-    while rest % 10_000 == 0:
-        rest = rng.randint(1, 99_999_999)
-    return f"0{rng.choice('35789')}{rest:08d}"
+    prefix = rng.choice(MOBILE_PREFIXES)
+    rest = 10 - len(prefix)
+    return prefix + f"{rng.randint(1, 10**rest - 1):0{rest}d}"
 
 
 def citizen_rows(n: int, n_phones: int, seed: int = 6) -> list[dict]:
@@ -139,23 +139,40 @@ def test_xlsx_citizen_list_counts_ids_with_lost_leading_zeros(tmp_path: Path) ->
     assert not result.is_truncated
 
 
-def test_xlsx_integer_cells_only_gain_a_zero_where_an_id_or_phone_fits(tmp_path: Path) -> None:
+def test_a_lost_leading_zero_comes_back_only_in_an_identifier_column(tmp_path: Path) -> None:
     wb = openpyxl.Workbook()
     ws = wb.active
-    ws.append(["Mã", "Giá trị"])
-    ws.append(["id mất số 0", 20185123456])  # counts: 020185123456
-    ws.append(["sđt mất số 0", 912345678])  # counts: 0912345678
-    ws.append(["số tiền tròn", 20_100_000_000])  # ends in 0000: an amount
-    ws.append(["tỉnh không có", 99_123_456_789])  # 099 is no province
-    ws.append(["số 9 chữ số", 212345678])  # 02x is no mobile prefix
-    ws.append(["định dạng tiền", 20185123457])
-    ws.cell(ws.max_row, 2).number_format = "#,##0"
-    ws.append(["số thực", 20185123458.0])  # a float that is an integer: same as an int
-    ws.append(["số thực 2", 1.5])
+    ws.append(["Họ tên", "Số CCCD", "SĐT", "Số hóa đơn", "Thành tiền", "Ghi chú"])
+    ws.append(["A", 20185123456, 912345678, 20185123457, 912345679, 20185123458])
+    ws.append(["B", 99_123_456_789, 212345678, 1, 2, 3])  # no province 099, no mobile 02x
+    ws.append(["C", 20185123459.0, 387654321.0, 1.5, 1.5, 987654321])  # floats as ints
+    ws.append(["D", "020185123450", "0387654320", "", "", ""])
     path = tmp_path / "so.xlsx"
     wb.save(path)
 
-    assert_counts(scan_file(path), cccd=2, phone=1)
+    # Only the ID and phone columns give zeros back; the invoice number, the amount and the
+    # note (no header, mostly not numbers) are left as they are, and never count.
+    assert_counts(scan_file(path), cccd=3, phone=3)
+
+
+def test_accounting_export_counts_nothing(tmp_path: Path) -> None:
+    rng = random.Random(16)
+    rows = []
+    for _ in range(60):
+        cccd = make_cccd(rng)
+        amount = int(make_phone(rng)[1:])
+        rows.append([cccd[1:], "1C26TAA", "05/01/2027", amount, amount // 10])
+    for header in (["Số HĐ", "Ký hiệu", "Ngày HĐ", "Tiền hàng", "Thuế GTGT"],
+                   ["So HD", "Ky hieu", "Ngay", "So tien", "Thue"], None):
+        path = tmp_path / "hoa-don.csv"
+        with open(path, "w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            if header:
+                writer.writerow(header)
+            writer.writerows(rows)
+        # 11-digit invoice numbers would be IDs and 9-digit amounts phones with a zero put
+        # back; without a header the columns are still judged by what their values are.
+        assert_counts(scan_file(path))
 
 
 def test_header_names_id_and_bhxh_columns(tmp_path: Path) -> None:
@@ -168,8 +185,9 @@ def test_header_names_id_and_bhxh_columns(tmp_path: Path) -> None:
     path = tmp_path / "cot.xlsx"
     wb.save(path)
 
-    # Outside the ID column a 10-digit number is not padded: it reads as a BHXH number.
-    assert_counts(scan_file(path), cccd=3, bhxh=4, phone=1)
+    # Outside the ID column a 10-digit number is not padded, and without a BHXH word it is
+    # not a BHXH number either.
+    assert_counts(scan_file(path), cccd=3, bhxh=3, phone=1)
 
 
 def test_csv_save_as_gives_the_same_counts_as_the_workbook(tmp_path: Path) -> None:
