@@ -110,8 +110,15 @@ def make_phone(rng: random.Random) -> str:
 
 
 def make_bhxh(rng: random.Random) -> str:
-    """A 10-digit BHXH number (two-digit province code first)."""
-    return f"{rng.randint(1, 96):02d}{rng.randint(0, 99_999_999):08d}"
+    """A 10-digit BHXH number: the issuing province first (Lạng Sơn 20, four in five here)."""
+    province = 20 if rng.random() < 0.8 else rng.randint(1, 96)
+    return f"{province:02d}{rng.randint(0, 99_999_999):08d}"
+
+
+def make_tax_code(rng: random.Random) -> str:
+    """A 10-digit enterprise tax code: Lạng Sơn's 49 mostly, else Hà Nội 01, HCMC 03, …"""
+    province = rng.choice(["49"] * 6 + ["01", "02", "03", "08", "47", "48"])
+    return f"{province}{rng.randint(0, 99_999_999):08d}"
 
 
 def phone_form(rng: random.Random, phone: str) -> str:
@@ -236,7 +243,7 @@ def _accounting_rows(rng: random.Random, n: int) -> list[list[object]]:
         rows.append([
             Num(invoice_like_id(rng)), f"1C26T{rng.choice('ABCDE')}{rng.choice('ABCDE')}",
             date(rng, 2026, 2026), f"KH{rng.randint(0, 99_999):05d}",
-            Num(f"{rng.randint(1, 99):02d}{rng.randint(0, 10**8 - 1):08d}"),
+            Num(make_tax_code(rng)),
             amount, amount // 10, amount + amount // 10,
         ])
     return rows

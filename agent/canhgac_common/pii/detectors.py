@@ -283,15 +283,26 @@ def score_cccd(
     Factors multiply: province code in the known set (else 0.6 if it starts with 0, 0.3 if not);
     century/sex digit 0–3 (4–9 belong to future centuries: 0.5); year of birth not in the
     future (0.6 if it is) and not over 120 years ago (0.8); a single repeated digit 0.2.
-    Structure only scores: callers must never drop an ID because of a low score.
+    A number scoring below ``MIN_SCORE`` (after its context factor) is not counted.
     """
     if len(digits) != 12 or not digits.isascii() or not digits.isdigit():
         raise ValueError("score_cccd expects exactly 12 ASCII digits")
-    year_now = reference_year or dt.datetime.now(dt.UTC).year
+    return structure_score(digits, reference_year or this_year(), province_codes)
+
+
+def structure_score(
+    digits: str, year_now: int, province_codes: frozenset[str] = PROVINCE_CODES
+) -> float:
+    """Return ``score_cccd`` of 12 ASCII digits the caller has checked (the fast path)."""
     score = _score_head(digits[:6], year_now, province_codes)
     if digits.count(digits[0]) == 12:
         score *= 0.2
     return score
+
+
+def this_year() -> int:
+    """Return the current UTC year, the reference for years of birth."""
+    return dt.datetime.now(dt.UTC).year
 
 
 @functools.lru_cache(maxsize=4096)
@@ -449,7 +460,7 @@ def detect_detailed(
     email_index = 0
     conf_sum = 0.0
     conf_min: float | None = None
-    year_now = reference_year or dt.datetime.now(dt.UTC).year
+    year_now = reference_year or this_year()
     for start, kind, digits in _number_hits(text):
         while email_index < len(emails) and emails[email_index][1] <= start:
             email_index += 1
@@ -459,7 +470,7 @@ def detect_detailed(
         if kind == "cccd":
             if len(digits) != 12:
                 digits = _NON_DIGIT.sub("", digits)
-            score = score_cccd(digits, reference_year=year_now, province_codes=province_codes)
+            score = structure_score(digits, year_now, province_codes)
         elif (
             kind == "phone"
             and not digits.isdigit()

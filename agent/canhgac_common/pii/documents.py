@@ -181,7 +181,7 @@ def _odf_rows(table: Any) -> list[list[str]]:
         while cells and not cells[-1]:
             cells.pop()
         repeat = min(int(row.get(_ROW_REPEAT, "1") or 1), _MAX_REPEAT) if cells else 1
-        rows.extend([cells] * repeat)
+        rows.extend(list(cells) for _ in range(repeat))
     return rows
 
 

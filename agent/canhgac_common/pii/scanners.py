@@ -52,7 +52,7 @@ from typing import IO, Any
 
 from canhgac_common.pii.detectors import KINDS, PiiReport, detect_detailed
 from canhgac_common.pii.documents import iter_doc_blocks, iter_odt_blocks
-from canhgac_common.pii.tables import one_line, table_records
+from canhgac_common.pii.tables import Hits, one_line, table_records
 
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 DEFAULT_MAX_SECONDS = 30.0
@@ -153,40 +153,75 @@ class _Scan:
         if time.monotonic() >= self.deadline:
             raise _TimeUp
 
-    def feed(self, blocks: Iterable[str]) -> None:
-        """Detect identifiers in newline-separated records, within the per-file size budget."""
+    def feed(self, blocks: Iterable[str | tuple[str, Hits]]) -> None:
+        """Detect identifiers in newline-separated records, within the per-file size budget.
+
+        A record may come as (text, hits) from a table whose identifier columns were counted
+        already (``tables.table_records``): the hits are added, the text is still read for
+        other identifiers, and the record counts once as a record with identifiers.
+        """
         chars_left = self.max_bytes
         pending: list[str] = []
+        counted: list[str] = []  # rest of rows already holding identifiers
         pending_chars = 0
+        tally = [0, 0, 0, 0, 0.0, None]  # cccd, phone, bhxh, rows, confidence sum, minimum
         try:
             for i, block in enumerate(blocks):
                 if not i & 255:
                     self.check_time()
-                if not block:
+                if block.__class__ is tuple:
+                    text, hits = block
+                    if len(text) > chars_left:
+                        raise _SizeCapped
+                    tally[0] += hits[0]
+                    tally[1] += hits[1]
+                    tally[2] += hits[2]
+                    tally[3] += 1
+                    if hits[4] is not None:
+                        tally[4] += hits[3]
+                        tally[5] = hits[4] if tally[5] is None else min(tally[5], hits[4])
+                    chars_left -= len(text)
+                    counted.append(text)
+                    pending_chars += len(text)
+                elif not block:
                     continue
-                if len(block) > chars_left:
-                    # Cut on a line end so that no number is cut into a shorter one.
-                    cut = block.rfind("\n", 0, chars_left)
-                    if cut > 0:
-                        pending.append(block[:cut])
-                    raise _SizeCapped
-                chars_left -= len(block)
-                pending.append(block)
-                pending_chars += len(block)
+                else:
+                    if len(block) > chars_left:
+                        # Cut on a line end so that no number is cut into a shorter one.
+                        cut = block.rfind("\n", 0, chars_left)
+                        if cut > 0:
+                            pending.append(block[:cut])
+                        raise _SizeCapped
+                    chars_left -= len(block)
+                    pending.append(block)
+                    pending_chars += len(block)
                 if pending_chars >= _DETECT_BLOCK_CHARS:
-                    self._detect(pending)
-                    pending, pending_chars = [], 0
+                    self._detect(pending, counted)
+                    pending, counted, pending_chars = [], [], 0
         except _SizeCapped:
             self.is_truncated = True
         finally:
-            if pending:
-                self._detect(pending)
+            if pending or counted:
+                self._detect(pending, counted)
+            if tally[3]:
+                counts = dict.fromkeys(KINDS, 0)
+                counts["cccd"], counts["phone"], counts["bhxh"] = tally[0], tally[1], tally[2]
+                self.report = self.report.merge(PiiReport(counts, tally[3], tally[4], tally[5]))
 
-    def _detect(self, blocks: list[str]) -> None:
+    def _detect(self, blocks: list[str], counted: list[str]) -> None:
         self.check_time()
-        text = "\n".join(blocks)
-        self.report = self.report.merge(detect_detailed(text))
-        self.rows_scanned += text.count("\n") + 1
+        if blocks:
+            text = "\n".join(blocks)
+            self.report = self.report.merge(detect_detailed(text))
+            self.rows_scanned += text.count("\n") + 1
+        if counted:
+            # These rows are records with identifiers already: their lines are not counted again.
+            text = "\n".join(counted)
+            found = detect_detailed(text)
+            self.report = self.report.merge(
+                PiiReport(found.counts, 0, found.cccd_confidence_sum, found.cccd_confidence_min)
+            )
+            self.rows_scanned += text.count("\n") + 1
 
 
 # --- format detection and decoding ------------------------------------------------------------
@@ -443,12 +478,17 @@ def iter_sheet_rows(stream: IO[bytes]) -> Iterator[tuple[int, list[str]]]:
         for index in range(len(workbook.sheet_names)):
             sheet = workbook.get_sheet_by_index(index)
             for row in sheet.iter_rows():
-                yield index, [v if v.__class__ is str else cell_text(v) for v in row]
+                yield index, [
+                    v if v.__class__ is str
+                    else str(int(v)) if v.__class__ is float and v.is_integer() and -1e15 < v < 1e15
+                    else cell_text(v)
+                    for v in row
+                ]
     finally:
         workbook.close()
 
 
-def _sheet_records(stream: IO[bytes]) -> Iterator[str]:
+def _sheet_records(stream: IO[bytes]) -> Iterator[str | tuple[str, Hits]]:
     """Yield every sheet's rows as records, each sheet's columns judged on their own."""
     for _, rows in itertools.groupby(iter_sheet_rows(stream), key=operator.itemgetter(0)):
         yield from table_records(row for _, row in rows)
@@ -495,7 +535,9 @@ def iter_docx_blocks(stream: IO[bytes], *, with_headers: bool) -> Iterator[str |
                     yield from blocks(part)
 
 
-def _block_records(blocks: Iterable[str | list[list[str]]]) -> Iterator[str]:
+def _block_records(
+    blocks: Iterable[str | list[list[str]]],
+) -> Iterator[str | tuple[str, Hits]]:
     """Turn paragraphs and tables into records: tables judged by column, text one line each."""
     for block in blocks:
         if isinstance(block, str):

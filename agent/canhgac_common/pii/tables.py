@@ -23,17 +23,26 @@ rows are scanned, its first ``SAMPLE_ROWS`` rows decide what each column is:
   after the column's label.
 - Other columns are read as text (``detect_detailed``), with its context words.
 
-``judge_columns`` returns a ``Columns`` whose ``apply`` rewrites a row so that the detector,
-reading the tab-joined row, counts exactly what the column rules say.
+``judge_columns`` returns a ``Columns`` whose ``apply`` counts a row's identifier cells and
+rewrites the rest so that the detector, reading the tab-joined row, counts exactly what the
+column rules say.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from canhgac_common.pii.detectors import MIN_SCORE, PROVINCE_CODES, fold, is_mobile, score_cccd
+from canhgac_common.pii.detectors import (
+    MIN_SCORE,
+    PROVINCE_CODES,
+    fold,
+    is_mobile,
+    structure_score,
+    this_year,
+)
 
 HEADER_ROWS = 20
 SAMPLE_ROWS = 200
@@ -83,7 +92,7 @@ def header_kind(cell: str) -> str | None:
 def bare_digits(cell: str) -> str | None:
     """Return the digits of a cell that is one number of 9-13 digits (spaces, dots, dashes
     between groups allowed; Excel's text mark "'" dropped), else None."""
-    text = cell.strip().lstrip("'")
+    text = cell if cell.isdigit() else cell.strip().lstrip("'")
     if not text.isdigit():
         if not text[:1].isdigit():
             return None
@@ -93,10 +102,13 @@ def bare_digits(cell: str) -> str | None:
     return text if 9 <= len(text) <= 13 and text.isascii() else None
 
 
-def id_value(kind: str, digits: str, *, is_labelled: bool) -> str | None:
+def id_value(
+    kind: str, digits: str, *, is_labelled: bool, year: int | None = None
+) -> str | None:
     """Return the identifier ``digits`` hold in a column of ``kind``, zeros restored, or None.
 
-    ``is_labelled``: the header names the kind (its score is raised as after a label).
+    ``is_labelled``: the header names the kind (its score is raised as after a label);
+    ``year``: the reference year of birth dates (default: this year).
     """
     if kind == "cccd":
         if len(digits) == 11 and "0" + digits[:2] in PROVINCE_CODES:
@@ -105,7 +117,7 @@ def id_value(kind: str, digits: str, *, is_labelled: bool) -> str | None:
             digits = "00" + digits
         if len(digits) != 12:
             return None
-        score = score_cccd(digits) * (_RAISE if is_labelled else 1.0)
+        score = structure_score(digits, year or this_year()) * (_RAISE if is_labelled else 1.0)
         return digits if score >= MIN_SCORE else None
     if kind == "phone":
         if len(digits) == 10 and digits[0] == "0":
@@ -140,24 +152,57 @@ def _value_kind(digits: str) -> str | None:
     return None
 
 
+#: Identifiers a row's identifier columns hold: ID numbers, phones, BHXH numbers, the sum and
+#: the minimum of the ID numbers' structural scores.
+Hits = tuple[int, int, int, float, float | None]
+
+
 @dataclass
 class Columns:
     """What each column of a table is: identifier kind, "skip" or "codes"; others are text."""
 
     kinds: dict[int, str] = field(default_factory=dict)
     labelled: set[int] = field(default_factory=set)
+    year: int = field(default_factory=this_year)
 
-    def apply(self, row: list[str]) -> list[str]:
-        """Rewrite a row so that the detector counts what the column rules say."""
+    def apply(self, row: list[str]) -> tuple[list[str], Hits | None]:
+        """Rewrite a row in place by the column rules; return it and the identifiers counted.
+
+        Identifier cells that count are counted here and blanked, so the detector does not
+        read them again (speed); cells of skipped columns are blanked; identifier cells that
+        are not bare numbers get their column's label, for the detector to read.
+        """
         if not self.kinds:
-            return row
-        row = list(row)
+            return row, None
         size = len(row)
+        year = self.year
+        n_cccd = n_phone = n_bhxh = 0
+        conf_sum = 0.0
+        conf_min = 1.0
         for column, kind in self.kinds.items():
             if column >= size:
                 continue
             cell = row[column]
             if not cell:
+                continue
+            # Fast paths: an identifier already written in full (most cells of a good list).
+            if kind == "cccd" and len(cell) == 12 and cell.isdigit() and cell.isascii():
+                score = structure_score(cell, year)
+                if score >= MIN_SCORE:
+                    n_cccd += 1
+                    conf_sum += score
+                    conf_min = min(conf_min, score)
+                    row[column] = ""
+                    continue
+            elif (
+                kind == "phone"
+                and len(cell) == 10
+                and cell[0] == "0"
+                and cell.isdigit()
+                and is_mobile(cell[1:])
+            ):
+                n_phone += 1
+                row[column] = ""
                 continue
             if kind == "skip":
                 # A long cell there is prose (a title or note spanning the row): read as text.
@@ -172,9 +217,22 @@ class Columns:
             if digits is None:
                 row[column] = _LABEL[kind] + cell.replace("\t", " ")
                 continue
-            value = id_value(kind, digits, is_labelled=column in self.labelled)
-            row[column] = _LABEL[kind] + value if value else ""
-        return row
+            value = id_value(kind, digits, is_labelled=column in self.labelled, year=year)
+            row[column] = ""
+            if value is None:
+                continue
+            if kind == "cccd":
+                score = structure_score(value, year)
+                n_cccd += 1
+                conf_sum += score
+                conf_min = min(conf_min, score)
+            elif kind == "phone":
+                n_phone += 1
+            else:
+                n_bhxh += 1
+        if n_cccd or n_phone or n_bhxh:
+            return row, (n_cccd, n_phone, n_bhxh, conf_sum, conf_min if n_cccd else None)
+        return row, None
 
 
 def judge_columns(sample: list[list[str]]) -> Columns:
@@ -226,21 +284,24 @@ def judge_columns(sample: list[list[str]]) -> Columns:
     return columns
 
 
-def table_records(rows: Iterable[list[str]]) -> Iterator[str]:
-    """Yield a table's rows as tab-joined records, rewritten by what its columns are."""
+def table_records(rows: Iterable[list[str]]) -> Iterator[str | tuple[str, Hits]]:
+    """Yield a table's rows as tab-joined records, rewritten by what its columns are.
+
+    A row whose identifier columns hold identifiers comes as (record, hits): the record
+    holds the rest of the row, for the detector, and the row is one record with hits.
+    """
     iterator = iter(rows)
     sample: list[list[str]] = []
     for row in iterator:
         sample.append(row)
         if len(sample) >= SAMPLE_ROWS:
             break
-    columns = judge_columns(sample)
-    apply = columns.apply
+    apply = judge_columns(sample).apply
     # Each record starts with a tab: no context word of the row before reaches its first cell.
-    for row in sample:
-        yield one_line("\t" + "\t".join(apply(row)))
-    for row in iterator:
-        yield one_line("\t" + "\t".join(apply(row)))
+    for row in itertools.chain(sample, iterator):
+        cells, hits = apply(row)
+        record = one_line("\t" + "\t".join(cells))
+        yield record if hits is None else (record, hits)
 
 
 def one_line(text: str) -> str:
