@@ -550,6 +550,18 @@ WRITERS = {"xlsx": write_xlsx, "csv": write_csv, "txt": write_txt, "docx": write
            "pdf": write_pdf, "zip": write_zip}
 
 
+def formats_for(doc: Document) -> tuple[str, ...]:
+    """Return the formats a document is rendered in.
+
+    A raw export without its header row is a data file, never printed: no PDF of it (a PDF
+    keeps no columns, and with no header line either nothing tells its tax codes, which may
+    begin like mobile numbers, from phones).
+    """
+    if doc.kind == "ke_toan_tho":
+        return tuple(fmt for fmt in FORMATS if fmt != "pdf")
+    return FORMATS
+
+
 def truth_in(doc: Document, fmt: str) -> Counter:
     """Return the true counts of a document rendered in a format."""
     if fmt == "zip":

@@ -52,7 +52,7 @@ from typing import IO, Any
 
 from canhgac_common.pii.detectors import KINDS, PiiReport, detect_detailed
 from canhgac_common.pii.documents import iter_doc_blocks, iter_odt_blocks
-from canhgac_common.pii.tables import Hits, one_line, table_records
+from canhgac_common.pii.tables import Hits, flat_table_rows, one_line, table_records
 
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 DEFAULT_MAX_SECONDS = 30.0
@@ -554,8 +554,8 @@ _WRAPPED_GROUP = re.compile(
 
 def _pdf_records(stream: IO[bytes]) -> Iterator[str]:
     for page in iter_pdf_pages(stream):
-        page = page.replace("\r\n", "\n").replace("\r", "\n")
-        yield _WRAPPED_GROUP.sub(" ", page)
+        page = _WRAPPED_GROUP.sub(" ", page.replace("\r\n", "\n").replace("\r", "\n"))
+        yield "\n".join(flat_table_rows(page.split("\n")))
 
 
 # --- scanning ----------------------------------------------------------------------------------

@@ -68,7 +68,8 @@ _HEADER_KINDS: tuple[tuple[str, re.Pattern[str]], ...] = (
                      "zalo")),
     ("skip", _words(
         "tai khoan", "stk", "tk", "ngan hang", "account", "acct", "a/c", "ma so thue", "mst",
-        "tax", "ky hieu", "seri", "serial", "s/n", "imei", "hoa don", "hd", "invoice", "so tien",
+        "tax", "ky hieu", "seri", "so seri", "serial", "s/n", "imei", "hoa don", "hd", "invoice",
+        "so tien",
         "tien", "don gia", "so luong", "sl", "tong", "cong", "amount", "total", "price", "gia",
         "ma", "code", "ho so", "chung tu", "ct", "vu viec", "quyet dinh", "van ban", "so hieu",
         "ngay", "thang", "nam", "date", "stt", "tt", "qr", "giao dich", "thanh toan",
@@ -87,6 +88,53 @@ def header_kind(cell: str) -> str | None:
         if pattern.search(folded):
             return kind
     return None
+
+
+_LONG_NUMBER = re.compile(r"(?<![0-9])[0-9]{9,}(?![0-9])")
+_MAX_FLAT_HEADER_CHARS = 160
+_WRAPPED_CELL_CHARS = 40
+
+
+def flat_table_rows(lines: list[str]) -> Iterator[str]:
+    """Yield the lines of flat text (a PDF page) less the rows of tables that hold no identifier.
+
+    A PDF keeps no columns, but it keeps a table's header line: a short line without digits
+    (with the line before when that is one too: a wrapped header) that names columns
+    (two ``header_kind`` words at least) and is followed by a line with a long number.
+    When that header names no identifier column (an invoice list, a list of QR codes, bank
+    accounts, tax codes), the rows under it (each with a long number or starting with a row
+    number, and short lines of wrapped cell words between them) are left out; every other line
+    is kept.
+    """
+    skipping = False
+    for index, line in enumerate(lines):
+        if skipping:
+            if _LONG_NUMBER.search(line) or line[:1].isdigit():
+                continue
+            if (
+                len(line) <= _WRAPPED_CELL_CHARS
+                and index + 1 < len(lines)
+                and _LONG_NUMBER.search(lines[index + 1])
+            ):
+                continue  # a cell's words wrapped onto a line of their own
+            skipping = False
+        yield line
+        if (
+            len(line) > _MAX_FLAT_HEADER_CHARS
+            or any(c.isdigit() for c in line)
+            or index + 1 >= len(lines)
+            or not _LONG_NUMBER.search(lines[index + 1])
+        ):
+            continue
+        header = line
+        before = lines[index - 1] if index else ""
+        if len(before) <= _MAX_FLAT_HEADER_CHARS and not any(c.isdigit() for c in before):
+            header = before + " " + line  # a header wrapped on two lines
+        folded = fold(header)
+        named = {kind for kind, pattern in _HEADER_KINDS if pattern.search(folded)}
+        # Two header words at least: a wrapped name ("Thắng" folds to "tháng") is no header.
+        words = sum(len(m.group().split()) for m in _HEADER_KINDS[-1][1].finditer(folded))
+        skipping = named == {"skip"} and words >= 2
 
 
 def bare_digits(cell: str) -> str | None:
