@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import json
 import logging
 import os
 import random
@@ -470,6 +471,7 @@ def test_corrupt_files_give_an_error_not_an_exception(tmp_path: Path) -> None:
         path.write_bytes(data)
         result = scan_file(path)
         assert isinstance(result.error, str), name
+        assert result.is_unreadable, name
         assert "020185123456" not in result.error
     missing = scan_file(tmp_path / "khong-co.txt")
     assert missing.error is not None and "FileNotFoundError" in missing.error
@@ -493,3 +495,118 @@ def test_values_never_reach_logs_or_results(tmp_path: Path, caplog: pytest.LogCa
     for text in [caplog.text, *map(repr, results)]:
         assert secret_id not in text
         assert secret_phone not in text
+
+
+# --- tables judged by column, legacy and open formats ------------------------------------------
+
+FIXTURES = Path(__file__).resolve().parent / "data" / "pii_corpus"
+
+
+def test_headerless_columns_are_judged_by_their_values(tmp_path: Path) -> None:
+    rng = random.Random(17)
+    path = tmp_path / "khong-tieu-de.csv"
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        for i in range(30):
+            cccd, phone = make_cccd(rng), make_phone(rng)
+            # Half the IDs and phones lost their zeros; the QR codes have a perfect structure
+            # but sit in a column of 13-digit payment references (mostly not identifiers).
+            qr = make_cccd(rng) if i % 3 == 0 else f"9704{rng.randint(0, 10**9 - 1):09d}"
+            writer.writerow([
+                i + 1, "Nông Thị Hoa",
+                cccd if i % 2 else str(int(cccd)), phone if i % 2 else str(int(phone)), qr,
+            ])
+
+    # The ID and phone columns are identifier columns by their values (zeros come back
+    # there); the payment column is one of codes and counts nothing.
+    assert_counts(scan_file(path), cccd=30, phone=30)
+
+
+def test_tab_separated_text_is_read_as_a_table(tmp_path: Path) -> None:
+    lines = ["DANH SÁCH NHẬN HỖ TRỢ", "Họ tên\tSố CCCD\tSố tài khoản\tMã QR"]
+    lines += [f"Hộ {i}\t02018512{i:04d}\t0201851299{i:02d}\t0201851277{i:02d}" for i in range(12)]
+    path = tmp_path / "xuat.txt"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    assert_counts(scan_file(path), cccd=12)
+
+
+def test_docx_table_columns_and_context_words(tmp_path: Path) -> None:
+    document = docx.Document()
+    document.add_paragraph("Quét mã QR thanh toán: 020185123456.")  # a code, not an ID
+    table = document.add_table(rows=4, cols=3)
+    for r, row in enumerate([("Họ tên", "CCCD", "Mã hồ sơ"),
+                             ("Lan", "020301123456", "020199123451"),
+                             ("Hoa", "004185000123", "020199123452"),
+                             ("Tú", "020185123459", "020199123453")]):
+        for c, value in enumerate(row):
+            table.cell(r, c).text = value
+    path = tmp_path / "ho-so.docx"
+    document.save(path)
+    assert_counts(scan_file(path), cccd=3)
+
+
+@pytest.mark.parametrize("fmt", ["xls", "ods", "doc", "odt"])
+def test_legacy_and_open_formats_are_read(fmt: str) -> None:
+    result = scan_file(FIXTURES / f"chi-tra.{fmt}")
+    assert result.file_kind == fmt
+    assert not result.is_unreadable
+    manifest = json.loads((FIXTURES / "manifest.json").read_text(encoding="utf-8"))
+    assert result.pii_counts() == manifest["files"][f"chi-tra.{fmt}"]["truth"]
+    assert result.record_count == manifest["files"][f"chi-tra.{fmt}"]["truth"]["cccd"]
+
+
+def test_office_names_are_checked_against_the_bytes(tmp_path: Path) -> None:
+    # Web apps save HTML under .doc and .xls; a renamed workbook is still a workbook.
+    html = tmp_path / "bao-cao.doc"
+    html.write_text("<html><body><p>CCCD 020185123456</p></body></html>", encoding="utf-8")
+    assert scan_file(html).file_kind == "text"
+    assert_counts(scan_file(html), cccd=1)
+    sheet = tmp_path / "doi-ten.xls"
+    sheet.write_bytes((FIXTURES / "chi-tra.ods").read_bytes())
+    assert scan_file(sheet).file_kind == "ods"
+    assert scan_file(sheet).pii_counts() == scan_file(FIXTURES / "chi-tra.ods").pii_counts()
+
+
+def test_encrypted_and_unknown_ole2_files_are_unreadable_not_clean(tmp_path: Path) -> None:
+    import olefile
+
+    # A password-protected .doc: a real one with the FIB's "encrypted" flag (0x0100) set.
+    source = (FIXTURES / "bien-ban.doc").read_bytes()
+    with olefile.OleFileIO(source) as ole:
+        fib = ole.openstream("WordDocument").read(16)
+    at = source.index(fib)
+    flags = int.from_bytes(source[at + 0x0A : at + 0x0C], "little") | 0x0100
+    encrypted = tmp_path / "mat-khau.doc"
+    encrypted.write_bytes(source[: at + 0x0A] + flags.to_bytes(2, "little") + source[at + 0x0C :])
+    result = scan_file(encrypted)
+    assert result.is_unreadable and result.total == 0
+    assert result.error is not None and "ValueError" in result.error
+
+    # An OLE2 file that is neither Word nor Excel (an encrypted .xlsx, PowerPoint) is unsupported.
+    other = tmp_path / "khac.xlsx"
+    with olefile.OleFileIO(source) as ole:
+        assert ole.exists("WordDocument")
+    other.write_bytes(source.replace(b"W\x00o\x00r\x00d\x00D", b"X\x00o\x00r\x00d\x00D", 1))
+    assert scan_file(other).is_unreadable
+
+    truncated = tmp_path / "cat.xls"
+    truncated.write_bytes((FIXTURES / "chi-tra.xls").read_bytes()[:3000])
+    assert scan_file(truncated).is_unreadable
+
+
+def test_odt_entities_are_not_expanded(tmp_path: Path) -> None:
+    laughs = "".join(f'<!ENTITY l{i} "{f"&l{i - 1};" * 10}">' for i in range(1, 10))
+    content = (
+        '<?xml version="1.0"?><!DOCTYPE d [<!ENTITY l0 "020185123456 ">' + laughs + "]>"
+        '<office:document-content xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0"'
+        ' xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0"><office:body>'
+        "<office:text><text:p>&l9;</text:p><text:p>CCCD 020301123456</text:p></office:text>"
+        "</office:body></office:document-content>"
+    )
+    path = tmp_path / "bom.odt"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("mimetype", "application/vnd.oasis.opendocument.text")
+        z.writestr("content.xml", content)
+    result = scan_file(path)
+    assert result.file_kind == "odt"
+    assert result.counts["cccd"] <= 1  # never a billion
