@@ -503,10 +503,11 @@ def write_docx(doc: Document, path: Path) -> None:
             document.add_paragraph(block)
             continue
         rows = ([block.header] if block.header else []) + block.rows
-        table = document.add_table(rows=len(rows), cols=max(len(r) for r in rows))
-        for r, row in enumerate(rows):
-            for c, cell in enumerate(row):
-                table.cell(r, c).text = _text(cell)
+        table = document.add_table(rows=0, cols=max(len(r) for r in rows))
+        for row in rows:
+            cells = table.add_row().cells  # (table.cell(r, c) is quadratic in the rows)
+            for cell, value in zip(cells, row, strict=False):
+                cell.text = _text(value)
     document.save(path)
 
 
