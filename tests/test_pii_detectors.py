@@ -283,8 +283,16 @@ def test_detect_never_raises_and_reports_every_kind(text: str) -> None:
 @given(st.text(alphabet=st.characters(codec="utf-8")), st.text(st.characters(codec="utf-8")))
 @settings(max_examples=200, deadline=None)
 def test_lines_are_independent(first: str, second: str) -> None:
+    # A line that ends a sentence ends the context of its words ("STK\n0912…" is one label
+    # wrapped onto the next line; "STK.\n0912…" is not).
+    first += "."
     a, b = detect(first), detect(second)
     assert detect(first + "\n" + second) == {kind: a[kind] + b[kind] for kind in KINDS}
+
+
+def test_a_label_wrapped_onto_the_next_line_still_applies() -> None:
+    assert nonzero(detect("STK\n0912345678")) == {}
+    assert nonzero(detect("STK.\n0912345678")) == {"phone": 1}
 
 
 _digits = st.integers(min_value=0, max_value=10**6 - 1)
