@@ -64,7 +64,6 @@ _RATIO_CHECK_FLOOR = 1024 * 1024
 _READ_CHUNK = 1024 * 1024
 _DETECT_BLOCK_CHARS = 256 * 1024
 _SAMPLE_BYTES = 64 * 1024
-_HEADER_ROWS = 20
 
 _EXTENSION_KIND = {
     ".txt": "text", ".text": "text", ".log": "text", ".md": "text",
