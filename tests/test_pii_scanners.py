@@ -635,3 +635,19 @@ def test_damaged_legacy_and_open_files_never_raise(tmp_path: Path, fmt: str) -> 
         # A flipped byte can make at most a couple of new numbers, never a flood of them.
         assert result.total <= whole + 2 * flips, i
     assert unreadable  # damage is noticed, not read as a clean file every time
+
+
+def test_a_stray_far_cell_does_not_blow_up_the_sheet(tmp_path: Path) -> None:
+    # python-calamine would hold this 5 KB sheet as a dense grid of 17 billion cells and abort
+    # the process; the scanner measures the grid first and streams such a sheet instead.
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.append(["Họ tên", "Số CCCD", "SĐT"])
+    ws.append(["Lan", 20185123456, 912345678])
+    ws.cell(1048576, 16384).value = "x"
+    path = tmp_path / "thua.xlsx"
+    wb.save(path)
+    assert path.stat().st_size < 10_000
+    started = time.monotonic()
+    assert_counts(scan_file(path), cccd=1, phone=1)
+    assert time.monotonic() - started < 5

@@ -163,7 +163,7 @@ class _Scan:
         pending: list[str] = []
         counted: list[str] = []  # rest of rows already holding identifiers
         pending_chars = 0
-        tally = [0, 0, 0, 0, 0.0, None]  # cccd, phone, bhxh, rows, confidence sum, minimum
+        tallies: list[Hits] = []
         try:
             for i, block in enumerate(blocks):
                 if not i & 255:
@@ -172,13 +172,7 @@ class _Scan:
                     text, hits = block
                     if len(text) > chars_left:
                         raise _SizeCapped
-                    tally[0] += hits[0]
-                    tally[1] += hits[1]
-                    tally[2] += hits[2]
-                    tally[3] += 1
-                    if hits[4] is not None:
-                        tally[4] += hits[3]
-                        tally[5] = hits[4] if tally[5] is None else min(tally[5], hits[4])
+                    tallies.append(hits)
                     chars_left -= len(text)
                     counted.append(text)
                     pending_chars += len(text)
@@ -202,10 +196,8 @@ class _Scan:
         finally:
             if pending or counted:
                 self._detect(pending, counted)
-            if tally[3]:
-                counts = dict.fromkeys(KINDS, 0)
-                counts["cccd"], counts["phone"], counts["bhxh"] = tally[0], tally[1], tally[2]
-                self.report = self.report.merge(PiiReport(counts, tally[3], tally[4], tally[5]))
+            if tallies:
+                self.report = self.report.merge(_tally_report(tallies))
 
     def _detect(self, blocks: list[str], counted: list[str]) -> None:
         self.check_time()
@@ -221,6 +213,21 @@ class _Scan:
                 PiiReport(found.counts, 0, found.cccd_confidence_sum, found.cccd_confidence_min)
             )
             self.rows_scanned += text.count("\n") + 1
+
+
+def _tally_report(tallies: list[Hits]) -> PiiReport:
+    """Add up the hits of table rows counted by column (C-level sums: one row is cheap)."""
+    counts = dict.fromkeys(KINDS, 0)
+    counts["cccd"] = sum(map(operator.itemgetter(0), tallies))
+    counts["phone"] = sum(map(operator.itemgetter(1), tallies))
+    counts["bhxh"] = sum(map(operator.itemgetter(2), tallies))
+    minimums = [m for m in map(operator.itemgetter(4), tallies) if m is not None]
+    return PiiReport(
+        counts,
+        len(tallies),
+        sum(map(operator.itemgetter(3), tallies)),
+        min(minimums) if minimums else None,
+    )
 
 
 # --- format detection and decoding ------------------------------------------------------------
@@ -468,10 +475,85 @@ def iter_pdf_pages(stream: IO[bytes]) -> Iterator[str]:
         yield page.extract_text() or ""
 
 
-def iter_sheet_rows(stream: IO[bytes]) -> Iterator[tuple[int, list[str]]]:
+# python-calamine holds a sheet as a dense grid from its first to its last cell: one stray cell
+# at XFD1048576 in a 5 KB file asks for 17 billion cells and aborts the process (a Rust
+# allocation failure cannot be caught). Grids larger than this are read by openpyxl, which
+# streams rows.
+MAX_DENSE_CELLS = 4_000_000
+_CELL_REF = re.compile(rb'<(?:\w+:)?c r="([A-Z]{1,3})([0-9]{1,7})"')
+# A reference past column Z or row 99,999: only then is the grid measured cell by cell
+# (columns A-Z and rows up to 99,999 make at most 2.6 million cells).
+_WIDE_OR_LONG = re.compile(rb' r="[A-Z](?:[A-Z]|[0-9]{6})')  # a literal head: sre scans fast
+
+
+def _xlsx_grid_cells(stream: IO[bytes]) -> int:
+    """Return the largest cell grid (bounding box of the cells) of an xlsx file's sheets.
+
+    Reads the worksheet XML with regexes only (no XML parser), chunk by chunk; a sheet with
+    no reference past column Z or row 99,999 counts as 0 (small enough); rewinds.
+    """
+    largest = 0
+    with zipfile.ZipFile(stream) as archive:
+        for info in archive.infolist():
+            if not (info.filename.startswith("xl/worksheets/") and info.filename.endswith(".xml")):
+                continue
+            with archive.open(info) as part:
+                tail = b""
+                while chunk := part.read(1 << 20):
+                    data = tail + chunk
+                    if _WIDE_OR_LONG.search(data):
+                        break
+                    tail = data[-32:]
+                else:
+                    continue  # narrow and short enough: no need to measure
+            rows = [1 << 30, 0]
+            cols = [1 << 30, 0]
+            with archive.open(info) as part:
+                tail = b""
+                while chunk := part.read(1 << 20):
+                    data = tail + chunk
+                    for letters, digits in _CELL_REF.findall(data):
+                        col = 0
+                        for letter in letters:
+                            col = col * 26 + letter - 64
+                        row = int(digits)
+                        rows[0], rows[1] = min(rows[0], row), max(rows[1], row)
+                        cols[0], cols[1] = min(cols[0], col), max(cols[1], col)
+                    tail = data[-32:]  # a reference cut by the chunk boundary is read again
+            if rows[1]:
+                largest = max(largest, (rows[1] - rows[0] + 1) * (cols[1] - cols[0] + 1))
+    stream.seek(0)
+    return largest
+
+
+def _iter_xlsx_streamed(stream: IO[bytes]) -> Iterator[tuple[int, list[str]]]:
+    """Yield the non-empty rows of a sparse xlsx through openpyxl's streaming reader.
+
+    Dimensions are reset, so rows are not padded to the stray last column and empty rows
+    cost next to nothing.
+    """
+    import openpyxl  # deferred: only for the rare sparse workbook
+
+    workbook = openpyxl.load_workbook(stream, read_only=True, data_only=True)
+    try:
+        for index, sheet in enumerate(workbook.worksheets):
+            sheet.reset_dimensions()
+            for row in sheet.iter_rows(values_only=True):
+                if row:
+                    yield index, ["" if v is None else cell_text(v) for v in row]
+    finally:
+        workbook.close()
+
+
+def iter_sheet_rows(
+    stream: IO[bytes], *, kind: str = "xlsx"
+) -> Iterator[tuple[int, list[str]]]:
     """Yield (sheet index, row of cell texts) from every sheet of an xlsx, xls or ods file."""
     import python_calamine  # deferred: only needed for spreadsheets
 
+    if kind == "xlsx" and _xlsx_grid_cells(stream) > MAX_DENSE_CELLS:
+        yield from _iter_xlsx_streamed(stream)
+        return
     workbook = python_calamine.CalamineWorkbook.from_filelike(stream)
     try:
         for index in range(len(workbook.sheet_names)):
@@ -487,9 +569,10 @@ def iter_sheet_rows(stream: IO[bytes]) -> Iterator[tuple[int, list[str]]]:
         workbook.close()
 
 
-def _sheet_records(stream: IO[bytes]) -> Iterator[str | tuple[str, Hits]]:
+def _sheet_records(stream: IO[bytes], kind: str) -> Iterator[str | tuple[str, Hits]]:
     """Yield every sheet's rows as records, each sheet's columns judged on their own."""
-    for _, rows in itertools.groupby(iter_sheet_rows(stream), key=operator.itemgetter(0)):
+    rows_by_sheet = iter_sheet_rows(stream, kind=kind)
+    for _, rows in itertools.groupby(rows_by_sheet, key=operator.itemgetter(0)):
         yield from table_records(row for _, row in rows)
 
 
@@ -657,9 +740,9 @@ def _scan_stream(stream: IO[bytes], name: str, scan: _Scan, depth: int) -> str:
             scan.feed(iter_text_chunks(stream, scan.max_bytes))
     elif kind in ("xlsx", "ods"):
         _check_container(stream, scan)
-        scan.feed(_sheet_records(stream))
+        scan.feed(_sheet_records(stream, kind))
     elif kind == "xls":
-        scan.feed(_sheet_records(stream))
+        scan.feed(_sheet_records(stream, kind))
     elif kind == "docx":
         _check_container(stream, scan)
         scan.feed(_block_records(iter_docx_blocks(stream, with_headers=True)))
