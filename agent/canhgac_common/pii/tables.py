@@ -212,6 +212,7 @@ class Columns:
     kinds: dict[int, str] = field(default_factory=dict)
     labelled: set[int] = field(default_factory=set)
     year: int = field(default_factory=this_year)
+    _by_kind: dict[str, list[int]] | None = None  # columns by kind, made on first use
 
     def apply(self, row: list[str]) -> tuple[list[str], Hits | None]:
         """Rewrite a row in place by the column rules; return it and the identifiers counted.
@@ -222,6 +223,65 @@ class Columns:
         """
         if not self.kinds:
             return row, None
+        if self._by_kind is None:
+            self._by_kind = {
+                kind: [c for c, k in sorted(self.kinds.items()) if k == kind]
+                for kind in ("skip", "codes", "cccd", "phone", "bhxh")
+            }
+        by_kind = self._by_kind
+        size = len(row)
+        for column in by_kind["skip"]:
+            # A long cell there is prose (a title or note spanning the row): read as text.
+            if column < size and len(row[column]) < _MAX_HEADER_CHARS:
+                row[column] = ""
+        for column in by_kind["codes"]:
+            if column < size and row[column] and bare_digits(row[column]) is not None:
+                row[column] = ""
+        year = self.year
+        n_cccd = n_phone = n_bhxh = 0
+        conf_sum = 0.0
+        conf_min = 1.0
+        for column in by_kind["cccd"]:
+            if column >= size or not (cell := row[column]):
+                continue
+            # Fast path: an ID already written in full (most cells of a good list).
+            if len(cell) == 12 and cell.isdigit() and cell.isascii():
+                score = structure_score(cell, year)
+                if score >= MIN_SCORE:
+                    n_cccd += 1
+                    conf_sum += score
+                    conf_min = min(conf_min, score)
+                    row[column] = ""
+                    continue
+            value = self._value("cccd", column, cell, row)
+            if value is not None:
+                score = structure_score(value, year)
+                n_cccd += 1
+                conf_sum += score
+                conf_min = min(conf_min, score)
+        for column in by_kind["phone"]:
+            if column >= size or not (cell := row[column]):
+                continue
+            if len(cell) == 10 and cell[0] == "0" and cell.isdigit() and is_mobile(cell[1:]):
+                n_phone += 1
+                row[column] = ""
+            elif self._value("phone", column, cell, row) is not None:
+                n_phone += 1
+        for column in by_kind["bhxh"]:
+            if column < size and row[column] and self._value("bhxh", column, row[column], row):
+                n_bhxh += 1
+        if n_cccd or n_phone or n_bhxh:
+            return row, (n_cccd, n_phone, n_bhxh, conf_sum, conf_min if n_cccd else None)
+        return row, None
+
+    def _value(self, kind: str, column: int, cell: str, row: list[str]) -> str | None:
+        """Return the identifier an identifier cell holds (and blank it), or label its text."""
+        digits = bare_digits(cell)
+        if digits is None:
+            row[column] = _LABEL[kind] + cell.replace("\t", " ")
+            return None
+        row[column] = ""
+        return id_value(kind, digits, is_labelled=column in self.labelled, year=self.year)
         size = len(row)
         year = self.year
         n_cccd = n_phone = n_bhxh = 0
