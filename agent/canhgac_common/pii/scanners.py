@@ -30,7 +30,10 @@ Decisions worth knowing:
   any limit sets ``is_truncated``; counts then cover what was scanned.
 - Not scanned: Word text boxes in .docx, .odt headers and footers, encrypted archive members,
   encrypted Office files and PDFs with a non-empty password (all reported unreadable). A single
-  sheet or PDF page whose parsing hangs is not interruptible.
+  sheet or PDF page whose parsing hangs is not interruptible. python-calamine holds a sheet as
+  a dense grid: xlsx grids over ``MAX_DENSE_CELLS`` are streamed by openpyxl instead; .xls is
+  bounded by its format (65,536 × 256 cells); a crafted .ods whose cells span a huge grid is
+  not checked yet.
 """
 
 from __future__ import annotations
