@@ -651,3 +651,40 @@ def test_a_stray_far_cell_does_not_blow_up_the_sheet(tmp_path: Path) -> None:
     started = time.monotonic()
     assert_counts(scan_file(path), cccd=1, phone=1)
     assert time.monotonic() - started < 5
+
+
+def test_an_ods_whose_cells_span_a_huge_grid_is_unreadable_not_a_crash(tmp_path: Path) -> None:
+    # Real files end each sheet with a million repeated empty rows (not counted); here a
+    # value sits 1,000,000 rows and 16,000 columns away: python-calamine would abort.
+    ns = ('xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" '
+          'xmlns:table="urn:oasis:names:tc:opendocument:xmlns:table:1.0" '
+          'xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0"')
+    cell = '<table:table-cell office:value-type="string"><text:p>{}</text:p></table:table-cell>'
+    content = (
+        f'<?xml version="1.0"?><office:document-content {ns}><office:body><office:spreadsheet>'
+        '<table:table table:name="S">'
+        f"<table:table-row>{cell.format('CCCD')}</table:table-row>"
+        f"<table:table-row>{cell.format('020185123456')}</table:table-row>"
+        '<table:table-row table:number-rows-repeated="1000000"><table:table-cell/>'
+        "</table:table-row><table:table-row>"
+        f'<table:table-cell table:number-columns-repeated="16000"/>{cell.format("x")}'
+        "</table:table-row></table:table></office:spreadsheet></office:body>"
+        "</office:document-content>"
+    )
+    with zipfile.ZipFile(FIXTURES / "chi-tra.ods") as real:
+        manifest_xml = real.read("META-INF/manifest.xml")
+    path = tmp_path / "thua.ods"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("mimetype", "application/vnd.oasis.opendocument.spreadsheet")
+        z.writestr("META-INF/manifest.xml", manifest_xml)
+        z.writestr("content.xml", content)
+    result = scan_file(path)
+    assert result.file_kind == "ods"
+    assert result.is_unreadable
+    # The same sheet without the far cell is read.
+    path.write_bytes(b"")
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("mimetype", "application/vnd.oasis.opendocument.spreadsheet")
+        z.writestr("META-INF/manifest.xml", manifest_xml)
+        z.writestr("content.xml", content.replace(cell.format("x"), ""))
+    assert_counts(scan_file(path), cccd=1)

@@ -32,8 +32,8 @@ Decisions worth knowing:
   encrypted Office files and PDFs with a non-empty password (all reported unreadable). A single
   sheet or PDF page whose parsing hangs is not interruptible. python-calamine holds a sheet as
   a dense grid: xlsx grids over ``MAX_DENSE_CELLS`` are streamed by openpyxl instead; .xls is
-  bounded by its format (65,536 × 256 cells); a crafted .ods whose cells span a huge grid is
-  not checked yet.
+  bounded by its format (65,536 × 256 cells); an .ods whose cells span more is reported
+  unreadable.
 """
 
 from __future__ import annotations
@@ -529,6 +529,52 @@ def _xlsx_grid_cells(stream: IO[bytes]) -> int:
     return largest
 
 
+_ODS_TABLE = "{urn:oasis:names:tc:opendocument:xmlns:table:1.0}"
+_ODS_VALUE_TYPE = "{urn:oasis:names:tc:opendocument:xmlns:office:1.0}value-type"
+
+
+def _ods_grid_cells(stream: IO[bytes]) -> int:
+    """Return the largest grid (bounding box of the non-empty cells) of an .ods file's sheets.
+
+    Repeated rows and cells are counted as repeated; empty ones (no value, no content), which
+    LibreOffice writes by the million at the end of every sheet, do not widen the grid.
+    Streams ``content.xml`` with lxml (entities off); rewinds.
+    """
+    from lxml import etree
+
+    table, row_tag = f"{_ODS_TABLE}table", f"{_ODS_TABLE}table-row"
+    cells = (f"{_ODS_TABLE}table-cell", f"{_ODS_TABLE}covered-table-cell")
+    rows_repeated = f"{_ODS_TABLE}number-rows-repeated"
+    columns_repeated = f"{_ODS_TABLE}number-columns-repeated"
+    largest = row = col = row_span = max_row = max_col = 0
+    with zipfile.ZipFile(stream) as archive, archive.open("content.xml") as content:
+        for event, element in etree.iterparse(
+            content, events=("start", "end"), tag=(table, row_tag, *cells),
+            resolve_entities=False, no_network=True, huge_tree=False,
+        ):
+            if event == "start":
+                if element.tag == table:
+                    row = max_row = max_col = 0
+                elif element.tag == row_tag:
+                    col = 0
+                    row_span = int(element.get(rows_repeated, "1") or 1)
+                continue
+            if element.tag in cells:
+                span = int(element.get(columns_repeated, "1") or 1)
+                if element.get(_ODS_VALUE_TYPE) or len(element):
+                    max_col = max(max_col, col + span)
+                    max_row = max(max_row, row + row_span)
+                col += span
+            elif element.tag == row_tag:
+                row += row_span
+                element.clear()
+            else:
+                largest = max(largest, max_row * max_col)
+                element.clear()
+    stream.seek(0)
+    return largest
+
+
 def _iter_xlsx_streamed(stream: IO[bytes]) -> Iterator[tuple[int, list[str]]]:
     """Yield the non-empty rows of a sparse xlsx through openpyxl's streaming reader.
 
@@ -557,6 +603,8 @@ def iter_sheet_rows(
     if kind == "xlsx" and _xlsx_grid_cells(stream) > MAX_DENSE_CELLS:
         yield from _iter_xlsx_streamed(stream)
         return
+    if kind == "ods" and _ods_grid_cells(stream) > MAX_DENSE_CELLS:
+        raise ValueError("sheet grid too large")  # reported unreadable, never clean
     workbook = python_calamine.CalamineWorkbook.from_filelike(stream)
     try:
         for index in range(len(workbook.sheet_names)):
