@@ -546,30 +546,30 @@ def _ods_grid_cells(stream: IO[bytes]) -> int:
     cells = (f"{_ODS_TABLE}table-cell", f"{_ODS_TABLE}covered-table-cell")
     rows_repeated = f"{_ODS_TABLE}number-rows-repeated"
     columns_repeated = f"{_ODS_TABLE}number-columns-repeated"
-    largest = row = col = row_span = max_row = max_col = 0
+    largest = row = col = row_max_col = max_row = max_col = 0
     with zipfile.ZipFile(stream) as archive, archive.open("content.xml") as content:
-        for event, element in etree.iterparse(
-            content, events=("start", "end"), tag=(table, row_tag, *cells),
+        # End events only (half the callbacks): a row's span is read when the row ends.
+        for _, element in etree.iterparse(
+            content, tag=(table, row_tag, *cells),
             resolve_entities=False, no_network=True, huge_tree=False,
         ):
-            if event == "start":
-                if element.tag == table:
-                    row = max_row = max_col = 0
-                elif element.tag == row_tag:
-                    col = 0
-                    row_span = int(element.get(rows_repeated, "1") or 1)
-                continue
-            if element.tag in cells:
+            tag = element.tag
+            if tag in cells:
                 span = int(element.get(columns_repeated, "1") or 1)
                 if element.get(_ODS_VALUE_TYPE) or len(element):
-                    max_col = max(max_col, col + span)
-                    max_row = max(max_row, row + row_span)
+                    row_max_col = col + span
                 col += span
-            elif element.tag == row_tag:
+            elif tag == row_tag:
+                row_span = int(element.get(rows_repeated, "1") or 1)
+                if row_max_col:
+                    max_row = row + row_span
+                    max_col = max(max_col, row_max_col)
                 row += row_span
+                col = row_max_col = 0
                 element.clear()
             else:
                 largest = max(largest, max_row * max_col)
+                row = max_row = max_col = 0
                 element.clear()
     stream.seek(0)
     return largest
