@@ -28,6 +28,7 @@ SUITES = [
     ("bench.agent_bench", "detection_latency", {}, {"repeats": 5}),
     ("bench.agent_bench", "memory_watching", {"n_files": 100_000}, {"n_files": 5_000}),
     ("bench.agent_bench", "opens_burst", {"n_files": 5_000}, {"n_files": 1_000}),
+    ("bench.pii_bench", "run", {}, {"quick": True}),
     ("bench.opens_bench", "open_latency", {"repeats": 200}, {"repeats": 20}),
     ("bench.opens_bench", "opens_absorbed", {"n_files": 100_000, "burst": 5_000},
      {"n_files": 5_000, "burst": 1_000}),

@@ -181,11 +181,15 @@ def test_pii_counts_are_stored_with_the_digests(tmp_path):
     root.mkdir()
     make_sheet(root / "ho-ngheo.xlsx", rows=6)
     (root / "ghi-chu.txt").write_text("Không có số nào\n", encoding="utf-8")
+    (root / "hong.xlsx").write_bytes(b"PK\x03\x04" + bytes(range(256)) * 2)  # corrupt
     index = FingerprintIndex(tmp_path / "agent.sqlite3")
     index.scan_root(str(root), None)
     sheet = index.get(str(root / "ho-ngheo.xlsx"))
     assert sheet.pii == {"cccd": 6, "phone": 6} and sheet.record_count == 6
     assert index.get(str(root / "ghi-chu.txt")).pii == {}
+    # Unreadable is "not scanned", never "clean".
+    broken = index.get(str(root / "hong.xlsx"))
+    assert broken.pii is None and broken.record_count is None
     index.close()
 
 

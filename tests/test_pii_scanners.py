@@ -5,9 +5,11 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import json
 import logging
 import os
 import random
+import time
 import unicodedata
 import zipfile
 from pathlib import Path
@@ -16,6 +18,7 @@ import docx
 import openpyxl
 import pytest
 
+from bench.pii_corpus import MOBILE_PREFIXES
 from canhgac_common.pii import ScanResult, scan_file
 from canhgac_common.pii.detectors import PROVINCE_CODES
 
@@ -36,10 +39,9 @@ def make_cccd(rng: random.Random) -> str:
 
 
 def make_phone(rng: random.Random) -> str:
-    rest = rng.randint(1, 99_999_999)
-    while rest % 10_000 == 0:
-        rest = rng.randint(1, 99_999_999)
-    return f"0{rng.choice('35789')}{rest:08d}"
+    prefix = rng.choice(MOBILE_PREFIXES)
+    rest = 10 - len(prefix)
+    return prefix + f"{rng.randint(1, 10**rest - 1):0{rest}d}"
 
 
 def citizen_rows(n: int, n_phones: int, seed: int = 6) -> list[dict]:
@@ -139,23 +141,40 @@ def test_xlsx_citizen_list_counts_ids_with_lost_leading_zeros(tmp_path: Path) ->
     assert not result.is_truncated
 
 
-def test_xlsx_integer_cells_only_gain_a_zero_where_an_id_or_phone_fits(tmp_path: Path) -> None:
+def test_a_lost_leading_zero_comes_back_only_in_an_identifier_column(tmp_path: Path) -> None:
     wb = openpyxl.Workbook()
     ws = wb.active
-    ws.append(["Mã", "Giá trị"])
-    ws.append(["id mất số 0", 20185123456])  # counts: 020185123456
-    ws.append(["sđt mất số 0", 912345678])  # counts: 0912345678
-    ws.append(["số tiền tròn", 20_100_000_000])  # ends in 0000: an amount
-    ws.append(["tỉnh không có", 99_123_456_789])  # 099 is no province
-    ws.append(["số 9 chữ số", 212345678])  # 02x is no mobile prefix
-    ws.append(["định dạng tiền", 20185123457])
-    ws.cell(ws.max_row, 2).number_format = "#,##0"
-    ws.append(["số thực", 20185123458.0])  # a float that is an integer: same as an int
-    ws.append(["số thực 2", 1.5])
+    ws.append(["Họ tên", "Số CCCD", "SĐT", "Số hóa đơn", "Thành tiền", "Ghi chú"])
+    ws.append(["A", 20185123456, 912345678, 20185123457, 912345679, 20185123458])
+    ws.append(["B", 99_123_456_789, 212345678, 1, 2, 3])  # no province 099, no mobile 02x
+    ws.append(["C", 20185123459.0, 387654321.0, 1.5, 1.5, 987654321])  # floats as ints
+    ws.append(["D", "020185123450", "0387654320", "", "", ""])
     path = tmp_path / "so.xlsx"
     wb.save(path)
 
-    assert_counts(scan_file(path), cccd=2, phone=1)
+    # Only the ID and phone columns give zeros back; the invoice number, the amount and the
+    # note (no header, mostly not numbers) are left as they are, and never count.
+    assert_counts(scan_file(path), cccd=3, phone=3)
+
+
+def test_accounting_export_counts_nothing(tmp_path: Path) -> None:
+    rng = random.Random(16)
+    rows = []
+    for _ in range(60):
+        cccd = make_cccd(rng)
+        amount = int(make_phone(rng)[1:])
+        rows.append([cccd[1:], "1C26TAA", "05/01/2027", amount, amount // 10])
+    for header in (["Số HĐ", "Ký hiệu", "Ngày HĐ", "Tiền hàng", "Thuế GTGT"],
+                   ["So HD", "Ky hieu", "Ngay", "So tien", "Thue"], None):
+        path = tmp_path / "hoa-don.csv"
+        with open(path, "w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            if header:
+                writer.writerow(header)
+            writer.writerows(rows)
+        # 11-digit invoice numbers would be IDs and 9-digit amounts phones with a zero put
+        # back; without a header the columns are still judged by what their values are.
+        assert_counts(scan_file(path))
 
 
 def test_header_names_id_and_bhxh_columns(tmp_path: Path) -> None:
@@ -168,8 +187,9 @@ def test_header_names_id_and_bhxh_columns(tmp_path: Path) -> None:
     path = tmp_path / "cot.xlsx"
     wb.save(path)
 
-    # Outside the ID column a 10-digit number is not padded: it reads as a BHXH number.
-    assert_counts(scan_file(path), cccd=3, bhxh=4, phone=1)
+    # Outside the ID column a 10-digit number is not padded, and without a BHXH word it is
+    # not a BHXH number either.
+    assert_counts(scan_file(path), cccd=3, bhxh=3, phone=1)
 
 
 def test_csv_save_as_gives_the_same_counts_as_the_workbook(tmp_path: Path) -> None:
@@ -452,6 +472,7 @@ def test_corrupt_files_give_an_error_not_an_exception(tmp_path: Path) -> None:
         path.write_bytes(data)
         result = scan_file(path)
         assert isinstance(result.error, str), name
+        assert result.is_unreadable, name
         assert "020185123456" not in result.error
     missing = scan_file(tmp_path / "khong-co.txt")
     assert missing.error is not None and "FileNotFoundError" in missing.error
@@ -475,3 +496,195 @@ def test_values_never_reach_logs_or_results(tmp_path: Path, caplog: pytest.LogCa
     for text in [caplog.text, *map(repr, results)]:
         assert secret_id not in text
         assert secret_phone not in text
+
+
+# --- tables judged by column, legacy and open formats ------------------------------------------
+
+FIXTURES = Path(__file__).resolve().parent / "data" / "pii_corpus"
+
+
+def test_headerless_columns_are_judged_by_their_values(tmp_path: Path) -> None:
+    rng = random.Random(17)
+    path = tmp_path / "khong-tieu-de.csv"
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        for i in range(30):
+            cccd, phone = make_cccd(rng), make_phone(rng)
+            # Half the IDs and phones lost their zeros; the QR codes have a perfect structure
+            # but sit in a column of 13-digit payment references (mostly not identifiers).
+            qr = make_cccd(rng) if i % 3 == 0 else f"9704{rng.randint(0, 10**9 - 1):09d}"
+            writer.writerow([
+                i + 1, "Nông Thị Hoa",
+                cccd if i % 2 else str(int(cccd)), phone if i % 2 else str(int(phone)), qr,
+            ])
+
+    # The ID and phone columns are identifier columns by their values (zeros come back
+    # there); the payment column is one of codes and counts nothing.
+    assert_counts(scan_file(path), cccd=30, phone=30)
+
+
+def test_tab_separated_text_is_read_as_a_table(tmp_path: Path) -> None:
+    lines = ["DANH SÁCH NHẬN HỖ TRỢ", "Họ tên\tSố CCCD\tSố tài khoản\tMã QR"]
+    lines += [f"Hộ {i}\t02018512{i:04d}\t0201851299{i:02d}\t0201851277{i:02d}" for i in range(12)]
+    path = tmp_path / "xuat.txt"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    assert_counts(scan_file(path), cccd=12)
+
+
+def test_docx_table_columns_and_context_words(tmp_path: Path) -> None:
+    document = docx.Document()
+    document.add_paragraph("Quét mã QR thanh toán: 020185123456.")  # a code, not an ID
+    table = document.add_table(rows=4, cols=3)
+    for r, row in enumerate([("Họ tên", "CCCD", "Mã hồ sơ"),
+                             ("Lan", "020301123456", "020199123451"),
+                             ("Hoa", "004185000123", "020199123452"),
+                             ("Tú", "020185123459", "020199123453")]):
+        for c, value in enumerate(row):
+            table.cell(r, c).text = value
+    path = tmp_path / "ho-so.docx"
+    document.save(path)
+    assert_counts(scan_file(path), cccd=3)
+
+
+@pytest.mark.parametrize("fmt", ["xls", "ods", "doc", "odt"])
+def test_legacy_and_open_formats_are_read(fmt: str) -> None:
+    result = scan_file(FIXTURES / f"chi-tra.{fmt}")
+    assert result.file_kind == fmt
+    assert not result.is_unreadable
+    manifest = json.loads((FIXTURES / "manifest.json").read_text(encoding="utf-8"))
+    assert result.pii_counts() == manifest["files"][f"chi-tra.{fmt}"]["truth"]
+    assert result.record_count == manifest["files"][f"chi-tra.{fmt}"]["truth"]["cccd"]
+
+
+def test_office_names_are_checked_against_the_bytes(tmp_path: Path) -> None:
+    # Web apps save HTML under .doc and .xls; a renamed workbook is still a workbook.
+    html = tmp_path / "bao-cao.doc"
+    html.write_text("<html><body><p>CCCD 020185123456</p></body></html>", encoding="utf-8")
+    assert scan_file(html).file_kind == "text"
+    assert_counts(scan_file(html), cccd=1)
+    sheet = tmp_path / "doi-ten.xls"
+    sheet.write_bytes((FIXTURES / "chi-tra.ods").read_bytes())
+    assert scan_file(sheet).file_kind == "ods"
+    assert scan_file(sheet).pii_counts() == scan_file(FIXTURES / "chi-tra.ods").pii_counts()
+
+
+def test_encrypted_and_unknown_ole2_files_are_unreadable_not_clean(tmp_path: Path) -> None:
+    import olefile
+
+    # A password-protected .doc: a real one with the FIB's "encrypted" flag (0x0100) set.
+    source = (FIXTURES / "bien-ban.doc").read_bytes()
+    with olefile.OleFileIO(source) as ole:
+        fib = ole.openstream("WordDocument").read(16)
+    at = source.index(fib)
+    flags = int.from_bytes(source[at + 0x0A : at + 0x0C], "little") | 0x0100
+    encrypted = tmp_path / "mat-khau.doc"
+    encrypted.write_bytes(source[: at + 0x0A] + flags.to_bytes(2, "little") + source[at + 0x0C :])
+    result = scan_file(encrypted)
+    assert result.is_unreadable and result.total == 0
+    assert result.error is not None and "ValueError" in result.error
+
+    # An OLE2 file that is neither Word nor Excel (an encrypted .xlsx, PowerPoint) is unsupported.
+    other = tmp_path / "khac.xlsx"
+    with olefile.OleFileIO(source) as ole:
+        assert ole.exists("WordDocument")
+    other.write_bytes(source.replace(b"W\x00o\x00r\x00d\x00D", b"X\x00o\x00r\x00d\x00D", 1))
+    assert scan_file(other).is_unreadable
+
+    truncated = tmp_path / "cat.xls"
+    truncated.write_bytes((FIXTURES / "chi-tra.xls").read_bytes()[:3000])
+    assert scan_file(truncated).is_unreadable
+
+
+def test_odt_entities_are_not_expanded(tmp_path: Path) -> None:
+    laughs = "".join(f'<!ENTITY l{i} "{f"&l{i - 1};" * 10}">' for i in range(1, 10))
+    content = (
+        '<?xml version="1.0"?><!DOCTYPE d [<!ENTITY l0 "020185123456 ">' + laughs + "]>"
+        '<office:document-content xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0"'
+        ' xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0"><office:body>'
+        "<office:text><text:p>&l9;</text:p><text:p>CCCD 020301123456</text:p></office:text>"
+        "</office:body></office:document-content>"
+    )
+    path = tmp_path / "bom.odt"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("mimetype", "application/vnd.oasis.opendocument.text")
+        z.writestr("content.xml", content)
+    result = scan_file(path)
+    assert result.file_kind == "odt"
+    assert result.counts["cccd"] <= 1  # never a billion
+
+
+@pytest.mark.parametrize("fmt", ["xls", "ods", "doc", "odt"])
+def test_damaged_legacy_and_open_files_never_raise(tmp_path: Path, fmt: str) -> None:
+    rng = random.Random(fmt)
+    data = bytearray((FIXTURES / f"ho-ngheo.{fmt}").read_bytes())
+    whole = scan_file(FIXTURES / f"ho-ngheo.{fmt}").total
+    unreadable = 0
+    for i in range(25):
+        damaged = bytearray(data)
+        flips = rng.randint(1, 40)
+        for _ in range(flips):
+            damaged[rng.randrange(len(damaged))] = rng.randrange(256)
+        if i % 5 == 0:
+            damaged = damaged[: rng.randrange(len(damaged))]
+        path = tmp_path / f"hong-{i}.{fmt}"
+        path.write_bytes(bytes(damaged))
+        started = time.monotonic()
+        result = scan_file(path, max_seconds=10)
+        assert time.monotonic() - started < 10
+        unreadable += result.is_unreadable
+        # A flipped byte can make at most a couple of new numbers, never a flood of them.
+        assert result.total <= whole + 2 * flips, i
+    assert unreadable  # damage is noticed, not read as a clean file every time
+
+
+def test_a_stray_far_cell_does_not_blow_up_the_sheet(tmp_path: Path) -> None:
+    # python-calamine would hold this 5 KB sheet as a dense grid of 17 billion cells and abort
+    # the process; the scanner measures the grid first and streams such a sheet instead.
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.append(["Họ tên", "Số CCCD", "SĐT"])
+    ws.append(["Lan", 20185123456, 912345678])
+    ws.cell(1048576, 16384).value = "x"
+    path = tmp_path / "thua.xlsx"
+    wb.save(path)
+    assert path.stat().st_size < 10_000
+    started = time.monotonic()
+    assert_counts(scan_file(path), cccd=1, phone=1)
+    assert time.monotonic() - started < 5
+
+
+def test_an_ods_whose_cells_span_a_huge_grid_is_unreadable_not_a_crash(tmp_path: Path) -> None:
+    # Real files end each sheet with a million repeated empty rows (not counted); here a
+    # value sits 1,000,000 rows and 16,000 columns away: python-calamine would abort.
+    ns = ('xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" '
+          'xmlns:table="urn:oasis:names:tc:opendocument:xmlns:table:1.0" '
+          'xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0"')
+    cell = '<table:table-cell office:value-type="string"><text:p>{}</text:p></table:table-cell>'
+    content = (
+        f'<?xml version="1.0"?><office:document-content {ns}><office:body><office:spreadsheet>'
+        '<table:table table:name="S">'
+        f"<table:table-row>{cell.format('CCCD')}</table:table-row>"
+        f"<table:table-row>{cell.format('020185123456')}</table:table-row>"
+        '<table:table-row table:number-rows-repeated="1000000"><table:table-cell/>'
+        "</table:table-row><table:table-row>"
+        f'<table:table-cell table:number-columns-repeated="16000"/>{cell.format("x")}'
+        "</table:table-row></table:table></office:spreadsheet></office:body>"
+        "</office:document-content>"
+    )
+    with zipfile.ZipFile(FIXTURES / "chi-tra.ods") as real:
+        manifest_xml = real.read("META-INF/manifest.xml")
+    path = tmp_path / "thua.ods"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("mimetype", "application/vnd.oasis.opendocument.spreadsheet")
+        z.writestr("META-INF/manifest.xml", manifest_xml)
+        z.writestr("content.xml", content)
+    result = scan_file(path)
+    assert result.file_kind == "ods"
+    assert result.is_unreadable
+    # The same sheet without the far cell is read.
+    path.write_bytes(b"")
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("mimetype", "application/vnd.oasis.opendocument.spreadsheet")
+        z.writestr("META-INF/manifest.xml", manifest_xml)
+        z.writestr("content.xml", content.replace(cell.format("x"), ""))
+    assert_counts(scan_file(path), cccd=1)

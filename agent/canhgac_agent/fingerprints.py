@@ -132,6 +132,14 @@ def scan_pii(
     path: str, *, max_bytes: int | None = None, max_seconds: float | None = None
 ) -> tuple[dict[str, int], int | None]:
     """Return (non-zero PII counts by kind, record count or None) using canhgac_common.pii."""
+    counts, record_count, _ = _scan_pii(path, max_bytes=max_bytes, max_seconds=max_seconds)
+    return counts, record_count
+
+
+def _scan_pii(
+    path: str, *, max_bytes: int | None, max_seconds: float | None
+) -> tuple[dict[str, int], int | None, bool]:
+    """Return the counts, the record count and whether the file could not be read at all."""
     from canhgac_common.pii.scanners import scan_file
 
     limits = _limits(max_bytes, max_seconds)
@@ -140,7 +148,7 @@ def scan_pii(
     except Exception:  # the scanner promises not to raise; a bug there must not stop us
         logger.warning("Không quét được tệp / PII scan failed for %s",
                        paths.redact_for_log(path), exc_info=True)
-        return {}, None
+        return {}, None, True
     counts = {
         str(kind): int(count) for kind, count in (getattr(result, "counts", None) or {}).items()
         if isinstance(count, int) and count > 0
@@ -148,13 +156,17 @@ def scan_pii(
     record_count = getattr(result, "record_count", None)
     if not isinstance(record_count, int) or record_count < 0:
         record_count = None
-    return counts, record_count
+    return counts, record_count, bool(getattr(result, "is_unreadable", False))
 
 
 def fingerprint_file(
     path: str, *, max_bytes: int | None = None, max_seconds: float | None = None
 ) -> Digest:
-    """Return the sha256, content fingerprint and PII counts of a file (canhgac_common.pii)."""
+    """Return the sha256, content fingerprint and PII counts of a file (canhgac_common.pii).
+
+    A file the scanner cannot read (encrypted, corrupt, an unknown format) has no counts
+    (``pii_json`` None: not scanned), never the empty counts of a file known to be clean.
+    """
     from canhgac_common.pii.fingerprint import content_fingerprint, file_sha256
 
     digest = file_sha256(path)
@@ -163,7 +175,10 @@ def fingerprint_file(
     except Exception:  # an unparsable document still has a byte hash
         logger.debug("content fingerprint failed", exc_info=True)
         content = None
-    counts, record_count = scan_pii(path, max_bytes=max_bytes, max_seconds=max_seconds)
+    counts, record_count, is_unreadable = _scan_pii(
+        path, max_bytes=max_bytes, max_seconds=max_seconds)
+    if is_unreadable:
+        return Digest(digest, content, None, None)
     return Digest(digest, content, _counts_json(counts), record_count)
 
 

@@ -1,8 +1,12 @@
 """PII detection for files: counts of citizens' identifiers by kind, never the values.
 
-- ``detectors``: pure text functions (``detect``, ``detect_detailed``, ``score_cccd``).
-- ``scanners``: ``scan_file`` for text, CSV, Excel, Word, PDF and ZIP, within time and size
-  limits, never raising on a bad file.
+- ``detectors``: pure text functions (``detect``, ``detect_detailed``, ``score_cccd``), with
+  context words and structural scores.
+- ``tables``: columns of spreadsheets, CSV and document tables judged by header or values.
+- ``documents``: text of legacy Word (.doc) and OpenDocument text (.odt) files.
+- ``scanners``: ``scan_file`` for text, CSV, spreadsheets (xlsx, xls, ods), Word (docx, doc),
+  odt, PDF and ZIP, within time and size limits, never raising on a bad file (an unreadable
+  file is ``ScanResult.is_unreadable``, never clean).
 - ``fingerprint``: ``content_fingerprint`` (same content after a "Save As") and ``file_sha256``.
 
 Matched values are never returned, stored or logged: only counts, kinds and confidences.

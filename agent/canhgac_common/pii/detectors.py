@@ -11,27 +11,36 @@ Rules (the "why" behind each pattern):
   with ``0`` (every historic province code does, and money amounts never do) and use one
   consistent separator (space, dot or dash) in the groupings people actually type:
   3-3-3-3, 4-4-4, 3-3-6, 6-6 and the structural 3-1-2-6 (``020 1 85 123456``).
-- ``phone`` — Vietnamese mobile: ``0`` + prefix 3/5/7/8/9 + 8 digits, contiguous or grouped
-  4-3-3, 3-3-4, 3-4-3 or 4-6 with one consistent separator; or ``+84``/``(+84)``/``0084``/``84``
-  followed by the 9 national digits (contiguous, 3-3-3 or 2-3-4; an extra ``0`` or ``(0)`` is
-  tolerated after an explicit ``+84``).
-- ``bhxh`` — a standalone 10-digit run that does not start with a mobile prefix
-  (03/05/07/08/09). A 10-digit run with a mobile prefix is a phone, *unless* it directly follows
-  a BHXH label (``BHXH``, ``mã số BHXH``, ``số sổ BHXH``, ``bảo hiểm xã hội``), which wins.
+  It counts only when its structural score (``score_cccd``: province code, century and sex
+  digit, a birth year that fits the century) times its context factor is at least
+  ``MIN_SCORE``: a plain 12-digit amount, stamp or payment code does not count.
+- ``phone`` — Vietnamese mobile: ``0`` + a mobile prefix current in libphonenumber's metadata
+  (``is_mobile``) + the rest, contiguous or grouped 4-3-3, 3-3-4, 3-4-3 or 4-6 with one
+  consistent separator; or ``+84``/``(+84)``/``0084``/``84`` followed by the 9 national digits
+  (contiguous, 3-3-3 or 2-3-4; an extra ``0`` or ``(0)`` is tolerated after an explicit
+  ``+84``).
+- ``bhxh`` — a standalone 10-digit run that is not a mobile number, counted only when a BHXH
+  word (``BHXH``, ``mã số BHXH``, ``sổ BHXH``, ``bảo hiểm xã hội``) is its nearest context
+  word: ten bare digits are as often a tax code, an invoice number or a timestamp. A 10-digit
+  mobile-shaped number after a BHXH word is a BHXH number too.
 - ``email`` — ``local@domain.tld`` with ASCII local part and domain; digits inside an e-mail
   address are not counted again as a phone.
-- Numbers directly after a bank-account, tax-code or serial label (``STK``, ``TK``,
-  ``số tài khoản``, ``ngân hàng``, ``MST``, ``mã số thuế``, ``seri``, ``IMEI``, …; at most a
-  few punctuation characters and an optional ``số`` in between) are not counted: a 12-digit
-  VietinBank account or a 10-digit tax code is not a citizen's identifier. A bare
-  ``tài khoản``/``account`` label is ambiguous, because a VNeID account *is* the ID number:
-  after it, a 12-digit number with a perfect ID structure (score 1.0) still counts.
+- Context words (``context_factor``): the nearest one before a number (within
+  ``_CONTEXT_CHARS`` characters; not across a tab: in a tab-joined table row the cell before a
+  number is data, not its label; across a line end only when the line does not end a
+  sentence, as when a PDF wraps "mã QR thanh toán:" away from its number) decides. Words naming something that is not a citizen's
+  identifier (bank account ``STK``/``số tài khoản``, tax code, serial, ``mã QR``, payment,
+  transaction, ``số hóa đơn``, ``mã hồ sơ``, voucher, case, decision and document numbers,
+  money, other codes such as ``mã tra cứu``; not a bare ``mã``, a surname too) cancel the count when directly before the number (a few
+  punctuation characters and ``số``/``là`` between) and lower it (``_LOWER``) when further
+  away; an identifier's own word (``CCCD``, ``căn cước``, ``định danh``, ``ĐT``, ``SĐT``, …)
+  raises it. A bare ``tài khoản``/``account`` is ambiguous, because a VNeID account *is* the
+  ID number: directly after it, a 12-digit number with a perfect ID structure still counts.
+  Words match with or without Vietnamese diacritics, in any case.
 - Speed: a cheap first pass finds digit clusters (sre skips straight to digits); the precise
   patterns run only inside clusters of 10+ characters, and plain digit runs (CSV cells) are
-  classified without a regex at all.
-- Known limits: a plain 12-digit number (e.g. a large amount written without separators, or a
-  yyyymmddhhmm stamp) counts as ``cccd`` with a low confidence; a 10-digit number that is not a
-  phone (tax code without a label, epoch timestamp) counts as ``bhxh``.
+  classified without a regex at all; context is looked up only when a letter or a label gap
+  precedes the number.
 """
 
 from __future__ import annotations
@@ -118,26 +127,83 @@ _GROUP_KIND = {
 _CLUSTER = re.compile(r"[0-9+(][0-9 .\-()+]{9,}")
 _CLUSTER_TAIL = " .-()+"
 _NON_DIGIT = re.compile(r"[^0-9]")
-_MOBILE_SECOND_DIGIT = frozenset("35789")
 
 _EMAIL_LOCAL_REVERSED = re.compile(r"[A-Za-z0-9._%+\-]{1,64}")
 _EMAIL_DOMAIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9\-]{0,62}(?:\.[A-Za-z0-9\-]{1,63}){1,8}")
 _EMAIL_LOCAL_EDGE = "._%+-"
 
-# Labels, lower case, with and without diacritics. Matched at the end of the text before a
-# number (after stripping a short gap and an optional "số"), so no regex scans the whole text.
-# "tài khoản"/"account" alone may name a VNeID account, whose login *is* the ID number.
-_ACCOUNT_LABELS: tuple[str, ...] = ("tài khoản", "tai khoan", "account")
-_NON_PII_LABELS: tuple[str, ...] = (
-    "số tài khoản", "so tai khoan", "ngân hàng", "ngan hang", "stk", "tk",
-    "account no", "account number", "acct", "acc no", "a/c",
-    "mã số thuế", "ma so thue", "mst", "tax", "tax code", "tax id",
-    "mã số doanh nghiệp", "ma so doanh nghiep", "seri", "serial", "s/n", "imei",
-)  # fmt: skip
-_BHXH_LABELS: tuple[str, ...] = ("bhxh", "bảo hiểm xã hội", "bao hiem xa hoi")
-# No tab: in tab-joined table rows the cell before a number is data, not its label.
-_LABEL_GAP_CHARS = " :.#=-–—(["
-_LABEL_MAX_GAP = 6
+# Context words, written folded (lower case, no diacritics, "đ" as "d"; see ``fold``), so one
+# list matches "Số tài khoản", "SO TAI KHOAN" and "so tai khoan" alike. Longest first in the
+# pattern, so "so tai khoan" wins over "tai khoan".
+_CONTEXT_WORDS: dict[str, tuple[str, ...]] = {
+    "cccd": (
+        "cccd", "can cuoc", "can cuoc cong dan", "cmnd", "cmt", "chung minh", "chung minh nhan dan",
+        "dinh danh", "so dinh danh", "ma dinh danh", "ddcn", "vneid", "citizen id", "id card",
+    ),
+    "phone": (
+        "dien thoai", "so dien thoai", "dt", "sdt", "dtdd", "di dong", "dd", "zalo",
+        "lien he", "lien lac", "hotline", "phone", "tel", "mobile", "so dt",
+    ),
+    "bhxh": (
+        "bhxh", "bao hiem xa hoi", "so bhxh", "ma so bhxh", "so so bhxh", "so bao hiem",
+    ),
+    "account": ("tai khoan", "account"),
+    "other": (
+        # bank, tax, serial
+        "so tai khoan", "tai khoan ngan hang", "ngan hang", "stk", "tk", "account no",
+        "account number", "acct", "acc no", "a/c", "the atm", "so the",
+        "ma so thue", "mst", "tax", "tax code", "tax id", "ma so doanh nghiep", "seri", "serial",
+        "so seri", "s/n", "imei", "ky hieu",
+        # payments and accounting
+        "ma qr", "qr", "qr code", "ma thanh toan", "thanh toan", "ma giao dich", "giao dich",
+        "ma gd", "ma tham chieu", "tham chieu", "ref", "so hoa don", "hoa don", "so hd", "hd",
+        "invoice", "so chung tu", "chung tu", "so ct", "ma don hang", "don hang", "van don",
+        "so tien", "thanh tien", "tong tien", "tong cong", "so du",
+        # files, cases, documents, other codes
+        "ma ho so", "so ho so", "ho so", "so bien nhan", "bien nhan", "so vu viec", "vu viec",
+        "so quyet dinh", "quyet dinh", "so van ban", "cong van", "so hieu", "ma buu gui",
+        "ma vach", "barcode", "so lo", "bien lai", "ma khach hang", "ma kh", "ma don vi",
+        "ma hang", "ma nop tien", "ma tra cuu", "ma bao mat", "ma xac thuc", "otp",
+    ),
+}  # fmt: skip
+_CONTEXT_KIND = {word: kind for kind, words in _CONTEXT_WORDS.items() for word in words}
+_CONTEXT = re.compile(
+    r"(?<![a-z0-9/])(?:"
+    + "|".join(
+        re.escape(word).replace(r"\ ", r"\s+")
+        for word in sorted(_CONTEXT_KIND, key=len, reverse=True)
+    )
+    + r")(?![a-z0-9/])"
+)
+# Between a word and the number it labels: punctuation and at most one filler word.
+_IMMEDIATE_GAP = re.compile(r"[\s:.#=\-\u2013\u2014(\[]*(?:(?:so|la|cua|moi|cu)[\s:.#=\-(\[]*)?")
+_CONTEXT_CHARS = 40
+_SENTENCE_ENDS = frozenset((".", ";", "!", "?", ""))
+_LABEL_GAP_CHARS = " :.#=-–—([\n"
+# An ID's own word raises its score, a word of something else lowers it (see module docstring).
+_RAISE = 1.5
+_LOWER = 0.4
+#: A number counts when its structural score times its context factor reaches this.
+MIN_SCORE = 0.5
+
+
+def _fold_table() -> dict[int, str]:
+    table: dict[int, str] = {ord("đ"): "d", ord("Đ"): "d"}
+    for code in range(0xC0, 0x1EFA):
+        char = chr(code)
+        base = unicodedata.normalize("NFD", char)[0]
+        if base != char and base.isascii() and base.isalpha():
+            table[code] = base.lower()
+    return table
+
+
+_FOLD = _fold_table()
+
+
+def fold(text: str) -> str:
+    """Return text lower-cased without Vietnamese diacritics, one character per character."""
+    return text.translate(_FOLD).lower()
+
 
 #: Label of a column or field whose numbers are not citizens' identifiers (bank, tax, serial).
 NON_PII_LABEL = re.compile(
@@ -146,6 +212,33 @@ NON_PII_LABEL = re.compile(
     r"m[ãa]\s+s[ốô]\s+doanh\s+nghi[ệe]p|s[ốô]\s+seri|serial|s/n|imei)(?!\w)",
     re.IGNORECASE,
 )
+
+
+@functools.cache
+def _mobile_prefixes() -> frozenset[str]:
+    """Return the 3-digit national prefixes of Vietnamese mobile numbers (libphonenumber).
+
+    Every current Vietnamese mobile pattern is a 3-digit prefix followed by six free digits,
+    so the prefix alone decides; computed once from the installed metadata.
+    """
+    import phonenumbers  # deferred: its metadata is only needed once
+
+    prefixes = set()
+    for prefix in range(300, 1000):
+        if str(prefix)[0] not in "35789":
+            continue
+        number = phonenumbers.PhoneNumber(country_code=84, national_number=prefix * 10**6 + 123456)
+        if phonenumbers.number_type(number) in (
+            phonenumbers.PhoneNumberType.MOBILE,
+            phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE,
+        ):
+            prefixes.add(str(prefix))
+    return frozenset(prefixes)
+
+
+def is_mobile(national: str) -> bool:
+    """Tell whether 9 national digits (no 0, no +84) form a current Vietnamese mobile number."""
+    return len(national) == 9 and national[:3] in _mobile_prefixes()
 
 
 @dataclass(frozen=True)
@@ -190,15 +283,26 @@ def score_cccd(
     Factors multiply: province code in the known set (else 0.6 if it starts with 0, 0.3 if not);
     century/sex digit 0–3 (4–9 belong to future centuries: 0.5); year of birth not in the
     future (0.6 if it is) and not over 120 years ago (0.8); a single repeated digit 0.2.
-    Structure only scores: callers must never drop an ID because of a low score.
+    A number scoring below ``MIN_SCORE`` (after its context factor) is not counted.
     """
     if len(digits) != 12 or not digits.isascii() or not digits.isdigit():
         raise ValueError("score_cccd expects exactly 12 ASCII digits")
-    year_now = reference_year or dt.datetime.now(dt.UTC).year
+    return structure_score(digits, reference_year or this_year(), province_codes)
+
+
+def structure_score(
+    digits: str, year_now: int, province_codes: frozenset[str] = PROVINCE_CODES
+) -> float:
+    """Return ``score_cccd`` of 12 ASCII digits the caller has checked (the fast path)."""
     score = _score_head(digits[:6], year_now, province_codes)
     if digits.count(digits[0]) == 12:
         score *= 0.2
     return score
+
+
+def this_year() -> int:
+    """Return the current UTC year, the reference for years of birth."""
+    return dt.datetime.now(dt.UTC).year
 
 
 @functools.lru_cache(maxsize=4096)
@@ -220,29 +324,61 @@ def _score_head(head: str, year_now: int, province_codes: frozenset[str]) -> flo
     return score
 
 
-def _label_before(text: str, start: int) -> str | None:
-    """Return "bhxh", "account" or "other" when a label ends just before ``start``."""
-    head = text[max(0, start - 48) : start]
-    stripped = head.rstrip(_LABEL_GAP_CHARS)
-    # Fast exit for the common case: a cell delimiter or digit, not a word, precedes the number.
-    if not stripped[-1:].isalpha() or len(head) - len(stripped) > _LABEL_MAX_GAP:
-        return None
-    words = " ".join(stripped[stripped.rfind("\n") + 1 :].lower().split())
-    for filler in (" số", " so"):
-        if words.endswith(filler) or words == filler[1:]:
-            words = words[: -len(filler) + 1].rstrip(_LABEL_GAP_CHARS)
-            break
-    for labels, kind in (
-        (_BHXH_LABELS, "bhxh"),
-        (_NON_PII_LABELS, "other"),
-        (_ACCOUNT_LABELS, "account"),
-    ):
-        for label in labels:
-            if words.endswith(label) and (
-                len(words) == len(label) or not words[-len(label) - 1].isalnum()
-            ):
-                return kind
-    return None
+def context_of(text: str, start: int) -> tuple[str | None, bool]:
+    """Return the nearest context word's kind before ``start`` and whether it is right there.
+
+    Kinds: "cccd", "phone", "bhxh", "account" (ambiguous) and "other" (not an identifier).
+    The window spans at most ``_CONTEXT_CHARS`` characters and stops at a tab (the cell before
+    in a table row) and at a line end after a finished sentence (or an empty line).
+    """
+    lo = max(0, start - _CONTEXT_CHARS)
+    window = text[lo:start]
+    cut = window.rfind("\t")
+    if cut >= 0:
+        window = window[cut + 1 :]
+    newline = window.rfind("\n")
+    if newline >= 0:
+        # A wrapped line (PDF, prose) keeps its label; a finished sentence does not.
+        if window[:newline].rstrip()[-1:] in _SENTENCE_ENDS:
+            window = window[newline + 1 :]
+        else:
+            window = window.replace("\n", " ")
+    folded = fold(window)
+    last = None
+    for last in _CONTEXT.finditer(folded):  # noqa: B007 - the loop keeps the last match
+        pass
+    if last is None:
+        return None, False
+    kind = _CONTEXT_KIND[" ".join(last.group().split())]
+    return kind, _IMMEDIATE_GAP.fullmatch(folded, last.end()) is not None
+
+
+def context_factor(kind: str, score: float, text: str, start: int) -> tuple[str, float]:
+    """Return the kind and the score of a number at ``start`` after its context words.
+
+    ``kind`` is the number's shape ("cccd", "phone", or "bhxh" for ten non-mobile digits) and
+    ``score`` its structural score; the number counts when the returned score reaches
+    ``MIN_SCORE`` (module docstring).
+    """
+    context, is_immediate = context_of(text, start)
+    if context is None:
+        return kind, score if kind != "bhxh" else 0.0
+    if context == "bhxh":
+        if kind in ("bhxh", "phone"):
+            return "bhxh", 1.0
+        return kind, min(1.0, score * _RAISE)
+    if kind == "bhxh":
+        return kind, 0.0
+    if context == "other":
+        return kind, 0.0 if is_immediate else score * _LOWER
+    if context == "account":
+        # A VNeID account is the ID number itself: only a perfect ID survives the label.
+        if is_immediate:
+            return kind, score if kind == "cccd" and score == 1.0 else 0.0
+        return kind, score * _LOWER
+    if context == kind:
+        return kind, min(1.0, score * _RAISE)
+    return kind, score
 
 
 def _email_spans(text: str) -> list[tuple[int, int]]:
@@ -273,8 +409,8 @@ def _classify_digits(core: str) -> str | None:
     if n == 12:
         return "cccd"
     if n == 10:
-        return "phone" if core[0] == "0" and core[1] in _MOBILE_SECOND_DIGIT else "bhxh"
-    if n == 11 and core.startswith("84") and core[2] in _MOBILE_SECOND_DIGIT:
+        return "phone" if core[0] == "0" and is_mobile(core[1:]) else "bhxh"
+    if n == 11 and core.startswith("84") and is_mobile(core[2:]):
         return "phone"
     return None
 
@@ -324,24 +460,32 @@ def detect_detailed(
     email_index = 0
     conf_sum = 0.0
     conf_min: float | None = None
-    year_now = reference_year or dt.datetime.now(dt.UTC).year
+    year_now = reference_year or this_year()
     for start, kind, digits in _number_hits(text):
         while email_index < len(emails) and emails[email_index][1] <= start:
             email_index += 1
         if email_index < len(emails) and emails[email_index][0] <= start:
             continue  # digits inside an e-mail address
-        score = 0.0
+        score = 1.0
         if kind == "cccd":
             if len(digits) != 12:
                 digits = _NON_DIGIT.sub("", digits)
-            score = score_cccd(digits, reference_year=year_now, province_codes=province_codes)
+            score = structure_score(digits, year_now, province_codes)
+        elif (
+            kind == "phone"
+            and not digits.isdigit()
+            and not is_mobile(_NON_DIGIT.sub("", digits)[-9:])
+        ):
+            # Grouped and international forms: the last nine digits are the national number.
+            continue
         prev = text[start - 1 : start]
         # Only a letter or a label gap can precede a labelled number; "," or tab cannot.
-        label = _label_before(text, start) if prev.isalpha() or prev in _LABEL_GAP_CHARS else None
-        if label == "other" or (label == "account" and not (kind == "cccd" and score == 1.0)):
+        if prev.isalpha() or prev in _LABEL_GAP_CHARS:
+            kind, final = context_factor(kind, score, text, start)
+        else:
+            final = score if kind != "bhxh" else 0.0
+        if final < MIN_SCORE:
             continue
-        if label == "bhxh" and kind == "phone" and len(digits) == 10:
-            kind = "bhxh"
         counts[kind] += 1
         hit_starts.append(start)
         if kind == "cccd":

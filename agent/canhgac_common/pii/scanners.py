@@ -1,25 +1,25 @@
 """Scan files for citizens' identifiers: counts by kind and records affected, never the values.
 
-Formats: text (.txt and anything that decodes), CSV/TSV, Excel (.xlsx/.xlsm), Word (.docx),
-PDF and ZIP archives (members scanned with the same limits, nested at most two deep).
-``scan_file`` never raises on a bad file: the result carries an error string made of fixed
-words and an exception *class* name, so no file content can leak into logs through it.
+Formats: text (.txt and anything that decodes), CSV/TSV, spreadsheets (.xlsx/.xlsm, legacy
+.xls and OpenDocument .ods, all read with python-calamine), Word (.docx, legacy .doc),
+OpenDocument text (.odt), PDF and ZIP archives (members scanned with the same limits, nested
+at most two deep). ``scan_file`` never raises on a bad file: the result carries an error string
+made of fixed words and an exception *class* name, so no file content can leak into logs
+through it; a file with an error is unreadable (``ScanResult.is_unreadable``), never clean.
 
 Decisions worth knowing:
 
 - Text encodings: BOM first (UTF-8, UTF-16, UTF-32), then UTF-16 without BOM by its NUL
   pattern, then strict UTF-8, then the legacy Vietnamese Windows code page cp1258, then
   latin-1. TCVN3/VNI texts decode as latin-1: digits stay digits, so numbers are still found.
-- Lost leading zeros: Excel stores an ID typed as a number as 20185123456 (11 digits) and a
-  phone as 912345678 (9 digits). A whole cell holding such a number (an integer cell in
-  General/"0" format in .xlsx; a bare cell in CSV, which is what Excel's "Save As CSV" writes)
-  is scanned with the zero restored when: 11 digits whose first two form a known province
-  code (0xx), or 9 digits starting 3/5/7/8/9; and the number does not end in 0000 (round
-  amounts of money do, IDs and phones almost never).
-- Table columns whose header names a bank account, tax code or serial number are not scanned.
-  In a column whose header names the ID number (CCCD, căn cước, định danh, CMND) a 10- or
-  11-digit number is read zero-padded to 12 (IDs of provinces 001–008 lose two zeros); in a
-  BHXH column a 9- or 10-digit number is a BHXH number whatever its prefix.
+- Tables (sheets, CSV, tab-separated text, Word and ODF tables) are judged by column (``tables``): a column holds
+  identifiers when its header says so or when most of its bare numbers are valid identifiers
+  of one kind; money, invoice, serial, account, case and code columns never count; a number
+  that lost its leading zero (Excel stores an ID typed as a number as 20185123456) gets it back
+  only inside an identifier column. Other cells are read as text with context words.
+- Legacy OLE2 files are told apart by their streams: ``Workbook``/``Book`` is a spreadsheet,
+  ``WordDocument`` a Word document; anything else (PowerPoint, an encrypted OOXML package) is
+  an unsupported format. A .doc or .xls that is really RTF, HTML or a ZIP is read as what it is.
 - ``record_count`` is the number of records (text lines, table rows, Word paragraphs and table
   rows, PDF text lines) holding at least one identifier; ``rows_scanned`` counts all records.
 - Limits: ``max_bytes`` caps the bytes read from a text file and the characters of text
@@ -28,8 +28,12 @@ Decisions worth knowing:
   Office containers included) and ``max_archive_members``. A member compressed more than
   ``MAX_COMPRESSION_RATIO`` to one (and over 1 MiB) is skipped as a likely zip bomb. Hitting
   any limit sets ``is_truncated``; counts then cover what was scanned.
-- Not scanned: legacy .xls/.doc (OLE2), Word text boxes, encrypted archive members and PDFs
-  with a non-empty password. A single PDF page whose parsing hangs is not interruptible.
+- Not scanned: Word text boxes in .docx, .odt headers and footers, encrypted archive members,
+  encrypted Office files and PDFs with a non-empty password (all reported unreadable). A single
+  sheet or PDF page whose parsing hangs is not interruptible. python-calamine holds a sheet as
+  a dense grid: xlsx grids over ``MAX_DENSE_CELLS`` are streamed by openpyxl instead; .xls is
+  bounded by its format (65,536 × 256 cells); an .ods whose cells span more is reported
+  unreadable.
 """
 
 from __future__ import annotations
@@ -38,22 +42,20 @@ import codecs
 import csv
 import datetime as dt
 import io
+import itertools
+import operator
 import re
 import time
 import unicodedata
 import zipfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from canhgac_common.pii.detectors import (
-    KINDS,
-    NON_PII_LABEL,
-    PROVINCE_CODES,
-    PiiReport,
-    detect_detailed,
-)
+from canhgac_common.pii.detectors import KINDS, PiiReport, detect_detailed
+from canhgac_common.pii.documents import iter_doc_blocks, iter_odt_blocks
+from canhgac_common.pii.tables import Hits, flat_table_rows, one_line, table_records
 
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 DEFAULT_MAX_SECONDS = 30.0
@@ -65,26 +67,19 @@ _RATIO_CHECK_FLOOR = 1024 * 1024
 _READ_CHUNK = 1024 * 1024
 _DETECT_BLOCK_CHARS = 256 * 1024
 _SAMPLE_BYTES = 64 * 1024
-_HEADER_ROWS = 20
 
 _EXTENSION_KIND = {
     ".txt": "text", ".text": "text", ".log": "text", ".md": "text",
     ".csv": "csv", ".tsv": "csv",
     ".xlsx": "xlsx", ".xlsm": "xlsx", ".xltx": "xlsx", ".xltm": "xlsx",
+    ".xls": "xls", ".xlt": "xls", ".ods": "ods",
     ".docx": "docx", ".docm": "docx", ".dotx": "docx", ".dotm": "docx",
+    ".doc": "doc", ".dot": "doc", ".odt": "odt",
     ".pdf": "pdf",
     ".zip": "zip",
 }  # fmt: skip
 _OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 _ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")
-# A whole cell holding a number that lost its leading zero (see module docstring).
-_LOST_ZERO_CELL = re.compile(r"[0-9](?<![^\t\n][0-9])(?:[0-9]{10}|[0-9]{8})(?![^\t\n])")
-# A header that names an identifier keeps its column even if it also says "số tài khoản".
-_ID_HEADER = re.compile(
-    r"cccd|căn cước|cmnd|chứng minh|định danh|vneid|điện thoại|sđt|bhxh|bảo hiểm", re.IGNORECASE
-)
-_CCCD_HEADER = re.compile(r"cccd|căn cước|cmnd|chứng minh|định danh", re.IGNORECASE)
-_BHXH_HEADER = re.compile(r"bhxh|bảo hiểm xã hội", re.IGNORECASE)
 _CONTROL_BYTES = bytes(b for b in range(32) if b not in (9, 10, 12, 13, 27))
 
 
@@ -130,6 +125,11 @@ class ScanResult:
         """Return True when at least one identifier was found."""
         return self.total > 0
 
+    @property
+    def is_unreadable(self) -> bool:
+        """Return True when the file could not be read: its counts say nothing, not "clean"."""
+        return self.error is not None
+
     def pii_counts(self) -> dict[str, int]:
         """Return the non-zero counts, the shape of an event's ``pii`` field."""
         return {kind: n for kind, n in self.counts.items() if n}
@@ -155,45 +155,82 @@ class _Scan:
         if time.monotonic() >= self.deadline:
             raise _TimeUp
 
-    def feed(self, blocks: Iterable[str], transform: Callable[[str], str] | None = None) -> None:
+    def feed(self, blocks: Iterable[str | tuple[str, Hits]]) -> None:
         """Detect identifiers in newline-separated records, within the per-file size budget.
 
-        ``transform`` rewrites each batch of records before detection (lost leading zeros).
+        A record may come as (text, hits) from a table whose identifier columns were counted
+        already (``tables.table_records``): the hits are added, the text is still read for
+        other identifiers, and the record counts once as a record with identifiers.
         """
         chars_left = self.max_bytes
         pending: list[str] = []
+        counted: list[str] = []  # rest of rows already holding identifiers
         pending_chars = 0
+        tallies: list[Hits] = []
         try:
             for i, block in enumerate(blocks):
                 if not i & 255:
                     self.check_time()
-                if not block:
+                if block.__class__ is tuple:
+                    text, hits = block
+                    if len(text) > chars_left:
+                        raise _SizeCapped
+                    tallies.append(hits)
+                    chars_left -= len(text)
+                    counted.append(text)
+                    pending_chars += len(text)
+                elif not block:
                     continue
-                if len(block) > chars_left:
-                    # Cut on a line end so that no number is cut into a shorter one.
-                    cut = block.rfind("\n", 0, chars_left)
-                    if cut > 0:
-                        pending.append(block[:cut])
-                    raise _SizeCapped
-                chars_left -= len(block)
-                pending.append(block)
-                pending_chars += len(block)
+                else:
+                    if len(block) > chars_left:
+                        # Cut on a line end so that no number is cut into a shorter one.
+                        cut = block.rfind("\n", 0, chars_left)
+                        if cut > 0:
+                            pending.append(block[:cut])
+                        raise _SizeCapped
+                    chars_left -= len(block)
+                    pending.append(block)
+                    pending_chars += len(block)
                 if pending_chars >= _DETECT_BLOCK_CHARS:
-                    self._detect(pending, transform)
-                    pending, pending_chars = [], 0
+                    self._detect(pending, counted)
+                    pending, counted, pending_chars = [], [], 0
         except _SizeCapped:
             self.is_truncated = True
         finally:
-            if pending:
-                self._detect(pending, transform)
+            if pending or counted:
+                self._detect(pending, counted)
+            if tallies:
+                self.report = self.report.merge(_tally_report(tallies))
 
-    def _detect(self, blocks: list[str], transform: Callable[[str], str] | None) -> None:
+    def _detect(self, blocks: list[str], counted: list[str]) -> None:
         self.check_time()
-        text = "\n".join(blocks)
-        if transform is not None:
-            text = transform(text)
-        self.report = self.report.merge(detect_detailed(text))
-        self.rows_scanned += text.count("\n") + 1
+        if blocks:
+            text = "\n".join(blocks)
+            self.report = self.report.merge(detect_detailed(text))
+            self.rows_scanned += text.count("\n") + 1
+        if counted:
+            # These rows are records with identifiers already: their lines are not counted again.
+            text = "\n".join(counted)
+            found = detect_detailed(text)
+            self.report = self.report.merge(
+                PiiReport(found.counts, 0, found.cccd_confidence_sum, found.cccd_confidence_min)
+            )
+            self.rows_scanned += text.count("\n") + 1
+
+
+def _tally_report(tallies: list[Hits]) -> PiiReport:
+    """Add up the hits of table rows counted by column (C-level sums: one row is cheap)."""
+    counts = dict.fromkeys(KINDS, 0)
+    counts["cccd"] = sum(map(operator.itemgetter(0), tallies))
+    counts["phone"] = sum(map(operator.itemgetter(1), tallies))
+    counts["bhxh"] = sum(map(operator.itemgetter(2), tallies))
+    minimums = [m for m in map(operator.itemgetter(4), tallies) if m is not None]
+    return PiiReport(
+        counts,
+        len(tallies),
+        sum(map(operator.itemgetter(3), tallies)),
+        min(minimums) if minimums else None,
+    )
 
 
 # --- format detection and decoding ------------------------------------------------------------
@@ -202,7 +239,7 @@ class _Scan:
 def sniff_kind(name: str, head: bytes) -> str:
     """Return the kind of a file from its name, or from its first bytes when the name is unknown.
 
-    Kinds: text, csv, xlsx, docx, pdf, zip, ole2 (legacy Office), binary.
+    Kinds: text, csv, xlsx, xls, ods, docx, doc, odt, pdf, zip, ole2 (legacy Office), binary.
     """
     kind = _EXTENSION_KIND.get(Path(name).suffix.lower())
     if kind:
@@ -303,17 +340,36 @@ def _chunk_lines(chunks: Iterable[str]) -> Iterator[str]:
             yield line + "\n"
 
 
-def iter_csv_rows(stream: IO[bytes], byte_limit: int) -> Iterator[list[str]]:
-    """Parse a CSV/TSV byte stream into rows of cell strings (dialect sniffed, Excel default)."""
+def iter_csv_rows(
+    stream: IO[bytes], byte_limit: int, *, delimiter: str | None = None
+) -> Iterator[list[str]]:
+    """Parse a CSV/TSV byte stream into rows of cell strings (dialect sniffed, Excel default).
+
+    With ``delimiter`` given (tab-separated text), quotes are plain characters.
+    """
     chunks = iter_text_chunks(stream, byte_limit)
     first = next(chunks, "")
-    delimiter = _guess_delimiter(first[:16384])
+    quoting = csv.QUOTE_MINIMAL if delimiter is None else csv.QUOTE_NONE
+    delimiter = delimiter or _guess_delimiter(first[:16384])
 
     def all_chunks() -> Iterator[str]:
         yield first
         yield from chunks
 
-    yield from csv.reader(_chunk_lines(all_chunks()), csv.excel, delimiter=delimiter)
+    yield from csv.reader(
+        _chunk_lines(all_chunks()), csv.excel, delimiter=delimiter, quoting=quoting
+    )
+
+
+def _is_tab_table(head: bytes, encoding: str) -> bool:
+    """Tell tab-separated text (Excel's "Unicode text", software exports) from prose.
+
+    At least three of the first lines, and half of them, hold a tab.
+    """
+    text = codecs.getincrementaldecoder(encoding)(errors="replace").decode(head, final=False)
+    lines = [line for line in text.splitlines()[:50] if line.strip()]
+    tabbed = sum(1 for line in lines if "\t" in line)
+    return tabbed >= 3 and tabbed * 2 >= len(lines)
 
 
 def _guess_delimiter(sample: str) -> str:
@@ -345,35 +401,12 @@ def format_number(value: float) -> str:
     return str(value)
 
 
-def _restore_zero(digits: str) -> str | None:
-    """Return the number with its lost leading zero restored, or None (module docstring)."""
-    if digits.endswith("0000"):
-        return None
-    if len(digits) == 11 and "0" + digits[:2] in PROVINCE_CODES:
-        return "0" + digits
-    if len(digits) == 9 and digits[0] in "35789":
-        return "0" + digits
-    return None
-
-
-def _restore_zero_match(m: re.Match[str]) -> str:
-    return _restore_zero(m.group()) or m.group()
-
-
-def _xlsx_scan_text(cell: Any) -> str:
-    """Render one worksheet cell for scanning, restoring a lost leading zero where it fits."""
-    value = cell.value
-    if value is None:
-        return ""
-    if isinstance(value, str):
+def cell_text(value: Any) -> str:
+    """Render one spreadsheet cell value (python-calamine) as text for scanning."""
+    if value.__class__ is str:
         return value
-    if isinstance(value, bool):
+    if isinstance(value, float | int):
         return format_number(value)
-    if isinstance(value, int | float):
-        text = format_number(value)
-        if text.isdigit() and cell.number_format in ("General", "0", "@"):
-            return _restore_zero(text) or text
-        return text
     if isinstance(value, dt.datetime | dt.date | dt.time):
         return value.isoformat()
     return str(value)
@@ -445,97 +478,252 @@ def iter_pdf_pages(stream: IO[bytes]) -> Iterator[str]:
         yield page.extract_text() or ""
 
 
-def _one_line(text: str) -> str:
-    """Keep a record on one line so that line counts are record counts."""
-    if "\n" in text or "\r" in text:
-        return text.replace("\r\n", " ").replace("\n", " ").replace("\r", " ")
-    return text
+# python-calamine holds a sheet as a dense grid from its first to its last cell: one stray cell
+# at XFD1048576 in a 5 KB file asks for 17 billion cells and aborts the process (a Rust
+# allocation failure cannot be caught). Grids larger than this are read by openpyxl, which
+# streams rows.
+MAX_DENSE_CELLS = 4_000_000
+_CELL_REF = re.compile(rb'<(?:\w+:)?c r="([A-Z]{1,3})([0-9]{1,7})"')
+# A reference past column Z or row 99,999: only then is the grid measured cell by cell
+# (columns A-Z and rows up to 99,999 make at most 2.6 million cells).
+_WIDE_OR_LONG = re.compile(rb' r="[A-Z](?:[A-Z]|[0-9]{6})')  # a literal head: sre scans fast
 
 
-def _is_non_pii_header(cell: str) -> bool:
-    """Tell a column header naming a bank account, tax code or serial (not an identifier)."""
-    return bool(NON_PII_LABEL.search(cell)) and not _ID_HEADER.search(cell)
+def _xlsx_grid_cells(stream: IO[bytes]) -> int:
+    """Return the largest cell grid (bounding box of the cells) of an xlsx file's sheets.
 
-
-@dataclass
-class _Columns:
-    """What the header rows say about columns: skipped, ID numbers, BHXH numbers."""
-
-    skipped: set[int] = field(default_factory=set)
-    cccd: set[int] = field(default_factory=set)
-    bhxh: set[int] = field(default_factory=set)
-
-    def learn(self, row: list[str]) -> None:
-        """Classify the columns named by the short cells of a (possible) header row."""
-        for column, cell in enumerate(row):
-            if not cell or len(cell) >= 64:
+    Reads the worksheet XML with regexes only (no XML parser), chunk by chunk; a sheet with
+    no reference past column Z or row 99,999 counts as 0 (small enough); rewinds.
+    """
+    largest = 0
+    with zipfile.ZipFile(stream) as archive:
+        for info in archive.infolist():
+            if not (info.filename.startswith("xl/worksheets/") and info.filename.endswith(".xml")):
                 continue
-            header = unicodedata.normalize("NFC", cell)
-            if _is_non_pii_header(header):
-                self.skipped.add(column)
-            elif _CCCD_HEADER.search(header):
-                self.cccd.add(column)
-            elif _BHXH_HEADER.search(header):
-                self.bhxh.add(column)
-
-    def apply(self, row: list[str]) -> list[str]:
-        """Blank skipped columns; restore zeros an ID column lost; label BHXH cells."""
-        row = list(row)
-        size = len(row)
-        for column in self.skipped:
-            if column < size:
-                row[column] = ""
-        for column in self.cccd:
-            # IDs of provinces 001-008 lose two zeros as numbers: 001185123456 -> 1185123456.
-            cell = row[column].strip() if column < size else ""
-            if cell.isdigit() and len(cell) in (10, 11):
-                row[column] = cell.zfill(12)
-        for column in self.bhxh:
-            # In a BHXH column a 10-digit number with a mobile prefix is still a BHXH number:
-            # the label in front tells the detector so.
-            cell = row[column].strip() if column < size else ""
-            if cell.isdigit() and len(cell) in (9, 10):
-                row[column] = "BHXH " + cell.zfill(10)
-        return row
-
-
-def _table_records(rows: Iterable[list[str]]) -> Iterator[str]:
-    """Join table rows into tab-separated records, using what header rows say of columns."""
-    columns = _Columns()
-    for index, row in enumerate(rows):
-        if index < _HEADER_ROWS:
-            columns.learn(row)
-        if columns.skipped or columns.cccd or columns.bhxh:
-            row = columns.apply(row)
-        yield _one_line("\t".join(row))
+            with archive.open(info) as part:
+                tail = b""
+                while chunk := part.read(1 << 20):
+                    data = tail + chunk
+                    if _WIDE_OR_LONG.search(data):
+                        break
+                    tail = data[-32:]
+                else:
+                    continue  # narrow and short enough: no need to measure
+            rows = [1 << 30, 0]
+            cols = [1 << 30, 0]
+            with archive.open(info) as part:
+                tail = b""
+                while chunk := part.read(1 << 20):
+                    data = tail + chunk
+                    for letters, digits in _CELL_REF.findall(data):
+                        col = 0
+                        for letter in letters:
+                            col = col * 26 + letter - 64
+                        row = int(digits)
+                        rows[0], rows[1] = min(rows[0], row), max(rows[1], row)
+                        cols[0], cols[1] = min(cols[0], col), max(cols[1], col)
+                    tail = data[-32:]  # a reference cut by the chunk boundary is read again
+            if rows[1]:
+                largest = max(largest, (rows[1] - rows[0] + 1) * (cols[1] - cols[0] + 1))
+    stream.seek(0)
+    return largest
 
 
-def _restore_zeros(text: str) -> str:
-    """Restore lost leading zeros in whole cells of tab-separated records."""
-    return _LOST_ZERO_CELL.sub(_restore_zero_match, text)
+_ODS_TABLE = "{urn:oasis:names:tc:opendocument:xmlns:table:1.0}"
+_ODS_VALUE_TYPE = "{urn:oasis:names:tc:opendocument:xmlns:office:1.0}value-type"
 
 
-def _xlsx_records(stream: IO[bytes]) -> Iterator[str]:
-    rows = iter_xlsx_rows(stream, values_only=False)
-    yield from _table_records([_xlsx_scan_text(cell) for cell in row] for _, row in rows)
+def _ods_grid_cells(stream: IO[bytes]) -> int:
+    """Return the largest grid (bounding box of the non-empty cells) of an .ods file's sheets.
+
+    Repeated rows and cells are counted as repeated; empty ones (no value, no content), which
+    LibreOffice writes by the million at the end of every sheet, do not widen the grid.
+    Streams ``content.xml`` with lxml (entities off); rewinds.
+    """
+    from lxml import etree
+
+    table, row_tag = f"{_ODS_TABLE}table", f"{_ODS_TABLE}table-row"
+    cells = (f"{_ODS_TABLE}table-cell", f"{_ODS_TABLE}covered-table-cell")
+    rows_repeated = f"{_ODS_TABLE}number-rows-repeated"
+    columns_repeated = f"{_ODS_TABLE}number-columns-repeated"
+    largest = row = col = row_max_col = max_row = max_col = 0
+    with zipfile.ZipFile(stream) as archive, archive.open("content.xml") as content:
+        # End events only (half the callbacks): a row's span is read when the row ends.
+        for _, element in etree.iterparse(
+            content, tag=(table, row_tag, *cells),
+            resolve_entities=False, no_network=True, huge_tree=False,
+        ):
+            tag = element.tag
+            if tag in cells:
+                span = int(element.get(columns_repeated, "1") or 1)
+                if element.get(_ODS_VALUE_TYPE) or len(element):
+                    row_max_col = col + span
+                col += span
+            elif tag == row_tag:
+                row_span = int(element.get(rows_repeated, "1") or 1)
+                if row_max_col:
+                    max_row = row + row_span
+                    max_col = max(max_col, row_max_col)
+                row += row_span
+                col = row_max_col = 0
+                element.clear()
+            else:
+                largest = max(largest, max_row * max_col)
+                row = max_row = max_col = 0
+                element.clear()
+    stream.seek(0)
+    return largest
+
+
+def _iter_xlsx_streamed(stream: IO[bytes]) -> Iterator[tuple[int, list[str]]]:
+    """Yield the non-empty rows of a sparse xlsx through openpyxl's streaming reader.
+
+    Dimensions are reset, so rows are not padded to the stray last column and empty rows
+    cost next to nothing.
+    """
+    import openpyxl  # deferred: only for the rare sparse workbook
+
+    workbook = openpyxl.load_workbook(stream, read_only=True, data_only=True)
+    try:
+        for index, sheet in enumerate(workbook.worksheets):
+            sheet.reset_dimensions()
+            for row in sheet.iter_rows(values_only=True):
+                if row:
+                    yield index, ["" if v is None else cell_text(v) for v in row]
+    finally:
+        workbook.close()
+
+
+def iter_sheet_rows(
+    stream: IO[bytes], *, kind: str = "xlsx"
+) -> Iterator[tuple[int, list[str]]]:
+    """Yield (sheet index, row of cell texts) from every sheet of an xlsx, xls or ods file."""
+    import python_calamine  # deferred: only needed for spreadsheets
+
+    if kind == "xlsx" and _xlsx_grid_cells(stream) > MAX_DENSE_CELLS:
+        yield from _iter_xlsx_streamed(stream)
+        return
+    if kind == "ods" and _ods_grid_cells(stream) > MAX_DENSE_CELLS:
+        raise ValueError("sheet grid too large")  # reported unreadable, never clean
+    workbook = python_calamine.CalamineWorkbook.from_filelike(stream)
+    try:
+        for index in range(len(workbook.sheet_names)):
+            sheet = workbook.get_sheet_by_index(index)
+            for row in sheet.iter_rows():
+                yield index, [
+                    v if v.__class__ is str
+                    else str(int(v)) if v.__class__ is float and v.is_integer() and -1e15 < v < 1e15
+                    else cell_text(v)
+                    for v in row
+                ]
+    finally:
+        workbook.close()
+
+
+def _sheet_records(stream: IO[bytes], kind: str) -> Iterator[str | tuple[str, Hits]]:
+    """Yield every sheet's rows as records, each sheet's columns judged on their own."""
+    rows_by_sheet = iter_sheet_rows(stream, kind=kind)
+    for _, rows in itertools.groupby(rows_by_sheet, key=operator.itemgetter(0)):
+        yield from table_records(row for _, row in rows)
+
+
+def iter_docx_blocks(stream: IO[bytes], *, with_headers: bool) -> Iterator[str | list[list[str]]]:
+    """Yield a Word document's paragraphs (str) and tables (rows of cell texts) in body order.
+
+    A merged cell is read once; a table nested in a cell comes as its own table after the row.
+    """
+    import docx  # deferred: heavy, and only needed for Word files
+    from docx.table import Table
+
+    def blocks(container: Any) -> Iterator[str | list[list[str]]]:
+        for block in container.iter_inner_content():
+            if isinstance(block, Table):
+                yield from table_blocks(block)
+            else:
+                yield block.text
+
+    def table_blocks(table: Table) -> Iterator[list[list[str]]]:
+        rows: list[list[str]] = []
+        nested: list[Table] = []
+        for row in table.rows:
+            seen: list[Any] = []
+            cells = []
+            for cell in row.cells:
+                if any(cell._tc is element for element in seen):
+                    continue
+                seen.append(cell._tc)
+                cells.append(cell.text)
+                nested.extend(cell.tables)
+            rows.append(cells)
+        yield rows
+        for inner in nested:
+            yield from table_blocks(inner)
+
+    document = docx.Document(stream)
+    yield from blocks(document)
+    if with_headers:
+        for section in document.sections:
+            for part in (section.header, section.footer):
+                if not part.is_linked_to_previous:
+                    yield from blocks(part)
+
+
+def _block_records(
+    blocks: Iterable[str | list[list[str]]],
+) -> Iterator[str | tuple[str, Hits]]:
+    """Turn paragraphs and tables into records: tables judged by column, text one line each."""
+    for block in blocks:
+        if isinstance(block, str):
+            yield one_line(block)
+        else:
+            yield from table_records(block)
+
+
+# A grouped number that a PDF wrapped onto the next line ("+84 912 345\n678"): joined again.
+_WRAPPED_GROUP = re.compile(
+    r"(?:(?<=[ .\-][0-9]{2})|(?<=[ .\-][0-9]{3})|(?<=[ .\-][0-9]{4}))\n(?=[0-9]{2,6}(?![0-9])(?!\s+\w))"
+)
 
 
 def _pdf_records(stream: IO[bytes]) -> Iterator[str]:
     for page in iter_pdf_pages(stream):
-        yield page.replace("\r\n", "\n").replace("\r", "\n")
+        page = _WRAPPED_GROUP.sub(" ", page.replace("\r\n", "\n").replace("\r", "\n"))
+        yield "\n".join(flat_table_rows(page.split("\n")))
 
 
 # --- scanning ----------------------------------------------------------------------------------
 
 
+_ODF_MIMETYPES = {
+    b"application/vnd.oasis.opendocument.spreadsheet": "ods",
+    b"application/vnd.oasis.opendocument.text": "odt",
+}
+
+
 def _container_kind(archive: zipfile.ZipFile) -> str:
-    """Tell an Office document from a plain archive by its member names."""
+    """Tell an Office or OpenDocument file from a plain archive by its member names."""
     names = set(archive.namelist())
     if "xl/workbook.xml" in names:
         return "xlsx"
     if "word/document.xml" in names:
         return "docx"
+    if "mimetype" in names and "content.xml" in names:
+        info = archive.getinfo("mimetype")
+        if info.file_size < 128:
+            return _ODF_MIMETYPES.get(archive.read(info).strip(), "zip")
     return "zip"
+
+
+def _ole2_kind(stream: IO[bytes]) -> str:
+    """Tell a legacy spreadsheet from a legacy Word document by its OLE2 streams."""
+    import olefile  # deferred: only needed for legacy Office files
+
+    with olefile.OleFileIO(stream) as ole:
+        if ole.exists("WordDocument"):
+            return "doc"
+        if ole.exists("Workbook") or ole.exists("Book"):
+            return "xls"
+    return "ole2"
 
 
 def office_container_size(stream: IO[bytes]) -> int:
@@ -560,14 +748,26 @@ def _check_container(stream: IO[bytes], scan: _Scan) -> None:
 
 
 def sniff_stream(stream: IO[bytes], name: str) -> tuple[str, bytes]:
-    """Return the kind of a seekable stream (ZIPs refined to xlsx/docx) and its first bytes."""
+    """Return the kind of a seekable stream and its first bytes.
+
+    ZIPs are refined to xlsx/docx/ods/odt, OLE2 files to xls/doc; a file whose name says one
+    Office format but whose bytes say another is read as what its bytes say.
+    """
     head = stream.read(_SAMPLE_BYTES)
     stream.seek(0)
     kind = sniff_kind(name, head)
-    if kind == "zip" and head.startswith(_ZIP_MAGICS):
-        with zipfile.ZipFile(stream) as archive:
-            kind = _container_kind(archive)
-        stream.seek(0)
+    if head.startswith(_OLE2_MAGIC):
+        kind = _ole2_kind(stream)
+    elif head.startswith(_ZIP_MAGICS):
+        if kind not in ("xlsx", "docx", "ods", "odt", "zip"):
+            kind = "zip"
+        if kind == "zip":
+            with zipfile.ZipFile(stream) as archive:
+                kind = _container_kind(archive)
+    elif kind in ("xls", "doc", "ods", "odt"):
+        # Web apps save HTML or RTF under these names: read the text they hold.
+        kind = "text" if _looks_like_text(head) else "binary"
+    stream.seek(0)
     return kind, head
 
 
@@ -576,23 +776,32 @@ def _scan_stream(stream: IO[bytes], name: str, scan: _Scan, depth: int) -> str:
     kind, head = sniff_stream(stream, name)
     if kind in ("text", "csv") and depth == 0:
         scan.encoding = detect_encoding(head)
-    if kind == "text":
+    if kind == "text" and _is_tab_table(head, detect_encoding(head)):
+        scan.feed(table_records(iter_csv_rows(stream, scan.max_bytes, delimiter="\t")))
+    elif kind == "text":
         scan.feed(iter_text_chunks(stream, scan.max_bytes))
     elif kind == "csv":
         before = (scan.report, scan.rows_scanned, scan.is_truncated)
         try:
-            scan.feed(_table_records(iter_csv_rows(stream, scan.max_bytes)), _restore_zeros)
+            scan.feed(table_records(iter_csv_rows(stream, scan.max_bytes)))
         except csv.Error:
             # A stray quote can swallow the rest of the file into one huge field: scan as text.
             scan.report, scan.rows_scanned, scan.is_truncated = before
             stream.seek(0)
             scan.feed(iter_text_chunks(stream, scan.max_bytes))
-    elif kind == "xlsx":
+    elif kind in ("xlsx", "ods"):
         _check_container(stream, scan)
-        scan.feed(_xlsx_records(stream))
+        scan.feed(_sheet_records(stream, kind))
+    elif kind == "xls":
+        scan.feed(_sheet_records(stream, kind))
     elif kind == "docx":
         _check_container(stream, scan)
-        scan.feed(_one_line(r) for r in iter_docx_records(stream, with_headers=True))
+        scan.feed(_block_records(iter_docx_blocks(stream, with_headers=True)))
+    elif kind == "odt":
+        _check_container(stream, scan)
+        scan.feed(_block_records(iter_odt_blocks(stream)))
+    elif kind == "doc":
+        scan.feed(_block_records(iter_doc_blocks(stream, max_chars=scan.max_bytes)))
     elif kind == "pdf":
         scan.feed(_pdf_records(stream))
     elif kind == "zip":
