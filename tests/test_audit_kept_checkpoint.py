@@ -6,9 +6,8 @@ from __future__ import annotations
 import json
 from email.message import EmailMessage
 
-from tests.conftest import csrf_token_from
-
 from service.audit import log, merkle
+from tests.conftest import csrf_token_from
 
 
 def _grow_and_sign(app, count: int):
