@@ -309,7 +309,42 @@ class PolicyProcessor:
         with self._lock:
             hits = [(verdict, entry.seq, event) for event, entry in pairs
                     for verdict in engine.evaluate(event, policy, self.windows, now=now)]
-        return self._act(session, hits)
+        unknown = self._unknown_classes(session, policy, pairs)
+        return self._act(session, hits) + unknown
+
+    def _unknown_classes(self, session: Session, policy: engine.Policy,
+                         pairs: list[tuple[Event, AppendedEntry]]) -> list[Alert]:
+        # A data class the policy does not know (an agent configured with `ho_ngheo` while the
+        # policy says `an_sinh`, or a typo) matches no rule: that PC's copies of citizen data
+        # would go unseen. Said once per sender and class while the alert stays open.
+        first: dict[tuple[str, str], tuple[Event, int]] = {}
+        for event, entry in pairs:
+            supplied = event.object.data_class if event.object is not None else None
+            if supplied is not None and supplied not in policy.data_classes:
+                first.setdefault((event.host, supplied), (event, entry.seq))
+        if not first:
+            return []
+        raised = []
+        for (host, data_class), (event, seq) in first.items():
+            key = f"policy.unknown_data_class|{host}|{data_class}"[:512]
+            if session.scalar(select(Alert.id).where(Alert.group_key == key,
+                                                     Alert.state == "open").limit(1)):
+                continue
+            entry = log.record(session, "policy.unknown_data_class", {
+                "host": host, "data_class": data_class, "entry_seq": seq,
+                "policy": policy.hash,
+            })
+            alert = Alert(
+                rule_id="policy.unknown_data_class", severity="high", response="alert",
+                explanation=(f"Máy {host} gửi sự kiện với loại dữ liệu “{data_class}” mà chính "
+                             "sách không có: không quy tắc nào áp dụng cho các sự kiện này. Hãy "
+                             "sửa cấu hình tác tử hoặc thêm loại dữ liệu vào chính sách."),
+                entry_seq=entry.seq, actor=event.actor, host=host, data_class=data_class,
+                group_key=key)
+            session.add(alert)
+            raised.append(alert)
+        session.flush()
+        return raised
 
     def evaluate_signal(self, session: Session, signal: MonitoringSignal, entry_seq: int | None,
                         *, now: datetime | None = None):

@@ -142,6 +142,7 @@ ENTRY_KIND_NAMES = {
     "agent.renumbered": _l("Phần mềm giám sát đánh số lại"),
     "policy.loaded": _l("Nạp chính sách"),
     "policy.rejected": _l("Chính sách bị từ chối"),
+    "policy.unknown_data_class": _l("Loại dữ liệu không có trong chính sách"),
     "report.generated": _l("Lập báo cáo tháng"),
     "report.part_submitted": _l("Đơn vị nộp phần báo cáo"),
     "report.reminder": _l("Nhắc nộp báo cáo"),
@@ -218,7 +219,14 @@ def label(code: str | None, table: str) -> str:
     if code in names:  # fixed names first: they have their English under the English switch
         return str(names[code])
     if table in POLICY_TABLES:
-        return policy_names(table).get(code) or str(code)
+        found = policy_names(table).get(code)
+        if found:
+            return found
+        # The service's own checks (policy.rejected, agent.silent, …) raise alerts under
+        # the name of the trail entry that records them.
+        if table == "rule" and code in ENTRY_KIND_NAMES:
+            return str(ENTRY_KIND_NAMES[code])
+        return str(code)
     return str(code)
 
 
