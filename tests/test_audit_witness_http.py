@@ -9,79 +9,32 @@ witness (a critical alert) and fails `canhgac verify --witness-key`.
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
 
 import pytest
 
 from service.audit import log, merkle
-
-PASSWORD = "mat-khau-thu-nghiem-1"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _canhgac() -> list[str]:
-    script = Path(sys.executable).with_name("canhgac")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "service.cli"]
+from tests.test_reliability_support import LiveServer, cli_env, run_cli
 
 
 @pytest.fixture
 def witness_server(tmp_path):
     """A second instance (its own data directory and SQLite database) served by hypercorn."""
     data_dir = tmp_path / "witness-data"
-    port = _free_port()
-    base_url = f"http://127.0.0.1:{port}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CANHGAC_")}
-    env.update(CANHGAC_SECRET_KEY="witness-test-secret", CANHGAC_SCHEDULER_ENABLED="false",
-               CANHGAC_POLICY_RELOAD="false", CANHGAC_BASE_URL=base_url,
-               CANHGAC_ADMIN_PASSWORD=PASSWORD,
-               CANHGAC_AUDIT_ORIGIN="canhgac.tinh.langson/audit")
-    subprocess.run([*_canhgac(), "init", "--data-dir", str(data_dir), "--non-interactive",
-                    "--admin", "quan-tri", "--admin-email", "quan-tri@tinh.example"],
-                   check=True, env=env, capture_output=True, timeout=120)
-    server_log = (tmp_path / "witness.log").open("wb")
-    proc = subprocess.Popen([*_canhgac(), "serve", "--data-dir", str(data_dir), "--port", str(port)],
-                            env=env, stdout=server_log, stderr=subprocess.STDOUT)
+    env = cli_env(None, CANHGAC_AUDIT_ORIGIN="canhgac.tinh.langson/audit")
+    init = run_cli(["init", "--data-dir", str(data_dir), "--non-interactive",
+                    "--admin", "quan-tri", "--admin-email", "quan-tri@tinh.example"], env)
+    assert init.returncode == 0, init.stderr[-2000:]
+    server = LiveServer(data_dir, env, log_dir=tmp_path)
+    server.start(timeout=60)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base_url}/healthz", timeout=2) as answer:  # noqa: S310
-                    if answer.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                server_log.flush()
-                pytest.fail("witness server did not start:\n"
-                            + (tmp_path / "witness.log").read_text(errors="replace")[-3000:])
-            time.sleep(0.2)
-
-        def cli(*args: str) -> subprocess.CompletedProcess:
+        def cli(*args: str):
             command, sub, *rest = args
-            return subprocess.run([*_canhgac(), command, sub, "--data-dir", str(data_dir), *rest],
-                                  env=env, capture_output=True, text=True, timeout=120)
+            return run_cli([command, sub, "--data-dir", str(data_dir), *rest], env)
 
-        yield {"url": f"{base_url}/witness", "key": (data_dir / "keys" / "witness.pub").read_text().strip(),
-               "cli": cli}
+        yield {"url": f"http://127.0.0.1:{server.port}/witness",
+               "key": (data_dir / "keys" / "witness.pub").read_text().strip(), "cli": cli}
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        server_log.close()
+        server.kill()
 
 
 def _grow_and_sign(app, count: int):
