@@ -6,22 +6,8 @@ from __future__ import annotations
 import json
 from email.message import EmailMessage
 
-from service.audit import log, merkle
 from tests.conftest import csrf_token_from
-
-
-def _grow_and_sign(app, count: int):
-    from service.audit.operations import sign_checkpoint
-    from service.core.db import new_session
-
-    with app.app_context():
-        s = new_session(app)
-        log.append_entries(s, [log.PendingEntry("test.kept", {"n": i}) for i in range(count)])
-        cp = sign_checkpoint(s, app.config["SETTINGS"])
-        s.commit()
-        note = cp.note
-        s.close()
-    return note
+from tests.trail_support import grow_and_sign, rewrite_entry
 
 
 def _mail_with_checkpoint(app) -> bytes:
@@ -56,9 +42,9 @@ def test_a_kept_checkpoint_is_checked_against_todays_trail(app, client, make_use
 
     make_user("cong-an", "police")
     make_user("lanh-dao", "leader")
-    note = _grow_and_sign(app, 30)
+    _, _, note = grow_and_sign(app, 30, "test.kept")
     eml = _mail_with_checkpoint(app)
-    _grow_and_sign(app, 12)
+    grow_and_sign(app, 12, "test.kept")
     assert login("cong-an").status_code == 302
 
     pasted = _post(client, note=note)
@@ -71,23 +57,10 @@ def test_a_kept_checkpoint_is_checked_against_todays_trail(app, client, make_use
     assert "KHÔNG HỢP LỆ" in _post(client, note=forged).text
 
     # Rewrite entry 5 and its nodes (a database-level change): the kept note no longer holds.
-    from service.audit.models import AuditEntry, MerkleNode
-    from service.core.db import new_session
+    from service.audit.models import AuditEntry
 
-    with app.app_context():
-        s = new_session(app)
-        row = s.get(AuditEntry, 5)
-        entry = json.loads(row.body)
-        data = log.entry_bytes(5, entry["recorded_at"], entry["kind"], {"n": "khác"})
-        row.body, row.leaf_hash = data.decode(), merkle.leaf_hash(data)
-        s.flush()
-        s.query(MerkleNode).delete()
-        size = log.tree_size(s)
-        nodes = merkle.CompactRange().append(log.node_range(s, 0, 0, size))
-        s.add_all([MerkleNode(level=lv, index=i, hash=h) for lv, i, h in nodes if lv > 0])
-        s.commit()
-        s.close()
-    _grow_and_sign(app, 1)
+    rewrite_entry(app, 5, {"n": "khác"}, re_sign=False)
+    grow_and_sign(app, 1, "test.kept")
     rewritten = _post(client, mail=(io.BytesIO(eml), "thu.eml"))
     assert "KHÔNG HỢP LỆ: nhật ký hôm nay không nối tiếp" in rewritten.text
     looks = [json.loads(r.body)["body"] for r in session.query(AuditEntry)
@@ -104,7 +77,7 @@ def test_dashboard_and_mail_show_the_cosigned_checkpoint(app, client, make_user,
     from service.notify.outbox import default_recipients, notify_users
 
     make_user("cong-an", "police")
-    note = _grow_and_sign(app, 9)
+    _, _, note = grow_and_sign(app, 9, "test.kept")
     signer, verifier = generate_cosigner_key("tinh.example/witness")
     with app.app_context():
         s = new_session(app)

@@ -3,33 +3,9 @@
 from __future__ import annotations
 
 import base64
-import json
 
 from service.audit import merkle
-
-
-def _grow(app, count: int, kind: str = "test.proof") -> None:
-    from service.audit import log
-    from service.core.db import new_session
-
-    with app.app_context():
-        s = new_session(app)
-        log.append_entries(s, [log.PendingEntry(kind, {"n": i}) for i in range(count)])
-        s.commit()
-        s.close()
-
-
-def _sign(app):
-    from service.audit.operations import sign_checkpoint
-    from service.core.db import new_session
-
-    with app.app_context():
-        s = new_session(app)
-        cp = sign_checkpoint(s, app.config["SETTINGS"])
-        s.commit()
-        out = cp.size, cp.root_hash, cp.note
-        s.close()
-    return out
+from tests.trail_support import grow, rewrite_entry, sign
 
 
 def _hashes(output: str) -> list[bytes]:
@@ -39,10 +15,10 @@ def _hashes(output: str) -> list[bytes]:
 def test_proof_commands_print_proofs_that_verify(app, runner, session):
     from service.audit.models import AuditEntry
 
-    _grow(app, 37)
-    old_size, old_root, _ = _sign(app)
-    _grow(app, 58)
-    size, root, _ = _sign(app)
+    grow(app, 37)
+    old_size, old_root, _ = sign(app)
+    grow(app, 58)
+    size, root, _ = sign(app)
     body = session.get(AuditEntry, 11).body.encode()
     session.rollback()  # SQLite: end the read, the CLI writes its own app's session
     result = runner.invoke(["proof", "inclusion", "--seq", "11"])
@@ -77,14 +53,14 @@ def test_monitor_verifies_incrementally_and_alerts_on_a_rewrite(app, session, ma
     from service.notify.models import OutboxMessage
 
     make_user("cong-an", "police")
-    _grow(app, 1500)
-    first, _, _ = _sign(app)
+    grow(app, 1500)
+    first, _, _ = sign(app)
     result = _monitor(app)
     assert result.is_ok and (result.from_size, result.to_size) == (0, first)
-    _grow(app, 20)
-    _sign(app)
-    _grow(app, 5)
-    third, _, _ = _sign(app)
+    grow(app, 20)
+    sign(app)
+    grow(app, 5)
+    third, _, _ = sign(app)
     result = _monitor(app)
     assert result.is_ok and (result.from_size, result.to_size, result.checkpoints) == (first, third, 2)
     assert _monitor(app).to_size == third  # nothing new: nothing read
@@ -92,34 +68,9 @@ def test_monitor_verifies_incrementally_and_alerts_on_a_rewrite(app, session, ma
     # A database-level rewrite of an already verified entry, rehashed and re-signed by the
     # server's key (nodes, leaf, checkpoint): the next stretch no longer extends what was
     # verified, so the monitor's root differs.
-    from service.audit import log
-    from service.audit.checkpoint import format_checkpoint, sign_note
-    from service.audit.keys import load_signer_key
-    from service.audit.models import AuditEntry, Checkpoint, MerkleNode
-    from service.core.db import new_session
-
-    with app.app_context():
-        s = new_session(app)
-        row = s.get(AuditEntry, 3)
-        entry = json.loads(row.body)
-        entry["body"]["n"] = 999
-        data = log.entry_bytes(3, entry["recorded_at"], entry["kind"], entry["body"])
-        row.body, row.leaf_hash = data.decode(), merkle.leaf_hash(data)
-        s.flush()
-        s.query(MerkleNode).delete()
-        size = log.tree_size(s)
-        leaves = log.node_range(s, 0, 0, size)
-        nodes = merkle.CompactRange().append(leaves)
-        s.add_all([MerkleNode(level=lv, index=i, hash=h) for lv, i, h in nodes if lv > 0])
-        s.flush()
-        root = log.root_at(s, size)
-        note = sign_note(format_checkpoint(app.config["SETTINGS"].audit_origin, size, root),
-                         load_signer_key(app.config["SETTINGS"].keys_dir))
-        s.add(Checkpoint(size=size, root_hash=root, note=note, signed_at=row.recorded_at))
-        s.commit()
-        s.close()
-    _grow(app, 4)
-    _sign(app)
+    rewrite_entry(app, 3, {"n": 999}, re_sign=True)
+    grow(app, 4)
+    sign(app)
     result = _monitor(app)
     assert not result.is_ok and "rewritten" in result.problem
     alerts = session.query(Alert).filter_by(rule_id="audit.monitor_failed").all()
@@ -136,14 +87,14 @@ def test_monitor_runs_as_a_job_and_from_the_cli(app, runner, session):
     from service.core.jobs import JOBS, run_job
 
     assert {"audit.monitor", "audit.witness_submit"} <= set(JOBS)
-    _grow(app, 30)
-    size, _, _ = _sign(app)
+    grow(app, 30)
+    size, _, _ = sign(app)
     assert run_job(app, "audit.monitor")
     assert session.get(MonitorState, 1).verified_size == size
     session.rollback()
     assert run_job(app, "audit.witness_submit")  # no witness configured: nothing to send
-    _grow(app, 3)
-    _sign(app)
+    grow(app, 3)
+    sign(app)
     result = runner.invoke(["monitor"])
     assert result.exit_code == 0 and "VALID" in result.output, result.output
     reset = runner.invoke(["monitor", "--reset"])

@@ -10,6 +10,7 @@ import json
 import pytest
 
 from service.audit.checkpoint import open_checkpoint
+from tests.trail_support import grow, sign
 
 # --- An independent tlog-tiles client (from C2SP tlog-tiles and RFC 6962 only) -------------
 
@@ -100,27 +101,11 @@ class TileClient:
 
 
 def _grow(app, count: int) -> None:
-    from service.audit import log
-    from service.core.db import new_session
-
-    s = new_session(app)
-    for start in range(0, count, 500):
-        log.append_entries(s, [log.PendingEntry("test.tile", {"n": i, "pad": "x" * (i % 7)})
-                               for i in range(start, min(count, start + 500))])
-    s.commit()
-    s.close()
+    grow(app, count, "test.tile", lambda i: {"n": i, "pad": "x" * (i % 7)})
 
 
-def _sign(app):
-    from service.audit.operations import sign_checkpoint
-    from service.core.db import new_session
-
-    s = new_session(app)
-    cp = sign_checkpoint(s, app.config["SETTINGS"])
-    s.commit()
-    note = cp.note
-    s.close()
-    return note
+def _sign(app) -> str:
+    return sign(app)[2]
 
 
 def _token(app, scope: str) -> str:
@@ -158,8 +143,8 @@ def _verifier(app) -> str:
 
 def test_a_spec_client_recomputes_the_signed_root_at_two_sizes(app, client, tokens):
     origin = app.config["SETTINGS"].audit_origin
-    for grow in (700, 600):
-        _grow(app, grow)
+    for more in (700, 600):
+        _grow(app, more)
         _sign(app)
         get = _getter(client, tokens["ingest"])
         note = get("checkpoint").decode()

@@ -8,12 +8,10 @@ witness (a critical alert) and fails `canhgac verify --witness-key`.
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
-from service.audit import log, merkle
 from tests.test_reliability_support import LiveServer, cli_env, run_cli
+from tests.trail_support import grow_and_sign, rewrite_entry
 
 
 @pytest.fixture
@@ -37,20 +35,6 @@ def witness_server(tmp_path):
         server.kill()
 
 
-def _grow_and_sign(app, count: int):
-    from service.audit.operations import sign_checkpoint
-    from service.core.db import new_session
-
-    with app.app_context():
-        s = new_session(app)
-        log.append_entries(s, [log.PendingEntry("test.witnessed", {"n": i}) for i in range(count)])
-        cp = sign_checkpoint(s, app.config["SETTINGS"])
-        s.commit()
-        size = cp.size
-        s.close()
-    return size
-
-
 def _submit(app) -> int:
     from service.audit.witnessing import submit_checkpoints
     from service.core.db import new_session
@@ -61,35 +45,6 @@ def _submit(app) -> int:
             return submit_checkpoints(s, app.config["SETTINGS"])
         finally:
             s.close()
-
-
-def _rewrite_history(app) -> None:
-    """What whoever holds the database and the key can do: change entry 2, rehash, re-sign."""
-    from service.audit.checkpoint import format_checkpoint, sign_note
-    from service.audit.keys import load_signer_key
-    from service.audit.models import AuditEntry, Checkpoint, MerkleNode
-    from service.core.db import new_session
-
-    settings = app.config["SETTINGS"]
-    with app.app_context():
-        s = new_session(app)
-        row = s.get(AuditEntry, 2)
-        entry = json.loads(row.body)
-        entry["body"] = {"n": "đã sửa"}
-        data = log.entry_bytes(2, entry["recorded_at"], entry["kind"], entry["body"])
-        row.body, row.leaf_hash = data.decode(), merkle.leaf_hash(data)
-        s.flush()
-        s.query(MerkleNode).delete()
-        size = log.tree_size(s)
-        nodes = merkle.CompactRange().append(log.node_range(s, 0, 0, size))
-        s.add_all([MerkleNode(level=lv, index=i, hash=h) for lv, i, h in nodes if lv > 0])
-        s.flush()
-        root = log.root_at(s, size)
-        note = sign_note(format_checkpoint(settings.audit_origin, size, root),
-                         load_signer_key(settings.keys_dir))
-        s.add(Checkpoint(size=size, root_hash=root, note=note, signed_at=row.recorded_at))
-        s.commit()
-        s.close()
 
 
 def test_one_instance_witnesses_the_other(app, runner, witness_server, make_user):
@@ -107,9 +62,9 @@ def test_one_instance_witnesses_the_other(app, runner, witness_server, make_user
                             "--key", witness_server["key"]])
     assert result.exit_code == 0, result.output
 
-    first = _grow_and_sign(app, 40)
+    first, _, _ = grow_and_sign(app, 40, "test.witnessed")
     assert _submit(app) == 1
-    second = _grow_and_sign(app, 300)
+    second, _, _ = grow_and_sign(app, 300, "test.witnessed")
     assert _submit(app) == 1  # old size `first` and a consistency proof
     assert _submit(app) == 0  # nothing new
     listing = witness_server["cli"]("witness", "list")
@@ -132,7 +87,7 @@ def test_one_instance_witnesses_the_other(app, runner, witness_server, make_user
 
     # A database-level rewrite, re-signed with the server's own key: the witness refuses the
     # new checkpoint (422) and the refusal is a critical alert; verify --witness-key fails.
-    _rewrite_history(app)
+    rewrite_entry(app, 2, {"n": "đã sửa"}, re_sign=True)
     assert _submit(app) == 0
     with app.app_context():
         s = new_session(app)
