@@ -215,7 +215,7 @@ def test_incident_from_ingest_reaches_phones_and_reply_acknowledges(app, client,
     _dispatch(app)
     gammu.wait_for(lambda: len(gammu.sent_files()) >= 2 + 5 + 1, what="answers sent")
     answers = [_sent_text(p) for p in _sent_to(gammu, STRANGER_E164)]
-    assert answers == ["Canh Gác: mã này không dành cho số điện thoại này. Không có gì thay đổi."]
+    assert answers == [f"Canh Gác: mã không đúng cho sự cố #{incident.id}. Không có gì thay đổi."]
     assert gammu.in_files() == []
     assert len(list((gammu.inbox / "processed").glob("IN*.txt"))) == 5
 
@@ -288,3 +288,31 @@ def test_inbox_survives_a_crash_between_commit_and_move(app, people, gammu):
     assert _read_inbox(app) == []  # only moved, not handled twice
     assert len(_entries(app, "sms.reply")) == 1
     assert not path.exists() and (gammu.inbox / "processed" / path.name).exists()
+
+
+def _drop_in_file(gammu, sender, text, index):
+    """Put a received SMS into the inbox as gammu-smsd names it (IN<date>_<time>_<n>_<sender>_00)."""
+    path = gammu.inbox / f"IN20261207_05{index // 60:02d}{index % 60:02d}_00_{sender}_00.txt"
+    path.write_text(text, encoding="utf-8")
+
+
+def test_reply_codes_cannot_be_guessed_by_flooding_an_incident(app, client, runner, people, gammu):
+    from service.notify.replies import ANSWERS, MAX_WRONG_CODES
+
+    _ingest_usb_copy(client, runner)
+    incident = _incident(app)
+    _dispatch(app)
+    gammu.wait_for(lambda: len(gammu.sent_files()) == 2, what="two SMS sent")
+    leader_code = _code_in(_sent_text(_sent_to(gammu, LEADER_E164)[0]), incident.id)
+    wrong = "AAAAA" if leader_code != "AAAAA" else "CCCCC"
+    # A guesser learns nothing from the answer: a valid code from the wrong number reads as wrong.
+    assert ANSWERS["wrong_number"] == ANSWERS["wrong_code"]
+    # Guesses from many (spoofed) numbers: each one wrong, until the incident's limit.
+    for i in range(MAX_WRONG_CODES):
+        _drop_in_file(gammu, f"+8491100{i:04d}", f"XN {incident.id} {wrong}", i)
+    assert _read_inbox(app) == ["wrong_code"] * MAX_WRONG_CODES
+    # After the limit no code of the incident is taken by SMS, not even the right one.
+    _drop_in_file(gammu, LEADER_E164, f"XN {incident.id} {leader_code}", MAX_WRONG_CODES)
+    assert _read_inbox(app) == ["too_many_wrong_codes"]
+    assert _incident(app).state == "reported"
+    assert _entries(app, "sms.reply")[-1]["outcome"] == "too_many_wrong_codes"

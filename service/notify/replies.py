@@ -14,9 +14,10 @@ the next run handles it again.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import structlog
@@ -40,14 +41,22 @@ ANSWERS = {
     "receipt_confirmed": "Canh Gác: đã ghi nhận Công an xã đã nhận tin về sự cố #{n}.",
     "not_understood": "Canh Gác: không hiểu tin nhắn. Để xác nhận, nhắn: XN <số sự cố> <mã>",
     "wrong_code": "Canh Gác: mã không đúng cho sự cố #{n}. Không có gì thay đổi.",
-    "wrong_number": "Canh Gác: mã này không dành cho số điện thoại này. Không có gì thay đổi.",
+    # The same words as a wrong code: telling them apart would confirm a guessed code is valid.
+    "wrong_number": "Canh Gác: mã không đúng cho sự cố #{n}. Không có gì thay đổi.",
     "code_used": "Canh Gác: mã này đã được dùng. Không có gì thay đổi.",
     "code_expired": "Canh Gác: mã đã hết hạn. Hãy xác nhận trên trang Canh Gác.",
     "already_acknowledged": "Canh Gác: sự cố #{n} đã được xác nhận trước đó. Không có gì thay đổi.",
     "already_confirmed": "Canh Gác: bạn đã xác nhận đã nhận tin về sự cố #{n} trước đó.",
+    "too_many_wrong_codes": "Canh Gác: quá nhiều mã sai cho sự cố #{n}. "
+                            "Hãy xác nhận trên trang Canh Gác.",
     "refused": "Canh Gác: không thể ghi nhận cho sự cố #{n}. Hãy xem trên trang Canh Gác.",
 }
 ACCEPTED = ("acknowledged", "receipt_confirmed")
+WRONG = ("wrong_code", "wrong_number")
+# Wrong codes an incident takes by SMS within a code's validity before it takes none (the web
+# page still works). A code is one of 25^5; with this many guesses from any (spoofable)
+# numbers, one live code is hit with a chance of about 2 in a million.
+MAX_WRONG_CODES = 20
 
 
 @dataclass(frozen=True)
@@ -64,6 +73,16 @@ def _user_by_number(session: Session, number: str | None) -> User | None:
         return None
     users = session.scalars(select(User).where(User.phone == number, User.is_disabled.is_(False)))
     return next(iter(users), None)
+
+
+def _wrong_codes(session: Session, settings: Settings, incident_id: int, now: datetime) -> int:
+    from service.audit.models import AuditEntry
+
+    since = now - timedelta(hours=settings.sms_code_valid_hours)
+    bodies = session.scalars(select(AuditEntry.body).where(
+        AuditEntry.incident_id == incident_id, AuditEntry.kind == "sms.reply",
+        AuditEntry.recorded_at >= since))
+    return sum(json.loads(body)["body"].get("outcome") in WRONG for body in bodies)
 
 
 def _act(session: Session, settings: Settings, code_row, now: datetime) -> str:
@@ -107,6 +126,8 @@ def handle_reply(session: Session, settings: Settings, sender: str, text: str,
     incident_id = parsed[0] if parsed else None
     if parsed is None:
         outcome = "not_understood"
+    elif _wrong_codes(session, settings, parsed[0], now) >= MAX_WRONG_CODES:
+        outcome = "too_many_wrong_codes"
     else:
         rows = sms.find_codes(session, settings, parsed[0], parsed[1])
         mine = [r for r in rows if r.phone == number]
