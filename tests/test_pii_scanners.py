@@ -595,6 +595,35 @@ def test_encrypted_and_unknown_ole2_files_are_unreadable_not_clean(tmp_path: Pat
     assert scan_file(truncated).is_unreadable
 
 
+def test_xls_with_a_stray_far_cell_is_unreadable_not_a_gigabyte(tmp_path: Path) -> None:
+    import struct
+
+    import olefile
+
+    # A real workbook whose last cell record is moved to IV65536 (a few bytes changed): its grid
+    # spans 16.7 million cells, which python-calamine would hold dense (over 1 GB measured).
+    far = tmp_path / "o-xa.xls"
+    far.write_bytes((FIXTURES / "chi-tra.xls").read_bytes())
+    with olefile.OleFileIO(str(far), write_mode=True) as ole:
+        data = bytearray(ole.openstream("Workbook").read())
+        position, last_cell = 0, None
+        while position + 4 <= len(data):
+            kind, length = struct.unpack_from("<HH", data, position)
+            if kind in (0x00FD, 0x0203, 0x027E, 0x0204):
+                last_cell = position + 4
+            position += 4 + length
+        assert last_cell is not None
+        struct.pack_into("<HH", data, last_cell, 65535, 255)
+        ole.write_stream("Workbook", bytes(data))
+    started = time.monotonic()
+    result = scan_file(far)
+    assert result.is_unreadable and result.total == 0
+    assert result.error is not None and "ValueError" in result.error
+    assert time.monotonic() - started < 5
+    # The unchanged workbook still reads (its grid is small).
+    assert not scan_file(FIXTURES / "chi-tra.xls").is_unreadable
+
+
 def test_odt_entities_are_not_expanded(tmp_path: Path) -> None:
     laughs = "".join(f'<!ENTITY l{i} "{f"&l{i - 1};" * 10}">' for i in range(1, 10))
     content = (
