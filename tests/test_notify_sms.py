@@ -212,10 +212,12 @@ def test_incident_from_ingest_reaches_phones_and_reply_acknowledges(app, client,
         assert LEADER_E164 not in json.dumps(entry) and STRANGER_E164 not in json.dumps(entry)
     assert _entries(app, "sms.reply")[1]["sender"] == "unknown"
     # Every reply got a short answer, sent by the daemon; files were moved out of the inbox.
+    # A number that belongs to no account gets none: the modem is no relay to any number.
     _dispatch(app)
-    gammu.wait_for(lambda: len(gammu.sent_files()) >= 2 + 5 + 1, what="answers sent")
-    answers = [_sent_text(p) for p in _sent_to(gammu, STRANGER_E164)]
-    assert answers == [f"Canh Gác: mã không đúng cho sự cố #{incident.id}. Không có gì thay đổi."]
+    gammu.wait_for(lambda: len(gammu.sent_files()) >= 2 + 4 + 1, what="answers sent")
+    assert [_sent_text(p) for p in _sent_to(gammu, LEADER_E164)][1] == (
+        f"Canh Gác: mã không đúng cho sự cố #{incident.id}. Không có gì thay đổi.")
+    assert _sent_to(gammu, STRANGER_E164) == []
     assert gammu.in_files() == []
     assert len(list((gammu.inbox / "processed").glob("IN*.txt"))) == 5
 
@@ -316,3 +318,12 @@ def test_reply_codes_cannot_be_guessed_by_flooding_an_incident(app, client, runn
     assert _read_inbox(app) == ["too_many_wrong_codes"]
     assert _incident(app).state == "reported"
     assert _entries(app, "sms.reply")[-1]["outcome"] == "too_many_wrong_codes"
+    # The guesses from numbers of no account were not answered (no SMS paid for, no relay).
+    from service.notify.models import OutboxMessage
+
+    with app.app_context():
+        s = new_session()
+        answered = s.scalars(select(OutboxMessage.address).where(
+            OutboxMessage.kind == "sms_answer")).all()
+        s.close()
+    assert answered == [LEADER_E164]

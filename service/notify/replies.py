@@ -4,7 +4,7 @@ A right reply (the code of an SMS sent to that number, unused, unexpired) calls 
 operation as the web page: `acknowledge_incident` for a leader's code, `confirm_incident_receipt`
 for a police code, with channel "sms". Anything else changes nothing. Every reply writes an
 ``sms.reply`` entry (outcome, incident, the account the number belongs to or "unknown"; never
-the number) and gets a short answer SMS.
+the number) and, when the number is an account's, gets a short answer SMS.
 
 Each file is handled in its own transaction that also records its name (``SmsReceived``, unique),
 then moved to ``processed/``. A crash after the commit but before the move leaves a file whose
@@ -147,7 +147,9 @@ def handle_reply(session: Session, settings: Settings, sender: str, text: str,
         "outcome": outcome, "is_accepted": outcome in ACCEPTED, "incident_id": incident_id,
         "sender": user.username if user else "unknown", "length": len(text or ""),
     }, incident_id=incident_id, actor=user.username if user else None)
-    if number:
+    # Only a number of an account is answered: an answer to any sender would let a spoofer
+    # make the commune's modem text any number, and an autoresponder loop with it forever.
+    if number and user is not None and user.phone == number:
         from service.incidents.models import Incident
 
         known = incident_id if incident_id and session.get(Incident, incident_id) else None
