@@ -248,3 +248,11 @@ def test_a_witness_answering_409_with_a_bad_size_stops_no_other_witness(app, ses
     bad = session.query(LogWitness).filter_by(url="http://a.example/witness").one()
     assert bad.size == 0 and bad.refused_size is None
     assert "409" in bad.last_error
+
+
+def test_an_old_size_of_thousands_of_digits_is_a_400_not_a_server_error(app, client, foreign):
+    foreign.grow(3)
+    response = _post(client, ("old " + "9" * 5000 + "\n\n" + foreign.note()).encode())
+    assert response.status_code == 400, response.text
+    response = _post(client, ("old " + "9" * 19 + "\n\n" + foreign.note()).encode())
+    assert response.status_code == 400, response.text
