@@ -256,3 +256,11 @@ def test_an_old_size_of_thousands_of_digits_is_a_400_not_a_server_error(app, cli
     assert response.status_code == 400, response.text
     response = _post(client, ("old " + "9" * 19 + "\n\n" + foreign.note()).encode())
     assert response.status_code == 400, response.text
+
+
+def test_a_checkpoint_size_of_thousands_of_digits_is_a_400(app, client, foreign):
+    foreign.grow(3)
+    note = foreign.note().replace("\n3\n", "\n" + "9" * 5000 + "\n", 1)
+    response = _post(client, ("old 0\n\n" + note).encode())
+    assert response.status_code == 400, response.text
+    assert "tree size does not fit in 64 bits" in response.text
