@@ -301,8 +301,13 @@ def _drop_in_file(gammu, sender, text, index):
 def test_reply_codes_cannot_be_guessed_by_flooding_an_incident(app, client, runner, people, gammu):
     from service.notify.replies import ANSWERS, MAX_WRONG_CODES
 
+    # Guesses at an incident number not used yet do not lock the incident that gets it later.
+    for i in range(MAX_WRONG_CODES):
+        _drop_in_file(gammu, f"+8491200{i:04d}", "XN 1 AAAAA", 100 + i)
+    assert _read_inbox(app) == ["wrong_code"] * MAX_WRONG_CODES
     _ingest_usb_copy(client, runner)
     incident = _incident(app)
+    assert incident.id == 1
     _dispatch(app)
     gammu.wait_for(lambda: len(gammu.sent_files()) == 2, what="two SMS sent")
     leader_code = _code_in(_sent_text(_sent_to(gammu, LEADER_E164)[0]), incident.id)

@@ -77,8 +77,12 @@ def _user_by_number(session: Session, number: str | None) -> User | None:
 
 def _wrong_codes(session: Session, settings: Settings, incident_id: int, now: datetime) -> int:
     from service.audit.models import AuditEntry
+    from service.incidents.models import Incident
 
-    since = now - timedelta(hours=settings.sms_code_valid_hours)
+    incident = session.get(Incident, incident_id)
+    if incident is None:
+        return 0  # no codes to guess; and guesses at a number not yet used do not count later
+    since = max(now - timedelta(hours=settings.sms_code_valid_hours), incident.created_at)
     bodies = session.scalars(select(AuditEntry.body).where(
         AuditEntry.incident_id == incident_id, AuditEntry.kind == "sms.reply",
         AuditEntry.recorded_at >= since))
