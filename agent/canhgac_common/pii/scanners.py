@@ -33,7 +33,8 @@ Decisions worth knowing:
   sheet or PDF page whose parsing hangs is not interruptible. python-calamine holds a sheet as
   a dense grid: xlsx grids over ``MAX_DENSE_CELLS`` are streamed by openpyxl instead; an .xls
   or .ods whose cells span more is reported unreadable (.xls's format allows 65,536 × 256 cells,
-  over 1 GB in python-calamine).
+  over 1 GB in python-calamine); so is an .odt table whose repeated rows and cells expand past
+  2 million cells.
 """
 
 from __future__ import annotations
