@@ -332,3 +332,35 @@ def test_reply_codes_cannot_be_guessed_by_flooding_an_incident(app, client, runn
             OutboxMessage.kind == "sms_answer")).all()
         s.close()
     assert answered == [LEADER_E164]
+
+
+@pytest.mark.sms_settings(secret_key=None)
+def test_reply_code_hashes_are_keyed_with_the_installations_secret(app, client, runner, people,
+                                                                   gammu):
+    """Without a configured secret_key, the key the service keeps under keys/, never a constant."""
+    import hashlib
+    import hmac
+
+    from service.notify.models import SmsCode
+
+    settings = app.config["SETTINGS"]
+    assert settings.secret_key is None
+    kept = (settings.keys_dir / "secret_key").read_text().strip()
+    _ingest_usb_copy(client, runner)
+    incident = _incident(app)
+    _dispatch(app)
+    gammu.wait_for(lambda: len(gammu.sent_files()) == 2, what="two SMS sent")
+    code = _code_in(_sent_text(_sent_to(gammu, LEADER_E164)[0]), incident.id)
+    with app.app_context():
+        s = new_session()
+        stored = {r.code_hash for r in s.scalars(select(SmsCode))}
+        s.close()
+
+    def keyed(key: str) -> str:
+        return hmac.new(key.encode(), b"canhgac-sms-code:" + code.encode(), hashlib.sha256).hexdigest()
+
+    # A database copy alone (a backup without keys/) cannot be searched for the codes.
+    assert keyed("canhgac") not in stored
+    assert keyed(kept) in stored
+    _drop_in_file(gammu, LEADER_E164, f"XN {incident.id} {code}", 1)
+    assert _read_inbox(app) == ["acknowledged"]

@@ -169,7 +169,10 @@ def render_answer(text: str, settings: Settings) -> str:
 
 
 def _code_hash(settings: Settings, code: str) -> str:
-    key = (settings.secret_key or "canhgac").encode()
+    # The installation's secret: the configured one, else the one create_app keeps under keys/
+    # (never a constant: with a known key a copy of the database gives up every live code).
+    key = (settings.secret_key
+           or (settings.keys_dir / "secret_key").read_text(encoding="utf-8").strip()).encode()
     return hmac.new(key, b"canhgac-sms-code:" + code.upper().encode(), hashlib.sha256).hexdigest()
 
 
