@@ -364,3 +364,17 @@ def test_reply_code_hashes_are_keyed_with_the_installations_secret(app, client, 
     assert keyed(kept) in stored
     _drop_in_file(gammu, LEADER_E164, f"XN {incident.id} {code}", 1)
     assert _read_inbox(app) == ["acknowledged"]
+
+
+def test_a_damaged_inbox_file_does_not_block_the_replies_after_it(app, client, runner, people,
+                                                                  gammu):
+    _ingest_usb_copy(client, runner)
+    incident = _incident(app)
+    _dispatch(app)
+    gammu.wait_for(lambda: len(gammu.sent_files()) == 2, what="two SMS sent")
+    code = _code_in(_sent_text(_sent_to(gammu, LEADER_E164)[0]), incident.id)
+    # UTF-16 with a byte-order mark and an odd byte at the end (a file cut short).
+    (gammu.inbox / f"IN20261207_050000_00_{STRANGER_E164}_00.txt").write_bytes(
+        b"\xff\xfe" + "XN 1 AAAAA".encode("utf-16-le") + b"\x00\xd8\x41")
+    _drop_in_file(gammu, LEADER_E164, f"XN {incident.id} {code}", 1)
+    assert _read_inbox(app) == ["not_understood", "acknowledged"]

@@ -291,7 +291,7 @@ class InboxFile:
 def decode_sms_file(data: bytes) -> str:
     """Decode an IN file: UTF-16 with a BOM (InboxFormat=unicode) or UTF-8 / ASCII."""
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return data.decode("utf-16")
+        return data.decode("utf-16", "replace")  # a damaged file must not stop the inbox
     return data.decode("utf-8", "replace")
 
 
