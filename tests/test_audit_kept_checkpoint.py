@@ -98,3 +98,19 @@ def test_dashboard_and_mail_show_the_cosigned_checkpoint(app, client, make_user,
     page = client.get("/dashboard")
     assert page.status_code == 200
     assert "tinh.example/witness" in page.text
+
+
+def test_a_crafted_mail_of_near_checkpoints_is_answered_at_once(app, client, make_user, login):
+    """Every line of it looks like the start of a checkpoint: the search stays linear."""
+    import io
+    import time
+
+    make_user("cong-an", "police")
+    _grow_and_sign(app, 3)
+    assert login("cong-an").status_code == 302
+    crafted = ("Subject: checkpoint\n\n" + "a\n1\nA\n" * 25_000).encode()  # 150 KB: 30 s before
+    started = time.monotonic()
+    answer = _post(client, mail=(io.BytesIO(crafted), "thu.eml"))
+    assert answer.status_code == 200
+    assert "KHÔNG HỢP LỆ" in answer.text
+    assert time.monotonic() - started < 5

@@ -216,3 +216,51 @@ def test_a_cosignature_stored_meanwhile_by_another_instance_is_not_an_error(app,
     assert _submit_one(session, settings, job(), witness) == 1
     assert _submit_one(session, settings, job(), witness) == 1  # stored meanwhile: no error
     assert session.query(Cosignature).count() == 1
+
+
+@pytest.mark.parametrize("size", ["18446744073709551616", "-1", "1e3"])
+def test_a_witness_answering_409_with_a_bad_size_stops_no_other_witness(app, session, size):
+    """A hostile witness (or whoever sits on its plain-HTTP path) cannot stop witnessing."""
+    from service.audit import log
+    from service.audit.cosign import cosign, generate_cosigner_key, parse_cosigner_signer
+    from service.audit.models import Cosignature, LogWitness
+    from service.audit.operations import sign_checkpoint
+    from service.audit.witnessing import add_witness, note_body, submit_checkpoints
+
+    settings = app.config["SETTINGS"]
+    _, bad_verifier = generate_cosigner_key("a.example/witness")
+    good_signer, good_verifier = generate_cosigner_key("b.example/witness")
+
+    def post(url: str, body: bytes, timeout: float):
+        if url.startswith("http://a.example/"):
+            return 409, "text/x.tlog.size", f"{size}\n".encode()
+        note = body.decode().split("\n\n", 1)[1]
+        return 200, "text/plain", (cosign(note_body(note), parse_cosigner_signer(good_signer))
+                                   + "\n").encode()
+
+    log.record(session, "test.witnessed", {"n": 1})
+    sign_checkpoint(session, settings)
+    add_witness(session, "http://a.example/witness", bad_verifier, by="test")
+    add_witness(session, "http://b.example/witness", good_verifier, by="test")
+    session.commit()
+    assert submit_checkpoints(session, settings, post=post) == 1
+    assert session.query(Cosignature).count() == 1
+    bad = session.query(LogWitness).filter_by(url="http://a.example/witness").one()
+    assert bad.size == 0 and bad.refused_size is None
+    assert "409" in bad.last_error
+
+
+def test_an_old_size_of_thousands_of_digits_is_a_400_not_a_server_error(app, client, foreign):
+    foreign.grow(3)
+    response = _post(client, ("old " + "9" * 5000 + "\n\n" + foreign.note()).encode())
+    assert response.status_code == 400, response.text
+    response = _post(client, ("old " + "9" * 19 + "\n\n" + foreign.note()).encode())
+    assert response.status_code == 400, response.text
+
+
+def test_a_checkpoint_size_of_thousands_of_digits_is_a_400(app, client, foreign):
+    foreign.grow(3)
+    note = foreign.note().replace("\n3\n", "\n" + "9" * 5000 + "\n", 1)
+    response = _post(client, ("old 0\n\n" + note).encode())
+    assert response.status_code == 400, response.text
+    assert "tree size does not fit in 64 bits" in response.text

@@ -92,6 +92,7 @@ def test_commands_find_the_demo_from_any_folder_and_say_so(app, session, setting
     log.record(session, "user.created", {"by": "admin", "user": "an"}, actor="admin")
     session.commit()
     data_dir = settings_overrides["data_dir"]
+    (data_dir / "demo").mkdir()  # what `canhgac demo` makes: the folder is a demo's
     pointer = leave_demo_pointer(data_dir)
     elsewhere = tmp_path / "cong-an"
     elsewhere.mkdir()
@@ -165,3 +166,32 @@ def test_the_web_download_is_named_after_commune_incident_and_date(app, session,
     disposition = response.headers["Content-Disposition"]
     assert re.fullmatch(r"attachment; filename=bang-chung-xa-nhan-ly-su-co-5-\d{4}-\d\d-\d\d\.zip",
                         disposition), disposition
+
+
+def test_a_pointer_is_followed_only_to_a_demo_and_only_when_the_user_wrote_it(
+        app, session, settings_overrides, tmp_path, monkeypatch):
+    log.record(session, "user.created", {"by": "admin", "user": "an"}, actor="admin")
+    session.commit()
+    data_dir = settings_overrides["data_dir"]  # a real installation: no demo/ folder
+    pointer = leave_demo_pointer(data_dir)
+    assert pointer.stat().st_mode & 0o777 == 0o600
+    elsewhere = tmp_path / "cong-an"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    env = {"CANHGAC_DATABASE_URL": settings_overrides["database_url"]}
+    # A stale or planted pointer to a folder that is no demo's sends no command there.
+    result = _invoke(["checkpoint"], env=env)
+    assert result.exit_code == 1, result.output
+    assert f"{pointer} -> {data_dir} (không phải thư mục demo / not a demo's folder" in result.stderr
+    assert result.stdout == ""
+    # A demo's folder, but the pointer is writable by others (a shared XDG_STATE_HOME): ignored.
+    (data_dir / "demo").mkdir()
+    pointer.chmod(0o666)
+    result = _invoke(["checkpoint"], env=env)
+    assert result.exit_code == 1, result.output
+    assert "not yours or writable by others" in result.stderr
+    # The demo's own pointer, as it leaves it: followed.
+    leave_demo_pointer(data_dir)
+    result = _invoke(["checkpoint"], env=env)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith(app.config["SETTINGS"].audit_origin + "\n")

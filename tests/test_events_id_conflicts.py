@@ -288,3 +288,28 @@ def test_conflicts_over_http_with_the_real_server_and_agent(tmp_path, db_url):
         server.kill()
     checked = verify(data_dir, env)
     assert checked.returncode == 0, checked.stderr[-2000:]
+
+
+def test_a_dedupe_key_collision_drops_nothing_and_refuses_nothing(app, client, token, monkeypatch):
+    """Two ids whose 64-bit keys collide (2^32 work for a sender choosing its ids) are two events."""
+    from service.audit import log
+    from service.events import conflicts
+
+    def colliding_key(event_id: str) -> int:
+        return -42  # every id shares one key: the worst collision a sender could make
+
+    monkeypatch.setattr(log, "event_key", colliding_key)
+    monkeypatch.setattr(conflicts, "event_key", colliding_key)
+    first, second = _event(seq=1), _event(seq=2, actor="khac.nv")
+    response = _post(client, token, [first])
+    assert response.status_code == 200, response.text
+    # A different event under a colliding key: stored, neither a duplicate nor a conflict.
+    response = _post(client, token, [second])
+    assert response.status_code == 200, response.text
+    assert (response.json["stored"], response.json["duplicates"]) == (1, 0)
+    # The real duplicate under the shared key is still recognised as one.
+    response = _post(client, token, [first, second])
+    assert (response.json["stored"], response.json["duplicates"]) == (0, 2)
+    events = _entries(app, "event")
+    assert sorted(e["id"] for e in events) == sorted([first["id"], second["id"]])
+    assert _entries(app, "event.conflict") == []

@@ -212,10 +212,12 @@ def test_incident_from_ingest_reaches_phones_and_reply_acknowledges(app, client,
         assert LEADER_E164 not in json.dumps(entry) and STRANGER_E164 not in json.dumps(entry)
     assert _entries(app, "sms.reply")[1]["sender"] == "unknown"
     # Every reply got a short answer, sent by the daemon; files were moved out of the inbox.
+    # A number that belongs to no account gets none: the modem is no relay to any number.
     _dispatch(app)
-    gammu.wait_for(lambda: len(gammu.sent_files()) >= 2 + 5 + 1, what="answers sent")
-    answers = [_sent_text(p) for p in _sent_to(gammu, STRANGER_E164)]
-    assert answers == ["Canh Gác: mã này không dành cho số điện thoại này. Không có gì thay đổi."]
+    gammu.wait_for(lambda: len(gammu.sent_files()) >= 2 + 4 + 1, what="answers sent")
+    assert [_sent_text(p) for p in _sent_to(gammu, LEADER_E164)][1] == (
+        f"Canh Gác: mã không đúng cho sự cố #{incident.id}. Không có gì thay đổi.")
+    assert _sent_to(gammu, STRANGER_E164) == []
     assert gammu.in_files() == []
     assert len(list((gammu.inbox / "processed").glob("IN*.txt"))) == 5
 
@@ -288,3 +290,91 @@ def test_inbox_survives_a_crash_between_commit_and_move(app, people, gammu):
     assert _read_inbox(app) == []  # only moved, not handled twice
     assert len(_entries(app, "sms.reply")) == 1
     assert not path.exists() and (gammu.inbox / "processed" / path.name).exists()
+
+
+def _drop_in_file(gammu, sender, text, index):
+    """Put a received SMS into the inbox as gammu-smsd names it (IN<date>_<time>_<n>_<sender>_00)."""
+    path = gammu.inbox / f"IN20261207_05{index // 60:02d}{index % 60:02d}_00_{sender}_00.txt"
+    path.write_text(text, encoding="utf-8")
+
+
+def test_reply_codes_cannot_be_guessed_by_flooding_an_incident(app, client, runner, people, gammu):
+    from service.notify.replies import ANSWERS, MAX_WRONG_CODES
+
+    # Guesses at an incident number not used yet do not lock the incident that gets it later.
+    for i in range(MAX_WRONG_CODES):
+        _drop_in_file(gammu, f"+8491200{i:04d}", "XN 1 AAAAA", 100 + i)
+    assert _read_inbox(app) == ["wrong_code"] * MAX_WRONG_CODES
+    _ingest_usb_copy(client, runner)
+    incident = _incident(app)
+    assert incident.id == 1
+    _dispatch(app)
+    gammu.wait_for(lambda: len(gammu.sent_files()) == 2, what="two SMS sent")
+    leader_code = _code_in(_sent_text(_sent_to(gammu, LEADER_E164)[0]), incident.id)
+    wrong = "AAAAA" if leader_code != "AAAAA" else "CCCCC"
+    # A guesser learns nothing from the answer: a valid code from the wrong number reads as wrong.
+    assert ANSWERS["wrong_number"] == ANSWERS["wrong_code"]
+    # Guesses from many (spoofed) numbers: each one wrong, until the incident's limit.
+    for i in range(MAX_WRONG_CODES):
+        _drop_in_file(gammu, f"+8491100{i:04d}", f"XN {incident.id} {wrong}", i)
+    assert _read_inbox(app) == ["wrong_code"] * MAX_WRONG_CODES
+    # After the limit no code of the incident is taken by SMS, not even the right one.
+    _drop_in_file(gammu, LEADER_E164, f"XN {incident.id} {leader_code}", MAX_WRONG_CODES)
+    assert _read_inbox(app) == ["too_many_wrong_codes"]
+    assert _incident(app).state == "reported"
+    assert _entries(app, "sms.reply")[-1]["outcome"] == "too_many_wrong_codes"
+    # The guesses from numbers of no account were not answered (no SMS paid for, no relay).
+    from service.notify.models import OutboxMessage
+
+    with app.app_context():
+        s = new_session()
+        answered = s.scalars(select(OutboxMessage.address).where(
+            OutboxMessage.kind == "sms_answer")).all()
+        s.close()
+    assert answered == [LEADER_E164]
+
+
+@pytest.mark.sms_settings(secret_key=None)
+def test_reply_code_hashes_are_keyed_with_the_installations_secret(app, client, runner, people,
+                                                                   gammu):
+    """Without a configured secret_key, the key the service keeps under keys/, never a constant."""
+    import hashlib
+    import hmac
+
+    from service.notify.models import SmsCode
+
+    settings = app.config["SETTINGS"]
+    assert settings.secret_key is None
+    kept = (settings.keys_dir / "secret_key").read_text().strip()
+    _ingest_usb_copy(client, runner)
+    incident = _incident(app)
+    _dispatch(app)
+    gammu.wait_for(lambda: len(gammu.sent_files()) == 2, what="two SMS sent")
+    code = _code_in(_sent_text(_sent_to(gammu, LEADER_E164)[0]), incident.id)
+    with app.app_context():
+        s = new_session()
+        stored = {r.code_hash for r in s.scalars(select(SmsCode))}
+        s.close()
+
+    def keyed(key: str) -> str:
+        return hmac.new(key.encode(), b"canhgac-sms-code:" + code.encode(), hashlib.sha256).hexdigest()
+
+    # A database copy alone (a backup without keys/) cannot be searched for the codes.
+    assert keyed("canhgac") not in stored
+    assert keyed(kept) in stored
+    _drop_in_file(gammu, LEADER_E164, f"XN {incident.id} {code}", 1)
+    assert _read_inbox(app) == ["acknowledged"]
+
+
+def test_a_damaged_inbox_file_does_not_block_the_replies_after_it(app, client, runner, people,
+                                                                  gammu):
+    _ingest_usb_copy(client, runner)
+    incident = _incident(app)
+    _dispatch(app)
+    gammu.wait_for(lambda: len(gammu.sent_files()) == 2, what="two SMS sent")
+    code = _code_in(_sent_text(_sent_to(gammu, LEADER_E164)[0]), incident.id)
+    # UTF-16 with a byte-order mark and an odd byte at the end (a file cut short).
+    (gammu.inbox / f"IN20261207_050000_00_{STRANGER_E164}_00.txt").write_bytes(
+        b"\xff\xfe" + "XN 1 AAAAA".encode("utf-16-le") + b"\x00\xd8\x41")
+    _drop_in_file(gammu, LEADER_E164, f"XN {incident.id} {code}", 1)
+    assert _read_inbox(app) == ["not_understood", "acknowledged"]

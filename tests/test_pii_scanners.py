@@ -595,6 +595,59 @@ def test_encrypted_and_unknown_ole2_files_are_unreadable_not_clean(tmp_path: Pat
     assert scan_file(truncated).is_unreadable
 
 
+def test_xls_with_a_stray_far_cell_is_unreadable_not_a_gigabyte(tmp_path: Path) -> None:
+    import struct
+
+    import olefile
+
+    # A real workbook whose last cell record is moved to IV65536 (a few bytes changed): its grid
+    # spans 16.7 million cells, which python-calamine would hold dense (over 1 GB measured).
+    far = tmp_path / "o-xa.xls"
+    far.write_bytes((FIXTURES / "chi-tra.xls").read_bytes())
+    with olefile.OleFileIO(str(far), write_mode=True) as ole:
+        data = bytearray(ole.openstream("Workbook").read())
+        position, last_cell = 0, None
+        while position + 4 <= len(data):
+            kind, length = struct.unpack_from("<HH", data, position)
+            if kind in (0x00FD, 0x0203, 0x027E, 0x0204):
+                last_cell = position + 4
+            position += 4 + length
+        assert last_cell is not None
+        struct.pack_into("<HH", data, last_cell, 65535, 255)
+        ole.write_stream("Workbook", bytes(data))
+    started = time.monotonic()
+    result = scan_file(far)
+    assert result.is_unreadable and result.total == 0
+    assert result.error is not None and "ValueError" in result.error
+    assert time.monotonic() - started < 5
+    # The unchanged workbook still reads (its grid is small).
+    assert not scan_file(FIXTURES / "chi-tra.xls").is_unreadable
+
+
+def test_odt_table_repeats_of_repeats_are_unreadable_not_gigabytes(tmp_path: Path) -> None:
+    # 4 rows repeated 256 times of 1,000 cells repeated 256 times: 11 KB asked for 262 million
+    # cells (2 GB and 24 s measured before the cap).
+    ns = ('xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" '
+          'xmlns:table="urn:oasis:names:tc:opendocument:xmlns:table:1.0" '
+          'xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0"')
+    rows = "".join(
+        '<table:table-row table:number-rows-repeated="256">'
+        + "".join(f'<table:table-cell table:number-columns-repeated="256"><text:p>{r}-{c}</text:p>'
+                  "</table:table-cell>" for c in range(1000))
+        + "</table:table-row>" for r in range(4))
+    content = (f'<?xml version="1.0"?><office:document-content {ns}><office:body><office:text>'
+               f"<table:table>{rows}</table:table></office:text></office:body>"
+               "</office:document-content>")
+    path = tmp_path / "lap.odt"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("mimetype", "application/vnd.oasis.opendocument.text")
+        archive.writestr("content.xml", content)
+    started = time.monotonic()
+    result = scan_file(path)
+    assert result.is_unreadable and result.total == 0
+    assert time.monotonic() - started < 5
+
+
 def test_odt_entities_are_not_expanded(tmp_path: Path) -> None:
     laughs = "".join(f'<!ENTITY l{i} "{f"&l{i - 1};" * 10}">' for i in range(1, 10))
     content = (

@@ -424,9 +424,10 @@ def parse_checkpoint(
         raise CheckpointError(f"checkpoint is from {found_origin!r}, expected {origin!r}")
     if _DECIMAL.fullmatch(size_text) is None:
         raise CheckpointError("tree size must be decimal digits without leading zeros")
-    size = int(size_text)
-    if size > MAX_TREE_SIZE:
+    # Length first: int() of over 4,300 digits raises a plain ValueError (a 500, not a refusal).
+    if len(size_text) > 20 or int(size_text) > MAX_TREE_SIZE:
         raise CheckpointError("tree size does not fit in 64 bits")
+    size = int(size_text)
     try:
         root = _b64decode_canonical(root_text)
     except (ValueError, binascii.Error):

@@ -36,7 +36,7 @@ from service.core.db import utcnow
 
 MAX_PROOF_LINES = 63
 EMPTY_ROOT = hashlib.sha256(b"").digest()
-_OLD_LINE = re.compile(r"old (0|[1-9][0-9]*)")
+_OLD_LINE = re.compile(r"old (0|[1-9][0-9]{0,19})")  # a uint64: at most 20 digits
 
 
 class WitnessError(ValueError):

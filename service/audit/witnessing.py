@@ -11,6 +11,7 @@ larger tree than we ever signed, is a critical alert: someone rewrote or forked 
 from __future__ import annotations
 
 import base64
+import re
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -92,6 +93,10 @@ def _post(url: str, body: bytes, timeout: float) -> tuple[int, str, bytes]:
         return exc.code, exc.headers.get("Content-Type", ""), exc.read(65536)
 
 
+_SIZE = re.compile(r"0|[1-9][0-9]{0,18}")
+MAX_TREE_SIZE = 2**63 - 1
+
+
 @dataclass
 class _Job:
     witness_id: int
@@ -161,10 +166,11 @@ def _submit_one(session: Session, settings: Settings, item: _Job, post: Poster,
         return 0
     text = answer.decode("utf-8", "replace")
     if status == 409 and content_type.startswith("text/x.tlog.size") and retries:
-        try:
-            known = int(text.strip())
-        except ValueError:
-            _failed(session, item, "409 without a size")
+        # A tree size as tlog-witness writes it (decimal, no sign), within our BIGINT columns:
+        # anything else would fail the commit and stop every witness after this one.
+        known = int(text.strip()) if _SIZE.fullmatch(text.strip()) else None
+        if known is None or known > MAX_TREE_SIZE:
+            _failed(session, item, f"409 without a valid size: {text.strip()[:40]!r}")
             return 0
         witness = session.get(LogWitness, item.witness_id)
         witness.size = known

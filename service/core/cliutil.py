@@ -17,6 +17,7 @@ from service.config import ConfigError, Settings
 DEFAULT_DATA_DIR = Path("audit_logs")
 DATA_DIR_ENV = "CANHGAC_DATA_DIR"
 DATABASE_FILE = "canhgac.db"
+DEMO_STAGE = "demo"  # `canhgac demo` makes this folder in its data directory; it marks a demo's
 
 
 def data_dir_option(func: Callable) -> Callable:
@@ -45,6 +46,7 @@ def leave_demo_pointer(data_dir: Path) -> Path:
     pointer = demo_pointer_path()
     pointer.parent.mkdir(parents=True, exist_ok=True)
     pointer.write_text(str(data_dir.resolve()) + "\n", encoding="utf-8")
+    pointer.chmod(0o600)  # whatever the umask: a pointer others can write is not followed
     return pointer
 
 
@@ -90,11 +92,23 @@ def choose_data_dir(data_dir: Path | None, *, use_demo_pointer: bool = True,
     pointer = demo_pointer_path(environ)
     try:
         named = Path(pointer.read_text(encoding="utf-8").strip())
+        stat = pointer.stat()
     except (OSError, UnicodeDecodeError):
         return DataDirChoice(settings, default, (f"{pointer} (không có / absent)",))
+    # Only a pointer the user's own demo left is followed: one another account could have
+    # written (XDG_STATE_HOME on a shared folder) could send commands to data of its choosing.
+    if stat.st_uid != os.getuid() or stat.st_mode & 0o022:
+        return DataDirChoice(settings, default, (
+            f"{pointer} (không phải của bạn hoặc người khác ghi được / not yours or writable "
+            "by others: bỏ qua / ignored)",))
     if not named.is_dir():
         return DataDirChoice(settings, default,
                              (f"{pointer} -> {named} (không còn / gone)",))
+    if not (named / DEMO_STAGE).is_dir():
+        # The pointer falls back to a demo only: a real installation is named, never guessed.
+        return DataDirChoice(settings, default, (
+            f"{pointer} -> {named} (không phải thư mục demo / not a demo's folder: bỏ qua / "
+            "ignored)",))
     demo = load_settings({"data_dir": named, **overrides}, environ=environ)
     return DataDirChoice(demo, f"thư mục của `canhgac demo`, ghi trong / the demo's, noted in {pointer}")
 

@@ -4,7 +4,7 @@ A right reply (the code of an SMS sent to that number, unused, unexpired) calls 
 operation as the web page: `acknowledge_incident` for a leader's code, `confirm_incident_receipt`
 for a police code, with channel "sms". Anything else changes nothing. Every reply writes an
 ``sms.reply`` entry (outcome, incident, the account the number belongs to or "unknown"; never
-the number) and gets a short answer SMS.
+the number) and, when the number is an account's, gets a short answer SMS.
 
 Each file is handled in its own transaction that also records its name (``SmsReceived``, unique),
 then moved to ``processed/``. A crash after the commit but before the move leaves a file whose
@@ -14,9 +14,10 @@ the next run handles it again.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import structlog
@@ -40,14 +41,22 @@ ANSWERS = {
     "receipt_confirmed": "Canh Gác: đã ghi nhận Công an xã đã nhận tin về sự cố #{n}.",
     "not_understood": "Canh Gác: không hiểu tin nhắn. Để xác nhận, nhắn: XN <số sự cố> <mã>",
     "wrong_code": "Canh Gác: mã không đúng cho sự cố #{n}. Không có gì thay đổi.",
-    "wrong_number": "Canh Gác: mã này không dành cho số điện thoại này. Không có gì thay đổi.",
+    # The same words as a wrong code: telling them apart would confirm a guessed code is valid.
+    "wrong_number": "Canh Gác: mã không đúng cho sự cố #{n}. Không có gì thay đổi.",
     "code_used": "Canh Gác: mã này đã được dùng. Không có gì thay đổi.",
     "code_expired": "Canh Gác: mã đã hết hạn. Hãy xác nhận trên trang Canh Gác.",
     "already_acknowledged": "Canh Gác: sự cố #{n} đã được xác nhận trước đó. Không có gì thay đổi.",
     "already_confirmed": "Canh Gác: bạn đã xác nhận đã nhận tin về sự cố #{n} trước đó.",
+    "too_many_wrong_codes": "Canh Gác: quá nhiều mã sai cho sự cố #{n}. "
+                            "Hãy xác nhận trên trang Canh Gác.",
     "refused": "Canh Gác: không thể ghi nhận cho sự cố #{n}. Hãy xem trên trang Canh Gác.",
 }
 ACCEPTED = ("acknowledged", "receipt_confirmed")
+WRONG = ("wrong_code", "wrong_number")
+# Wrong codes an incident takes by SMS within a code's validity before it takes none (the web
+# page still works). A code is one of 25^5; with this many guesses from any (spoofable)
+# numbers, one live code is hit with a chance of about 2 in a million.
+MAX_WRONG_CODES = 20
 
 
 @dataclass(frozen=True)
@@ -64,6 +73,20 @@ def _user_by_number(session: Session, number: str | None) -> User | None:
         return None
     users = session.scalars(select(User).where(User.phone == number, User.is_disabled.is_(False)))
     return next(iter(users), None)
+
+
+def _wrong_codes(session: Session, settings: Settings, incident_id: int, now: datetime) -> int:
+    from service.audit.models import AuditEntry
+    from service.incidents.models import Incident
+
+    incident = session.get(Incident, incident_id)
+    if incident is None:
+        return 0  # no codes to guess; and guesses at a number not yet used do not count later
+    since = max(now - timedelta(hours=settings.sms_code_valid_hours), incident.created_at)
+    bodies = session.scalars(select(AuditEntry.body).where(
+        AuditEntry.incident_id == incident_id, AuditEntry.kind == "sms.reply",
+        AuditEntry.recorded_at >= since))
+    return sum(json.loads(body)["body"].get("outcome") in WRONG for body in bodies)
 
 
 def _act(session: Session, settings: Settings, code_row, now: datetime) -> str:
@@ -107,6 +130,8 @@ def handle_reply(session: Session, settings: Settings, sender: str, text: str,
     incident_id = parsed[0] if parsed else None
     if parsed is None:
         outcome = "not_understood"
+    elif _wrong_codes(session, settings, parsed[0], now) >= MAX_WRONG_CODES:
+        outcome = "too_many_wrong_codes"
     else:
         rows = sms.find_codes(session, settings, parsed[0], parsed[1])
         mine = [r for r in rows if r.phone == number]
@@ -126,7 +151,9 @@ def handle_reply(session: Session, settings: Settings, sender: str, text: str,
         "outcome": outcome, "is_accepted": outcome in ACCEPTED, "incident_id": incident_id,
         "sender": user.username if user else "unknown", "length": len(text or ""),
     }, incident_id=incident_id, actor=user.username if user else None)
-    if number:
+    # Only a number of an account is answered: an answer to any sender would let a spoofer
+    # make the commune's modem text any number, and an autoresponder loop with it forever.
+    if number and user is not None and user.phone == number:
         from service.incidents.models import Incident
 
         known = incident_id if incident_id and session.get(Incident, incident_id) else None

@@ -169,7 +169,10 @@ def render_answer(text: str, settings: Settings) -> str:
 
 
 def _code_hash(settings: Settings, code: str) -> str:
-    key = (settings.secret_key or "canhgac").encode()
+    # The installation's secret: the configured one, else the one create_app keeps under keys/
+    # (never a constant: with a known key a copy of the database gives up every live code).
+    key = (settings.secret_key
+           or (settings.keys_dir / "secret_key").read_text(encoding="utf-8").strip()).encode()
     return hmac.new(key, b"canhgac-sms-code:" + code.upper().encode(), hashlib.sha256).hexdigest()
 
 
@@ -288,7 +291,7 @@ class InboxFile:
 def decode_sms_file(data: bytes) -> str:
     """Decode an IN file: UTF-16 with a BOM (InboxFormat=unicode) or UTF-8 / ASCII."""
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return data.decode("utf-16")
+        return data.decode("utf-16", "replace")  # a damaged file must not stop the inbox
     return data.decode("utf-8", "replace")
 
 

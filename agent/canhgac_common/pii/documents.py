@@ -145,6 +145,9 @@ _COVERED = f"{{{_NS_TABLE}}}covered-table-cell"
 _REPEAT = f"{{{_NS_TABLE}}}number-columns-repeated"
 _ROW_REPEAT = f"{{{_NS_TABLE}}}number-rows-repeated"
 _MAX_REPEAT = 256
+# Cells a table may expand to: repeats of repeats multiply (an 11 KB file asked for 262 million,
+# over 2 GB), so past this the document is reported unreadable, never scanned in part as clean.
+_MAX_TABLE_CELLS = 2_000_000
 
 
 def _odf_text(element: Any, out: list[str]) -> None:
@@ -166,6 +169,7 @@ def _odf_text(element: Any, out: list[str]) -> None:
 
 def _odf_rows(table: Any) -> list[list[str]]:
     rows = []
+    total = 0
     for row in table.iter(_ROW):
         cells: list[str] = []
         for cell in row:
@@ -177,10 +181,15 @@ def _odf_rows(table: Any) -> list[list[str]]:
             _odf_text(cell, out)
             text = " ".join("".join(out).split())
             repeat = min(int(cell.get(_REPEAT, "1") or 1), _MAX_REPEAT)
+            if total + len(cells) + repeat > _MAX_TABLE_CELLS:
+                raise ValueError("table too large")
             cells.extend([text] * repeat)
         while cells and not cells[-1]:
             cells.pop()
         repeat = min(int(row.get(_ROW_REPEAT, "1") or 1), _MAX_REPEAT) if cells else 1
+        total += len(cells) * repeat
+        if total > _MAX_TABLE_CELLS:
+            raise ValueError("table too large")
         rows.extend(list(cells) for _ in range(repeat))
     return rows
 

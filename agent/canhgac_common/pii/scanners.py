@@ -31,9 +31,10 @@ Decisions worth knowing:
 - Not scanned: Word text boxes in .docx, .odt headers and footers, encrypted archive members,
   encrypted Office files and PDFs with a non-empty password (all reported unreadable). A single
   sheet or PDF page whose parsing hangs is not interruptible. python-calamine holds a sheet as
-  a dense grid: xlsx grids over ``MAX_DENSE_CELLS`` are streamed by openpyxl instead; .xls is
-  bounded by its format (65,536 × 256 cells); an .ods whose cells span more is reported
-  unreadable.
+  a dense grid: xlsx grids over ``MAX_DENSE_CELLS`` are streamed by openpyxl instead; an .xls
+  or .ods whose cells span more is reported unreadable (.xls's format allows 65,536 × 256 cells,
+  over 1 GB in python-calamine); so is an .odt table whose repeated rows and cells expand past
+  2 million cells.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ import io
 import itertools
 import operator
 import re
+import struct
 import time
 import unicodedata
 import zipfile
@@ -529,6 +531,57 @@ def _xlsx_grid_cells(stream: IO[bytes]) -> int:
     return largest
 
 
+# BIFF cell records (row u16, column u16 first): FORMULA, BLANK, NUMBER, LABEL, BOOLERR, RK,
+# LABELSST, RSTRING; MULRK and MULBLANK end with their last column.
+_XLS_CELLS = frozenset((0x0006, 0x0201, 0x0203, 0x0204, 0x0205, 0x027E, 0x00FD, 0x00D6))
+_XLS_MULTI_CELLS = frozenset((0x00BD, 0x00BE))
+_XLS_BOF = 0x0809
+
+
+def _xls_grid_cells(stream: IO[bytes]) -> int:
+    """Return the largest grid (bounding box of the cell records) of an .xls file's sheets.
+
+    Walks the BIFF records of the Workbook stream (headers, and the first bytes of cell
+    records); a 5 KB file with cells at A1 and IV65536 asks python-calamine for 16.7 million
+    cells (over 1 GB). Rewinds.
+    """
+    import olefile  # deferred: only needed for legacy Office files
+
+    with olefile.OleFileIO(stream) as ole:
+        name = "Workbook" if ole.exists("Workbook") else "Book"
+        data = ole.openstream(name).read()
+    stream.seek(0)
+    largest = 0
+    top = left = 1 << 30
+    bottom = right = -1
+    header = struct.Struct("<HH").unpack_from  # (type, length), and (row, column) of a cell
+    cells, multi = _XLS_CELLS, _XLS_MULTI_CELLS
+    position, size = 0, len(data)
+    while position + 4 <= size:
+        kind, length = header(data, position)
+        body = position + 4
+        position = body + length
+        if kind in cells:
+            if length >= 4 and position <= size:
+                row, col = header(data, body)
+                top, bottom = min(top, row), max(bottom, row)
+                left, right = min(left, col), max(right, col)
+        elif kind in multi:
+            if length >= 6 and position <= size:
+                row, col = header(data, body)
+                last = data[position - 2] | data[position - 1] << 8
+                top, bottom = min(top, row), max(bottom, row)
+                left, right = min(left, col), max(right, col, last)
+        elif kind == _XLS_BOF:  # a new substream (sheet): measure the one that ended
+            if bottom >= 0:
+                largest = max(largest, (bottom - top + 1) * (right - left + 1))
+            top = left = 1 << 30
+            bottom = right = -1
+    if bottom >= 0:
+        largest = max(largest, (bottom - top + 1) * (right - left + 1))
+    return largest
+
+
 _ODS_TABLE = "{urn:oasis:names:tc:opendocument:xmlns:table:1.0}"
 _ODS_VALUE_TYPE = "{urn:oasis:names:tc:opendocument:xmlns:office:1.0}value-type"
 
@@ -605,6 +658,8 @@ def iter_sheet_rows(
         return
     if kind == "ods" and _ods_grid_cells(stream) > MAX_DENSE_CELLS:
         raise ValueError("sheet grid too large")  # reported unreadable, never clean
+    if kind == "xls" and _xls_grid_cells(stream) > MAX_DENSE_CELLS:
+        raise ValueError("sheet grid too large")  # as .ods: no streaming reader for BIFF
     workbook = python_calamine.CalamineWorkbook.from_filelike(stream)
     try:
         for index in range(len(workbook.sheet_names)):
