@@ -52,6 +52,25 @@ def test_health_says_whether_the_database_takes_a_write(app, client):
         assert conn.exec_driver_sql("SELECT count(*) FROM alembic_version").scalar() == 1
 
 
+def test_ingest_while_the_database_refuses_writes_is_a_json_503(app, client, token):
+    # SQLite says OperationalError, PostgreSQL a read-only transaction (InternalError): both
+    # are the storage's trouble, answered in the API's words with a retry, never a bare 500.
+    engine = get_engine(app)
+    event.listen(engine, "connect", _read_only)
+    engine.dispose()
+    try:
+        answer = client.post("/api/v1/events", headers={"Authorization": f"Bearer {token}"},
+                             json=[{"id": str(uuid.uuid4()), "occurred_at": "2026-12-01T09:00:00+07:00",
+                                    "host": "PC-01", "actor": "canbo", "action": "open",
+                                    "object": {"path": "C:\\DuLieu\\a.xlsx"}}])
+        assert answer.status_code == 503, answer.text
+        assert answer.json["error"] == "storage_unavailable"
+        assert answer.headers["Retry-After"] == "5"
+    finally:
+        event.remove(engine, "connect", _read_only)
+        engine.dispose()
+
+
 @pytest.mark.parametrize(("method", "path", "allowed"), [
     ("GET", "/logout", {"POST"}),
     ("POST", "/healthz", {"GET", "HEAD"}),

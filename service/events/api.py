@@ -6,7 +6,7 @@ import json
 
 from flask import Blueprint, Flask, current_app, g, jsonify, request
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, PendingRollbackError
 
 from canhgac_common.events import NO_NUL, Count, Event, Timestamp
 from service.auth.access import public, token_required
@@ -269,13 +269,17 @@ def openapi():
     return jsonify(build_openapi())
 
 
-@bp.errorhandler(OperationalError)
+@bp.errorhandler(DBAPIError)
+@bp.errorhandler(PendingRollbackError)
 def _storage_unavailable(exc):
-    # Database down, locked too long or disk full: tell clients to retry; nothing was stored.
+    # Database down, restarting (a connection cut mid-statement surfaces as an interface
+    # error, or as a session left to roll back), locked too long or disk full: tell clients
+    # to retry in the API's own words; nothing was stored.
     from service.core.db import get_session
 
     get_session().rollback()
-    response, status = _error(503, "storage_unavailable", detail=type(exc.orig).__name__)
+    cause = getattr(exc, "orig", None) or exc
+    response, status = _error(503, "storage_unavailable", detail=type(cause).__name__)
     response.headers["Retry-After"] = "5"
     return response, status
 
