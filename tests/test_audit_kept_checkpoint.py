@@ -106,7 +106,7 @@ def test_a_crafted_mail_of_near_checkpoints_is_answered_at_once(app, client, mak
     import time
 
     make_user("cong-an", "police")
-    _grow_and_sign(app, 3)
+    grow_and_sign(app, 3, "test.kept")
     assert login("cong-an").status_code == 302
     crafted = ("Subject: checkpoint\n\n" + "a\n1\nA\n" * 25_000).encode()  # 150 KB: 30 s before
     started = time.monotonic()
