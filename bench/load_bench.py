@@ -44,8 +44,8 @@ def _login(port: int, username: str, password: str) -> str:
     return "; ".join(f"{c.name}={c.value}" for c in jar)
 
 
-def _drive(port: int, token: str, cookie: str, clients: int,
-           seconds: float) -> tuple[dict[str, list[float]], list[str], float]:
+def _drive(port: int, token: str, cookie: str, clients: int, seconds: float,
+           timeout: float = 60) -> tuple[dict[str, list[float]], list[str], float]:
     """Run the client threads until the deadline; return latencies, errors and wall time."""
     deadline = time.monotonic() + seconds
     lock = threading.Lock()
@@ -53,7 +53,7 @@ def _drive(port: int, token: str, cookie: str, clients: int,
     errors: list[str] = []
 
     def client(k: int) -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
         n = 0
         while time.monotonic() < deadline:
             kind = "page" if n % 4 == 3 else "ingest"
@@ -75,7 +75,7 @@ def _drive(port: int, token: str, cookie: str, clients: int,
             except (OSError, http.client.HTTPException) as exc:
                 status = type(exc).__name__
                 conn.close()
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
             elapsed = time.perf_counter() - t0
             with lock:
                 latency[kind].append(elapsed)

@@ -23,10 +23,9 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from pathlib import Path
 
-from bench.load_bench import USER_AGENT, _login
+from bench.load_bench import _login
 from bench.stats import percentile
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -177,46 +176,10 @@ class SlowConnections:
 
 
 def _clients(port: int, token: str, cookie: str, seconds: float, clients: int, timeout: float) -> dict:
-    deadline = time.monotonic() + seconds
-    lock = threading.Lock()
-    latency: dict[str, list[float]] = {"ingest": [], "page": []}
-    errors: list[str] = []
+    # The same mixed ingest/page clients as load_bench, in this process beside the slow ones.
+    from bench.load_bench import _drive
 
-    def client(k: int) -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-        n = 0
-        while time.monotonic() < deadline:
-            kind = "page" if n % 4 == 3 else "ingest"
-            t0 = time.perf_counter()
-            try:
-                if kind == "ingest":
-                    batch = [{"id": str(uuid.uuid4()), "occurred_at": "2026-10-01T09:00:00+07:00",
-                              "host": f"PC-{k:03d}", "actor": f"canbo{k}", "action": "open",
-                              "object": {"path": f"C:\\DuLieu\\DanCu\\thon_{n % 22}.xlsx"},
-                              "unit": "cong_an"} for _ in range(20)]
-                    conn.request("POST", "/api/v1/events", body=json.dumps(batch), headers={
-                        "Authorization": f"Bearer {token}", "Content-Type": "application/json"})
-                else:
-                    conn.request("GET", "/audit/?page=1", headers={"Cookie": cookie, "User-Agent": USER_AGENT})
-                response = conn.getresponse()
-                response.read()
-                status = response.status
-            except (OSError, http.client.HTTPException) as exc:
-                status = type(exc).__name__
-                conn.close()
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-            with lock:
-                latency[kind].append(time.perf_counter() - t0)
-                if status != 200:
-                    errors.append(f"{kind}:{status}")
-            n += 1
-        conn.close()
-
-    threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    latency, errors, _wall = _drive(port, token, cookie, clients, seconds, timeout)
     out: dict = {"errors": len(errors), "error_kinds": sorted(set(errors))[:4]}
     for kind, values in latency.items():
         out[kind] = {"requests": len(values), "p50_ms": round(1000 * percentile(values, 0.5), 1),

@@ -157,6 +157,17 @@ def approve(session: Session, grant_id: int, *, by: User, now: datetime | None =
     return grant
 
 
+def _close(session: Session, grant: RoleGrant, kind: str, by: str, outcome: str,
+           detail: str) -> None:
+    # A grant that ends without being applied: its trail entry, and the notice to watchers.
+    session.flush()
+    body = _summary(grant) if by == "system" else {"by": by, **_summary(grant)}
+    record(session, kind, body, actor=by)
+    operations._announce(
+        session, f"Đề nghị cấp vai trò {_roles_text(grant.roles)} cho tài khoản "
+                 f"{grant.user.username} {outcome}", [detail], by=by)
+
+
 def refuse(session: Session, grant_id: int, *, by: User, now: datetime | None = None) -> RoleGrant:
     """Refuse a pending grant (a leader or another admin); audit and announce it."""
     now = now or utcnow()
@@ -165,13 +176,8 @@ def refuse(session: Session, grant_id: int, *, by: User, now: datetime | None = 
     if not may_decide(grant, by):
         raise AccountError("Chỉ lãnh đạo hoặc một quản trị viên khác được từ chối đề nghị này")
     _decide(grant, by, REFUSED, now)
-    session.flush()
-    record(session, "auth.grant_refused", {"by": by.username, **_summary(grant)},
-           actor=by.username)
-    operations._announce(
-        session, f"Đề nghị cấp vai trò {_roles_text(grant.roles)} cho tài khoản "
-                 f"{grant.user.username} đã bị từ chối",
-        [f"Đề nghị số {grant.id} của {grant.requested_by.username}."], by=by.username)
+    _close(session, grant, "auth.grant_refused", by.username, "đã bị từ chối",
+           f"Đề nghị số {grant.id} của {grant.requested_by.username}.")
     return grant
 
 
@@ -183,13 +189,8 @@ def withdraw(session: Session, grant_id: int, *, by: User, now: datetime | None 
     if by.id != grant.requested_by_id:
         raise AccountError("Chỉ người đề nghị được rút lại đề nghị")
     _decide(grant, by, WITHDRAWN, now)
-    session.flush()
-    record(session, "auth.grant_withdrawn", {"by": by.username, **_summary(grant)},
-           actor=by.username)
-    operations._announce(
-        session, f"Đề nghị cấp vai trò {_roles_text(grant.roles)} cho tài khoản "
-                 f"{grant.user.username} đã được rút lại",
-        [f"Đề nghị số {grant.id}."], by=by.username)
+    _close(session, grant, "auth.grant_withdrawn", by.username, "đã được rút lại",
+           f"Đề nghị số {grant.id}.")
     return grant
 
 
@@ -204,15 +205,10 @@ def expire_grants(session: Session, now: datetime | None = None) -> list[RoleGra
     for grant in due:
         grant.state = EXPIRED
         grant.decided_at = now
-        session.flush()
         # Nobody decided: the entry names the service, so the trail shows the grant lapsed
         # rather than leaving a request that is silently gone from the pending list.
-        record(session, "auth.grant_expired", _summary(grant), actor="system")
-        operations._announce(
-            session, f"Đề nghị cấp vai trò {_roles_text(grant.roles)} cho tài khoản "
-                     f"{grant.user.username} đã hết hạn, không ai phê duyệt",
-            [f"Đề nghị số {grant.id} của {grant.requested_by.username}; vai trò không được cấp."],
-            by="system")
+        _close(session, grant, "auth.grant_expired", "system", "đã hết hạn, không ai phê duyệt",
+               f"Đề nghị số {grant.id} của {grant.requested_by.username}; vai trò không được cấp.")
     return due
 
 
