@@ -22,6 +22,7 @@ from hashlib import sha256 as _sha256
 from typing import Any, NamedTuple
 
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from service.audit import merkle
@@ -287,12 +288,23 @@ def _insert_rows(conn: Connection, table: str, columns: Sequence[str], rows: Seq
     """
     names = ", ".join(_q(conn, c) for c in columns)
     if conn.dialect.driver == "psycopg":
-        cursor = conn.connection.dbapi_connection.cursor()
+        statement = f"COPY {table} ({names}) FROM STDIN"
+        dbapi_connection = conn.connection.dbapi_connection
+        cursor = dbapi_connection.cursor()
         try:
-            with cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
+            with cursor.copy(statement) as copy:
                 write = copy.write_row
                 for row in rows:
                     write(row)
+        except conn.dialect.loaded_dbapi.Error as exc:
+            # A raw cursor's error is the driver's own: give it SQLAlchemy's shape (callers and
+            # the API's 503 handler know only that), and drop a connection the server cut so
+            # the pool does not hand it out again.
+            is_disconnect = conn.dialect.is_disconnect(exc, dbapi_connection, cursor)
+            if is_disconnect:
+                conn.invalidate(exc)
+            raise DBAPIError.instance(statement, None, exc, conn.dialect.loaded_dbapi.Error,
+                                      connection_invalidated=is_disconnect) from exc
         finally:
             cursor.close()
         return

@@ -5,6 +5,7 @@ from __future__ import annotations
 import weakref
 from datetime import UTC, datetime
 
+import structlog
 from flask import Flask, current_app, g
 from sqlalchemy import DateTime, MetaData, create_engine, event
 from sqlalchemy.engine import Engine
@@ -95,9 +96,23 @@ def init_app(app: Flask) -> None:
     def _close_session(exc):  # pragma: no cover - exercised by every request
         session = g.pop("db_session", None)
         if session is not None:
-            if exc is not None:
-                session.rollback()
+            rollback_quietly(session)
             session.close()
+
+
+def rollback_quietly(session: Session) -> None:
+    """Roll back, tolerating a connection the database already cut.
+
+    After a restart or a cut connection the rollback itself fails; the transaction is gone on
+    the server anyway, and raising here would turn the answer already chosen (a 503 to retry)
+    into a bare 500.
+    """
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        session.rollback()
+    except SQLAlchemyError as exc:
+        structlog.get_logger(__name__).warning("rollback_failed", error=type(exc).__name__)
 
 
 def get_engine(app: Flask | None = None) -> Engine:

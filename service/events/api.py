@@ -275,9 +275,9 @@ def _storage_unavailable(exc):
     # Database down, restarting (a connection cut mid-statement surfaces as an interface
     # error, or as a session left to roll back), locked too long or disk full: tell clients
     # to retry in the API's own words; nothing was stored.
-    from service.core.db import get_session
+    from service.core.db import get_session, rollback_quietly
 
-    get_session().rollback()
+    rollback_quietly(get_session())
     cause = getattr(exc, "orig", None) or exc
     response, status = _error(503, "storage_unavailable", detail=type(cause).__name__)
     response.headers["Retry-After"] = "5"
