@@ -60,6 +60,7 @@ def create_app(settings: Settings | dict[str, Any] | None = None) -> Flask:
     notify_wiring.init_app(app)
     reports_wiring.init_app(app)
     devices_views.init_app(app)
+    db.reads_first(app)  # after every view is registered
     return app
 
 

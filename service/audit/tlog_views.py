@@ -20,7 +20,7 @@ from service.audit.operations import latest_checkpoint, served_note
 from service.auth.access import public, token_or_roles
 from service.auth.models import TOKEN_SCOPE_MONITOR
 from service.auth.operations import find_token
-from service.core.db import get_session, utcnow
+from service.core.db import get_session, utcnow, writing
 
 bp = Blueprint("tlog", __name__, url_prefix="/tlog")
 witness_bp = Blueprint("witness", __name__, url_prefix="/witness")
@@ -107,9 +107,11 @@ def tile(tile_path: str):
             session.rollback()
             return _text(500, str(exc))
         first = ref.index * tiles.TILE_WIDTH
-        log.record(session, "audit.viewed",
-                   {"actor": who, "what": "tlog_entries", "first_seq": first,
-                    "count": ref.width}, actor=who)
+        with writing(session):  # the bundle was read in the GET's read transaction
+            log.record(session, "audit.viewed",
+                       {"actor": who, "what": "tlog_entries", "first_seq": first,
+                        "count": ref.width}, actor=who)
+            session.commit()
     else:
         data = tiles.tile_hashes(session, ref)
     session.commit()

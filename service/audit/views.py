@@ -32,7 +32,7 @@ from service.audit.operations import latest_checkpoint, sign_checkpoint
 from service.audit.search import SearchFilter, search_query
 from service.auth.access import roles_required
 from service.core.csvfile import SafeCSV
-from service.core.db import get_session, utcnow
+from service.core.db import get_session, utcnow, writing
 from service.web.labels import label
 
 bp = Blueprint("audit", __name__, url_prefix="/audit")
@@ -75,8 +75,9 @@ def search():
     total = (log.tree_size(session) if flt == SearchFilter() else
              session.scalar(flt.apply(select(func.count()).select_from(AuditEntry))))
     entries = session.scalars(search_query(flt).limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)).all()
-    _record_look("search", filter=flt.describe(), page=page)
-    session.commit()
+    with writing(session):  # GET pages read first; the look itself is a write
+        _record_look("search", filter=flt.describe(), page=page)
+        session.commit()
     return render_template(
         "audit/search.html", entries=entries, total=total, page=page, page_size=PAGE_SIZE,
         filters={k: request.args.get(k, "") for k in FILTER_FIELDS},
@@ -92,8 +93,9 @@ def entry(seq: int):
     row = session.get(AuditEntry, seq)
     if row is None:
         abort(404)
-    _record_look("entry", seq=seq)
-    session.commit()
+    with writing(session):  # GET pages read first; the look itself is a write
+        _record_look("entry", seq=seq)
+        session.commit()
     body = json.dumps(json.loads(row.body), ensure_ascii=False, indent=2)
     return render_template("audit/entry.html", entry=row, body=body,
                            checkpoint=latest_checkpoint(session))
@@ -107,12 +109,13 @@ def entry_proof(seq: int):
     row = session.get(AuditEntry, seq)
     if row is None:
         abort(404)
-    cp = sign_checkpoint(session, current_app.config["SETTINGS"])
-    if cp.size <= seq:
-        abort(409)
-    proof = log.inclusion_proof(session, seq, cp.size)
-    _record_look("proof", seq=seq, tree_size=cp.size)
-    session.commit()
+    with writing(session):
+        cp = sign_checkpoint(session, current_app.config["SETTINGS"])
+        if cp.size <= seq:
+            abort(409)
+        proof = log.inclusion_proof(session, seq, cp.size)
+        _record_look("proof", seq=seq, tree_size=cp.size)
+        session.commit()
     payload = {
         "entry": {"seq": seq, "body": row.body,
                   "leaf_hash": base64.b64encode(row.leaf_hash).decode()},

@@ -11,7 +11,7 @@ from flask_login import LoginManager, login_user, logout_user
 from service.auth import sessions
 from service.auth.access import wants_json
 from service.auth.models import User
-from service.core.db import get_session, utcnow
+from service.core.db import get_session, utcnow, writing
 
 login_manager = LoginManager()
 login_manager.login_view = "auth.login"
@@ -95,12 +95,14 @@ def _check_session():
     if reason is None:
         g.user_session = row
         if now - row.last_seen_at >= _SEEN_RESOLUTION:
-            row.last_seen_at = now
-            db.commit()
+            with writing(db):
+                row.last_seen_at = now
+                db.commit()
         return None
     if row is not None and not row.is_ended:
-        sessions.end_session(row, reason, now)
-        db.commit()
+        with writing(db):
+            sessions.end_session(row, reason, now)
+            db.commit()
     logout_user()
     session.pop(SESSION_KEY, None)
     if wants_json():

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import weakref
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 
 import structlog
-from flask import Flask, current_app, g
+from flask import Flask, current_app, g, request
 from sqlalchemy import DateTime, MetaData, create_engine, event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -64,10 +69,91 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.close()
 
 
+# Whether SQLite transactions begun in this context only read until told otherwise (GET pages).
+_BEGIN_DEFERRED: ContextVar[bool] = ContextVar("canhgac_begin_deferred", default=False)
+
+
 def _sqlite_begin_immediate(conn) -> None:
     # Take the write lock at BEGIN: a deferred transaction that reads and then writes fails
-    # with SQLITE_BUSY under concurrent writers in WAL mode instead of waiting its turn.
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    # with SQLITE_BUSY under concurrent writers in WAL mode instead of waiting its turn. Pages
+    # that only read begin deferred instead (reads_first): WAL readers then run beside the
+    # writer instead of queueing behind every ingest's fsync while a template renders.
+    conn.exec_driver_sql("BEGIN" if _BEGIN_DEFERRED.get() else "BEGIN IMMEDIATE")
+
+
+@contextmanager
+def writing(session: Session) -> Iterator[None]:
+    """Let a page that has read go on to write: end its read snapshot; what follows takes the lock.
+
+    Inside, the next transaction begins with SQLite's write lock (BEGIN IMMEDIATE), as every
+    transaction outside pages does; the caller commits inside. Nothing changes on PostgreSQL.
+    """
+    if _BEGIN_DEFERRED.get() and session.in_transaction():
+        session.commit()  # a read-only transaction: nothing to write, no fsync
+    token = _BEGIN_DEFERRED.set(False)
+    try:
+        yield
+    finally:
+        _BEGIN_DEFERRED.reset(token)
+
+
+def _is_busy(exc: BaseException) -> bool:
+    code = getattr(getattr(exc, "orig", None), "sqlite_errorcode", None)
+    return code is not None and code & 0xFF == 5  # SQLITE_BUSY and its extended codes
+
+
+def retry_with_write_lock(view: Callable) -> Callable:
+    """Wrap a view: run it again with the write lock if SQLite refused its read-to-write upgrade."""
+
+    @functools.wraps(view)
+    def run(*args, **kwargs):
+        if not _BEGIN_DEFERRED.get():
+            return view(*args, **kwargs)
+        try:
+            return view(*args, **kwargs)
+        except OperationalError as exc:
+            if not _is_busy(exc):
+                raise
+            rollback_quietly(get_session())
+            structlog.get_logger(__name__).info("page_retried_with_write_lock",
+                                                endpoint=request.endpoint)
+            token = _BEGIN_DEFERRED.set(False)
+            try:
+                return view(*args, **kwargs)
+            finally:
+                _BEGIN_DEFERRED.reset(token)
+
+    return run
+
+
+def reads_first(app: Flask) -> None:
+    """Run GET and HEAD views in SQLite read transactions; retry one that wrote unannounced.
+
+    Called once every view is registered. A view that writes after reading should say so with
+    ``writing``; one that does not still works: if another writer committed in between, SQLite
+    refuses the upgrade (SQLITE_BUSY_SNAPSHOT), and the view runs again from the start with
+    the write lock taken at BEGIN, as before this existed.
+    """
+    if get_engine(app).url.get_backend_name() != "sqlite":
+        return
+
+    @app.before_request
+    def _begin_deferred():
+        if request.method in ("GET", "HEAD"):
+            g.begin_deferred_token = _BEGIN_DEFERRED.set(True)
+
+    @app.teardown_request
+    def _end_deferred(_exc):
+        token = g.pop("begin_deferred_token", None)
+        if token is not None:
+            _BEGIN_DEFERRED.reset(token)
+
+    # Registered first, so the session check and every other hook run after it.
+    app.before_request_funcs.setdefault(None, []).insert(
+        0, app.before_request_funcs[None].pop())
+    for endpoint, view in list(app.view_functions.items()):
+        if endpoint != "static":
+            app.view_functions[endpoint] = retry_with_write_lock(view)
 
 
 # Every engine this process made, so tests (and a clean shutdown) can close them all.

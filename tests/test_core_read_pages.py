@@ -1,0 +1,113 @@
+"""Pages read beside the writer on SQLite: GET views begin deferred, writes take the lock."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+
+import pytest
+
+from service.audit import log
+from service.core import db
+from service.core.db import get_session, new_session
+
+
+@pytest.fixture
+def db_url(tmp_path) -> str:
+    """SQLite only: PostgreSQL has no write lock taken at BEGIN, and nothing here changes it."""
+    return f"sqlite:///{tmp_path / 'canhgac.db'}"
+
+
+def _hold_write_lock(path: str, held: threading.Event, release: threading.Event) -> None:
+    conn = sqlite3.connect(path, isolation_level=None, timeout=30)
+    conn.execute("BEGIN IMMEDIATE")
+    held.set()
+    release.wait(60)
+    conn.execute("ROLLBACK")
+    conn.close()
+
+
+def test_a_reading_page_answers_while_a_writer_holds_the_lock(app, client, make_user, login,
+                                                              db_url):
+    make_user("congan", "police")
+    assert login("congan").status_code == 302
+    held, release = threading.Event(), threading.Event()
+    writer = threading.Thread(target=_hold_write_lock,
+                              args=(db_url.removeprefix("sqlite:///"), held, release))
+    writer.start()
+    assert held.wait(10)
+    answers: list[int] = []
+    try:
+        # Before pages began deferred, this waited for the writer (up to the 30 s busy timeout).
+        reader = threading.Thread(target=lambda: answers.append(client.get("/", follow_redirects=True).status_code))
+        reader.start()
+        reader.join(15)
+        assert not reader.is_alive(), "the page waited for the writer's lock"
+    finally:
+        release.set()
+        writer.join(30)
+    assert answers == [200]
+
+
+def test_the_trail_page_still_records_each_look(app, client, make_user, login):
+    make_user("congan", "police")
+    login("congan")
+    with app.app_context():
+        before = log.tree_size(get_session())
+    assert client.get("/audit/").status_code == 200
+    with app.app_context():
+        s = get_session()
+        assert log.tree_size(s) == before + 1
+        last = s.connection().exec_driver_sql(
+            "SELECT kind FROM audit_entry ORDER BY seq DESC LIMIT 1").scalar()
+    assert last == "audit.viewed"
+
+
+def test_an_unannounced_write_after_a_concurrent_commit_runs_again_with_the_lock(app, client):
+    runs: list[int] = []
+
+    def racing_view():
+        session = get_session()
+        size = log.tree_size(session)  # the read snapshot begins here (deferred)
+        if not runs:
+            # Another writer commits after our snapshot: SQLite must refuse our upgrade.
+            other = new_session(app)
+            log.record(other, "security.change", {"what": "concurrent"})
+            other.commit()
+            other.close()
+        runs.append(size)
+        log.record(session, "security.change", {"what": "unannounced", "seen": size})
+        session.commit()
+        return "ok"
+
+    app.add_url_rule("/_test/racing", "racing", db.retry_with_write_lock(racing_view))
+    response = client.get("/_test/racing")
+    assert response.status_code == 200
+    assert len(runs) == 2  # refused once (SQLITE_BUSY_SNAPSHOT), then run with the lock
+    with app.app_context():
+        kinds = get_session().connection().exec_driver_sql(
+            "SELECT body FROM audit_entry WHERE kind = 'security.change' ORDER BY seq").scalars().all()
+    assert sum('"unannounced"' in body for body in kinds) == 1
+    assert sum('"concurrent"' in body for body in kinds) == 1
+
+
+def test_announced_writes_in_a_page_need_no_retry(app, client):
+    runs: list[int] = []
+
+    def announced_view():
+        session = get_session()
+        log.tree_size(session)
+        runs.append(1)
+        if len(runs) == 1:
+            other = new_session(app)
+            log.record(other, "security.change", {"what": "concurrent"})
+            other.commit()
+            other.close()
+        with db.writing(session):
+            log.record(session, "security.change", {"what": "announced"})
+            session.commit()
+        return "ok"
+
+    app.add_url_rule("/_test/announced", "announced", db.retry_with_write_lock(announced_view))
+    assert client.get("/_test/announced").status_code == 200
+    assert runs == [1]
