@@ -111,3 +111,51 @@ def test_announced_writes_in_a_page_need_no_retry(app, client):
     app.add_url_rule("/_test/announced", "announced", db.retry_with_write_lock(announced_view))
     assert client.get("/_test/announced").status_code == 200
     assert runs == [1]
+
+
+def test_writers_of_one_process_take_turns_without_busy_errors(tmp_path):
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'gate.db'}")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE t (thread INTEGER, n INTEGER)")
+    problems: list[BaseException] = []
+
+    def write(thread: int) -> None:
+        try:
+            for n in range(25):
+                with engine.begin() as conn:
+                    conn.exec_driver_sql("INSERT INTO t VALUES (?, ?)", (thread, n))
+        except BaseException as exc:
+            problems.append(exc)
+
+    threads = [threading.Thread(target=write, args=(k,)) for k in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not problems
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM t").scalar() == 200
+    engine.dispose()
+
+
+def test_a_writer_whose_connection_is_dropped_opens_the_gate(tmp_path):
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'gate.db'}")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE t (n INTEGER)")
+    conn = engine.connect()
+    conn.begin()
+    conn.exec_driver_sql("INSERT INTO t VALUES (1)")
+    conn.invalidate()  # closed under the transaction, as a lost connection is
+    conn.close()
+    done = threading.Event()
+
+    def write() -> None:
+        with engine.begin() as other:
+            other.exec_driver_sql("INSERT INTO t VALUES (2)")
+        done.set()
+
+    threading.Thread(target=write, daemon=True).start()
+    assert done.wait(10), "the gate stayed closed after the connection was dropped"
+    with engine.connect() as check:
+        assert check.exec_driver_sql("SELECT n FROM t").scalars().all() == [2]
+    engine.dispose()

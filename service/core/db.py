@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import threading
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -73,12 +74,72 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
 _BEGIN_DEFERRED: ContextVar[bool] = ContextVar("canhgac_begin_deferred", default=False)
 
 
-def _sqlite_begin_immediate(conn) -> None:
-    # Take the write lock at BEGIN: a deferred transaction that reads and then writes fails
-    # with SQLITE_BUSY under concurrent writers in WAL mode instead of waiting its turn. Pages
-    # that only read begin deferred instead (reads_first): WAL readers then run beside the
-    # writer instead of queueing behind every ingest's fsync while a template renders.
-    conn.exec_driver_sql("BEGIN" if _BEGIN_DEFERRED.get() else "BEGIN IMMEDIATE")
+class _WriterGate:
+    """One writer at a time per engine, handed over by a lock instead of SQLite's busy sleeps.
+
+    SQLite's busy handler polls: a writer that finds the lock taken sleeps 1, 2, 5 … up to
+    100 ms between tries, so under many concurrent requests the lock often sits free while
+    every waiter sleeps (measured: most of an ingest's latency under 100 clients). Threads of
+    this process wait here instead and the next one starts the moment the lock is released.
+    Writers in other processes (a worker, the CLI) still meet SQLite's own lock as before.
+    """
+
+    def __init__(self, timeout: float) -> None:
+        self._lock = threading.Lock()
+        self._holder: object | None = None
+        self._timeout = timeout
+
+    def begin(self, conn) -> None:
+        """Take the gate, then SQLite's write lock (BEGIN IMMEDIATE) for this connection."""
+        dbapi_conn = conn.connection.dbapi_connection
+        # Bounded like SQLite's busy timeout: a thread that already writes and opens a second
+        # writing session gets SQLite's "database is locked" after it, never a silent hang.
+        is_held = self._lock.acquire(timeout=self._timeout)
+        if is_held:
+            self._holder = dbapi_conn
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            self.release(dbapi_conn)
+            raise
+
+    def release(self, dbapi_conn) -> None:
+        """Open the gate if this connection holds it (after its COMMIT or ROLLBACK, or close)."""
+        # Called with the pool's wrapper (Connection.connection) or the driver's connection.
+        dbapi_conn = getattr(dbapi_conn, "dbapi_connection", dbapi_conn)
+        if dbapi_conn is not None and self._holder is dbapi_conn:
+            self._holder = None
+            self._lock.release()
+
+    def attach(self, engine: Engine) -> None:
+        """Release the gate whenever the engine's dialect ends a transaction or a connection."""
+        dialect = engine.dialect
+        for name in ("do_commit", "do_rollback", "do_close"):
+            ends = getattr(dialect, name)
+
+            def wrapped(dbapi_conn, *args, _ends=ends, **kwargs):
+                try:
+                    return _ends(dbapi_conn, *args, **kwargs)
+                finally:
+                    self.release(dbapi_conn)
+
+            # The dialect is this engine's own instance: the pool's reset and close go
+            # through these same methods, so no path ends a transaction without opening the gate.
+            setattr(dialect, name, wrapped)
+
+
+def _sqlite_begin(gate: _WriterGate):
+    def begin(conn) -> None:
+        # Take the write lock at BEGIN: a deferred transaction that reads and then writes fails
+        # with SQLITE_BUSY under concurrent writers in WAL mode instead of waiting its turn.
+        # Pages that only read begin deferred instead (reads_first): WAL readers then run
+        # beside the writer instead of queueing behind every ingest's fsync.
+        if _BEGIN_DEFERRED.get():
+            conn.exec_driver_sql("BEGIN")
+        else:
+            gate.begin(conn)
+
+    return begin
 
 
 @contextmanager
@@ -165,7 +226,9 @@ def make_engine(url: str, **kwargs) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
-        event.listen(engine, "begin", _sqlite_begin_immediate)
+        gate = _WriterGate(timeout=30)
+        gate.attach(engine)
+        event.listen(engine, "begin", _sqlite_begin(gate))
     else:
         engine = create_engine(url, pool_pre_ping=True, **kwargs)
     ENGINES.add(engine)
