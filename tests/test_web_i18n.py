@@ -162,3 +162,16 @@ def test_english_form_errors_are_translated(client, make_user, login):
     for text in ("A user name has only lower-case letters", "Invalid email address.",
                  "Choose at least one role.", "Enter a password."):
         assert text in page.text
+
+
+def test_template_words_follow_a_forced_locale_within_one_request(app):
+    from flask import render_template_string, session
+    from flask_babel import force_locale
+
+    with app.test_request_context("/"):
+        session["lang"] = "en"
+        template = "{{ _('Bộ lọc') }}"
+        assert render_template_string(template) == "Filters"
+        with force_locale("vi"):  # a mail in Vietnamese, rendered from an English page
+            assert render_template_string(template) == "Bộ lọc"
+        assert render_template_string(template) == "Filters"
