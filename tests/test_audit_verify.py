@@ -218,6 +218,14 @@ def test_an_altered_tree_node_is_detected(trail, session, runner):
     _assert_invalid(_verify(runner, "--deep"), "holds 8 tree nodes", "has 7")
 
 
+def test_a_changed_leaf_hash_under_the_newest_checkpoint_is_named(trail, session, runner):
+    # Every entry is signed, so verify resumes after the last checkpoint and reads no row; the
+    # root the stored tree gives (its low nodes computed from the leaf hashes) differs.
+    assert runner.invoke(["checkpoint"]).exit_code == 0
+    _sql(session, "UPDATE audit_entry SET leaf_hash = :h WHERE seq = 36", h=b"\x07" * 32)
+    _assert_invalid(_verify(runner), "entry 36: its stored leaf hash does not match its body")
+
+
 def test_an_entry_rehashed_with_its_leaf_is_named_by_the_level_8_node_over_it(trail, session,
                                                                                 runner):
     _append_people(session, 1000, 600 - SIZE)

@@ -578,10 +578,9 @@ def _check_border(conn: Connection, tree: merkle.CompactRange) -> None:
     stored = log.fetch_nodes(conn, [(level, index) for level, index, _h in border])
     for level, index, h in border:
         if stored.get((level, index)) != h:
-            if level == 0:
-                raise VerifyError(f"entry {index}: its stored leaf hash does not match its body "
-                                  "(altered)", vi=f"mục {index}: mã băm lá đã lưu không khớp nội "
-                                  "dung (đã bị sửa)", seq=index)
+            if level < log.MIN_STORED_LEVEL:
+                # Computed from the stored leaf hashes under it: name the one that is wrong.
+                _check_leaf_hashes(conn, index << level, (index + 1) << level)
             raise _describe_node_mismatch(level, index)
     raise VerifyError("the stored tree border does not match the entries: the node table was "
                       "altered", vi="đường biên cây lưu không khớp các mục: bảng nút đã bị sửa")
@@ -595,6 +594,19 @@ def stored_node_count(size: int) -> int:
     """
     top = size >> (log.MIN_STORED_LEVEL - 1)
     return top - top.bit_count()
+
+
+def _check_leaf_hashes(conn: Connection, start: int, end: int) -> None:
+    """Raise VerifyError at the first entry in [start, end) whose stored leaf hash is not its body's."""
+    p = log._placeholder(conn)
+    rows = conn.exec_driver_sql(
+        f"SELECT seq, body, leaf_hash FROM audit_entry WHERE seq >= {p} AND seq < {p} "  # noqa: S608
+        "ORDER BY seq", (start, end)).all()
+    for seq, body, stored_leaf in rows:
+        if merkle.leaf_hash(body.encode("utf-8")) != bytes(stored_leaf):
+            raise VerifyError(f"entry {seq}: its stored leaf hash does not match its body "
+                              "(altered)", vi=f"mục {seq}: mã băm lá đã lưu không khớp nội "
+                              "dung (đã bị sửa)", seq=seq)
 
 
 def _count_nodes(conn: Connection, size: int) -> None:
