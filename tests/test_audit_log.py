@@ -20,8 +20,9 @@ from service.audit import log, merkle
 from service.audit.canonical import canonical_json
 from service.audit.keys import load_verifier_key
 from service.audit.models import AuditEntry, MerkleNode
-from service.audit.verify import verify_log
+from service.audit.verify import stored_node_count, verify_log
 from service.core.db import get_engine
+from tests.test_audit_merkle import Reference
 
 
 def _leaves(session) -> list[bytes]:
@@ -55,9 +56,10 @@ def test_root_from_storage_equals_root_over_all_leaves(session, batches):
     assert len(leaves) == log.tree_size(session) == before
     for size in {1, len(leaves) // 2 or 1, len(leaves)}:
         assert log.root_at(session, size) == merkle.root_hash(leaves[:size])
-    # Storage keeps exactly the complete nodes above the leaves: n - popcount(n) of them.
+    # Storage keeps exactly the complete nodes of level 8 and up.
     count = session.query(MerkleNode).count()
-    assert count == len(leaves) - len(leaves).bit_count()
+    assert count == stored_node_count(len(leaves))
+    assert session.query(MerkleNode).filter(MerkleNode.level < log.MIN_STORED_LEVEL).count() == 0
 
 
 def test_proofs_from_storage_verify(session):
@@ -79,6 +81,51 @@ def test_proofs_from_storage_verify(session):
             merkle.verify_consistency(old, tree, roots[old], roots[tree], proof)
     many = log.inclusion_proofs(session, list(range(size)), size)
     assert many == [merkle.inclusion_proof(leaves, i) for i in range(size)]
+
+
+def _naive_node(reference: Reference, level: int, index: int) -> bytes:
+    """The complete node (level, index) by the RFC's recursive definition."""
+    return reference.mth(index << level, (index + 1) << level)
+
+
+def test_nodes_below_level_8_are_rebuilt_from_the_leaves(session):
+    # Odd batches, so appends cross the 256-leaf boundaries of stored level-8 nodes midway.
+    for n in (3, 250, 1, 300, 7, 512, 200, 60):
+        log.append_entries(session, _pending(n))
+        session.commit()
+    leaves = _leaves(session)
+    size = len(leaves)
+    assert size == 1333
+    ref = Reference(leaves)
+    conn = session.connection()
+    every = [(level, i) for level in range(size.bit_length()) for i in range(size >> level)]
+    found = log.fetch_nodes(conn, every[:400])
+    found.update(log.fetch_nodes(conn, every[400:]))
+    assert found == {(level, i): _naive_node(ref, level, i) for level, i in every}
+    for level in range(size.bit_length()):
+        count = size >> level
+        assert log.node_range(session, level, 0, count) == [
+            _naive_node(ref, level, i) for i in range(count)]
+        if level and count > 1:
+            assert log.node_range(session, level, 1, count) == [
+                _naive_node(ref, level, i) for i in range(1, count)]
+    with pytest.raises(LookupError, match="level 3"):
+        log.node_range(session, 3, 160, 167)  # (3, 166) would need leaves up to 1335
+    with pytest.raises(LookupError, match="missing tree node"):
+        log.node_getter(session, size + 8)(3, 166)  # the same node, beyond the stored leaves
+    roots = {m: merkle.root_hash(leaves[:m]) for m in (1, 255, 256, 257, 511, 512, 513, 1024,
+                                                      1279, 1280, 1332, size)}
+    for tree, root in roots.items():
+        assert log.root_at(session, tree) == root == ref.mth(0, tree)
+        for index in {0, tree // 3, tree // 2, tree - 1, min(255, tree - 1), min(256, tree - 1)}:
+            proof = log.inclusion_proof(session, index, tree)
+            assert proof == merkle.inclusion_proof(leaves[:tree], index)
+            merkle.verify_inclusion(leaves[index], index, tree, proof, root)
+        for old, old_root in roots.items():
+            if old <= tree:
+                proof = log.consistency_proof(session, old, tree)
+                assert proof == merkle.consistency_proof(leaves[:tree], old)
+                merkle.verify_consistency(old, tree, old_root, root, proof)
 
 
 def test_a_proof_is_one_query(app, session):
@@ -155,17 +202,18 @@ def test_unknown_search_fields_are_refused(session):
 
 
 def test_append_commits_with_the_caller_or_not_at_all(session):
-    log.append_entries(session, _pending(5))
+    log.append_entries(session, _pending(300))
     session.commit()
-    log.append_entries(session, _pending(3))
-    assert log.tree_size(session) == 8  # this transaction sees its own appends
+    log.append_entries(session, _pending(300))
+    assert log.tree_size(session) == 600  # this transaction sees its own appends
+    assert session.query(MerkleNode).count() == 3  # (8, 0), (8, 1), (9, 0)
     session.rollback()
-    assert log.tree_size(session) == 5
-    assert session.query(AuditEntry).count() == 5
-    assert session.query(MerkleNode).count() == 5 - 2  # nodes of 5 leaves: (1,0) (1,1) (2,0)
+    assert log.tree_size(session) == 300
+    assert session.query(AuditEntry).count() == 300
+    assert session.query(MerkleNode).count() == 1  # the one stored node of 300 leaves: (8, 0)
     log.append_entries(session, _pending(3))
     session.commit()
-    assert log.root_at(session, 8) == merkle.root_hash(_leaves(session))
+    assert log.root_at(session, 303) == merkle.root_hash(_leaves(session))
 
 
 def test_sqlite_commits_are_durable(app, session):

@@ -16,6 +16,7 @@ from service.audit.merkle import (
     EMPTY_ROOT,
     CompactRange,
     ProofError,
+    complete_nodes,
     consistency_proof,
     consistency_proof_from_nodes,
     consistency_proof_nodes,
@@ -462,6 +463,33 @@ def test_compact_range_emits_every_complete_node_and_matches_roots(seed, batches
         assert appender.root() == reloaded.root() == ref.mth(0, done) == root_hash(hashes[:done])
         assert stored == _complete_nodes(ref, done)
         assert [(lv, i) for lv, i, _ in appender.border()] == subtree_ranges_for_root(done)
+
+
+@given(st.integers(0, 2**32), st.lists(st.integers(min_value=1, max_value=90), min_size=1,
+                                        max_size=6), st.integers(0, 9))
+def test_compact_range_from_a_min_level_emits_exactly_the_nodes_at_and_above_it(
+        seed, batches, min_level) -> None:
+    hashes = _leaves(seed, sum(batches))
+    everything, above = CompactRange(), CompactRange()
+    done = 0
+    for count in batches:
+        batch = hashes[done : done + count]
+        assert above.append(batch, min_level) == [
+            node for node in everything.append(batch) if node[0] >= min_level]
+        done += count
+    assert above.border() == everything.border()
+
+
+@given(st.integers(0, 2**32), st.integers(0, 8), st.integers(0, 5))
+def test_complete_nodes_equal_the_naive_subtree_hashes(seed, level, runs) -> None:
+    hashes = _leaves(seed, runs << level)
+    ref = Reference(hashes)
+    width = 1 << level
+    assert complete_nodes(hashes, level) == [ref.mth(i * width, (i + 1) * width)
+                                             for i in range(runs)]
+    if level:
+        with pytest.raises(ValueError, match="whole runs"):
+            complete_nodes([*hashes, leaf_hash(b"")], level)
 
 
 @heavy

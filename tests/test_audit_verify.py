@@ -77,9 +77,10 @@ def _rehash_everything(session) -> None:
         session.execute(text("UPDATE audit_entry SET leaf_hash = :h WHERE seq = :s"),
                         {"h": leaf, "s": seq})
     session.execute(text("DELETE FROM merkle_node"))
-    nodes = merkle.CompactRange().append(leaves)[len(leaves):]
-    session.execute(text('INSERT INTO merkle_node (level, "index", hash) VALUES (:l, :i, :h)'),
-                    [{"l": lv, "i": ix, "h": h} for lv, ix, h in nodes])
+    nodes = merkle.CompactRange().append(leaves, log.MIN_STORED_LEVEL)
+    if nodes:  # none below 256 entries
+        session.execute(text('INSERT INTO merkle_node (level, "index", hash) VALUES (:l, :i, :h)'),
+                        [{"l": lv, "i": ix, "h": h} for lv, ix, h in nodes])
     session.execute(text("UPDATE audit_head SET size = :n WHERE id = 1"), {"n": len(rows)})
     session.commit()
 
@@ -116,13 +117,16 @@ def test_a_changed_byte_in_any_entry_is_detected(trail, session, runner):
 
 
 def test_a_changed_body_with_a_matching_leaf_hash_is_detected(trail, session, runner):
-    for seq in (6, COVERED + 3):  # under the checkpoint, and after it (caught by stored nodes)
+    _append_people(session, 1000, 301 - SIZE)  # entries 0..255 under the stored node (8, 0)
+    session.commit()
+    # Under the checkpoint (caught by its signed root), and after it (by the stored node).
+    for seq, needles in ((6, (f"(size {COVERED})", "rewritten after it was signed")),
+                         (COVERED + 3, ("entries 0-255", "tree node (level 8, index 0)"))):
         original = _body(session, seq)
         _edit_entry(session, seq, actor="nguoi_khac")
         _sql(session, "UPDATE audit_entry SET leaf_hash = :h WHERE seq = :s",
              h=merkle.leaf_hash(_body(session, seq).encode()), s=seq)
-        pair = seq & ~1
-        _assert_invalid(_verify(runner), f"entry {pair} or {pair + 1}", "leaf hash")
+        _assert_invalid(_verify(runner), *needles)
         _sql(session, "UPDATE audit_entry SET body = :b, leaf_hash = :h WHERE seq = :s",
              b=original, h=merkle.leaf_hash(original.encode()), s=seq)
     assert _verify(runner).exit_code == 0
@@ -187,25 +191,51 @@ def test_an_altered_stored_checkpoint_is_detected(trail, session, runner):
 
 
 def test_an_altered_tree_node_is_detected(trail, session, runner):
+    # Nodes are stored from level 8 up (log.MIN_STORED_LEVEL): grow the trail past 1,024.
+    _append_people(session, 1000, 1141 - SIZE)
+    session.commit()
+    # 1141 = 1024 + 117: the border is (10, 0) and low nodes over entries 1024..1140.
     # A node on the tree's border feeds the root the next checkpoint signs: always checked.
-    _sql(session, "UPDATE merkle_node SET hash = :h WHERE level = 3 AND \"index\" = 4",
-         h=b"\x07" * 32)  # entries 32..39, after the checkpoint
-    _assert_invalid(_verify(runner), "entries 32-39", "tree node")
-    _sql(session, "DELETE FROM merkle_node WHERE level = 3 AND \"index\" = 4")
-    _assert_invalid(_verify(runner), "entries 32-39", "tree node")
-    _rehash_everything(session)
-    assert _verify(runner).exit_code == 0
-    # The border node under the checkpoint (entries 0..31): the checkpoint still matches the
-    # entries, the stored node does not.
-    _sql(session, "UPDATE merkle_node SET hash = :h WHERE level = 5 AND \"index\" = 0",
+    _sql(session, "UPDATE merkle_node SET hash = :h WHERE level = 10 AND \"index\" = 0",
          h=b"\x07" * 32)
-    _assert_invalid(_verify(runner), "entries 0-31", "tree node")
+    _assert_invalid(_verify(runner), "entries 0-1023", "tree node")
+    _sql(session, "DELETE FROM merkle_node WHERE level = 10 AND \"index\" = 0")
+    _assert_invalid(_verify(runner), "entries 0-1023", "tree node")
     _rehash_everything(session)
-    # An inner node only serves proofs (which their readers check against a signed root);
-    # --deep compares every stored node with the recomputed tree.
-    _sql(session, "UPDATE merkle_node SET hash = :h WHERE level = 2 AND \"index\" = 8",
-         h=b"\x07" * 32)  # entries 32..35
-    _assert_invalid(_verify(runner, "--deep"), "entries 32-35", "tree node")
+    assert _verify(runner, "--deep").exit_code == 0
+    # An inner node only serves proofs and tiles (whose readers check them against a signed
+    # root); --deep compares every stored node with the recomputed tree.
+    _sql(session, "UPDATE merkle_node SET hash = :h WHERE level = 8 AND \"index\" = 1",
+         h=b"\x07" * 32)  # entries 256..511
+    assert _verify(runner).exit_code == 0
+    _assert_invalid(_verify(runner, "--deep"), "entries 256-511", "tree node")
+    _rehash_everything(session)
+    # Nodes below level 8 are computed from the leaf hashes, never stored: a row there is
+    # one the trail never wrote.
+    _sql(session, "INSERT INTO merkle_node (level, \"index\", hash) VALUES (3, 4, :h)",
+         h=b"\x07" * 32)
+    assert _verify(runner).exit_code == 0  # nothing reads it
+    _assert_invalid(_verify(runner, "--deep"), "holds 8 tree nodes", "has 7")
+
+
+def test_a_changed_leaf_hash_under_the_newest_checkpoint_is_named(trail, session, runner):
+    # Every entry is signed, so verify resumes after the last checkpoint and reads no row; the
+    # root the stored tree gives (its low nodes computed from the leaf hashes) differs.
+    assert runner.invoke(["checkpoint"]).exit_code == 0
+    _sql(session, "UPDATE audit_entry SET leaf_hash = :h WHERE seq = 36", h=b"\x07" * 32)
+    _assert_invalid(_verify(runner), "entry 36: its stored leaf hash does not match its body")
+
+
+def test_an_entry_rehashed_with_its_leaf_is_named_by_the_level_8_node_over_it(trail, session,
+                                                                                runner):
+    _append_people(session, 1000, 600 - SIZE)
+    session.commit()
+    entry = json.loads(_body(session, 300))
+    entry["body"]["actor"] = "someone.else"
+    forged = canonical_json(entry)
+    _sql(session, "UPDATE audit_entry SET body = :b, leaf_hash = :h WHERE seq = 300",
+         b=forged.decode(), h=merkle.leaf_hash(forged))
+    _assert_invalid(_verify(runner, "--deep"), "entries 256-511", "tree node")
 
 
 def _forge_new_key(keys_dir, origin: str) -> str:

@@ -22,7 +22,7 @@ def test_upgraded_schema_matches_the_models(app):
 
 def test_database_is_at_the_newest_revision(app):
     with app.app_context():
-        assert current_revision(get_engine()) == "0011"
+        assert current_revision(get_engine()) == "0012"
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
@@ -113,5 +113,59 @@ def test_0011_gives_stored_events_their_dedupe_key(kind, tmp_path):
                 found = _stored_bodies(session, [ids[3], ids[-1], rows[-1]["event_id"], str(uuid.uuid4())])
             assert sorted(found) == sorted([ids[3], ids[-1]])
             assert found[ids[3]] == (3, {"id": ids[3]})
+        finally:
+            engine.dispose()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_0012_drops_tree_nodes_below_level_8_and_its_downgrade_rebuilds_them(kind, tmp_path):
+    """After 0012 the trail reads the same roots and proofs without the level 1–7 rows."""
+    import contextlib
+
+    from alembic import command
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.orm import Session
+
+    from service.audit import log, merkle
+    from service.core import migrate
+    from tests.test_reliability_support import fresh_pg_schema
+
+    size = 8_500  # two downgrade reads of 8,192 leaves; a partial last level-7 subtree
+    leaves = [merkle.leaf_hash(n.to_bytes(4, "big")) for n in range(size)]
+    old_layout = {(lv, i): h for lv, i, h in merkle.CompactRange().append(leaves) if lv > 0}
+    place = (contextlib.nullcontext(f"sqlite:///{tmp_path / 'n.db'}") if kind == "sqlite"
+             else fresh_pg_schema())
+    with place as url:
+        engine = create_engine(url)
+
+        def nodes() -> dict:
+            with engine.connect() as conn:
+                rows = conn.execute(text('SELECT level, "index", hash FROM merkle_node')).all()
+            return {(lv, i): bytes(h) for lv, i, h in rows}
+
+        try:
+            cfg = migrate._config()
+            with engine.begin() as conn:
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "0011")
+                conn.execute(text(
+                    "INSERT INTO audit_entry (seq, recorded_at, kind, body, leaf_hash) "
+                    "VALUES (:s, '2026-11-01 00:00:00.000000', 'event', '{}', :h)"),
+                    [{"s": n, "h": h} for n, h in enumerate(leaves)])
+                conn.execute(text('INSERT INTO merkle_node (level, "index", hash) VALUES (:l, :i, :h)'),
+                             [{"l": lv, "i": i, "h": h} for (lv, i), h in old_layout.items()])
+                conn.execute(text("INSERT INTO audit_head (id, size) VALUES (1, :n)"), {"n": size})
+            migrate.upgrade(engine)
+            assert nodes() == {key: h for key, h in old_layout.items() if key[0] >= 8}
+            with Session(engine) as session:
+                for tree in (size, 4097, 300):
+                    assert log.root_at(session, tree) == merkle.root_hash(leaves[:tree])
+                    for index in (0, 129, tree - 1):
+                        assert log.inclusion_proof(session, index, tree) == merkle.inclusion_proof(
+                            leaves[:tree], index)
+            with engine.begin() as conn:
+                cfg.attributes["connection"] = conn
+                command.downgrade(cfg, "0011")
+            assert nodes() == old_layout
         finally:
             engine.dispose()

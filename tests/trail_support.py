@@ -68,8 +68,9 @@ def rewrite_entry(app, seq: int, new_body: dict, *, re_sign: bool) -> None:
             s.flush()
             s.query(MerkleNode).delete()
             size = log.tree_size(s)
-            nodes = merkle.CompactRange().append(log.node_range(s, 0, 0, size))
-            s.add_all([MerkleNode(level=lv, index=i, hash=h) for lv, i, h in nodes if lv > 0])
+            nodes = merkle.CompactRange().append(log.node_range(s, 0, 0, size),
+                                                 log.MIN_STORED_LEVEL)
+            s.add_all([MerkleNode(level=lv, index=i, hash=h) for lv, i, h in nodes])
             s.flush()
             if re_sign:
                 root = log.root_at(s, size)

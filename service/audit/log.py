@@ -7,9 +7,11 @@ service/core/db.py), so concurrent writers — threads, processes, service insta
 after another with no gap and no duplicate.
 
 Storage (docs/audit-log.md, "Storage"): ``audit_entry`` holds the leaves (the entry bytes and
-their leaf hash, which is also complete node ``(0, seq)``); ``merkle_node`` holds every complete
-node of level ≥ 1. Rows are written with the driver's ``executemany`` and no ORM objects: the
-trail's append is on the ingest hot path.
+their leaf hash, which is also complete node ``(0, seq)``); ``merkle_node`` holds the complete
+nodes of level ≥ 8 (``MIN_STORED_LEVEL``). A node of level 1–7 is computed when it is read,
+from the ≤ 128 leaf hashes under it (one range read of ``audit_entry``). Rows are written with
+the driver's ``executemany`` (COPY on PostgreSQL) and no ORM objects: the trail's append is on
+the ingest hot path.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from service.core.db import utcnow
 
 __all__ = [
     "KIND_PATTERN",
+    "MIN_STORED_LEVEL",
     "SEARCH_FIELDS",
     "AppendedEntry",
     "PendingEntry",
@@ -60,6 +63,14 @@ KIND_PATTERN = re.compile(r"[a-z][a-z0-9_]*(?:\.[a-z0-9_]+)*")
 _MAX_KIND = 48
 # Bound parameters per statement stay under SQLite's historical limit of 999.
 _MAX_PARAMS = 900
+# Complete nodes below this level are not stored: storing every node cost one row per leaf, as
+# many inserts as the entries themselves; from level 8 up it is one row per 128 leaves. A
+# level 1–7 node is rebuilt from at most 128 leaf hashes, one range read (bench/README.md,
+# issue 18). 8 is the tlog-tiles tile height, so every hash tile above level 0 is a range of
+# stored nodes (service/audit/tiles.py).
+MIN_STORED_LEVEL = 8
+# Leaf ranges this close together are read as one (a few more rows beat one more SELECT).
+_SPAN_GAP = 16
 
 
 @dataclass(frozen=True)
@@ -229,8 +240,22 @@ def _lock_head(conn: Connection) -> int:
     return int(conn.exec_driver_sql(select_sql).scalar_one())
 
 
+def _leaf_spans(nodes: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Return the leaf ranges ``[start, end)`` under complete nodes, merged when close."""
+    spans: list[list[int]] = []
+    for start, end in sorted((i << level, (i + 1) << level) for level, i in nodes):
+        if spans and start <= spans[-1][1] + _SPAN_GAP:
+            spans[-1][1] = max(spans[-1][1], end)
+        else:
+            spans.append([start, end])
+    return [(start, end) for start, end in spans]
+
+
 def fetch_nodes(conn: Connection, nodes: Iterable[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
-    """Read complete nodes in one query: level 0 from audit_entry, the rest from merkle_node."""
+    """Read complete nodes in one query: levels 0–7 from the leaf hashes, the rest stored.
+
+    A node that cannot be read (a leaf under it or its stored row missing) is left out.
+    """
     wanted = sorted(set(nodes))
     if not wanted:
         return {}
@@ -238,21 +263,40 @@ def fetch_nodes(conn: Connection, nodes: Iterable[tuple[int, int]]) -> dict[tupl
     index = _q(conn, "index")
     parts: list[str] = []
     params: list[int] = []
-    leaves = [i for level, i in wanted if level == 0]
-    inner = [(level, i) for level, i in wanted if level > 0]
-    if leaves:
+    low = [(level, i) for level, i in wanted if level < MIN_STORED_LEVEL]
+    stored = [(level, i) for level, i in wanted if level >= MIN_STORED_LEVEL]
+    spans = _leaf_spans(low)
+    singles = [start for start, end in spans if end - start == 1]
+    if singles:
         parts.append(f"SELECT 0, seq, leaf_hash FROM audit_entry WHERE seq IN "  # noqa: S608
-                     f"({', '.join([p] * len(leaves))})")
-        params.extend(leaves)
-    if inner:
+                     f"({', '.join([p] * len(singles))})")
+        params.extend(singles)
+    for start, end in spans:
+        if end - start > 1:
+            parts.append(f"SELECT 0, seq, leaf_hash FROM audit_entry "  # noqa: S608
+                         f"WHERE seq >= {p} AND seq < {p}")
+            params.extend((start, end))
+    if stored:
         # OR of (level AND index) terms: each is a primary-key lookup. A row-value IN list
         # makes SQLite scan the whole table.
-        terms = " OR ".join([f"(level = {p} AND {index} = {p})"] * len(inner))
+        terms = " OR ".join([f"(level = {p} AND {index} = {p})"] * len(stored))
         parts.append(f"SELECT level, {index}, hash FROM merkle_node WHERE {terms}")  # noqa: S608
-        for level, i in inner:
+        for level, i in stored:
             params.extend((level, i))
     rows = conn.exec_driver_sql(" UNION ALL ".join(parts), tuple(params)).all()
-    return {(int(level), int(i)): bytes(h) for level, i, h in rows}
+    found: dict[tuple[int, int], bytes] = {}
+    leaves: dict[int, bytes] = {}
+    for level, i, h in rows:
+        if level:
+            found[(int(level), int(i))] = bytes(h)
+        else:
+            leaves[int(i)] = bytes(h)
+    for level, i in low:
+        first = i << level
+        under = [leaves.get(seq) for seq in range(first, first + (1 << level))]
+        if None not in under:
+            found[(level, i)] = merkle.complete_nodes(under, level)[0]
+    return found
 
 
 def _fetch_nodes_chunked(conn: Connection, nodes: Sequence[tuple[int, int]]) -> dict:
@@ -315,7 +359,7 @@ def _insert_rows(conn: Connection, table: str, columns: Sequence[str], rows: Seq
 
 
 def append_entries(session: Session, entries: Iterable[PendingEntry]) -> list[AppendedEntry]:
-    """Append entries as leaves in the caller's transaction; store the new complete nodes.
+    """Append entries as leaves in the caller's transaction; store the new nodes of level ≥ 8.
 
     Returns the appended rows in order (``.seq`` is each entry's position in the log).
     The caller commits once; nothing here commits or flushes ORM state.
@@ -338,7 +382,8 @@ def append_entries(session: Session, entries: Iterable[PendingEntry]) -> list[Ap
     datas = [make_bytes(size + offset, pending.kind, pending.body, pending.body_json)
              for offset, pending in enumerate(entries)]
     leaves = merkle.leaf_hashes(datas)
-    new_nodes = tail.append(leaves)[len(leaves):]  # level 0 lives in audit_entry.leaf_hash
+    # Level 0 lives in audit_entry.leaf_hash; levels 1–7 are rebuilt from it when read.
+    new_nodes = tail.append(leaves, MIN_STORED_LEVEL)
 
     bind_time = _time_binder(conn, "recorded_at")
     db_recorded_at = bind_time(recorded_at)
@@ -457,11 +502,17 @@ def consistency_proof(session: Session, old_size: int, new_size: int) -> list[by
 def node_range(session: Session, level: int, start: int, end: int) -> list[bytes]:
     """Return the complete nodes ``(level, start)`` … ``(level, end - 1)`` in order (one query).
 
-    Level 0 nodes are the leaf hashes. Raises LookupError when one is missing (a damaged
-    store, or a range past the tree).
+    Level 0 nodes are the leaf hashes; levels 1–7 are computed from them. Raises LookupError
+    when one is missing (a damaged store, or a range past the tree).
     """
     if end <= start:
         return []
+    if 0 < level < MIN_STORED_LEVEL:
+        try:
+            leaves = node_range(session, 0, start << level, end << level)
+        except LookupError:
+            raise LookupError(f"missing tree nodes at level {level} in [{start}, {end})") from None
+        return merkle.complete_nodes(leaves, level)
     conn = session.connection()
     p = _placeholder(conn)
     index = _q(conn, "index")

@@ -20,6 +20,7 @@ __all__ = [
     "GetNode",
     "NodeId",
     "ProofError",
+    "complete_nodes",
     "consistency_proof",
     "consistency_proof_from_nodes",
     "consistency_proof_nodes",
@@ -96,6 +97,21 @@ def _pair_up(nodes: Sequence[bytes]) -> list[bytes]:
         h.update(right)
         append(h.digest())
     return out
+
+
+def complete_nodes(leaf_hashes: Sequence[bytes], level: int) -> list[bytes]:
+    """Return the complete nodes of ``level`` over consecutive runs of ``2**level`` leaf hashes.
+
+    ``leaf_hashes`` must start at a multiple of ``2**level`` and hold whole runs; level 0
+    returns them as they are.
+    """
+    _check_size("level", level)
+    if len(leaf_hashes) % (1 << level):
+        raise ValueError(f"{len(leaf_hashes)} leaf hashes are not whole runs of 2**{level}")
+    nodes = list(leaf_hashes)
+    for _ in range(level):
+        nodes = _pair_up(nodes)
+    return nodes
 
 
 def _next_level(nodes: Sequence[bytes]) -> list[bytes]:
@@ -503,17 +519,22 @@ class CompactRange:
         """Append leaf hashes without reporting new nodes (the fast path for verification)."""
         self._append(leaf_hashes, None)
 
-    def append(self, leaf_hashes: Sequence[bytes]) -> list[tuple[int, int, bytes]]:
+    def append(
+        self, leaf_hashes: Sequence[bytes], min_level: int = 0
+    ) -> list[tuple[int, int, bytes]]:
         """Append leaf hashes; return every new complete node as ``(level, index, hash)``.
 
-        The list starts with the leaves themselves (level 0) and goes up level by level.
+        The list starts with the lowest level reported (``min_level``, the leaves themselves
+        by default) and goes up level by level.
         """
+        _check_size("min_level", min_level)
         out: list[tuple[int, int, bytes]] = []
-        self._append(leaf_hashes, out)
+        self._append(leaf_hashes, out, min_level)
         return out
 
     def _append(
-        self, leaf_hashes: Sequence[bytes], out: list[tuple[int, int, bytes]] | None
+        self, leaf_hashes: Sequence[bytes], out: list[tuple[int, int, bytes]] | None,
+        min_level: int = 0,
     ) -> None:
         """Append level by level: the new nodes at each level are one contiguous run."""
         count = len(leaf_hashes)
@@ -529,7 +550,7 @@ class CompactRange:
         first = self._size  # index of run[0] at this level
         level = 0
         while run:
-            if out is not None:
+            if out is not None and level >= min_level:
                 out.extend([(level, first + i, h) for i, h in enumerate(run)])
             if first & 1:
                 # The run's first node is a right child; its left sibling is the old border node.

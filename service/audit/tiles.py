@@ -2,8 +2,9 @@
 
 A tile at level L, index N holds up to 256 hashes; hash i is the Merkle Tree Hash of leaves
 ``[(N·256 + i)·256^L, (N·256 + i + 1)·256^L)``: the complete node at tree level 8·L, index
-N·256 + i, which log.py already stores (level 0: the leaf hashes). Entry bundles are the
-entries' bytes (the leaf data) with a big-endian uint16 length before each.
+N·256 + i, which log.py already stores (level 0: the leaf hashes; log.py stores every level
+from ``log.MIN_STORED_LEVEL``, this tile height, so every tile is one range read). Entry
+bundles are the entries' bytes (the leaf data) with a big-endian uint16 length before each.
 
 Tiles are served for the latest signed checkpoint's size: a full tile only once the signed
 tree covers it, a partial one of width W only when the signed tree reaches that far.
@@ -20,6 +21,9 @@ from service.audit import log
 
 TILE_WIDTH = 256
 TILE_HEIGHT = 8  # tree levels per tile level
+# Tiles above level 0 read only stored nodes; a lower stored level would still work, a higher
+# one would make every tile rebuild its nodes from leaves.
+assert log.MIN_STORED_LEVEL == TILE_HEIGHT
 MAX_ENTRY_BYTES = 0xFFFF  # uint16 length prefix
 
 _INDEX = re.compile(r"(?:x[0-9]{3}/)*[0-9]{3}")
