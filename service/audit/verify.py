@@ -4,12 +4,13 @@ Two passes share one set of checks on the checkpoints:
 
 * the *fast pass* reads entries in ranges (one aggregate row per range: its row count and the
   bodies joined by "\\n", which canonical JSON never contains raw), hashes every leaf and folds
-  the tree with ``merkle.CompactRange``; it proves everything when every root matches. A trail
-  of at least two chunks (``PARALLEL_CHUNK`` entries, aligned) on a database other processes
-  can open is split between worker processes, one per usable core (``verify_worker.py``): each
-  folds whole chunks and returns their subtree hashes, which this process combines in order
-  (``CompactRange.append_subtree``). Otherwise one process reads on a second thread a few
-  ranges ahead of the hashing;
+  the tree with ``merkle.CompactRange``; it proves everything when every root matches. A large
+  trail (``PARALLEL_MIN_CHUNKS`` chunks of ``PARALLEL_CHUNK`` entries, aligned) on a database
+  other processes can open, on a machine with ``PARALLEL_MIN_CORES`` usable cores, is split
+  between this process and worker processes (``verify_worker.py``), one per further core: each
+  folds whole chunks and returns their subtree hashes, which are combined in order
+  (``CompactRange.append_subtree``). Otherwise this process alone reads on a second thread a
+  few ranges ahead of the hashing;
 * the *thorough pass* reads row by row and checks everything an entry carries (its number inside
   its body, canonical form, kind and time columns, stored leaf hash, every stored tree node). It
   runs with ``deep=True``, and otherwise only when the fast pass found a mismatch, to name the
@@ -66,10 +67,16 @@ __all__ = [
 
 ENTRY_FIELDS = frozenset({"seq", "recorded_at", "kind", "body"})
 FAST_BATCH = 4_096
-# Entries per chunk of the parallel fast pass, and how many chunks a trail needs before worker
-# processes pay for their start (bench/README.md, audit_bench, has the measurements).
+# Entries per chunk of the parallel fast pass (a power of two); how many chunks a trail needs,
+# and how many usable cores the machine, before worker processes pay, per database. Measured on 2
+# shared cores (bench/README.md, "Verify on every core"): SQLite lost at 50,000-100,000 entries
+# and was 0.93-1.21x one process at 200,000-400,000 (the workers add 15 % of CPU; one process
+# already reads on the second core), so it takes a third core; PostgreSQL (whose server does
+# the reading, in one backend per worker) was 1.45x at 600,000, but a worker's boot imports
+# psycopg (0.15-0.3 s).
 PARALLEL_CHUNK = 1 << 13
-PARALLEL_MIN_CHUNKS = 2
+PARALLEL_MIN_CHUNKS = {"sqlite": 16, "postgresql": 64}
+PARALLEL_MIN_CORES = {"sqlite": 3, "postgresql": 2}
 _WORKER_SCRIPT = Path(__file__).with_name("verify_worker.py")
 THOROUGH_BATCH = 5_000
 
@@ -491,10 +498,12 @@ def _usable_cpus() -> int:
 
 def _worker_setup(conn: Connection, size: int) -> dict | None:
     """Return how workers reach the trail, or None when one process should do the fast pass."""
-    if size < PARALLEL_MIN_CHUNKS * PARALLEL_CHUNK or _usable_cpus() < 2 or not sys.executable:
-        return None
     url = conn.engine.url
     backend = url.get_backend_name()
+    chunks = max(2, PARALLEL_MIN_CHUNKS.get(backend, 2))
+    cores = max(2, PARALLEL_MIN_CORES.get(backend, 2))
+    if size < chunks * PARALLEL_CHUNK or _usable_cpus() < cores or not sys.executable:
+        return None
     if backend == "sqlite":
         database = url.database or ""
         if database in ("", ":memory:") or database.startswith("file:") or url.query:
