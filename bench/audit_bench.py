@@ -11,8 +11,8 @@ are shared and noisy, so the ratios are the figures to read):
   (canonicalization included, the work ``append_entries`` does);
 * **verify**: ``verify_log`` over the whole stored trail (reading the database included)
   against ``hashlib.sha256`` over the same entry bytes already in memory;
-* **verify_large** (full run only): the same at 262,144 entries, in one process and with the
-  fast pass's worker processes, interleaved, 3 rounds;
+* **verify_large** (full run only): the same at 262,144 entries (where the fast pass starts
+  using worker processes on SQLite), in one process and with the workers, interleaved, 3 rounds;
 * **inclusion proof at 10,000,000 entries**: ``log.inclusion_proof`` from a SQLite file.
   What is built, honestly: the full run writes 10,000,000 ``audit_entry`` rows and all
   9,999,991 ``merkle_node`` rows (so the B-trees have their real depth), but synthetically:
@@ -53,7 +53,7 @@ from service.core.files import write_private
 
 BATCH = 1_000
 PROOF_SIZE = 10_000_000
-LARGE_VERIFY = 262_144  # 32 chunks of the parallel fast pass
+LARGE_VERIFY = 262_144  # 32 chunks: the least for which SQLite verify uses workers
 _TABLES = [AuditEntry.__table__, MerkleNode.__table__, AuditHead.__table__, Checkpoint.__table__]
 _ACTIONS = ["open", "read", "modify", "copy", "export", "print", "view"]
 _PATHS = ["C:\\DuLieu\\DanCu\\thon_{}.xlsx", "/home/vhxh/AnSinh/chi_tra_{}.csv",
@@ -194,17 +194,16 @@ def verify_large(folder: Path, n: int = LARGE_VERIFY, rounds: int = 3) -> dict:
     key, origin = _signed_trail(folder, db)
     datas = [row[3].encode() for row in _stored_rows(db)]
     one, many, hashing = [], [], []
-    minimum = verify.PARALLEL_MIN_CHUNKS, verify.PARALLEL_MIN_CORES
+    minimum = verify.PARALLEL_MIN_CHUNKS
     try:
         for _ in range(rounds):
             hashing.append(_hashlib_seconds(datas))
             verify.PARALLEL_MIN_CHUNKS = {"sqlite": 10**9}  # one process
             one.append(_verify_seconds(db, key, origin))
-            # Workers for any trail of two chunks or more, on any machine of two cores or more.
-            verify.PARALLEL_MIN_CHUNKS, verify.PARALLEL_MIN_CORES = {}, {}
+            verify.PARALLEL_MIN_CHUNKS = {}  # workers for any trail of two chunks or more
             many.append(_verify_seconds(db, key, origin))
     finally:
-        verify.PARALLEL_MIN_CHUNKS, verify.PARALLEL_MIN_CORES = minimum
+        verify.PARALLEL_MIN_CHUNKS = minimum
     return {
         "entries": n, "usable_cores": verify._usable_cpus(),
         "one_process_ratio_to_hashlib": statistics.median(

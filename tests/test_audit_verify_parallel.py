@@ -46,7 +46,6 @@ def pools(monkeypatch):
     """Split trails into chunks of 8 on any machine; return every worker pool started."""
     monkeypatch.setattr(verify, "PARALLEL_CHUNK", 8)
     monkeypatch.setattr(verify, "PARALLEL_MIN_CHUNKS", {})  # two chunks, the least there is
-    monkeypatch.setattr(verify, "PARALLEL_MIN_CORES", {})  # two cores, likewise
     monkeypatch.setattr(verify, "_usable_cpus", lambda: 2)
     started: list[verify._Workers] = []
     real = verify._start_workers
@@ -220,14 +219,10 @@ def test_one_process_when_workers_would_not_pay_or_cannot_see(session, trail, mo
     conn = session.connection()
     name = conn.dialect.name
     monkeypatch.setattr(verify, "PARALLEL_CHUNK", 8)
-    monkeypatch.setattr(verify, "_usable_cpus", lambda: verify.PARALLEL_MIN_CORES[name])
+    monkeypatch.setattr(verify, "_usable_cpus", lambda: 2)
     assert verify._worker_setup(conn, SIZE) is None  # under the measured minimum
     assert verify._worker_setup(conn, 8 * verify.PARALLEL_MIN_CHUNKS[name]) is not None
-    monkeypatch.setattr(verify, "_usable_cpus", lambda: verify.PARALLEL_MIN_CORES[name] - 1)
-    assert verify._worker_setup(conn, 8 * verify.PARALLEL_MIN_CHUNKS[name]) is None  # too few cores
     monkeypatch.setattr(verify, "PARALLEL_MIN_CHUNKS", {name: 1})
-    monkeypatch.setattr(verify, "PARALLEL_MIN_CORES", {name: 1})
-    monkeypatch.setattr(verify, "_usable_cpus", lambda: 2)
     assert verify._worker_setup(conn, SIZE) is not None
     assert verify._worker_setup(conn, 15) is None  # under two chunks: never
     monkeypatch.setattr(verify, "_usable_cpus", lambda: 1)

@@ -6,8 +6,8 @@ Two passes share one set of checks on the checkpoints:
   bodies joined by "\\n", which canonical JSON never contains raw), hashes every leaf and folds
   the tree with ``merkle.CompactRange``; it proves everything when every root matches. A large
   trail (``PARALLEL_MIN_CHUNKS`` chunks of ``PARALLEL_CHUNK`` entries, aligned) on a database
-  other processes can open, on a machine with ``PARALLEL_MIN_CORES`` usable cores, is split
-  between this process and worker processes (``verify_worker.py``), one per further core: each
+  other processes can open, on a machine with more than one usable core, is split between this
+  process and worker processes (``verify_worker.py``), one per further core: each
   folds whole chunks and returns their subtree hashes, which are combined in order
   (``CompactRange.append_subtree``). Otherwise this process alone reads on a second thread a
   few ranges ahead of the hashing;
@@ -67,16 +67,14 @@ __all__ = [
 
 ENTRY_FIELDS = frozenset({"seq", "recorded_at", "kind", "body"})
 FAST_BATCH = 4_096
-# Entries per chunk of the parallel fast pass (a power of two); how many chunks a trail needs,
-# and how many usable cores the machine, before worker processes pay, per database. Measured on 2
-# shared cores (bench/README.md, "Verify on every core"): SQLite lost at 50,000-100,000 entries
-# and was 0.93-1.21x one process at 200,000-400,000 (the workers add 15 % of CPU; one process
-# already reads on the second core), so it takes a third core; PostgreSQL (whose server does
-# the reading, in one backend per worker) was 1.45x at 600,000, but a worker's boot imports
-# psycopg (0.15-0.3 s).
+# Entries per chunk of the parallel fast pass (a power of two), and how many chunks a trail needs
+# before worker processes pay, per database. Measured on 2 shared cores (bench/README.md, "Verify
+# on every core"): SQLite lost below 200,000 entries (a worker's boot and cold cache against one
+# process that already reads on the second core) and was 0.93-1.21x one process from 200,000
+# (median 1.05x); PostgreSQL, whose server reads in one backend per worker, was 0.92x at 200,000
+# and 1.45x at 600,000 (a worker's boot imports psycopg: 0.15-0.3 s).
 PARALLEL_CHUNK = 1 << 13
-PARALLEL_MIN_CHUNKS = {"sqlite": 16, "postgresql": 64}
-PARALLEL_MIN_CORES = {"sqlite": 3, "postgresql": 2}
+PARALLEL_MIN_CHUNKS = {"sqlite": 32, "postgresql": 64}
 _WORKER_SCRIPT = Path(__file__).with_name("verify_worker.py")
 THOROUGH_BATCH = 5_000
 
@@ -460,8 +458,9 @@ def _chunk_jobs(size: int, target_sizes: Iterable[int], batch: int, chunk: int) 
     return jobs
 
 
-def _parallel_fast_pass(conn: Connection, workers: _Workers, size: int, by_size: dict[int, list[_Target]], progress,
-                        batch: int, proven: list) -> bytes:
+def _parallel_fast_pass(conn: Connection, workers: _Workers, size: int,
+                        by_size: dict[int, list[_Target]], progress, batch: int,
+                        proven: list) -> bytes:
     """Combine the workers' chunk tiles in order, checking every target inside each chunk."""
     tree = merkle.CompactRange()  # the chunks combined so far: its size is a chunk boundary
     jobs = _chunk_jobs(size, by_size, batch, workers.chunk)
@@ -501,8 +500,7 @@ def _worker_setup(conn: Connection, size: int) -> dict | None:
     url = conn.engine.url
     backend = url.get_backend_name()
     chunks = max(2, PARALLEL_MIN_CHUNKS.get(backend, 2))
-    cores = max(2, PARALLEL_MIN_CORES.get(backend, 2))
-    if size < chunks * PARALLEL_CHUNK or _usable_cpus() < cores or not sys.executable:
+    if size < chunks * PARALLEL_CHUNK or _usable_cpus() < 2 or not sys.executable:
         return None
     if backend == "sqlite":
         database = url.database or ""
@@ -531,9 +529,10 @@ class _Workers:
 
     The workers are fresh interpreters, not forks: the server has threads, and a fork copies
     their locks in whatever state they are. They are started early, to boot while this process
-    checks the signatures and the numbering. This process folds chunks too, on a thread with its
-    own connection, from the first moment (an interpreter takes 30-130 ms to boot, as long as
-    folding 10,000-40,000 entries): with n cores, n - 1 workers. ``close`` always ends them.
+    checks the signatures and the numbering. This process folds chunks too, on the caller's
+    connection, from the first moment (a worker is ready 20 ms after its start on a quiet
+    machine, 70 ms or more under load: the time to fold 10,000-30,000 entries), so with n usable
+    cores there are n - 1 workers. ``close`` always ends them.
     """
 
     def __init__(self, count: int, setup: dict, chunk: int) -> None:
@@ -541,8 +540,6 @@ class _Workers:
         if chunk < 1 or chunk & (chunk - 1):
             raise ValueError(f"chunks must be a power of two entries, not {chunk}")
         self.chunk = chunk
-        self._sql = setup["sql"]
-        self._ready = [False] * count
         self._stop = threading.Event()
         self._finished = False  # every job answered: the workers are idle
         self._procs: list[subprocess.Popen] = []
