@@ -262,3 +262,15 @@ def test_the_worker_script_imports_neither_the_service_nor_flask() -> None:
             imported.add((node.module or "").split(".")[0])
     assert imported <= {"__future__", "marshal", "os", "sys", "sqlite3", "psycopg", "merkle"}
     assert imported - {"psycopg", "merkle"} <= set(sys.stdlib_module_names) | {"__future__"}
+
+
+def test_workers_end_when_the_signatures_fail_before_any_chunk(app, session, trail, pools):
+    keys, origin = _keys(app)
+    forged = trail.replace("\n\n", "\nforged line\n\n", 1)
+    with pytest.raises(verify.VerifyError, match="signature does not verify"):
+        try:
+            verify.verify_log(session, keys, origin=origin, external_notes=[forged])
+        finally:
+            session.rollback()
+    _assert_all_ended(pools)
+    assert all(proc.returncode == 0 for workers in pools for proc in workers._procs)

@@ -682,10 +682,14 @@ class _Workers:
         return f"{where}: it exited with status {status}" + (f" ({err[-1]})" if err else "")
 
     def close(self) -> None:
-        """End every worker (idle ones at the end of their input, busy ones killed) and thread."""
+        """End every worker and thread: idle workers at the end of their input, busy ones killed.
+
+        Workers never given a chunk (the signatures or the numbering failed first) are idle too:
+        a PostgreSQL server then sees a client leave, not a connection cut.
+        """
         self._stop.set()
         for proc in self._procs:
-            if not self._finished:
+            if self._threads and not self._finished:
                 proc.kill()  # it may be in the middle of a chunk nobody will read
             with contextlib.suppress(OSError):  # it is gone already
                 proc.stdin.close()
