@@ -11,6 +11,8 @@ are shared and noisy, so the ratios are the figures to read):
   (canonicalization included, the work ``append_entries`` does);
 * **verify**: ``verify_log`` over the whole stored trail (reading the database included)
   against ``hashlib.sha256`` over the same entry bytes already in memory;
+* **verify_large** (full run only): the same at 262,144 entries (where the fast pass starts
+  using worker processes on SQLite), in one process and with the workers, interleaved, 3 rounds;
 * **inclusion proof at 10,000,000 entries**: ``log.inclusion_proof`` from a SQLite file.
   What is built, honestly: the full run writes 10,000,000 ``audit_entry`` rows and all 78,117
   stored ``merkle_node`` rows, n/128 (levels ≥ 8, ``log.MIN_STORED_LEVEL``: a proof rebuilds its
@@ -55,6 +57,7 @@ from service.core.files import write_private
 
 BATCH = 1_000
 PROOF_SIZE = 10_000_000
+LARGE_VERIFY = 262_144  # 32 chunks: the least for which SQLite verify uses workers
 _TABLES = [AuditEntry.__table__, MerkleNode.__table__, AuditHead.__table__, Checkpoint.__table__]
 _ACTIONS = ["open", "read", "modify", "copy", "export", "print", "view"]
 _PATHS = ["C:\\DuLieu\\DanCu\\thon_{}.xlsx", "/home/vhxh/AnSinh/chi_tra_{}.csv",
@@ -210,6 +213,35 @@ def _verify_seconds(db: Path, key: str, origin: str) -> float:
     return elapsed
 
 
+def verify_large(folder: Path, n: int = LARGE_VERIFY, rounds: int = 3) -> dict:
+    """Verify a trail of ``n`` entries in one process and with workers, beside hashlib."""
+    from service.audit import verify
+
+    _append_rate(folder, make_entries(n, seed=1))
+    db = folder / "trail.db"
+    key, origin = _signed_trail(folder, db)
+    datas = [row[3].encode() for row in _stored_rows(db)]
+    one, many, hashing = [], [], []
+    minimum = verify.PARALLEL_MIN_CHUNKS
+    try:
+        for _ in range(rounds):
+            hashing.append(_hashlib_seconds(datas))
+            verify.PARALLEL_MIN_CHUNKS = {"sqlite": 10**9}  # one process
+            one.append(_verify_seconds(db, key, origin))
+            verify.PARALLEL_MIN_CHUNKS = {}  # workers for any trail of two chunks or more
+            many.append(_verify_seconds(db, key, origin))
+    finally:
+        verify.PARALLEL_MIN_CHUNKS = minimum
+    return {
+        "entries": n, "usable_cores": verify._usable_cpus(),
+        "one_process_ratio_to_hashlib": statistics.median(
+            [h / v for h, v in zip(hashing, one, strict=True)]),
+        "with_workers_ratio_to_hashlib": statistics.median(
+            [h / v for h, v in zip(hashing, many, strict=True)]),
+        "with_workers_speedup": statistics.median([a / b for a, b in zip(one, many, strict=True)]),
+    }
+
+
 def _signed_trail(folder: Path, db: Path) -> tuple[str, str]:
     """Sign a checkpoint of the trail in ``db`` with a fresh key; return (verifier, origin)."""
     settings = Settings(data_dir=folder / "data", audit_origin="bench.canhgac/audit")
@@ -354,6 +386,9 @@ def run(quick: bool = False) -> dict:
                         folder, datas)
             verify.append(_verify_seconds(folder / "trail.db", key, origin))
             hashing.append(_hashlib_seconds(datas))
+        if not quick:
+            (base / "large").mkdir()
+            results["verify_large"] = verify_large(base / "large")
     ratio = [a / b for a, b in zip(append, raw, strict=True)]
     results["append"] = {
         "entries_per_s": statistics.median(append),

@@ -536,6 +536,58 @@ def test_node_reads_stay_logarithmic_in_a_huge_tree() -> None:
     assert len(subtree_ranges_for_root(size)) == size.bit_count()
 
 
+def _chunked_ranges(hashes: list[bytes], chunk: int):
+    """Fold ``hashes`` as separate workers would: one local compact range per aligned chunk.
+
+    Yields (end, global range of [0, chunk start), local tiles of [chunk start, end)) for every
+    end inside every chunk.
+    """
+    done = CompactRange()
+    for start in range(0, len(hashes), chunk):
+        local = CompactRange()
+        for end in range(start + 1, min(start + chunk, len(hashes)) + 1):
+            local.extend([hashes[end - 1]])
+            yield end, done, [(lv, h) for lv, _i, h in local.border()]
+        for lv, _i, h in local.border():
+            done.append_subtree(lv, h)
+
+
+@heavy
+@given(st.integers(0, 2**32), st.integers(1, 200), st.integers(0, 5))
+def test_aligned_chunks_folded_apart_combine_into_the_reference_tree(seed, n, chunk_bits) -> None:
+    hashes = _leaves(seed, n)
+    ref = Reference(hashes)
+    for end, done, tiles in _chunked_ranges(hashes, 1 << chunk_bits):
+        combined = done.copy()
+        for level, h in tiles:
+            combined.append_subtree(level, h)
+        assert combined.size == end
+        assert combined.root() == ref.mth(0, end)
+        nodes = _complete_nodes(ref, end)
+        assert combined.border() == [(lv, i, nodes[(lv, i)])
+                                     for lv, i in subtree_ranges_for_root(end)]
+        # The copy is independent: the range of finished chunks is left as it was.
+        assert done.size == end - (end - 1) % (1 << chunk_bits) - 1
+    # And a combined range goes on growing like one built leaf by leaf.
+    whole = CompactRange()
+    whole.append_subtree(0, hashes[0])
+    whole.extend(hashes[1:])
+    assert whole.root() == ref.mth(0, n)
+
+
+def test_append_subtree_needs_an_aligned_size() -> None:
+    appender = CompactRange()
+    appender.extend(_leaves(1, 6))
+    with pytest.raises(ValueError, match="multiple"):
+        appender.append_subtree(2, EMPTY_ROOT)  # 6 is not a multiple of 4
+    with pytest.raises(ValueError):
+        appender.append_subtree(1, b"short")
+    assert appender.size == 6
+    appender.append_subtree(1, EMPTY_ROOT)  # 6 is a multiple of 2
+    assert appender.size == 8
+    assert [lv for lv, _i, _h in appender.border()] == [3]
+
+
 def test_compact_range_rejects_bad_input() -> None:
     with pytest.raises(ValueError):
         CompactRange(3, [EMPTY_ROOT])

@@ -169,7 +169,7 @@ def verify_command(data_dir, kept, bundle, keys, deep, witness_keys, quorum) -> 
     from service.audit.keys import KeyMissingError, load_verifier_key
     from service.audit.log import tree_size
     from service.audit.operations import latest_checkpoint
-    from service.audit.verify import VerifyError, verify_log
+    from service.audit.verify import VerifyError, VerifyWorkerError, verify_log
     from service.audit.witnessing import last_cosigned_size
     from service.core.db import get_session, utcnow
 
@@ -213,6 +213,9 @@ def verify_command(data_dir, kept, bundle, keys, deep, witness_keys, quorum) -> 
             raise click.ClickException(
                 f"cannot read the audit trail ({type(exc).__name__}); was `canhgac init` run "
                 "for this data directory?") from None
+        except VerifyWorkerError as exc:
+            session.rollback()
+            raise click.ClickException(f"không kiểm tra được / could not verify: {exc}") from None
         session.rollback()  # verification writes nothing
     extends = (f"; kéo dài các checkpoint đã giữ / extends the kept checkpoint(s) of size "
                f"{', '.join(map(str, report.external))}" if report.external else "")

@@ -519,6 +519,42 @@ class CompactRange:
         """Append leaf hashes without reporting new nodes (the fast path for verification)."""
         self._append(leaf_hashes, None)
 
+    def copy(self) -> CompactRange:
+        """Return an independent copy (the border is a few immutable hashes)."""
+        twin = CompactRange.__new__(CompactRange)
+        twin._size = self._size
+        twin._border = list(self._border)
+        return twin
+
+    def append_subtree(self, level: int, subtree_hash: bytes) -> None:
+        """Append the hash of a complete subtree of ``2**level`` leaves, hashed elsewhere.
+
+        The size must be a multiple of ``2**level``: the subtree is then the complete node
+        ``(level, size >> level)`` of the grown tree, and merging it into the border is the same
+        carry as appending that many leaves one by one. Appending the tiles of a range
+        ``[start, end)`` (see ``subtree_ranges_for_root(end - start)``, highest level first) to a
+        range of ``start`` leaves, with ``start`` a multiple of a power of two at least
+        ``end - start``, gives the compact range of ``end`` leaves: what lets separate workers
+        fold aligned chunks of one tree.
+        """
+        _check_size("level", level)
+        if len(subtree_hash) != HASH_SIZE:
+            raise ValueError(f"a subtree hash must be {HASH_SIZE} bytes")
+        if self._size & ((1 << level) - 1):
+            raise ValueError(f"a tree of size {self._size} cannot take a subtree of 2**{level} "
+                             "leaves: it must end on a multiple of the subtree's width")
+        new_size = self._size + (1 << level)
+        border = self._border
+        if len(border) < new_size.bit_length():
+            border.extend([None] * (new_size.bit_length() - len(border)))
+        carry = bytes(subtree_hash)
+        while (left := border[level]) is not None:
+            carry = node_hash(left, carry)
+            border[level] = None
+            level += 1
+        border[level] = carry
+        self._size = new_size
+
     def append(
         self, leaf_hashes: Sequence[bytes], min_level: int = 0
     ) -> list[tuple[int, int, bytes]]:

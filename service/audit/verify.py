@@ -3,10 +3,14 @@
 Two passes share one set of checks on the checkpoints:
 
 * the *fast pass* reads entries in ranges (one aggregate row per range: its row count and the
-  bodies joined by "\\n", which canonical JSON never contains raw), on a second thread that
-  stays a few ranges ahead, hashes every leaf and folds the tree with ``merkle.CompactRange``;
-  it proves everything when every root matches, at 0.3–0.5× the speed of hashing alone (the
-  latter when the second core is free);
+  bodies joined by "\\n", which canonical JSON never contains raw), hashes every leaf and folds
+  the tree with ``merkle.CompactRange``; it proves everything when every root matches. A large
+  trail (``PARALLEL_MIN_CHUNKS`` chunks of ``PARALLEL_CHUNK`` entries, aligned) on a database
+  other processes can open, on a machine with more than one usable core, is split between this
+  process and worker processes (``verify_worker.py``), one per further core: each
+  folds whole chunks and returns their subtree hashes, which are combined in order
+  (``CompactRange.append_subtree``). Otherwise this process alone reads on a second thread a
+  few ranges ahead of the hashing;
 * the *thorough pass* reads row by row and checks everything an entry carries (its number inside
   its body, canonical form, kind and time columns, stored leaf hash, every stored tree node —
   levels ≥ 8: the lower ones are not stored, log.MIN_STORED_LEVEL). It
@@ -18,12 +22,19 @@ Nothing is written: a verification is read-only (the CLI rolls its transaction b
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import json
+import marshal
+import os
 import queue
 import re
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
@@ -41,12 +52,14 @@ from service.audit.checkpoint import (
     parse_checkpoint,
 )
 from service.audit.models import AuditEntry
+from service.audit.verify_worker import split_range
 
 __all__ = [
     "ENTRY_FIELDS",
     "RootFolder",
     "VerifyError",
     "VerifyReport",
+    "VerifyWorkerError",
     "check_entry_body",
     "extract_note",
     "open_trusted_checkpoint",
@@ -56,6 +69,15 @@ __all__ = [
 
 ENTRY_FIELDS = frozenset({"seq", "recorded_at", "kind", "body"})
 FAST_BATCH = 4_096
+# Entries per chunk of the parallel fast pass (a power of two), and how many chunks a trail needs
+# before worker processes pay, per database. Measured on 2 shared cores (bench/README.md, "Verify
+# on every core"): SQLite lost below 200,000 entries (a worker's boot and cold cache against one
+# process that already reads on the second core) and was 0.93-1.21x one process from 200,000
+# (median 1.05x); PostgreSQL, whose server reads in one backend per worker, was 0.92x at 200,000
+# and 1.45x at 600,000 (a worker's boot imports psycopg: 0.15-0.3 s).
+PARALLEL_CHUNK = 1 << 13
+PARALLEL_MIN_CHUNKS = {"sqlite": 32, "postgresql": 64}
+_WORKER_SCRIPT = Path(__file__).with_name("verify_worker.py")
 THOROUGH_BATCH = 5_000
 
 # A signed checkpoint inside other text (a saved e-mail): origin, size, root, optional extension
@@ -158,6 +180,10 @@ class RootFolder:
     def root(self) -> bytes:
         """Return the root of the leaves added so far."""
         return self._tree.root()
+
+
+class VerifyWorkerError(RuntimeError):
+    """A worker process of the fast pass failed (a database error, a crash): not tampering."""
 
 
 class _Mismatch(Exception):
@@ -330,8 +356,8 @@ class _RangeReader:
     belongs to the reader thread until ``close`` returns; the caller must not use it meanwhile.
     """
 
-    def __init__(self, conn: Connection, ranges: list[tuple[int, int]], ahead: int = 2) -> None:
-        """Start reading ``ranges`` (start, end) in order."""
+    def __init__(self, conn: Connection, ranges: Iterable[tuple[int, int]], ahead: int = 2) -> None:
+        """Start reading ``ranges`` (start, end) in order (an iterator runs on the thread)."""
         self._sql = _fast_range_sql(conn)
         self._cursor = conn.connection.cursor()  # the driver's own: same transaction, no events
         self._ranges = ranges
@@ -389,25 +415,25 @@ def _fast_cuts(size: int, targets: list[_Target], batch: int) -> list[tuple[int,
 
 
 def _fast_pass(conn: Connection, size: int, targets: list[_Target], progress, batch: int,
-               proven: list) -> bytes:
+               proven: list, workers: _Workers | None = None) -> bytes:
     """Hash and fold every entry by ranges; raise _Mismatch at the first disagreement.
 
     ``proven`` receives (size, CompactRange copy) for each target reproduced, so a thorough pass
-    can resume from the last proven point.
+    can resume from the last proven point. With ``workers`` the chunks are folded by them.
     """
     tree = merkle.CompactRange()
     by_size: dict[int, list[_Target]] = {}
     for target in targets:
         by_size.setdefault(target.size, []).append(target)
     _fast_check(tree, by_size.get(0, ()), proven)
+    if workers is not None:
+        return _parallel_fast_pass(conn, workers, size, by_size, progress, batch, proven)
     reader = _RangeReader(conn, _fast_cuts(size, targets, batch))
     try:
         for start, end, count, joined in reader:
-            if count != end - start or joined is None:
+            bodies = split_range(start, end, count, joined)
+            if bodies is None:
                 raise _Mismatch
-            bodies = joined.split(b"\n")
-            if len(bodies) != count:
-                raise _Mismatch  # a raw newline: not canonical JSON
             tree.extend(merkle.leaf_hashes(bodies))
             _fast_check(tree, by_size.get(end, ()), proven)
             if progress:
@@ -415,6 +441,279 @@ def _fast_pass(conn: Connection, size: int, targets: list[_Target], progress, ba
     finally:
         reader.close()
     return tree.root()
+
+
+def _chunk_jobs(size: int, target_sizes: Iterable[int], batch: int, chunk: int) -> list[dict]:
+    """Return the workers' jobs: per aligned chunk, its ranges and the ends to report tiles at.
+
+    Ranges are cut every ``batch`` entries and at every target, as in the single-process pass,
+    so a bad range leaves the targets before it proven exactly as there.
+    """
+    sizes = {s for s in target_sizes if s > 0}
+    jobs = []
+    for first in range(0, size, chunk):
+        last = min(first + chunk, size)
+        cuts = sorted({s for s in sizes if first < s < last}
+                      | set(range((first // batch + 1) * batch, last, batch)) | {last})
+        jobs.append({"chunk": len(jobs), "ranges": list(zip([first, *cuts[:-1]], cuts, strict=True)),
+                     "report": sorted({s for s in sizes if first < s <= last} | {last})})
+    return jobs
+
+
+def _parallel_fast_pass(conn: Connection, workers: _Workers, size: int,
+                        by_size: dict[int, list[_Target]], progress, batch: int,
+                        proven: list) -> bytes:
+    """Combine the workers' chunk tiles in order, checking every target inside each chunk."""
+    tree = merkle.CompactRange()  # the chunks combined so far: its size is a chunk boundary
+    jobs = _chunk_jobs(size, by_size, batch, workers.chunk)
+    for job, (tiles, bad) in zip(jobs, workers.results(conn, jobs), strict=True):
+        first = job["ranges"][0][0]
+        if len(tiles) > len(job["report"]):
+            raise VerifyWorkerError(f"a verify worker answered chunk {job['chunk']} wrongly")
+        grown = tree
+        for end, hashes in zip(job["report"], tiles, strict=False):
+            levels = [level for level, _index in merkle.subtree_ranges_for_root(end - first)]
+            if len(levels) != len(hashes):
+                raise VerifyWorkerError(f"a verify worker answered chunk {job['chunk']} wrongly")
+            # [0, first) then the tiles of [first, end) is the compact range of [0, end): first
+            # is a multiple of the chunk width, which is a power of two at least end - first.
+            grown = tree.copy()
+            for level, h in zip(levels, hashes, strict=True):
+                grown.append_subtree(level, h)
+            _fast_check(grown, by_size.get(end, ()), proven)
+            if progress:
+                progress(end)
+        if bad:
+            raise _Mismatch
+        tree = grown  # the last reported end is the chunk's end
+    return tree.root()
+
+
+def _usable_cpus() -> int:
+    """Return how many cores this process may run on (taskset and cgroups' cpusets count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _worker_setup(conn: Connection, size: int) -> dict | None:
+    """Return how workers reach the trail, or None when one process should do the fast pass."""
+    url = conn.engine.url
+    backend = url.get_backend_name()
+    chunks = max(2, PARALLEL_MIN_CHUNKS.get(backend, 2))
+    if size < chunks * PARALLEL_CHUNK or _usable_cpus() < 2 or not sys.executable:
+        return None
+    if backend == "sqlite":
+        database = url.database or ""
+        if database in ("", ":memory:") or database.startswith("file:") or url.query:
+            return None  # in memory, or a URI form a path cannot carry: only this process sees it
+        dsn = os.path.abspath(database)
+    elif backend == "postgresql" and url.get_driver_name() == "psycopg":
+        # Other connections do not see this transaction's own writes: if it made any (a caller
+        # verifying before it commits), only this process can verify what it sees.
+        if conn.exec_driver_sql("SELECT txid_current_if_assigned()").scalar() is not None:
+            return None
+        dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    else:
+        return None
+    # Workers run without site (-S): give them the directory their driver imports from.
+    path = []
+    if backend == "postgresql":
+        import importlib.util
+
+        path.append(os.path.dirname(os.path.dirname(importlib.util.find_spec("psycopg").origin)))
+    return {"dialect": backend, "dsn": dsn, "sql": _fast_range_sql(conn), "path": path}
+
+
+class _Workers:
+    """Chunks of the trail folded by worker processes (``verify_worker.py``) and by this one.
+
+    The workers are fresh interpreters, not forks: the server has threads, and a fork copies
+    their locks in whatever state they are. They are started early, to boot while this process
+    checks the signatures and the numbering. This process folds chunks too, on the caller's
+    connection, from the first moment (a worker is ready 20 ms after its start on a quiet
+    machine, 70 ms or more under load: the time to fold 10,000-30,000 entries), so with n usable
+    cores there are n - 1 workers. ``close`` always ends them.
+    """
+
+    def __init__(self, count: int, setup: dict, chunk: int) -> None:
+        """Start ``count`` worker processes and send each the connection to open."""
+        if chunk < 1 or chunk & (chunk - 1):
+            raise ValueError(f"chunks must be a power of two entries, not {chunk}")
+        self.chunk = chunk
+        self._stop = threading.Event()
+        self._finished = False  # every job answered: the workers are idle
+        self._procs: list[subprocess.Popen] = []
+        self._threads: list[threading.Thread] = []
+        message = marshal.dumps(setup)
+        try:
+            for _ in range(count):
+                # -I: no user site, no PYTHON* variables, no script directory on the path;
+                # -S: no site at all (its editable-install finders cost half of a boot).
+                proc = subprocess.Popen(
+                    [sys.executable, "-I", "-S", str(_WORKER_SCRIPT)], stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                self._procs.append(proc)
+                proc.stdin.write(message)
+                proc.stdin.flush()
+        except BaseException:
+            self.close()
+            raise
+
+    def results(self, conn: Connection, jobs: list[dict]):
+        """Fold ``jobs`` here and in the workers; yield (tiles, bad) per job, in job order.
+
+        This process takes chunks from the start, on ``conn`` (a reader thread stays a few
+        ranges ahead of the folding thread, as in the single-process pass); workers take them
+        from the end, one at a time, as they come free. The threads stop at the first failure,
+        and when the caller stops reading.
+        """
+        cond = threading.Condition()
+        answers: dict[int, tuple[list[list[bytes]], bool]] = {}
+        failures: list[BaseException] = []
+        pending = collections.deque(range(len(jobs)))
+
+        def take(from_start: bool) -> int | None:
+            with cond:
+                if failures or self._stop.is_set() or not pending:
+                    return None
+                return pending.popleft() if from_start else pending.pop()
+
+        def give(i: int, answer: tuple | None, failure: BaseException | None) -> None:
+            with cond:
+                if failure is not None:
+                    failures.append(failure)
+                else:
+                    answers[i] = answer
+                cond.notify_all()
+
+        def claimed_ranges():
+            while (i := take(True)) is not None:
+                yield from jobs[i]["ranges"]
+
+        def serve_here() -> None:
+            reader = _RangeReader(conn, claimed_ranges())
+            try:
+                tree, tiles, report, last = merkle.CompactRange(), [], set(), -1
+                for start, end, count, joined in reader:
+                    i = start // self.chunk
+                    if start == jobs[i]["ranges"][0][0]:  # a new chunk
+                        tree, tiles = merkle.CompactRange(), []
+                        report, last = set(jobs[i]["report"]), jobs[i]["ranges"][-1][1]
+                    bodies = split_range(start, end, count, joined)
+                    if bodies is None:
+                        give(i, (tiles, True), None)
+                        return  # what follows is for the thorough pass
+                    tree.extend(merkle.leaf_hashes(bodies))
+                    if end in report:
+                        tiles.append([h for _level, _index, h in tree.border()])
+                    if end == last:
+                        give(i, (tiles, False), None)
+            except BaseException as exc:  # the database's own error, raised as in one process
+                give(-1, None, exc)
+            finally:
+                reader.close()
+
+        def receive(proc: subprocess.Popen) -> dict | None:
+            try:
+                answer = marshal.load(proc.stdout)  # noqa: S302 - our own child, a private pipe
+            except (OSError, EOFError, ValueError, TypeError):  # it died, or close() ended it
+                return None
+            return answer if isinstance(answer, dict) else None
+
+        def serve(proc: subprocess.Popen) -> None:
+            # Take chunks only once connected: a worker still booting holds none back.
+            ready = receive(proc)
+            if ready is None or "error" in ready:
+                if not self._stop.is_set():  # else the pass is over without it anyway
+                    give(-1, None, VerifyWorkerError(self._describe(proc, ready, None)))
+                return
+            while (i := take(False)) is not None:
+                try:
+                    marshal.dump(jobs[i], proc.stdin)
+                    proc.stdin.flush()
+                except (OSError, ValueError):
+                    pass  # receive() sees the end of its output
+                answer = receive(proc)
+                if answer is None or "error" in answer or answer.get("chunk") != i:
+                    give(i, None, VerifyWorkerError(self._describe(proc, answer, jobs[i])))
+                    return
+                give(i, (answer["tiles"], answer["bad"]), None)
+
+        threads = [threading.Thread(target=serve_here, name="verify-fold", daemon=True)]
+        threads += [threading.Thread(target=serve, args=(proc,), name="verify-worker", daemon=True)
+                    for proc in self._procs]
+        self._threads += threads
+        for thread in threads:
+            thread.start()
+        try:
+            for i in range(len(jobs)):
+                with cond:
+                    while i not in answers and not failures and any(t.is_alive() for t in threads):
+                        cond.wait(1.0)
+                    if i not in answers:
+                        if failures:
+                            raise failures[0]
+                        raise VerifyWorkerError("the verify workers stopped before the end")
+                    answer = answers.pop(i)
+                yield answer
+            self._finished = True
+        finally:
+            self._stop.set()
+            threads[0].join()  # the connection is the caller's again
+
+    def _describe(self, proc: subprocess.Popen, answer: dict | None, job: dict | None) -> str:
+        """Say which worker failed on which entries, and why."""
+        if job is None:
+            where = "a verify worker process failed to start"
+        else:
+            first, last = job["ranges"][0][0], job["ranges"][-1][1] - 1
+            where = f"a verify worker process failed on entries {first}..{last}"
+        if answer is not None and "error" in answer:
+            return f"{where}: {answer['error']}"
+        if answer is not None:
+            return f"{where}: it answered for another chunk"
+        try:
+            status = proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            return f"{where}: it stopped answering"
+        if self._stop.is_set():
+            return f"{where}: it was stopped"
+        err = (proc.stderr.read() or b"").decode("utf-8", "replace").strip().splitlines()
+        return f"{where}: it exited with status {status}" + (f" ({err[-1]})" if err else "")
+
+    def close(self) -> None:
+        """End every worker and thread: idle workers at the end of their input, busy ones killed.
+
+        Workers never given a chunk (the signatures or the numbering failed first) are idle too:
+        a PostgreSQL server then sees a client leave, not a connection cut.
+        """
+        self._stop.set()
+        for proc in self._procs:
+            if self._threads and not self._finished:
+                proc.kill()  # it may be in the middle of a chunk nobody will read
+            with contextlib.suppress(OSError):  # it is gone already
+                proc.stdin.close()
+        for thread in self._threads:
+            thread.join()  # each sees its worker's end of output, or finishes its chunk
+        for proc in self._procs:
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            proc.stdout.close()
+            proc.stderr.close()
+
+
+def _start_workers(conn: Connection, size: int) -> _Workers | None:
+    """Start the fast pass's workers when the trail is large enough and they can reach it."""
+    setup = _worker_setup(conn, size)
+    if setup is None:
+        return None
+    chunks = -(-size // PARALLEL_CHUNK)
+    return _Workers(min(_usable_cpus(), chunks) - 1, setup, PARALLEL_CHUNK)
 
 
 def _fast_check(tree: merkle.CompactRange, targets: Iterable[_Target], proven: list) -> None:
@@ -648,19 +947,24 @@ def verify_log(
     keys = _trusted_keys(verifier_keys)
     conn = session.connection()
     size = log.tree_size(session)
-    targets, stored_count, external_sizes = _collect_targets(
-        conn, keys, origin, external_notes, size
-    )
-    _check_numbering(conn, size)
+    workers = None if deep else _start_workers(conn, size)
     proven: list[tuple[int, merkle.CompactRange]] = []
     root: bytes | None = None
-    if not deep:
-        try:
-            root = _fast_pass(conn, size, targets, progress, batch, proven)
-            if _stored_root(session, size) != root:
-                raise _Mismatch
-        except _Mismatch:
-            root = None
+    try:
+        targets, stored_count, external_sizes = _collect_targets(
+            conn, keys, origin, external_notes, size
+        )
+        _check_numbering(conn, size)
+        if not deep:
+            try:
+                root = _fast_pass(conn, size, targets, progress, batch, proven, workers)
+                if _stored_root(session, size) != root:
+                    raise _Mismatch
+            except _Mismatch:
+                root = None
+    finally:
+        if workers is not None:
+            workers.close()
     if root is None:
         start, tree = proven[-1] if proven else (0, merkle.CompactRange())
         root = _thorough_pass(session, size, targets, progress, THOROUGH_BATCH, start, tree)
