@@ -27,7 +27,7 @@ from service.audit import log
 from service.audit.models import AuditEntry
 from service.auth.access import roles_required
 from service.auth.models import User
-from service.core.db import get_session, utcnow
+from service.core.db import get_session, utcnow, writing
 from service.incidents import forms as F
 from service.incidents import workflow as W
 from service.incidents.models import (
@@ -637,11 +637,12 @@ def download_evidence(evidence_id: int):
     if evidence is None:
         abort(404)
     try:
-        data = W.read_evidence(session, _settings(), evidence, _user())
+        with writing(session):  # the download is written to the trail with it
+            data = W.read_evidence(session, _settings(), evidence, _user())
+            session.commit()
     except (OSError, ValueError):
         current_app.logger.error("evidence %s unreadable or altered", evidence_id)
         return render_template("error.html", code=500, message=None), 500
-    session.commit()
     return send_file(io.BytesIO(data), mimetype=evidence.content_type, as_attachment=True,
                      download_name=evidence.filename)
 
@@ -662,8 +663,10 @@ def document(incident_id: int, document: str):
         return redirect(url_for("incidents.detail", incident_id=incident.id))
     data = getattr(documents, function_name)(incident, _settings(),
                                              data_class_labels=_data_class_labels())
-    W.record_document_download(session, incident, _user(), document=document, data=data)
-    session.commit()
+    # The PDF was made in the page's read snapshot; only its record takes the write lock.
+    with writing(session):
+        W.record_document_download(session, incident, _user(), document=document, data=data)
+        session.commit()
     return send_file(io.BytesIO(data), mimetype="application/pdf", as_attachment=True,
                      download_name=file_name.format(id=incident.id))
 
