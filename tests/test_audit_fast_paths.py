@@ -17,6 +17,7 @@ from service.audit.canonical import CanonicalizationError
 from service.audit.keys import load_verifier_key
 from service.audit.models import AuditEntry
 from service.audit.verify import VerifyError, verify_log
+from tests.trail_support import signed_trail
 
 SIZE = 37
 CHECKPOINTS = (10, 25)  # signed while the trail grows; a kept copy of the first one too
@@ -76,19 +77,7 @@ def test_sqlite_times_are_written_as_the_orm_writes_them(at, offset):
 @pytest.fixture
 def trail(app, session, runner):
     """A trail of SIZE entries, signed at each size of CHECKPOINTS; returns the first note."""
-    notes = []
-    start = 0
-    for end in (*CHECKPOINTS, SIZE):
-        log.append_entries(session, [
-            log.PendingEntry("event", {"actor": f"canbo{i % 4}", "i": i, "path": "C:\\DuLieu"},
-                             {"actor": f"canbo{i % 4}"}) for i in range(start, end)])
-        session.commit()
-        if end in CHECKPOINTS:
-            result = runner.invoke(["checkpoint"])
-            assert result.exit_code == 0, result.output
-            notes.append(result.stdout)
-        start = end
-    return notes[0]
+    return signed_trail(session, runner, CHECKPOINTS, SIZE)
 
 
 def _verify(app, session, note, **kwargs):

@@ -18,6 +18,7 @@ from sqlalchemy import create_engine, text
 
 from service.audit import log, verify
 from service.audit.keys import load_verifier_key
+from tests.trail_support import signed_trail
 
 SIZE = 37
 CHECKPOINTS = (10, 25)
@@ -27,18 +28,7 @@ THREADS = ("verify-reader", "verify-fold", "verify-worker")
 @pytest.fixture
 def trail(app, session, runner):
     """A trail of SIZE entries signed at each size of CHECKPOINTS; returns the first note."""
-    notes, start = [], 0
-    for end in (*CHECKPOINTS, SIZE):
-        log.append_entries(session, [
-            log.PendingEntry("event", {"actor": f"canbo{i % 4}", "i": i, "path": "C:\\DuLieu"},
-                             {"actor": f"canbo{i % 4}"}) for i in range(start, end)])
-        session.commit()
-        if end in CHECKPOINTS:
-            result = runner.invoke(["checkpoint"])
-            assert result.exit_code == 0, result.output
-            notes.append(result.stdout)
-        start = end
-    return notes[0]
+    return signed_trail(session, runner, CHECKPOINTS, SIZE)
 
 
 @pytest.fixture

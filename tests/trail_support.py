@@ -80,3 +80,20 @@ def rewrite_entry(app, seq: int, new_body: dict, *, re_sign: bool) -> None:
             s.commit()
         finally:
             s.close()
+
+
+def signed_trail(session, runner, checkpoints: tuple[int, ...], size: int) -> str:
+    """Append ``size`` event entries, signing with ``canhgac checkpoint`` at each of
+    ``checkpoints``; return the first checkpoint's note."""
+    notes, start = [], 0
+    for end in (*checkpoints, size):
+        log.append_entries(session, [
+            log.PendingEntry("event", {"actor": f"canbo{i % 4}", "i": i, "path": "C:\\DuLieu"},
+                             {"actor": f"canbo{i % 4}"}) for i in range(start, end)])
+        session.commit()
+        if end in checkpoints:
+            result = runner.invoke(["checkpoint"])
+            assert result.exit_code == 0, result.output
+            notes.append(result.stdout)
+        start = end
+    return notes[0]
