@@ -175,3 +175,17 @@ def test_template_words_follow_a_forced_locale_within_one_request(app):
         with force_locale("vi"):  # a mail in Vietnamese, rendered from an English page
             assert render_template_string(template) == "Bộ lọc"
         assert render_template_string(template) == "Filters"
+
+
+def test_labels_follow_a_forced_locale_within_one_request(app):
+    from flask import session
+    from flask_babel import force_locale
+
+    from service.web.labels import label
+
+    with app.test_request_context("/"):
+        session["lang"] = "en"
+        assert label("open", "action") == "Open"
+        with force_locale("vi"):
+            assert label("open", "action") == "Mở"
+        assert label("open", "action") == "Open"

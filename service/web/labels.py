@@ -9,6 +9,7 @@ language; English comes from the catalog under the English switch.
 
 from __future__ import annotations
 
+from flask import g, has_request_context
 from flask_babel import lazy_gettext as _l
 
 # The models keep stable codes; people read these names. Vietnamese is the source language.
@@ -211,13 +212,34 @@ TABLES = {
 POLICY_TABLES = ("data_class", "unit", "rule")
 
 
+def _remembered(name) -> str:
+    """Return a fixed name in the reader's language, looked up once per request and locale.
+
+    A trail page names the kind and action of each of its rows; flask-babel resolves context,
+    locale and catalogue again on every lookup. Keyed by the name object (module constants
+    that live as long as the process) and the locale object, which ``force_locale`` replaces.
+    """
+    if not has_request_context():
+        return str(name)
+    locale = getattr(g.get("_flask_babel"), "babel_locale", None)
+    if locale is None:
+        return str(name)
+    memo = g.get("_label_memo")
+    if memo is None or memo[0] is not locale:
+        memo = g._label_memo = (locale, {})
+    found = memo[1].get(id(name))
+    if found is None:
+        found = memo[1][id(name)] = str(name)
+    return found
+
+
 def label(code: str | None, table: str) -> str:
     """Return the display name of a stored code, or the code itself when it is unknown."""
     if code is None or code == "":
         return "—"
     names = TABLES.get(table, {})
     if code in names:  # fixed names first: they have their English under the English switch
-        return str(names[code])
+        return _remembered(names[code])
     if table in POLICY_TABLES:
         found = policy_names(table).get(code)
         if found:
