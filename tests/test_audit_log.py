@@ -278,3 +278,58 @@ def test_four_processes_append_one_consistent_tree(app, session, settings_overri
     assert log.root_at(session, total) == merkle.root_hash(_leaves(session))
     report = _verify(app, session)
     assert report.size == total
+
+
+def _head_border(session) -> bytes | None:
+    return session.connection().exec_driver_sql("SELECT border FROM audit_head WHERE id = 1").scalar()
+
+
+def test_the_head_keeps_the_border_of_the_size_it_counts(session):
+    for n in (1, 7, 300, 2, 511):
+        log.append_entries(session, _pending(n))
+        session.commit()
+        leaves = _leaves(session)
+        tree = merkle.CompactRange()
+        tree.extend(leaves)
+        blob = bytes(_head_border(session))
+        assert int.from_bytes(blob[:8], "big") == len(leaves)
+        assert blob[8:] == b"".join(h for _, _, h in tree.border())
+
+
+@pytest.mark.parametrize("stale", ["none", "other_size", "short"])
+def test_a_border_that_does_not_belong_to_the_size_is_read_from_the_tree(app, session, stale):
+    log.append_entries(session, _pending(37))
+    session.commit()
+    blob = bytes(_head_border(session))
+    replacement = {"none": None, "other_size": (36).to_bytes(8, "big") + blob[8:],
+                   "short": blob[:-1]}[stale]
+    session.connection().exec_driver_sql("UPDATE audit_head SET border = ? WHERE id = 1"
+                                         if session.bind.dialect.name == "sqlite" else
+                                         "UPDATE audit_head SET border = %s WHERE id = 1",
+                                         (replacement,))
+    session.commit()
+    log.append_entries(session, _pending(20))
+    session.commit()
+    leaves = _leaves(session)
+    assert log.root_at(session, len(leaves)) == merkle.root_hash(leaves)
+    assert _verify(app, session).size == len(leaves)
+
+
+def test_a_forged_border_poisons_only_what_verify_then_refuses(app, session):
+    from service.audit.verify import VerifyError
+
+    log.append_entries(session, _pending(300))
+    session.commit()
+    blob = bytes(_head_border(session))
+    forged = blob[:8] + bytes(32) + blob[40:]  # right size, wrong top hash
+    session.connection().exec_driver_sql("UPDATE audit_head SET border = ? WHERE id = 1"
+                                         if session.bind.dialect.name == "sqlite" else
+                                         "UPDATE audit_head SET border = %s WHERE id = 1",
+                                         (forged,))
+    session.commit()
+    log.append_entries(session, _pending(300))  # builds level-8+ nodes on the forged border
+    session.commit()
+    settings = app.config["SETTINGS"]
+    with pytest.raises(VerifyError):
+        verify_log(session, [load_verifier_key(settings.keys_dir)], origin=settings.audit_origin,
+                   deep=True)

@@ -54,7 +54,7 @@ def rewrite_entry(app, seq: int, new_body: dict, *, re_sign: bool) -> None:
     """
     from service.audit.checkpoint import format_checkpoint, sign_note
     from service.audit.keys import load_signer_key
-    from service.audit.models import AuditEntry, Checkpoint, MerkleNode
+    from service.audit.models import AuditEntry, AuditHead, Checkpoint, MerkleNode
     from service.core.db import new_session
 
     settings = app.config["SETTINGS"]
@@ -67,6 +67,8 @@ def rewrite_entry(app, seq: int, new_body: dict, *, re_sign: bool) -> None:
             row.body, row.leaf_hash = data.decode(), merkle.leaf_hash(data)
             s.flush()
             s.query(MerkleNode).delete()
+            # The head's stored border is derived from the old tree: a thorough forger drops it.
+            s.query(AuditHead).update({AuditHead.border: None})
             size = log.tree_size(s)
             nodes = merkle.CompactRange().append(log.node_range(s, 0, 0, size),
                                                  log.MIN_STORED_LEVEL)

@@ -227,17 +227,35 @@ def lock_head(session: Session) -> int:
 
 def _lock_head(conn: Connection) -> int:
     """Lock the head row (creating it once) and return the tree size."""
+    return _lock_head_with_border(conn)[0]
+
+
+def _lock_head_with_border(conn: Connection) -> tuple[int, bytes | None]:
+    """Lock the head row (creating it once); return the tree size and its stored border."""
     p = _placeholder(conn)
     is_pg = conn.dialect.name == "postgresql"
-    select_sql = "SELECT size FROM audit_head WHERE id = 1" + (" FOR UPDATE" if is_pg else "")  # noqa: S608
-    size = conn.exec_driver_sql(select_sql).scalar()
-    if size is not None:
-        return int(size)
-    # First append ever: two writers may race to create the row; exactly one insert wins and
-    # the other waits on its row lock, then reads the committed size.
-    conflict = " ON CONFLICT (id) DO NOTHING"
-    conn.exec_driver_sql(f"INSERT INTO audit_head (id, size) VALUES ({p}, {p}){conflict}", (1, 0))  # noqa: S608
-    return int(conn.exec_driver_sql(select_sql).scalar_one())
+    select_sql = "SELECT size, border FROM audit_head WHERE id = 1" + (" FOR UPDATE" if is_pg else "")  # noqa: S608
+    row = conn.exec_driver_sql(select_sql).first()
+    if row is None:
+        # First append ever: two writers may race to create the row; exactly one insert wins
+        # and the other waits on its row lock, then reads the committed size.
+        conflict = " ON CONFLICT (id) DO NOTHING"
+        conn.exec_driver_sql(f"INSERT INTO audit_head (id, size) VALUES ({p}, {p}){conflict}", (1, 0))  # noqa: S608
+        row = conn.exec_driver_sql(select_sql).one()
+    return int(row[0]), None if row[1] is None else bytes(row[1])
+
+
+def _border_blob(tree: merkle.CompactRange) -> bytes:
+    """Return the head's border record: the size it belongs to, then the border's hashes."""
+    return tree.size.to_bytes(8, "big") + b"".join(h for _, _, h in tree.border())
+
+
+def _border_from_blob(blob: bytes | None, size: int) -> list[bytes] | None:
+    """Return the stored border hashes if they belong to ``size``, else None (read the tree)."""
+    count = size.bit_count()
+    if blob is None or len(blob) != 8 + 32 * count or int.from_bytes(blob[:8], "big") != size:
+        return None
+    return [blob[8 + 32 * i: 40 + 32 * i] for i in range(count)]
 
 
 def _leaf_spans(nodes: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -372,10 +390,17 @@ def append_entries(session: Session, entries: Iterable[PendingEntry]) -> list[Ap
     for pending in entries:
         _check_search(pending.search)
     conn = session.connection()
-    size = _lock_head(conn)
-    border_ids = merkle.subtree_ranges_for_root(size)
-    border = fetch_nodes(conn, border_ids)
-    tail = merkle.CompactRange(size, [_getter(border)(*node) for node in border_ids])
+    size, blob = _lock_head_with_border(conn)
+    # The head row keeps the border of the tree it counts (updated with it, in the same
+    # statement): the border's nodes of level 1–7 are not stored, and rebuilding them from up
+    # to 255 leaf hashes doubled the CPU of a one-entry append. A border of another size (a
+    # head written by something else, or none yet) is read from the tree as before.
+    hashes = _border_from_blob(blob, size)
+    if hashes is None:
+        border_ids = merkle.subtree_ranges_for_root(size)
+        border = fetch_nodes(conn, border_ids)
+        hashes = [_getter(border)(*node) for node in border_ids]
+    tail = merkle.CompactRange(size, hashes)
 
     recorded_at = utcnow()
     make_bytes = _entry_bytes_maker(recorded_at_text(recorded_at))
@@ -421,7 +446,8 @@ def append_entries(session: Session, entries: Iterable[PendingEntry]) -> list[Ap
     if new_nodes:
         _insert_rows(conn, "merkle_node", ("level", "index", "hash"), new_nodes)
     conn.exec_driver_sql(
-        f"UPDATE audit_head SET size = {p} WHERE id = 1", (size + len(entries),)  # noqa: S608
+        f"UPDATE audit_head SET size = {p}, border = {p} WHERE id = 1",  # noqa: S608
+        (size + len(entries), _border_blob(tail)),
     )
     return appended
 

@@ -85,6 +85,9 @@ class AuditHead(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     size: Mapped[int] = mapped_column(BigId)
+    # The tree's border at ``size`` (8-byte size, then its subtree hashes, highest first), kept
+    # by every append so the next one need not rebuild it; derived data, recomputed when absent.
+    border: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
 
 
 class Checkpoint(Base):

@@ -9,6 +9,10 @@ them as rows the trail never wrote. The downgrade recomputes them from audit_ent
 
 On SQLite the freed pages stay in the file (reused by later appends) until a VACUUM.
 
+audit_head gains ``border``: the tree's border at its size, written by every append, so an
+append does not rebuild the border's low nodes from leaf hashes (empty until the next append,
+which then reads the tree once).
+
 Revision ID: 0012
 Revises: 0011
 Create Date: 2026-12-07 07:30:00
@@ -37,9 +41,13 @@ def _pair_up(nodes: list[bytes]) -> list[bytes]:
 
 def upgrade() -> None:
     op.execute(sa.text(f"DELETE FROM merkle_node WHERE level < {_LOWEST_STORED}"))
+    with op.batch_alter_table("audit_head") as batch:
+        batch.add_column(sa.Column("border", sa.LargeBinary(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("audit_head") as batch:
+        batch.drop_column("border")
     conn = op.get_bind()
     entry = sa.table("audit_entry", sa.column("seq", sa.BigInteger),
                      sa.column("leaf_hash", sa.LargeBinary))
