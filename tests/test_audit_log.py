@@ -333,3 +333,19 @@ def test_a_forged_border_poisons_only_what_verify_then_refuses(app, session):
     with pytest.raises(VerifyError):
         verify_log(session, [load_verifier_key(settings.keys_dir)], origin=settings.audit_origin,
                    deep=True)
+
+
+def test_verify_refuses_a_forged_border_before_any_append_builds_on_it(app, session):
+    from service.audit.verify import VerifyError
+
+    log.append_entries(session, _pending(300))
+    session.commit()
+    blob = bytes(_head_border(session))
+    forged = blob[:8] + bytes(32) + blob[40:]
+    session.connection().exec_driver_sql("UPDATE audit_head SET border = ? WHERE id = 1"
+                                         if session.bind.dialect.name == "sqlite" else
+                                         "UPDATE audit_head SET border = %s WHERE id = 1",
+                                         (forged,))
+    session.commit()
+    with pytest.raises(VerifyError, match="head row"):
+        _verify(app, session)

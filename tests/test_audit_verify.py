@@ -81,7 +81,9 @@ def _rehash_everything(session) -> None:
     if nodes:  # none below 256 entries
         session.execute(text('INSERT INTO merkle_node (level, "index", hash) VALUES (:l, :i, :h)'),
                         [{"l": lv, "i": ix, "h": h} for lv, ix, h in nodes])
-    session.execute(text("UPDATE audit_head SET size = :n WHERE id = 1"), {"n": len(rows)})
+    # The head's kept border is derived from the old tree: a careful forger drops it too.
+    session.execute(text("UPDATE audit_head SET size = :n, border = NULL WHERE id = 1"),
+                    {"n": len(rows)})
     session.commit()
 
 

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import threading
+import time
 
 import pytest
 
 from service.audit import log
 from service.core import db
 from service.core.db import get_session, new_session
+from tests.test_incidents_web import client_for, people, report_form_data  # noqa: F401 - fixture
 
 
 @pytest.fixture
@@ -159,3 +162,96 @@ def test_a_writer_whose_connection_is_dropped_opens_the_gate(tmp_path):
     with engine.connect() as check:
         assert check.exec_driver_sql("SELECT n FROM t").scalars().all() == [2]
     engine.dispose()
+
+
+def test_health_probe_of_a_signed_in_browser_waits_for_a_short_writer(app, client, make_user,
+                                                                       login, db_url):
+    make_user("quantri", "admin")
+    assert login("quantri").status_code == 302  # last_seen_at is fresh: no write in _check_session
+    path = db_url.removeprefix("sqlite:///")
+    held = threading.Event()
+
+    def hold_briefly() -> None:
+        conn = sqlite3.connect(path, isolation_level=None, timeout=30)
+        conn.execute("BEGIN IMMEDIATE")
+        held.set()
+        time.sleep(1.0)  # another process's short write transaction
+        conn.execute("ROLLBACK")
+        conn.close()
+
+    writer = threading.Thread(target=hold_briefly)
+    writer.start()
+    assert held.wait(10)
+    try:
+        answer = client.get("/healthz")
+    finally:
+        writer.join(30)
+    # The probe announces its write: it waits for the lock like any writer. Unannounced, its
+    # UPDATE upgraded the read snapshot _check_session had opened: SQLITE_BUSY at once (no busy
+    # handler for an upgrade), swallowed by database_write_problem as "not_writable".
+    assert answer.status_code == 200, answer.get_json()
+
+
+def test_incident_detail_records_its_look_without_a_second_run(app, people, login,  # noqa: F811
+                                                                monkeypatch):
+    from service.incidents import views
+
+    c = client_for(app, login, people["official"])
+    response = c.post("/incidents/report", data=report_form_data(c))
+    incident_id = int(re.search(r"/incidents/(\d+)$", response.headers["Location"]).group(1))
+    police = client_for(app, login, people["police"])
+    runs: list[int] = []
+    timeline = views._timeline
+
+    def racing_timeline(session, incident):
+        runs.append(1)
+        if len(runs) == 1:  # an ingest commits while the page reads its snapshot
+            other = new_session(app)
+            log.record(other, "security.change", {"what": "concurrent"})
+            other.commit()
+            other.close()
+        return timeline(session, incident)
+
+    monkeypatch.setattr(views, "_timeline", racing_timeline)
+    assert police.get(f"/incidents/{incident_id}").status_code == 200
+    # The look is announced: an unannounced audit.viewed made SQLite refuse the upgrade and the
+    # whole page (timeline, receipts, forms) was built a second time, with the lock.
+    assert runs == [1]
+
+
+def test_the_deferred_flag_does_not_outlive_a_request_on_a_server_thread(app):
+    import urllib.error
+    import urllib.request
+
+    from service.core import db
+    from service.core.server import Server
+
+    seen: list[tuple[str, bool]] = []
+
+    def probe():
+        from flask import request
+        seen.append((request.method, db._BEGIN_DEFERRED.get()))
+        if request.args.get("fail"):
+            raise RuntimeError("view failed")
+        return "ok"
+
+    from service.auth.access import public
+    from service.web.wiring import csrf
+
+    app.add_url_rule("/_test/probe", "probe", csrf.exempt(public(probe)), methods=["GET", "POST"])
+    server = Server(app, "127.0.0.1", 0, threads=1)
+    server.start()
+    try:
+        urllib.request.urlopen(server.url + "/_test/probe").read()  # noqa: S310 - loopback test server
+        try:
+            urllib.request.urlopen(server.url + "/_test/probe?fail=1").read()  # noqa: S310 - loopback
+        except urllib.error.HTTPError as exc:
+            assert exc.code == 500
+        request = urllib.request.Request(server.url + "/_test/probe", data=b"", method="POST")  # noqa: S310 - loopback
+        urllib.request.urlopen(request).read()  # noqa: S310 - loopback test server
+        threading.Thread(target=lambda: None).start()
+    finally:
+        server.stop()
+    assert db._BEGIN_DEFERRED.get() is False
+    assert seen[-1] == ("POST", False)
+    assert ("GET", True) in seen and all(deferred is (method == "GET") for method, deferred in seen)

@@ -250,7 +250,7 @@ def _border_blob(tree: merkle.CompactRange) -> bytes:
     return tree.size.to_bytes(8, "big") + b"".join(h for _, _, h in tree.border())
 
 
-def _border_from_blob(blob: bytes | None, size: int) -> list[bytes] | None:
+def border_from_blob(blob: bytes | None, size: int) -> list[bytes] | None:
     """Return the stored border hashes if they belong to ``size``, else None (read the tree)."""
     count = size.bit_count()
     if blob is None or len(blob) != 8 + 32 * count or int.from_bytes(blob[:8], "big") != size:
@@ -395,7 +395,7 @@ def append_entries(session: Session, entries: Iterable[PendingEntry]) -> list[Ap
     # statement): the border's nodes of level 1–7 are not stored, and rebuilding them from up
     # to 255 leaf hashes doubled the CPU of a one-entry append. A border of another size (a
     # head written by something else, or none yet) is read from the tree as before.
-    hashes = _border_from_blob(blob, size)
+    hashes = border_from_blob(blob, size)
     if hashes is None:
         border_ids = merkle.subtree_ranges_for_root(size)
         border = fetch_nodes(conn, border_ids)

@@ -885,6 +885,27 @@ def _check_border(conn: Connection, tree: merkle.CompactRange) -> None:
                       "altered", vi="đường biên cây lưu không khớp các mục: bảng nút đã bị sửa")
 
 
+def _check_head_border(conn: Connection, size: int) -> None:
+    """Refuse a head whose kept border (``audit_head.border``) is not the verified tree's.
+
+    The next append would build its nodes, roots and checkpoints on it. Run last: by then the
+    stored nodes of the border are known to match the entries. A border kept for another size
+    is ignored, as appends ignore it.
+    """
+    blob = conn.exec_driver_sql("SELECT border FROM audit_head WHERE id = 1").scalar()
+    kept = log.border_from_blob(None if blob is None else bytes(blob), size)
+    if kept is None:
+        return
+    ids = merkle.subtree_ranges_for_root(size)
+    stored = log.fetch_nodes(conn, ids)
+    if [stored.get(node) for node in ids] != kept:
+        raise VerifyError(
+            "the tree border kept on the head row does not match the entries: it was altered, and "
+            "the next append would build on it",
+            vi="đường biên cây giữ ở dòng đầu nhật ký không khớp các mục: đã bị sửa, và lần ghi "
+               "tiếp theo sẽ dựng trên nó")
+
+
 def stored_node_count(size: int) -> int:
     """Return how many merkle_node rows a trail of ``size`` entries has (levels ≥ 8).
 
@@ -972,5 +993,6 @@ def verify_log(
             _count_nodes(conn, size)
         if _stored_root(session, size) != root:
             _check_border(conn, tree)
+    _check_head_border(conn, size)
     return VerifyReport(size=size, root=root, checkpoints=stored_count, external=external_sizes,
                         is_deep=deep, last_signed_size=max((t.size for t in targets), default=0))

@@ -97,6 +97,8 @@ class _WriterGate:
         is_held = self._lock.acquire(timeout=self._timeout)
         if is_held:
             self._holder = dbapi_conn
+        else:  # a writer held it past the busy timeout: say so, then meet SQLite's own lock
+            structlog.get_logger(__name__).warning("writer_gate_timeout", seconds=self._timeout)
         try:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
         except BaseException:
@@ -292,8 +294,9 @@ def database_write_problem(session: Session) -> str | None:
     from sqlalchemy.exc import SQLAlchemyError
 
     try:
-        session.execute(text("UPDATE alembic_version SET version_num = version_num"))
-        session.flush()
+        with writing(session):  # a GET probe: the write lock is what it asks about
+            session.execute(text("UPDATE alembic_version SET version_num = version_num"))
+            session.flush()
     except SQLAlchemyError as exc:
         return type(exc).__name__
     finally:

@@ -251,9 +251,11 @@ def _render_detail(incident: Incident, *, forms: dict | None = None, status: int
     reporter = session.get(User, incident.reporter_id) if incident.reporter_id else None
     timeline = _timeline(session, incident) if is_staff else []
     if is_staff:
-        log.record(session, "audit.viewed", {"actor": user.username, "what": "incident_timeline",
-                                             "incident": incident.id}, actor=user.username)
-        session.commit()
+        with writing(session):
+            log.record(session, "audit.viewed", {"actor": user.username,
+                                                 "what": "incident_timeline",
+                                                 "incident": incident.id}, actor=user.username)
+            session.commit()
     own_comments = [c for c in incident.comments if c.author_id == user.id]
     receipt_form = F.ConfirmForm() if W.can_confirm_receipt(session, incident, user) else None
     # A leader's substitute (service.auth.substitutes) gets the acknowledge step too.

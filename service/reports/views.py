@@ -20,7 +20,7 @@ from wtforms.validators import Length
 
 from service.auth.access import roles_required
 from service.auth.models import UNITS
-from service.core.db import get_session, utcnow
+from service.core.db import get_session, utcnow, writing
 from service.reports import monthly
 from service.reports.models import PART_FIELDS
 from service.web.forms import Form
@@ -95,12 +95,13 @@ def _build(month: str, fmt: str) -> monthly.MonthlyReport:
     _checked_month(month)
     session = get_session()
     try:
-        report = monthly.build_monthly_report(session, _settings(), month)
+        with writing(session):  # the basis may be signed now, and the output is recorded
+            report = monthly.build_monthly_report(session, _settings(), month)
+            monthly.record_report_output(session, report, fmt=fmt, by=current_user.username)
+            session.commit()
     except monthly.ReportError as exc:
         session.rollback()
         abort(Response(str(exc), status=409, mimetype="text/plain"))
-    monthly.record_report_output(session, report, fmt=fmt, by=current_user.username)
-    session.commit()
     return report
 
 
