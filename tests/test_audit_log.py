@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
-from sqlalchemy import event, select
+from sqlalchemy import event, select, text
 
 from service.audit import log, merkle
 from service.audit.canonical import canonical_json
@@ -284,6 +284,10 @@ def _head_border(session) -> bytes | None:
     return session.connection().exec_driver_sql("SELECT border FROM audit_head WHERE id = 1").scalar()
 
 
+def _set_head_border(session, blob: bytes | None) -> None:
+    session.execute(text("UPDATE audit_head SET border = :b WHERE id = 1"), {"b": blob})
+
+
 def test_the_head_keeps_the_border_of_the_size_it_counts(session):
     for n in (1, 7, 300, 2, 511):
         log.append_entries(session, _pending(n))
@@ -303,10 +307,7 @@ def test_a_border_that_does_not_belong_to_the_size_is_read_from_the_tree(app, se
     blob = bytes(_head_border(session))
     replacement = {"none": None, "other_size": (36).to_bytes(8, "big") + blob[8:],
                    "short": blob[:-1]}[stale]
-    session.connection().exec_driver_sql("UPDATE audit_head SET border = ? WHERE id = 1"
-                                         if session.bind.dialect.name == "sqlite" else
-                                         "UPDATE audit_head SET border = %s WHERE id = 1",
-                                         (replacement,))
+    _set_head_border(session, replacement)
     session.commit()
     log.append_entries(session, _pending(20))
     session.commit()
@@ -322,10 +323,7 @@ def test_a_forged_border_poisons_only_what_verify_then_refuses(app, session):
     session.commit()
     blob = bytes(_head_border(session))
     forged = blob[:8] + bytes(32) + blob[40:]  # right size, wrong top hash
-    session.connection().exec_driver_sql("UPDATE audit_head SET border = ? WHERE id = 1"
-                                         if session.bind.dialect.name == "sqlite" else
-                                         "UPDATE audit_head SET border = %s WHERE id = 1",
-                                         (forged,))
+    _set_head_border(session, forged)
     session.commit()
     log.append_entries(session, _pending(300))  # builds level-8+ nodes on the forged border
     session.commit()
@@ -342,10 +340,7 @@ def test_verify_refuses_a_forged_border_before_any_append_builds_on_it(app, sess
     session.commit()
     blob = bytes(_head_border(session))
     forged = blob[:8] + bytes(32) + blob[40:]
-    session.connection().exec_driver_sql("UPDATE audit_head SET border = ? WHERE id = 1"
-                                         if session.bind.dialect.name == "sqlite" else
-                                         "UPDATE audit_head SET border = %s WHERE id = 1",
-                                         (forged,))
+    _set_head_border(session, forged)
     session.commit()
     with pytest.raises(VerifyError, match="head row"):
         _verify(app, session)

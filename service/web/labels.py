@@ -9,6 +9,8 @@ language; English comes from the catalog under the English switch.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from flask import g, has_request_context
 from flask_babel import lazy_gettext as _l
 
@@ -212,25 +214,29 @@ TABLES = {
 POLICY_TABLES = ("data_class", "unit", "rule")
 
 
-def _remembered(name) -> str:
-    """Return a fixed name in the reader's language, looked up once per request and locale.
+def remembered_words(key, translate: Callable[[], str]) -> str:
+    """Return ``translate()``, computed once per request and locale for ``key``.
 
-    A trail page names the kind and action of each of its rows; flask-babel resolves context,
-    locale and catalogue again on every lookup. Keyed by the name object (module constants
-    that live as long as the process) and the locale object, which ``force_locale`` replaces.
+    flask-babel resolves its context, domain, locale and catalogue again on every lookup; a
+    trail page asks for the same few dozen words for each of its rows, and those lookups were
+    half of its rendering time. Keyed by the locale object too, which ``force_locale``
+    replaces, so a mail in Vietnamese from an English page still gets its own words.
     """
-    if not has_request_context():
-        return str(name)
-    locale = getattr(g.get("_flask_babel"), "babel_locale", None)
-    if locale is None:
-        return str(name)
-    memo = g.get("_label_memo")
+    locale = getattr(g.get("_flask_babel"), "babel_locale", None) if has_request_context() else None
+    if locale is None:  # outside a request, or not chosen yet: let flask-babel choose it
+        return translate()
+    memo = g.get("_words_memo")
     if memo is None or memo[0] is not locale:
-        memo = g._label_memo = (locale, {})
-    found = memo[1].get(id(name))
+        memo = g._words_memo = (locale, {})
+    found = memo[1].get(key)
     if found is None:
-        found = memo[1][id(name)] = str(name)
+        found = memo[1][key] = translate()
     return found
+
+
+def _remembered(name) -> str:
+    # Fixed names are module constants that live as long as the process: their id is a key.
+    return remembered_words(id(name), name.__str__)
 
 
 def label(code: str | None, table: str) -> str:

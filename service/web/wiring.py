@@ -9,7 +9,6 @@ from zoneinfo import ZoneInfo
 from flask import (
     Flask,
     current_app,
-    g,
     has_request_context,
     jsonify,
     render_template,
@@ -102,24 +101,10 @@ def clock_text(seconds: float) -> str:
 
 
 def _template_gettext(message: str) -> str:
-    """Translate a template's message, remembering it for the rest of the request.
+    """Translate a template's message once per request and locale (labels.remembered_words)."""
+    from service.web.labels import remembered_words
 
-    flask-babel resolves its context, domain, locale and catalog again on every call; a trail
-    page asks for the same few dozen messages for each of its rows, and those lookups were
-    half of its rendering time. Remembered per locale object, so ``force_locale`` (mails in
-    Vietnamese from an English page) still gets its own words.
-    """
-    locale = getattr(g.get("_flask_babel"), "babel_locale", None)
-    if locale is None:  # not chosen yet in this request: let flask-babel choose it
-        return get_translations().ugettext(message)
-    memo = g.get("_template_gettext")
-    if memo is None or memo[0] is not locale:
-        memo = g._template_gettext = (locale, {})
-    words = memo[1]
-    found = words.get(message)
-    if found is None:
-        found = words[message] = get_translations().ugettext(message)
-    return found
+    return remembered_words(message, lambda: get_translations().ugettext(message))
 
 
 def init_app(app: Flask) -> None:
