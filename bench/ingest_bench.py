@@ -68,6 +68,7 @@ def _prepared_app(tmp: Path, database_url: str | None = None):
     from service import create_app
     from service.config import load_settings
     from service.core.bootstrap import prepare_data_dir
+    from service.core.heap import settle_heap
 
     overrides = {"data_dir": tmp, "secret_key": "bench", "scheduler_enabled": False,
                  "policy_reload": False, "log_level": "WARNING"}
@@ -75,6 +76,7 @@ def _prepared_app(tmp: Path, database_url: str | None = None):
         overrides["database_url"] = database_url
     app = create_app(load_settings(overrides, environ={}))
     prepare_data_dir(app)
+    settle_heap()  # as `canhgac serve` does once the app is built (service/core/heap.py)
     return app
 
 

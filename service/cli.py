@@ -81,6 +81,7 @@ def init(data_dir, admin_name, admin_email, non_interactive, tls_names) -> None:
               help="Seconds a client has to send a request's headers, and then its body")
 def serve(data_dir, host, port, tls, threads, read_deadline) -> None:
     """Run the service with its production HTTP(S) server (hypercorn, service/core/server.py)."""
+    from service.core.heap import settle_heap
     from service.core.jobs import start_background, stop_background
     from service.core.server import Server
 
@@ -91,6 +92,7 @@ def serve(data_dir, host, port, tls, threads, read_deadline) -> None:
                         certfile=keys / "tls.crt" if tls else None, keyfile=keys / "tls.key" if tls else None)
     except OSError as exc:
         raise click.ClickException(f"{host}:{port}: {exc}") from None
+    settle_heap()  # what start-up built lives as long as the process (service/core/heap.py)
     start_background(app)
     click.echo(f"Canh Gác đang chạy tại / serving at {server.url}/", err=True)
     try:

@@ -312,6 +312,7 @@ def demo_command(data_dir, port, exit_after_leak) -> None:
     from service.config import ConfigError, load_settings
     from service.core.bootstrap import prepare_data_dir
     from service.core.cliutil import choose_data_dir, is_installed, leave_demo_pointer
+    from service.core.heap import settle_heap
     from service.core.jobs import start_background, stop_background
     from service.core.server import Server
 
@@ -366,6 +367,7 @@ def demo_command(data_dir, port, exit_after_leak) -> None:
         number += 1
         copied = usb / f"{Path(LEAK_FILE).stem} ({number}){Path(LEAK_FILE).suffix}"
 
+    settle_heap()  # as `canhgac serve` does (service/core/heap.py)
     server = Server(app, "127.0.0.1", port, threads=8)
     server.start()
     start_background(app)
