@@ -274,26 +274,61 @@ def labels(codes, table: str) -> str:
     return ", ".join(label(code, table) for code in codes or ())
 
 
+# Select boxes and policy names, kept between requests: every trail page built the three select
+# boxes of its filter form (a catalogue lookup per code, then a sort) and the policy's whole
+# name table once per row. Keyed by the policy object itself (kept in the entry, so its id is
+# not reused while cached) and the locale's name; a reload puts a new policy object in force.
+_KEPT_LIMIT = 64
+_kept_choices: dict[tuple, tuple[object, list[tuple[str, str]]]] = {}
+_kept_policy_names: dict[tuple, tuple[object, dict[str, str]]] = {}
+
+
+def _keep(store: dict, key: tuple, policy, value):
+    if len(store) >= _KEPT_LIMIT:  # a long run of policy reloads: start again
+        store.clear()
+    store[key] = (policy, value)
+    return value
+
+
 def choices(table: str) -> list[tuple[str, str]]:
     """Return (code, name) pairs of a table for a select box, sorted by name."""
-    names = dict(policy_names(table)) if table in POLICY_TABLES else {}
+    from flask_babel import get_locale
+
+    policy = _policy_in_force() if table in POLICY_TABLES else None
+    locale = get_locale() if has_request_context() else None
+    key = (table, str(locale), id(policy))
+    kept = _kept_choices.get(key) if locale is not None else None
+    if kept is not None and kept[0] is policy:
+        return list(kept[1])
+    names = dict(policy_names(table, policy)) if policy is not None else {}
     names.update({code: str(name) for code, name in TABLES.get(table, {}).items()})
-    return sorted(names.items(), key=lambda item: fold(item[1]))
+    pairs = sorted(names.items(), key=lambda item: fold(item[1]))
+    if locale is None:
+        return pairs
+    return list(_keep(_kept_choices, key, policy, pairs))
 
 
 def policy_names(table: str, policy=None) -> dict[str, str]:
-    """Return the policy's names of its data classes, units or rules ({} without a policy)."""
+    """Return the policy's names of its data classes, units or rules ({} without a policy).
+
+    The dict is shared between callers: read it, copy it to change it.
+    """
     if policy is None:
         policy = _policy_in_force()
     if policy is None:
         return {}
+    kept = _kept_policy_names.get((table, id(policy)))
+    if kept is not None and kept[0] is policy:
+        return kept[1]
     if table == "data_class":
-        return {key: " ".join(spec.label.split()) for key, spec in policy.data_classes.items()}
-    if table == "unit":
-        return {key: " ".join(spec.name.split()) for key, spec in policy.units.items()}
-    if table == "rule":
-        return {rule.id: " ".join(rule.title.split()) for rule in policy.rules}
-    raise KeyError(table)
+        names = {key: " ".join(spec.label.split()) for key, spec in policy.data_classes.items()}
+    elif table == "unit":
+        names = {key: " ".join(spec.name.split()) for key, spec in policy.units.items()}
+    elif table == "rule":
+        names = {rule.id: " ".join(rule.title.split()) for rule in policy.rules}
+    else:
+        raise KeyError(table)
+    return _keep(_kept_policy_names, (table, id(policy)), policy, names)
 
 
 def _policy_in_force():
