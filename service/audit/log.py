@@ -16,6 +16,7 @@ the ingest hot path.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -204,6 +205,9 @@ def _time_binder(conn: Connection, column: str) -> Callable[[Any], Any]:
     return _bind_processor(conn, column)
 
 
+# Ingest asks for each new event's key twice, to look it up and to store it: a batch's worth
+# of keys is kept (a few hundred kilobytes at most).
+@functools.lru_cache(maxsize=8192)
 def event_key(event_id: str) -> int:
     """Return the dedupe key of an event id: the first 64 bits of its SHA-256, signed.
 

@@ -111,11 +111,17 @@ def _stored_bodies(session: Session, ids: list[str]) -> dict[str, tuple[int, dic
     return found
 
 
-def check_event_ids(session: Session, events: Sequence[Event]) -> set[str]:
-    """Return the ids of the batch already stored; raise EventIdConflict at the first conflict."""
+def check_event_ids(session: Session, events: Sequence[Event],
+                    ids: Sequence[str] | None = None) -> set[str]:
+    """Return the ids of the batch already stored; raise EventIdConflict at the first conflict.
+
+    ``ids`` are the events' ids as text when the caller has them (formatting a UUID is a
+    Python call of its own, paid once per event).
+    """
     from service.events.operations import event_body
 
-    ids = [str(e.id) for e in events]
+    if ids is None:
+        ids = [str(e.id) for e in events]
     stored = _stored_bodies(session, ids)
     first_in_batch: dict[str, dict[str, bytes] | None] = {}
     for index, (event, key) in enumerate(zip(events, ids, strict=True)):

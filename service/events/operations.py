@@ -97,9 +97,9 @@ def ingest_events(session: Session, events: list[Event], *, source: str, process
     # below and our append (dedupe has no unique index to catch it; SQLite's BEGIN IMMEDIATE
     # already serializes writers, PostgreSQL needs the row lock).
     lock_head(session)
-    known = check_event_ids(session, events)  # id conflicts (#15 item 3): see conflicts.py
-    for index, event in enumerate(events):
-        key = str(event.id)
+    ids = [str(event.id) for event in events]
+    known = check_event_ids(session, events, ids)  # id conflicts (#15 item 3): see conflicts.py
+    for index, (event, key) in enumerate(zip(events, ids, strict=True)):
         if key in known or key in seen:
             continue
         seen.add(key)
