@@ -1,12 +1,18 @@
 """Where an ingested event's time goes: microseconds per event for each step of the service layer.
 
-``python -m bench.ingest_profile [--events N] [--default-gc]`` runs the service-layer loop of
+``python -m bench.ingest_profile [--events N] [--default-gc] [--floors]`` runs the service-layer loop of
 ``ingest_bench`` (validate a batch of 1,000 as the API does, ingest, commit) on SQLite with each
 step timed by wall clock around the function that does it; nested steps are shown indented
 under the step that calls them. ``--default-gc`` leaves CPython's collector as a fresh
 process has it (the profile before ``service.core.heap.settle_heap``). Not part of
 ``python -m bench``: timing each call costs about 2 µs per event, so the total is a little
 above the suite's figure; use it to compare steps, not as the throughput.
+
+``--floors`` measures, in the same process and minutes, what no change of the Python around them
+can remove: the bench's raw SQLite baseline, a raw ``executemany`` of the very rows the trail
+stored (same table, indexes, WAL and ``synchronous=FULL``; nodes and head excluded), and
+pydantic-core validating, dumping and encoding the same events; beside the budget per event
+that issue 18's 0.15× target leaves.
 """
 
 from __future__ import annotations
@@ -92,12 +98,76 @@ def profile(n_events: int = 50_000, batch: int = 1000, *, settle: bool = True) -
     return {name: seconds * 1e6 / n_events for name, seconds in totals.items()}
 
 
+def floors(n_events: int = 50_000, batch: int = 1000) -> dict[str, float]:
+    """Return µs per event of the raw baseline, the trail's rows inserted raw, and pydantic's work."""
+    import gc
+    import sqlite3
+
+    from pydantic import TypeAdapter
+
+    import bench.ingest_bench as ingest_bench
+    from canhgac_common.events import Event
+    from service.audit.canonical import canonical_json_plain
+    from service.core.db import new_session
+    from service.core.heap import settle_heap
+    from service.events import operations
+
+    events = ingest_bench.make_events(n_events)
+    settle_heap()  # as the server runs; the bench's own input is not the server's garbage
+    figures = {"raw baseline (2 columns)": 1e6 / ingest_bench.raw_sqlite_rate(events, batch)}
+    adapter = TypeAdapter(list[Event])
+    batches = [events[i : i + batch] for i in range(0, n_events, batch)]
+    start = time.perf_counter()
+    parsed = [adapter.validate_python(b) for b in batches]
+    figures["validate (pydantic-core)"] = (time.perf_counter() - start) * 1e6 / n_events
+    start = time.perf_counter()
+    for events_of_batch in parsed:
+        for body in operations.event_bodies(events_of_batch, "bench"):
+            canonical_json_plain(body)
+    figures["dump and RFC 8785 bytes"] = (time.perf_counter() - start) * 1e6 / n_events
+    with tempfile.TemporaryDirectory() as tmp:
+        app = ingest_bench._prepared_app(Path(tmp))
+        with app.app_context():
+            for events_of_batch in parsed:
+                session = new_session(app)
+                operations.ingest_events(session, events_of_batch, source="bench")
+                session.commit()
+                session.close()
+        app.extensions["canhgac.engine"].dispose()
+        source = sqlite3.connect(Path(tmp) / "canhgac.db")
+        rows = source.execute("SELECT * FROM audit_entry WHERE kind = 'event' ORDER BY seq").fetchall()
+        schema = [sql for (sql,) in source.execute(
+            "SELECT sql FROM sqlite_master WHERE tbl_name = 'audit_entry' AND sql IS NOT NULL")]
+        source.close()
+        conn = sqlite3.connect(Path(tmp) / "raw-trail.db", isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        for sql in schema:  # the table and every index of audit_entry, as migrated
+            conn.execute(sql)
+        insert = f"INSERT INTO audit_entry VALUES ({', '.join('?' * len(rows[0]))})"  # noqa: S608
+        start = time.perf_counter()
+        for i in range(0, len(rows), batch):
+            conn.execute("BEGIN")
+            conn.executemany(insert, rows[i : i + batch])
+            conn.execute("COMMIT")
+        figures["trail rows inserted raw"] = (time.perf_counter() - start) * 1e6 / len(rows)
+        conn.close()
+    gc.unfreeze()
+    figures["budget at 0.15x the baseline"] = figures["raw baseline (2 columns)"] / 0.15
+    return figures
+
+
 def main(argv: list[str] | None = None) -> int:
     """Print the profile."""
     parser = argparse.ArgumentParser(prog="python -m bench.ingest_profile")
     parser.add_argument("--events", type=int, default=50_000)
     parser.add_argument("--default-gc", action="store_true", help="do not settle the heap")
+    parser.add_argument("--floors", action="store_true", help="measure the floors, not the steps")
     args = parser.parse_args(argv)
+    if args.floors:
+        for name, value in floors(args.events).items():
+            print(f"{name:<30} {value:7.2f} µs/event")
+        return 0
     figures = profile(args.events, settle=not args.default_gc)
     depth = {name: d for _m, name, d in STEPS} | {"policy classify": 1, "policy evaluate": 1}
     order = ["whole loop", "validate (pydantic)", "ingest_events",
