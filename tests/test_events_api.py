@@ -79,6 +79,39 @@ def test_single_event_and_batch_are_stored(app, client, token):
     assert _count(app) == 26
 
 
+def _last_used(app):
+    from service.auth.models import IngestToken
+
+    with app.app_context():
+        s = new_session()
+        try:
+            return s.scalar(select(IngestToken.last_used_at))
+        finally:
+            s.close()
+
+
+def test_a_tokens_use_is_noted_once_a_minute(app, client, token):
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from service.auth.models import IngestToken
+
+    assert _last_used(app) is None
+    assert _post(client, token, _event()).status_code == 200
+    first = _last_used(app)
+    assert first is not None
+    assert _post(client, token, _event()).status_code == 200
+    assert _last_used(app) == first  # within the minute: no row update per request
+    with app.app_context():
+        s = new_session()
+        s.execute(update(IngestToken).values(last_used_at=first - timedelta(minutes=2)))
+        s.commit()
+        s.close()
+    assert _post(client, token, _event()).status_code == 200
+    assert _last_used(app) > first
+
+
 def test_event_seen_before_is_acknowledged_not_stored_again(app, client, token):
     first = _event()
     assert _post(client, token, [first]).json == {"stored": 1, "duplicates": 0}

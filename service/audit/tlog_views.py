@@ -10,7 +10,6 @@ tlog-witness): the log's signature on the checkpoint is what counts.
 from __future__ import annotations
 
 import gzip
-from datetime import timedelta
 
 from flask import Blueprint, Flask, Response, current_app, request
 from flask_login import current_user
@@ -19,8 +18,8 @@ from service.audit import log, tiles
 from service.audit.operations import latest_checkpoint, served_note
 from service.auth.access import public, token_or_roles
 from service.auth.models import TOKEN_SCOPE_MONITOR
-from service.auth.operations import find_token
-from service.core.db import get_session, utcnow, writing
+from service.auth.operations import find_token, note_token_use
+from service.core.db import get_session, writing
 
 bp = Blueprint("tlog", __name__, url_prefix="/tlog")
 witness_bp = Blueprint("witness", __name__, url_prefix="/witness")
@@ -29,7 +28,6 @@ FULL_TILE_CACHE = "private, max-age=31536000, immutable"
 # A partial tile's bytes never change either, but the full tile replaces it: keep it short.
 PARTIAL_TILE_CACHE = "private, max-age=60"
 CHECKPOINT_CACHE = "private, max-age=5"
-LAST_USED_EVERY = timedelta(minutes=1)
 
 
 def _text(status: int, message: str, **headers) -> Response:
@@ -45,11 +43,8 @@ def _reader() -> tuple[str, str] | None:
         row = find_token(get_session(), token.strip())
         if row is None:
             return None
-        now = utcnow()
-        # A monitor fetches hundreds of tiles in a row: note the use once a minute, not a
-        # durable write (an fsync) per tile.
-        if row.last_used_at is None or now - row.last_used_at > LAST_USED_EVERY:
-            row.last_used_at = now
+        # A monitor fetches hundreds of tiles in a row: one durable write a minute, not one a tile.
+        note_token_use(row)
         return f"token:{row.source}", row.scope
     if current_user.is_authenticated and current_user.has_role("police"):
         return current_user.username, "police"

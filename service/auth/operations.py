@@ -520,6 +520,18 @@ def revoke_token(session: Session, token_id: int, *, by: str) -> IngestToken:
     return row
 
 
+# Admins see a token's last use to the minute: noting it at most once a minute spares a row
+# update, and on SQLite the write lock, for every request of an agent or a monitor.
+TOKEN_USE_RESOLUTION = timedelta(minutes=1)
+
+
+def note_token_use(row: IngestToken) -> None:
+    """Record that a token was just used, unless that was already noted within the minute."""
+    now = utcnow()
+    if row.last_used_at is None or now - row.last_used_at > TOKEN_USE_RESOLUTION:
+        row.last_used_at = now
+
+
 def find_token(session: Session, token: str) -> IngestToken | None:
     """Return the active token row matching a presented bearer token."""
     if not token.startswith(TOKEN_PREFIX) or len(token) > 100:

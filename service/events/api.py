@@ -10,8 +10,8 @@ from sqlalchemy.exc import DBAPIError, PendingRollbackError
 
 from canhgac_common.events import NO_NUL, Count, Event, Timestamp
 from service.auth.access import public, token_required
-from service.auth.operations import find_token
-from service.core.db import get_session, utcnow
+from service.auth.operations import find_token, note_token_use
+from service.core.db import get_session
 from service.events import operations
 from service.events.conflicts import EventIdConflict, record_conflict
 
@@ -78,7 +78,7 @@ def _authenticate():
     row = find_token(get_session(), token.strip())
     if row is None or not row.can_ingest:
         return None  # a monitor token reads the trail; it never writes events
-    row.last_used_at = utcnow()
+    note_token_use(row)
     return row
 
 
