@@ -15,6 +15,7 @@ YOUNG_THRESHOLD = 20_000
 
 def settle_heap() -> None:
     """Freeze what start-up built and collect the young generation less often."""
+    gc.unfreeze()  # called again (the benchmarks build app after app): free what died since
     gc.collect()
     # Objects alive now (the app, its mappers and schemas) move to a permanent generation:
     # full collections no longer walk them. They are still freed by reference counting.
