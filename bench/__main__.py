@@ -8,6 +8,7 @@ same run, because the machines are shared and noisy.
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import json
 import platform
@@ -60,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         "quick": args.quick, "suites": {},
     }
     failed = 0
+    collector = gc.get_threshold()
     for module_name, func_name, full, quick in SUITES:
         if args.only and args.only not in module_name:
             continue
@@ -74,6 +76,12 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
             status = "error"
             failed += 1
+        finally:
+            # A suite that settles the heap as the server does (service/core/heap.py) must not
+            # change the next one's: each starts with the collector as a fresh process has it.
+            gc.unfreeze()
+            gc.set_threshold(*collector)
+            gc.collect()
         results["suites"][label] = {"status": status, "seconds": round(time.perf_counter() - start, 1),
                                     "figures": figures}
         print(f"\n== {label} ({status}, {results['suites'][label]['seconds']} s)")

@@ -46,7 +46,10 @@ def _app(data_dir: Path):
 
 def serve(name: str, data_dir: Path, port: int) -> None:
     """Serve the app with candidate `name` on 127.0.0.1:port until killed."""
+    from service.core.heap import settle_heap
+
     app = _app(data_dir)
+    settle_heap()  # as `canhgac serve` does, whichever server runs it
     if name.startswith("cheroot"):
         from cheroot import wsgi
 

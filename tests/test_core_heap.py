@@ -20,9 +20,17 @@ def test_settle_heap_freezes_start_up_objects_and_raises_the_young_threshold():
 
 
 def test_serve_settles_the_heap_before_serving(runner, monkeypatch):
+    from service import cli
     from service.core.server import Server
 
     calls: list[str] = []
+    build = cli.make_app
+
+    def make_app(*args, **kwargs):
+        calls.append("make_app")
+        return build(*args, **kwargs)
+
+    monkeypatch.setattr(cli, "make_app", make_app)
     monkeypatch.setattr(heap, "settle_heap", lambda: calls.append("settle"))
 
     def run(self, on_signals=()):
@@ -35,4 +43,4 @@ def test_serve_settles_the_heap_before_serving(runner, monkeypatch):
         port = probe.getsockname()[1]
     result = runner.invoke(["serve", "--host", "127.0.0.1", "--port", str(port)])
     assert result.exit_code == 0, result.output
-    assert calls == ["settle", "run"]
+    assert calls == ["make_app", "settle", "run"]  # the app built before its heap is frozen

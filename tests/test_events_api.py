@@ -110,6 +110,14 @@ def test_a_tokens_use_is_noted_once_a_minute(app, client, token):
         s.close()
     assert _post(client, token, _event()).status_code == 200
     assert _last_used(app) > first
+    # A time ahead of now (a clock set wrong, then corrected) is replaced by the next use.
+    with app.app_context():
+        s = new_session()
+        s.execute(update(IngestToken).values(last_used_at=first + timedelta(days=1)))
+        s.commit()
+        s.close()
+    assert _post(client, token, _event()).status_code == 200
+    assert _last_used(app) < first + timedelta(hours=1)
 
 
 def test_event_seen_before_is_acknowledged_not_stored_again(app, client, token):

@@ -232,3 +232,27 @@ def test_after_acknowledging_the_leaders_next_step_is_the_notice(official, app, 
     # Nothing pre-filled: the time is the one the notice was really sent.
     sent_at = re.search(r'<input[^>]*name="sent_at"[^>]*>', page.text).group(0)
     assert 'value="' not in sent_at or 'value=""' in sent_at
+
+
+def test_trail_list_names_the_recording_time_only_when_its_minute_differs(app, make_user, login, client,
+                                                                        monkeypatch):
+    make_user("cong-an", "police", unit="cong_an")
+    recorded = datetime(2026, 11, 3, 15, 32, 50, tzinfo=UTC)  # 22:32:50 in the commune
+    monkeypatch.setattr(log, "utcnow", lambda: recorded)
+    with app.app_context():
+        s = new_session(app)
+        log.append_entries(s, [
+            # Same minute, other seconds: the time of the access alone.
+            log.PendingEntry("event", {"i": 0}, {"actor": "a", "occurred_at": recorded - timedelta(seconds=40)}),
+            # No time of access: the recording time is the time shown, once.
+            log.PendingEntry("event", {"i": 1}, {"actor": "b"}),
+            # Two minutes earlier: both times.
+            log.PendingEntry("event", {"i": 2}, {"actor": "c", "occurred_at": recorded - timedelta(minutes=2)}),
+        ])
+        s.commit()
+        s.close()
+    assert login("cong-an").status_code == 302
+    text = _text(client.get("/audit/"))
+    assert text.count("ghi nhận lúc") == 1
+    assert re.search(r"22:30:50\s*ghi nhận lúc 03/11/2026 22:32:50", text), text[text.find("22:30"):][:80]
+    assert "03/11/2026 22:32:10" in text and "03/11/2026 22:32:50" in text

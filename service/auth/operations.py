@@ -528,7 +528,9 @@ TOKEN_USE_RESOLUTION = timedelta(minutes=1)
 def note_token_use(row: IngestToken) -> None:
     """Record that a token was just used, unless that was already noted within the minute."""
     now = utcnow()
-    if row.last_used_at is None or now - row.last_used_at > TOKEN_USE_RESOLUTION:
+    # A time ahead of now (a clock set wrong, then corrected) is replaced at once: kept, it
+    # would hide every real use until the clock caught up with it.
+    if row.last_used_at is None or not timedelta(0) <= now - row.last_used_at <= TOKEN_USE_RESOLUTION:
         row.last_used_at = now
 
 

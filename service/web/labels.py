@@ -9,7 +9,8 @@ language; English comes from the catalog under the English switch.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
 
 from flask import g, has_request_context
 from flask_babel import lazy_gettext as _l
@@ -280,7 +281,7 @@ def labels(codes, table: str) -> str:
 # not reused while cached) and the locale's name; a reload puts a new policy object in force.
 _KEPT_LIMIT = 64
 _kept_choices: dict[tuple, tuple[object, list[tuple[str, str]]]] = {}
-_kept_policy_names: dict[tuple, tuple[object, dict[str, str]]] = {}
+_kept_policy_names: dict[tuple, tuple[object, Mapping[str, str]]] = {}
 
 
 def _keep(store: dict, key: tuple, policy, value):
@@ -308,15 +309,15 @@ def choices(table: str) -> list[tuple[str, str]]:
     return list(_keep(_kept_choices, key, policy, pairs))
 
 
-def policy_names(table: str, policy=None) -> dict[str, str]:
-    """Return the policy's names of its data classes, units or rules ({} without a policy).
+def policy_names(table: str, policy=None) -> Mapping[str, str]:
+    """Return the policy's names of its data classes, units or rules (empty without a policy).
 
-    The dict is shared between callers: read it, copy it to change it.
+    Read-only: the mapping is shared between requests (copy it to change it).
     """
     if policy is None:
         policy = _policy_in_force()
     if policy is None:
-        return {}
+        return MappingProxyType({})
     kept = _kept_policy_names.get((table, id(policy)))
     if kept is not None and kept[0] is policy:
         return kept[1]
@@ -328,7 +329,7 @@ def policy_names(table: str, policy=None) -> dict[str, str]:
         names = {rule.id: " ".join(rule.title.split()) for rule in policy.rules}
     else:
         raise KeyError(table)
-    return _keep(_kept_policy_names, (table, id(policy)), policy, names)
+    return _keep(_kept_policy_names, (table, id(policy)), policy, MappingProxyType(names))
 
 
 def _policy_in_force():
