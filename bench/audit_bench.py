@@ -113,7 +113,7 @@ def _stored_rows(db: Path) -> list[tuple]:
     return rows
 
 
-def _raw_rate(folder: Path, rows: list[tuple]) -> float:
+def raw_rows_rate(folder: Path, rows: list[tuple]) -> float:
     """Insert the very rows the trail stored, same table and indexes, one commit per 1,000."""
     engine = _engine(folder / "raw.db")  # same DDL, WAL and synchronous=FULL
     engine.dispose()
@@ -373,7 +373,7 @@ def run(quick: bool = False) -> dict:
             append.append(_append_rate(folder, entries))
             rows = _stored_rows(folder / "trail.db")
             datas = [row[3].encode() for row in rows]
-            raw.append(_raw_rate(folder, rows))
+            raw.append(raw_rows_rate(folder, rows))
             if has_pymerkle:
                 pym_bytes.append(_pymerkle_rate(folder, datas))
                 pym_dicts.append(_pymerkle_rate(folder, None, entries))

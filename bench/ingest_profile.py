@@ -10,7 +10,8 @@ above the suite's figure; use it to compare steps, not as the throughput.
 
 ``--floors`` measures, in the same process and minutes, what no change of the Python around them
 can remove: the bench's raw SQLite baseline, a raw ``executemany`` of the very rows the trail
-stored (same table, indexes, WAL and ``synchronous=FULL``; nodes and head excluded), and
+stored (``audit_bench.raw_rows_rate``: same table, indexes, WAL and ``synchronous=FULL``; nodes
+and head excluded), and
 pydantic-core validating, dumping and encoding the same events; beside the budget per event
 that issue 18's 0.15× target leaves.
 """
@@ -106,6 +107,7 @@ def floors(n_events: int = 50_000, batch: int = 1000) -> dict[str, float]:
     from pydantic import TypeAdapter
 
     import bench.ingest_bench as ingest_bench
+    from bench.audit_bench import raw_rows_rate
     from canhgac_common.events import Event
     from service.audit.canonical import canonical_json_plain
     from service.core.db import new_session
@@ -138,22 +140,8 @@ def floors(n_events: int = 50_000, batch: int = 1000) -> dict[str, float]:
         app.extensions["canhgac.engine"].dispose()
         source = sqlite3.connect(Path(tmp) / "canhgac.db")
         rows = source.execute("SELECT * FROM audit_entry WHERE kind = 'event' ORDER BY seq").fetchall()
-        schema = [sql for (sql,) in source.execute(
-            "SELECT sql FROM sqlite_master WHERE tbl_name = 'audit_entry' AND sql IS NOT NULL")]
         source.close()
-        conn = sqlite3.connect(Path(tmp) / "raw-trail.db", isolation_level=None)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
-        for sql in schema:  # the table and every index of audit_entry, as migrated
-            conn.execute(sql)
-        insert = f"INSERT INTO audit_entry VALUES ({', '.join('?' * len(rows[0]))})"  # noqa: S608
-        start = time.perf_counter()
-        for i in range(0, len(rows), batch):
-            conn.execute("BEGIN")
-            conn.executemany(insert, rows[i : i + batch])
-            conn.execute("COMMIT")
-        figures["trail rows inserted raw"] = (time.perf_counter() - start) * 1e6 / len(rows)
-        conn.close()
+        figures["trail rows inserted raw"] = 1e6 / raw_rows_rate(Path(tmp), rows)
     gc.unfreeze()
     figures["budget at 0.15x the baseline"] = figures["raw baseline (2 columns)"] / 0.15
     return figures
