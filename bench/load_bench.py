@@ -3,6 +3,11 @@
 The clients run in their own process. Each client loops until the deadline: three of four requests post a batch of 20 events, the
 fourth (after logging in once) fetches the police trail page. Reports errors and p50/p99 per kind.
 Everything stays on 127.0.0.1 and stops by itself.
+
+Client k fetches its page at its (k mod 4)-th request of each four, so the mix is the same at every
+moment, as with independent agents and browsers. Started all in the same phase, the clients of a
+server that answers in order stay in step: every fourth round is 100 page views at once and the
+round after waits for all of them; `run_in_step` measures that case too (bench/README.md).
 """
 
 from __future__ import annotations
@@ -45,7 +50,7 @@ def _login(port: int, username: str, password: str) -> str:
 
 
 def _drive(port: int, token: str, cookie: str, clients: int, seconds: float,
-           timeout: float = 60) -> tuple[dict[str, list[float]], list[str], float]:
+           timeout: float = 60, is_in_step: bool = False) -> tuple[dict[str, list[float]], list[str], float]:
     """Run the client threads until the deadline; return latencies, errors and wall time."""
     deadline = time.monotonic() + seconds
     lock = threading.Lock()
@@ -54,7 +59,7 @@ def _drive(port: int, token: str, cookie: str, clients: int, seconds: float,
 
     def client(k: int) -> None:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-        n = 0
+        n = 0 if is_in_step else k  # the phase of this client's page in each four requests
         while time.monotonic() < deadline:
             kind = "page" if n % 4 == 3 else "ingest"
             t0 = time.perf_counter()
@@ -93,7 +98,7 @@ def _drive(port: int, token: str, cookie: str, clients: int, seconds: float,
     return latency, errors, time.perf_counter() - start
 
 
-def run(clients: int = 100, seconds: float = 60.0) -> dict:
+def run(clients: int = 100, seconds: float = 60.0, is_in_step: bool = False) -> dict:
     """Run the load and return request counts, errors and latency percentiles."""
     from bench.ingest_bench import _prepared_app
     from service.auth.operations import create_token, create_user
@@ -110,7 +115,7 @@ def run(clients: int = 100, seconds: float = 60.0) -> dict:
             s.close()
         from service.core.server import Server
 
-        server = Server(app, "127.0.0.1", 0, threads=16)  # the production server
+        server = Server(app, "127.0.0.1", 0)  # the production server, as `canhgac serve` runs it
         server.start()
         port = server.port
         cookie = _login(port, "congan", "mat-khau-tai-12")
@@ -120,16 +125,22 @@ def run(clients: int = 100, seconds: float = 60.0) -> dict:
         context = multiprocessing.get_context("spawn")
         with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as pool:
             latency, errors, wall = pool.submit(_drive, port, token, cookie, clients,
-                                                seconds).result()
+                                                seconds, is_in_step=is_in_step).result()
         server.stop()
         app.extensions["canhgac.engine"].dispose()
-    result: dict = {"clients": clients, "seconds": round(wall, 1), "errors": len(errors),
+    result: dict = {"clients": clients, "is_in_step": is_in_step, "seconds": round(wall, 1),
+                    "errors": len(errors),
                     "error_kinds": sorted(set(errors))[:5]}
     for kind, values in latency.items():
         result[kind] = {"requests": len(values), "per_s": len(values) / wall,
                         "p50_ms": 1000 * percentile(values, 0.5),
                         "p99_ms": 1000 * percentile(values, 0.99)}
     return result
+
+
+def run_in_step(clients: int = 100, seconds: float = 60.0) -> dict:
+    """Run the load with every client in the same phase (a page view round every fourth)."""
+    return run(clients, seconds, is_in_step=True)
 
 
 if __name__ == "__main__":

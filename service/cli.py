@@ -75,6 +75,8 @@ def init(data_dir, admin_name, admin_email, non_interactive, tls_names) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--tls/--no-tls", default=False, help="Serve HTTPS with the certificate under keys/")
+# The default is service.core.server.DEFAULT_THREADS (tested): importing it here would load
+# hypercorn for every command.
 @click.option("--threads", default=8, show_default=True, type=click.IntRange(1, 64),
               help="Worker threads running requests (slow connections do not hold one)")
 @click.option("--read-deadline", default=30.0, show_default=True, type=click.FloatRange(1, 3600),

@@ -28,6 +28,9 @@ from hypercorn.asyncio.run import worker_serve
 from hypercorn.config import Config, Sockets
 
 DEFAULT_READ_DEADLINE = 30.0
+# Requests are CPU work under one interpreter lock: more threads than this only queue in it
+# longer (bench/README.md, 100 clients); slow connections never hold one.
+DEFAULT_THREADS = 8
 BACKLOG = 1024
 # Bytes per second a body must average beyond its first read deadline (32 kbit/s: a slow line
 # passes, a trickle does not; the idea of Apache mod_reqtimeout's MinRate).
@@ -160,7 +163,7 @@ async def _refuse(send, status: int, headers: list | None = None) -> None:
 class Server:
     """One listening socket served by hypercorn; start in the foreground or in a thread, stop from anywhere."""
 
-    def __init__(self, app, host: str, port: int, *, threads: int = 8,
+    def __init__(self, app, host: str, port: int, *, threads: int = DEFAULT_THREADS,
                  certfile: Path | None = None, keyfile: Path | None = None,
                  max_body_bytes: int | None = None, read_deadline: float = DEFAULT_READ_DEADLINE) -> None:
         """Bind now (port 0 picks a free port, see `port`); nothing is served until `run`/`start`."""

@@ -14,6 +14,7 @@ from types import MappingProxyType
 
 from flask import g, has_request_context
 from flask_babel import lazy_gettext as _l
+from markupsafe import Markup, escape
 
 # The models keep stable codes; people read these names. Vietnamese is the source language.
 ROLE_NAMES = {
@@ -216,22 +217,24 @@ POLICY_TABLES = ("data_class", "unit", "rule")
 
 
 def remembered_words(key, translate: Callable[[], str]) -> str:
-    """Return ``translate()``, computed once per request and locale for ``key``.
+    """Return ``translate()``, computed once per language for ``key`` while the process lives.
 
     flask-babel resolves its context, domain, locale and catalogue again on every lookup; a
     trail page asks for the same few dozen words for each of its rows, and those lookups were
-    half of its rendering time. Keyed by the locale object too, which ``force_locale``
-    replaces, so a mail in Vietnamese from an English page still gets its own words.
+    half of its rendering time. The catalogues are read once at start and never change while
+    the service runs, so a word found once is kept for every later request. Keyed by the
+    language, which ``force_locale`` changes, so a mail in Vietnamese from an English page
+    still gets its own words.
     """
     locale = getattr(g.get("_flask_babel"), "babel_locale", None) if has_request_context() else None
     if locale is None:  # outside a request, or not chosen yet: let flask-babel choose it
         return translate()
-    memo = g.get("_words_memo")
-    if memo is None or memo[0] is not locale:
-        memo = g._words_memo = (locale, {})
-    found = memo[1].get(key)
+    memo_key = (str(locale), key)
+    found = _kept_words.get(memo_key)
     if found is None:
-        found = memo[1][key] = translate()
+        if len(_kept_words) >= _WORDS_LIMIT:  # a template translating data, not words: bounded
+            _kept_words.clear()
+        found = _kept_words[memo_key] = translate()
     return found
 
 
@@ -282,6 +285,10 @@ def labels(codes, table: str) -> str:
 _KEPT_LIMIT = 64
 _kept_choices: dict[tuple, tuple[object, list[tuple[str, str]]]] = {}
 _kept_policy_names: dict[tuple, tuple[object, Mapping[str, str]]] = {}
+# Words already translated, by (language, message or id of a fixed name).
+_WORDS_LIMIT = 4096
+_kept_words: dict[tuple[str, object], str] = {}
+_kept_options: dict[tuple, tuple[object, tuple[tuple[str, str, str], ...]]] = {}
 
 
 def _keep(store: dict, key: tuple, policy, value):
@@ -291,22 +298,44 @@ def _keep(store: dict, key: tuple, policy, value):
     return value
 
 
-def choices(table: str) -> list[tuple[str, str]]:
-    """Return (code, name) pairs of a table for a select box, sorted by name."""
+def _choices_key(table: str) -> tuple[object, tuple | None]:
+    """Return the policy a table's names depend on, and the key they are kept under (None: not kept)."""
     from flask_babel import get_locale
 
     policy = _policy_in_force() if table in POLICY_TABLES else None
     locale = get_locale() if has_request_context() else None
-    key = (table, str(locale), id(policy))
-    kept = _kept_choices.get(key) if locale is not None else None
+    return policy, None if locale is None else (table, str(locale), id(policy))
+
+
+def choices(table: str) -> list[tuple[str, str]]:
+    """Return (code, name) pairs of a table for a select box, sorted by name."""
+    policy, key = _choices_key(table)
+    kept = _kept_choices.get(key) if key is not None else None
     if kept is not None and kept[0] is policy:
         return list(kept[1])
     names = dict(policy_names(table, policy)) if policy is not None else {}
     names.update({code: str(name) for code, name in TABLES.get(table, {}).items()})
     pairs = sorted(names.items(), key=lambda item: fold(item[1]))
-    if locale is None:
+    if key is None:
         return pairs
     return list(_keep(_kept_choices, key, policy, pairs))
+
+
+def option_tags(table: str, selected: str | None = None) -> Markup:
+    """Return the <option> tags of a table's names for a select box, ``selected`` marked.
+
+    The escaped tags are kept like the choices they come from (per table, language and
+    policy), so a page's select boxes cost one join instead of a template loop over them.
+    """
+    policy, key = _choices_key(table)
+    kept = _kept_options.get(key) if key is not None else None
+    if kept is None or kept[0] is not policy:
+        tags = tuple((code, f'<option value="{escape(code)}"', f">{escape(name)}</option>")
+                     for code, name in choices(table))
+        kept = (policy, tags) if key is None else (policy, _keep(_kept_options, key, policy, tags))
+    # Safe: every code and name in the tags went through escape() above.
+    return Markup("".join(head + (" selected" if code == selected else "") + tail  # noqa: S704
+                          for code, head, tail in kept[1]))
 
 
 def policy_names(table: str, policy=None) -> Mapping[str, str]:

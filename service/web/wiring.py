@@ -136,7 +136,7 @@ def init_app(app: Flask) -> None:
     app.jinja_env.filters["label"] = labels.label
     app.jinja_env.filters["labels"] = labels.labels
     app.jinja_env.filters["pii_summary"] = labels.pii_summary
-    app.jinja_env.globals["label_choices"] = labels.choices
+    app.jinja_env.globals["option_tags"] = labels.option_tags
     # Agent ids, actors and hosts stored before ingest masked identifiers (issue #15, item 1).
     app.jinja_env.filters["mask_pii"] = mask_pii
     app.jinja_env.globals["LANGUAGES"] = LANGUAGES
