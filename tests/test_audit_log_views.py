@@ -106,3 +106,17 @@ def test_only_police_read_the_trail(app, make_user, login, client):
     make_user("quan_tri", "admin")
     assert login("quan_tri").status_code == 302
     assert client.get("/audit/").status_code == 403
+
+
+def test_trail_rows_escape_what_agents_wrote(police, session):
+    # Search columns come from agents' events: every value is shown as text, never as markup.
+    log.append_entries(session, [log.PendingEntry(
+        "event", {"actor": "<b>x</b>", "action": "copy"},
+        {"actor": "<b>x</b>", "host": '"><script>alert(1)</script>', "action": "<i>copy</i>",
+         "data_class": "lop_<la>"})])
+    session.commit()
+    page = police.get("/audit/").text
+    assert "<script>" not in page and "<b>x</b>" not in page and "<i>" not in page
+    assert "&#34;&gt;&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "&lt;b&gt;x&lt;/b&gt;" in page and "&lt;i&gt;copy&lt;/i&gt;" in page
+    assert "lop_&lt;la&gt;" in page  # a class the policy does not name is shown by its code
