@@ -4,8 +4,8 @@ The clients run in their own process. Each client loops until the deadline: thre
 fourth (after logging in once) fetches the police trail page. Reports errors and p50/p99 per kind.
 Everything stays on 127.0.0.1 and stops by itself.
 
-Client k fetches its page at its (k mod 4)-th request of each four, so the mix is the same at every
-moment, as with independent agents and browsers. Started all in the same phase, the clients of a
+Client k starts k requests into the cycle of three ingests and a page, so the mix is the same at
+every moment, as with independent agents and browsers. Started all in the same phase, the clients of a
 server that answers in order stay in step: every fourth round is 100 page views at once and the
 round after waits for all of them; `run_in_step` measures that case too (bench/README.md).
 """

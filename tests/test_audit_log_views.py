@@ -108,6 +108,23 @@ def test_only_police_read_the_trail(app, make_user, login, client):
     assert client.get("/audit/").status_code == 403
 
 
+def _rows(page) -> int:
+    return page.text.count('<tr><td data-label="#">')
+
+
+def test_the_rows_listed_follow_every_filter(police, session):
+    # The count above the table is its own query: the rows themselves must be filtered too.
+    log.record(session, "incident.reported", {"actor": "cong_an_1", "what": "x"},
+               actor="cong_an_1", incident_id=5)
+    session.commit()
+    by_actor = police.get("/audit/?actor=canbo1")
+    assert _rows(by_actor) == 6 and ">canbo1<" in by_actor.text and ">canbo0<" not in by_actor.text
+    assert _rows(police.get("/audit/?path_contains=tep_1")) == 3  # tep_1, tep_10, tep_11
+    by_incident = police.get("/audit/?incident_id=5")
+    assert _rows(by_incident) == 1 and ">canbo" not in by_incident.text
+    assert _rows(police.get("/audit/?actor=canbo1&page=2")) == 0
+
+
 def test_trail_rows_escape_what_agents_wrote(police, session):
     # Search columns come from agents' events: every value is shown as text, never as markup.
     log.append_entries(session, [log.PendingEntry(
@@ -120,3 +137,19 @@ def test_trail_rows_escape_what_agents_wrote(police, session):
     assert "&#34;&gt;&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "&lt;b&gt;x&lt;/b&gt;" in page and "&lt;i&gt;copy&lt;/i&gt;" in page
     assert "lop_&lt;la&gt;" in page  # a class the policy does not name is shown by its code
+
+
+def test_trail_rows_escape_the_policys_names(police, app, session):
+    import dataclasses
+
+    state = app.extensions["canhgac.policy_state"]
+    before = state.policy
+    classes = dict(before.data_classes)
+    classes["dan_cu"] = classes["dan_cu"].model_copy(update={"label": 'Hộ "nghèo" <b>&</b>'})
+    state.policy = dataclasses.replace(before, data_classes=classes)
+    try:
+        page = police.get("/audit/?actor=canbo0").text
+    finally:
+        state.policy = before
+    assert '>Hộ &#34;nghèo&#34; &lt;b&gt;&amp;&lt;/b&gt;</td>' in page
+    assert "<b>&</b>" not in page

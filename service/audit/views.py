@@ -77,7 +77,7 @@ def trail_table(entries) -> tuple[list[str], Markup]:
     row, a third of the page's CPU under load (bench/README.md, issue 18).
     """
     zone = ZoneInfo(current_app.config["SETTINGS"].timezone)
-    entry_url = url_for("audit.entry", seq=0)[:-1]  # ".../entries/" + seq
+    entry_url = escape(url_for("audit.entry", seq=0)[:-1])  # ".../entries/" + seq
     columns = [_("Thời gian"), _("Loại mục"), _("Người thực hiện"), _("Máy"), _("Hành động"),
                _("Loại dữ liệu")]
     h_time, h_kind, h_actor, h_host, h_action, h_class = (escape(c) for c in columns)
@@ -106,7 +106,7 @@ def trail_table(entries) -> tuple[list[str], Markup]:
             f'<td data-label="{h_action}">{name(e.action, "action") if e.action else ""}</td>\n'
             f'<td data-label="{h_class}">{name(e.data_class, "data_class") if e.data_class else ""}'
             "</td></tr>\n")
-    # Safe: every value above is escaped, or a number, a formatted time or the entry link.
+    # Safe: every value above is escaped, a number or a time formatted from digits.
     return columns, Markup("".join(rows))  # noqa: S704
 
 

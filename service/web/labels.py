@@ -285,7 +285,8 @@ def labels(codes, table: str) -> str:
 _KEPT_LIMIT = 64
 _kept_choices: dict[tuple, tuple[object, list[tuple[str, str]]]] = {}
 _kept_policy_names: dict[tuple, tuple[object, Mapping[str, str]]] = {}
-# Words already translated, by (language, message or id of a fixed name).
+# Words already translated, by (language, message or id of a fixed name). One per process:
+# every app of the service reads the same catalogues (service/translations).
 _WORDS_LIMIT = 4096
 _kept_words: dict[tuple[str, object], str] = {}
 _kept_options: dict[tuple, tuple[object, tuple[tuple[str, str, str], ...]]] = {}

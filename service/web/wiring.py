@@ -101,7 +101,7 @@ def clock_text(seconds: float) -> str:
 
 
 def _template_gettext(message: str) -> str:
-    """Translate a template's message once per request and locale (labels.remembered_words)."""
+    """Translate a template's message once per language for the process (labels.remembered_words)."""
     from service.web.labels import remembered_words
 
     return remembered_words(message, lambda: get_translations().ugettext(message))
