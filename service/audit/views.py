@@ -35,6 +35,7 @@ from service.auth.access import roles_required
 from service.core.csvfile import SafeCSV
 from service.core.db import get_session, utcnow, writing
 from service.web.labels import label
+from service.web.wiring import local_time
 
 bp = Blueprint("audit", __name__, url_prefix="/audit")
 PAGE_SIZE = 50
@@ -92,17 +93,16 @@ def trail_table(entries) -> tuple[list[str], Markup]:
 
     rows = []
     for e in entries:
-        recorded = e.recorded_at.astimezone(zone).strftime("%d/%m/%Y %H:%M:%S")
-        happened = (e.occurred_at.astimezone(zone).strftime("%d/%m/%Y %H:%M:%S")
-                    if e.occurred_at is not None else recorded)
+        recorded = local_time(e.recorded_at, True, zone=zone)
+        happened = local_time(e.occurred_at, True, zone=zone) if e.occurred_at else recorded
         # The recording time is said when it is another minute than the access.
         also = recorded_line % {"t": recorded} if recorded[:16] != happened[:16] else ""
         rows.append(
             f'<tr><td data-label="#"><a href="{entry_url}{e.seq}">{e.seq}</a></td>\n'
             f'<td data-label="{h_time}"><span>{happened}{also}</span></td>\n'
             f'<td data-label="{h_kind}">{name(e.kind, "entry_kind")}</td>\n'
-            f'<td data-label="{h_actor}">{escape(mask_pii(e.actor)) if e.actor else ""}</td>\n'
-            f'<td data-label="{h_host}">{escape(mask_pii(e.host)) if e.host else ""}</td>\n'
+            f'<td data-label="{h_actor}">{escape(_masked(e.actor) or "")}</td>\n'
+            f'<td data-label="{h_host}">{escape(_masked(e.host) or "")}</td>\n'
             f'<td data-label="{h_action}">{name(e.action, "action") if e.action else ""}</td>\n'
             f'<td data-label="{h_class}">{name(e.data_class, "data_class") if e.data_class else ""}'
             "</td></tr>\n")

@@ -54,11 +54,15 @@ def return_path() -> str:
     return request.path
 
 
-def local_time(value: datetime | None, with_seconds: bool = False) -> str:
-    """Format an aware UTC datetime for people, in the commune's time zone (dd/mm/yyyy HH:MM)."""
+def local_time(value: datetime | None, with_seconds: bool = False, *,
+               zone: ZoneInfo | None = None) -> str:
+    """Format an aware UTC datetime for people, in the commune's time zone (dd/mm/yyyy HH:MM).
+
+    A caller formatting many times passes the ``zone`` it looked up once.
+    """
     if value is None:
         return "—"
-    zone = ZoneInfo(current_app.config["SETTINGS"].timezone)
+    zone = zone or ZoneInfo(current_app.config["SETTINGS"].timezone)
     fmt = "%d/%m/%Y %H:%M:%S" if with_seconds else "%d/%m/%Y %H:%M"
     return value.astimezone(zone).strftime(fmt)
 
