@@ -17,6 +17,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, assume, given, settings
 from schemathesis import GenerationMode
+from schemathesis.checks import positive_data_acceptance
 
 
 @pytest.fixture
@@ -44,6 +45,16 @@ def _has_whole_float(value) -> bool:
     return False
 
 
+def _is_host_mismatch(response) -> bool:
+    """Return whether an answer refuses an event for the host its agent id was first seen on."""
+    if response.status_code != 400:
+        return False
+    try:
+        return response.json().get("error") == "host_mismatch"
+    except ValueError:
+        return False
+
+
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE],
                          ids=["valid", "invalid"])
 def test_api_conforms_to_its_openapi_document(app, token, mode):
@@ -59,6 +70,12 @@ def test_api_conforms_to_its_openapi_document(app, token, mode):
         def exercise(case) -> None:
             if mode == GenerationMode.POSITIVE:
                 assume(not _has_whole_float(case.body))
-            case.call_and_validate(headers=auth)
+            response = case.call(headers=auth)
+            # An agent id is bound to the host of its first contact, so a well-formed event can
+            # be refused for what an earlier case sent (documented 400 host_mismatch): that answer
+            # is checked like any other, except for "valid data is accepted".
+            excluded = [positive_data_acceptance] if _is_host_mismatch(response) else []
+            case.validate_response(response, excluded_checks=excluded, headers=auth,
+                                   transport_kwargs={"headers": dict(auth)})
 
         exercise()
