@@ -33,7 +33,10 @@ SUITES = [
     ("bench.opens_bench", "open_latency", {"repeats": 200}, {"repeats": 20}),
     ("bench.opens_bench", "opens_absorbed", {"n_files": 100_000, "burst": 5_000},
      {"n_files": 5_000, "burst": 1_000}),
+    # `canhgac serve` as it runs by default, then with one process: the same run's baseline.
     ("bench.load_bench", "run", {"clients": 100, "seconds": 60}, {"clients": 20, "seconds": 10}),
+    ("bench.load_bench", "run_one_process", {"clients": 100, "seconds": 60},
+     {"clients": 20, "seconds": 10}),
     ("bench.load_bench", "run_in_step", {"clients": 100, "seconds": 60}, {"clients": 20, "seconds": 10}),
     # The production server beside the previous one (cheroot, 8 threads); all five candidates:
     # python -m bench.slow_client_bench --candidates cheroot,cheroot-128,waitress,uvicorn,hypercorn

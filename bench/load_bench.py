@@ -98,9 +98,14 @@ def _drive(port: int, token: str, cookie: str, clients: int, seconds: float,
     return latency, errors, time.perf_counter() - start
 
 
-def run(clients: int = 100, seconds: float = 60.0, is_in_step: bool = False) -> dict:
-    """Run the load and return request counts, errors and latency percentiles."""
+def run(clients: int = 100, seconds: float = 60.0, is_in_step: bool = False,
+        processes: int | None = None) -> dict:
+    """Run the load against `canhgac serve`; return request counts, errors and latency percentiles.
+
+    ``processes`` None is the server's default (service/core/workers.py).
+    """
     from bench.ingest_bench import _prepared_app
+    from bench.served import served
     from service.auth.operations import create_token, create_user
     from service.core.db import new_session
 
@@ -113,22 +118,18 @@ def run(clients: int = 100, seconds: float = 60.0, is_in_step: bool = False) -> 
                         email="congan@nhanly.example", unit="cong_an", by="bench", is_seeding=True)
             s.commit()
             s.close()
-        from service.core.server import Server
-
-        server = Server(app, "127.0.0.1", 0)  # the production server, as `canhgac serve` runs it
-        server.start()
-        port = server.port
-        cookie = _login(port, "congan", "mat-khau-tai-12")
-        # The clients run in a process of their own, as real agents and browsers are other
-        # machines: in the server's process their 100 threads would contend with it for the
-        # interpreter lock and measure that contention rather than the server.
-        context = multiprocessing.get_context("spawn")
-        with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as pool:
-            latency, errors, wall = pool.submit(_drive, port, token, cookie, clients,
-                                                seconds, is_in_step=is_in_step).result()
-        server.stop()
         app.extensions["canhgac.engine"].dispose()
-    result: dict = {"clients": clients, "is_in_step": is_in_step, "seconds": round(wall, 1),
+        # The production server, as `canhgac serve` runs it, in processes of its own; the
+        # clients in one more, as real agents and browsers are other machines: in the
+        # server's process their 100 threads would contend with it for the interpreter lock.
+        with served(Path(tmp), processes=processes) as port:
+            cookie = _login(port, "congan", "mat-khau-tai-12")
+            context = multiprocessing.get_context("spawn")
+            with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as pool:
+                latency, errors, wall = pool.submit(_drive, port, token, cookie, clients,
+                                                    seconds, is_in_step=is_in_step).result()
+    result: dict = {"clients": clients, "processes": processes or "default",
+                    "is_in_step": is_in_step, "seconds": round(wall, 1),
                     "errors": len(errors),
                     "error_kinds": sorted(set(errors))[:5]}
     for kind, values in latency.items():
@@ -141,6 +142,11 @@ def run(clients: int = 100, seconds: float = 60.0, is_in_step: bool = False) -> 
 def run_in_step(clients: int = 100, seconds: float = 60.0) -> dict:
     """Run the load with every client in the same phase (a page view round every fourth)."""
     return run(clients, seconds, is_in_step=True)
+
+
+def run_one_process(clients: int = 100, seconds: float = 60.0) -> dict:
+    """Run the load against a server of one process: the baseline of `serve --processes`."""
+    return run(clients, seconds, processes=1)
 
 
 if __name__ == "__main__":

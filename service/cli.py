@@ -81,28 +81,52 @@ def init(data_dir, admin_name, admin_email, non_interactive, tls_names) -> None:
               help="Worker threads running requests (slow connections do not hold one)")
 @click.option("--read-deadline", default=30.0, show_default=True, type=click.FloatRange(1, 3600),
               help="Seconds a client has to send a request's headers, and then its body")
-def serve(data_dir, host, port, tls, threads, read_deadline) -> None:
+@click.option("--processes", type=click.IntRange(1, 16), default=None,
+              help="Processes serving requests, each with its own threads "
+                   "[default: one per core, at most 2; 1 where only one can (Windows)]")
+def serve(data_dir, host, port, tls, threads, read_deadline, processes) -> None:
     """Run the service with its production HTTP(S) server (hypercorn, service/core/server.py)."""
     from service.core.heap import settle_heap
     from service.core.jobs import start_background, stop_background
     from service.core.server import Server
+    from service.core.workers import Secondaries, default_processes, is_multiprocess_supported
+
+    processes = processes or default_processes()
+    if processes > 1 and not is_multiprocess_supported():
+        raise click.ClickException("--processes above 1 needs a POSIX system (Linux)")
 
     app = make_app(data_dir, keeps_sessions=True)  # stops on a missing or outdated schema
     keys = app.config["SETTINGS"].keys_dir
     try:
         server = Server(app, host, port, threads=threads, read_deadline=read_deadline,
-                        certfile=keys / "tls.crt" if tls else None, keyfile=keys / "tls.key" if tls else None)
+                        certfile=keys / "tls.crt" if tls else None, keyfile=keys / "tls.key" if tls else None,
+                        is_port_shared=processes > 1)
     except OSError as exc:
         raise click.ClickException(f"{host}:{port}: {exc}") from None
     settle_heap()  # what start-up built lives as long as the process (service/core/heap.py)
     start_background(app)
-    click.echo(f"Canh Gác đang chạy tại / serving at {server.url}/", err=True)
+    secondaries = None
     try:
+        if processes > 1:
+            # The others serve the same port (service/core/workers.py); they find the same
+            # settings in the same environment, on the directory this one resolved.
+            args = ["--data-dir", str(app.config["SETTINGS"].data_dir.resolve()),
+                    "--host", server.host, "--port", str(server.port),
+                    "--threads", str(threads), "--read-deadline", str(read_deadline)]
+            secondaries = Secondaries(processes - 1, [*args, *(["--tls"] if tls else [])])
+            ready = secondaries.start()
+            if ready < processes - 1:
+                click.echo(f"Cảnh báo / warning: {processes - 1 - ready} tiến trình phụ chưa sẵn sàng "
+                           "/ secondary process(es) not ready; restarting", err=True)
+        click.echo(f"Canh Gác đang chạy tại / serving at {server.url}/ "
+                   f"({processes} tiến trình / processes)", err=True)
         # systemd and Windows service managers stop with SIGTERM: shut down as for Ctrl-C.
         server.run(on_signals=("SIGINT", "SIGTERM", "SIGBREAK"))
     except KeyboardInterrupt:
         pass
     finally:
+        if secondaries is not None:
+            secondaries.stop()
         stop_background(app)
 
 

@@ -77,11 +77,15 @@ class LiveServer:
     """`canhgac serve` as a real subprocess on 127.0.0.1; kill -9 and start again at will."""
 
     def __init__(self, data_dir: Path, env: dict[str, str], threads: int = 8,
-                 log_dir: Path | None = None) -> None:
-        """Remember how to start the server; a port is chosen once and kept across restarts."""
+                 log_dir: Path | None = None, processes: int | None = None) -> None:
+        """Remember how to start the server; a port is chosen once and kept across restarts.
+
+        ``processes`` None is `serve`'s default (two on a machine of two cores or more).
+        """
         self.data_dir = data_dir
         self.env = env
         self.threads = threads
+        self.processes = processes
         self.port = free_port()
         self.process: subprocess.Popen | None = None
         self.log = (log_dir or data_dir.parent) / f"server-{self.port}.log"
@@ -91,7 +95,8 @@ class LiveServer:
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "service.cli", "serve", "--data-dir", str(self.data_dir),
-                 "--port", str(self.port), "--threads", str(self.threads)],
+                 "--port", str(self.port), "--threads", str(self.threads),
+                 *(["--processes", str(self.processes)] if self.processes else [])],
                 env=self.env, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
             )
         deadline = time.monotonic() + timeout
@@ -108,6 +113,20 @@ class LiveServer:
             time.sleep(0.1)
         self.kill()
         raise AssertionError(f"server did not answer within {timeout}s")
+
+    def secondary_pids(self) -> list[int]:
+        """Return the pids of the server's secondary processes (service/core/workers.py)."""
+        if self.process is None:
+            return []
+        pids = []
+        for task in Path(f"/proc/{self.process.pid}/task").glob("*/children"):
+            pids += [int(p) for p in task.read_text().split()]
+        found = []
+        for pid in pids:
+            with contextlib.suppress(OSError):  # it exited meanwhile
+                if b"service.core.workers" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    found.append(pid)
+        return sorted(found)
 
     def is_running(self) -> bool:
         """Return whether the server process is alive."""

@@ -637,7 +637,7 @@ def _restore_zip(settings, backup: Path, data_dir: Path) -> BackupSummary:
                 engine.dispose()
                 _clear(data_dir, remove=not existed)
                 if target_db is not None:
-                    for suffix in ("", "-wal", "-shm", "-journal"):
+                    for suffix in ("", "-wal", "-shm", "-journal", "-writer.lock"):
                         Path(f"{target_db}{suffix}").unlink(missing_ok=True)
                 raise
         finally:

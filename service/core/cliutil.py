@@ -128,13 +128,14 @@ def require_installation(choice: DataDirChoice) -> None:
 
 
 def make_app(data_dir: Path | None, *, must_exist: bool = True, keeps_sessions: bool = False,
-             **overrides):
+             is_quiet: bool = False, **overrides):
     """Create the app for a CLI command on the data directory found as the server finds it.
 
     Say which directory on stderr (stdout stays clean for `canhgac checkpoint > kept.txt`). With
     must_exist (every command but `init`), stop before anything is created when that directory
     holds no installation, and when its database has no current schema. Only a command that
-    serves pages (keeps_sessions) makes or reads the session key under keys/.
+    serves pages (keeps_sessions) makes or reads the session key under keys/. ``is_quiet``
+    leaves out the directory line (a secondary server process: its primary said it).
     """
     from service import create_app
     from service.core import migrate
@@ -148,7 +149,8 @@ def make_app(data_dir: Path | None, *, must_exist: bool = True, keeps_sessions: 
         choice = choose_data_dir(data_dir, use_demo_pointer=must_exist, **overrides)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"Thư mục dữ liệu / data directory: {choice.path} ({choice.source})", err=True)
+    if not is_quiet:
+        click.echo(f"Thư mục dữ liệu / data directory: {choice.path} ({choice.source})", err=True)
     if must_exist:
         require_installation(choice)
     app = create_app(choice.settings)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import functools
+import os
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
+from pathlib import Path
 
 import structlog
 from flask import Flask, current_app, g, request
@@ -74,29 +77,101 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
 _BEGIN_DEFERRED: ContextVar[bool] = ContextVar("canhgac_begin_deferred", default=False)
 
 
+try:
+    import fcntl
+except ImportError:  # Windows: the gate is this process's only (see _FileGate)
+    fcntl = None
+
+# How long a writer of another process sleeps between looks at the file gate: the first look
+# comes at once, then after 0.1, 0.2, 0.4, 0.8, then every 1 ms (SQLite's own busy handler
+# sleeps up to 100 ms). At most one thread per process looks: the others wait on its lock.
+FILE_GATE_FIRST_SLEEP = 0.0001
+FILE_GATE_MAX_SLEEP = 0.001
+
+
+class _FileGate:
+    """The writer gate across processes: an exclusive flock on a file beside the database.
+
+    Every app on the database file (the server's processes, `canhgac worker`, a CLI command)
+    takes it before SQLite's write lock, so writers of different processes follow each other
+    within a millisecond instead of meeting in SQLite's busy handler. The file is opened for
+    each transaction and closed after it (closing releases the lock, also when a process dies):
+    a process keeps no descriptor between writes. Where it cannot be created (a read-only
+    directory) the gate is left out and SQLite's own lock does the work, as before.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+        self._is_unusable = fcntl is None
+
+    def acquire(self, deadline: float) -> bool:
+        """Take the file lock before the monotonic ``deadline``; return whether it is held."""
+        if self._is_unusable:
+            return False
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+        except OSError as exc:
+            self._is_unusable = True
+            structlog.get_logger(__name__).warning("writer_file_gate_unusable", path=str(self.path),
+                                                   error=exc.strerror)
+            return False
+        sleep = FILE_GATE_FIRST_SLEEP
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    return False
+                time.sleep(sleep)
+                sleep = min(sleep * 2, FILE_GATE_MAX_SLEEP)
+                continue
+            except OSError:
+                os.close(fd)
+                raise
+            self._fd = fd
+            return True
+
+    def release(self) -> None:
+        """Release the file lock (closing the file releases it)."""
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+
+
 class _WriterGate:
-    """One writer at a time per engine, handed over by a lock instead of SQLite's busy sleeps.
+    """One writer at a time per database, handed over by locks instead of SQLite's busy sleeps.
 
     SQLite's busy handler polls: a writer that finds the lock taken sleeps 1, 2, 5 … up to
     100 ms between tries, so under many concurrent requests the lock often sits free while
     every waiter sleeps (measured: most of an ingest's latency under 100 clients). Threads of
-    this process wait here instead and the next one starts the moment the lock is released.
-    Writers in other processes (a worker, the CLI) still meet SQLite's own lock as before.
+    this process wait on a lock instead and the next one starts the moment it is released;
+    the holder then takes the file gate that writers of other processes (the server's other
+    processes, a worker, the CLI) take too, if the database is a file.
     """
 
-    def __init__(self, timeout: float) -> None:
+    def __init__(self, timeout: float, file_gate: _FileGate | None = None) -> None:
         self._lock = threading.Lock()
         self._holder: object | None = None
+        self._has_file_lock = False
         self._timeout = timeout
+        self._file_gate = file_gate
 
     def begin(self, conn) -> None:
         """Take the gate, then SQLite's write lock (BEGIN IMMEDIATE) for this connection."""
         dbapi_conn = conn.connection.dbapi_connection
+        deadline = time.monotonic() + self._timeout
         # Bounded like SQLite's busy timeout: a thread that already writes and opens a second
         # writing session gets SQLite's "database is locked" after it, never a silent hang.
         is_held = self._lock.acquire(timeout=self._timeout)
         if is_held:
             self._holder = dbapi_conn
+            if self._file_gate is not None:
+                self._has_file_lock = self._file_gate.acquire(deadline)
+                if not self._has_file_lock and not self._file_gate._is_unusable:
+                    structlog.get_logger(__name__).warning("writer_file_gate_timeout",
+                                                           seconds=self._timeout)
         else:  # a writer held it past the busy timeout: say so, then meet SQLite's own lock
             structlog.get_logger(__name__).warning("writer_gate_timeout", seconds=self._timeout)
         try:
@@ -111,6 +186,9 @@ class _WriterGate:
         dbapi_conn = getattr(dbapi_conn, "dbapi_connection", dbapi_conn)
         if dbapi_conn is not None and self._holder is dbapi_conn:
             self._holder = None
+            if self._has_file_lock:
+                self._has_file_lock = False
+                self._file_gate.release()
             self._lock.release()
 
     def attach(self, engine: Engine) -> None:
@@ -223,12 +301,22 @@ def reads_first(app: Flask) -> None:
 ENGINES: weakref.WeakSet[Engine] = weakref.WeakSet()
 
 
+def _file_gate_of(engine: Engine) -> _FileGate | None:
+    database = engine.url.database
+    if not database or database == ":memory:" or database.startswith("file:") \
+            or engine.url.query.get("mode") == "memory":
+        return None
+    # Beside the database, not inside the data directory's keys or exports: a backup copies
+    # the database through SQLite's backup API, never this file.
+    return _FileGate(Path(f"{database}-writer.lock"))
+
+
 def make_engine(url: str, **kwargs) -> Engine:
     """Create an engine with the pragmas and locking this service relies on."""
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
-        gate = _WriterGate(timeout=30)
+        gate = _WriterGate(timeout=30, file_gate=_file_gate_of(engine))
         gate.attach(engine)
         event.listen(engine, "begin", _sqlite_begin(gate))
     else:

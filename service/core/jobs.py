@@ -181,13 +181,17 @@ def _import_job_modules() -> None:
         importlib.import_module(name)
 
 
-def start_background(app: Flask) -> None:
-    """Start the scheduler for this process when enabled in the settings."""
+def start_background(app: Flask, *, is_primary: bool = True) -> None:
+    """Start the policy and, in a primary process, the scheduler when enabled in the settings.
+
+    A secondary server process (service/core/workers.py) runs no scheduled job: its primary
+    does. It still delivers notifications right after its own commits (notify/wiring.py).
+    """
     processor = app.extensions.get("canhgac.processor")
     if processor is not None:
-        processor.start()
+        processor.start(is_primary=is_primary)
         app.extensions["canhgac.processor_started"] = True
-    if not app.config["SETTINGS"].scheduler_enabled:
+    if not is_primary or not app.config["SETTINGS"].scheduler_enabled:
         return
     scheduler = build_scheduler(app)
     scheduler.start()

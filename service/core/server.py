@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import signal
 import socket
 import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
@@ -32,6 +34,7 @@ DEFAULT_READ_DEADLINE = 30.0
 # longer (bench/README.md, 100 clients); slow connections never hold one.
 DEFAULT_THREADS = 8
 BACKLOG = 1024
+BIND_RETRY_SECONDS = 3.0
 # Bytes per second a body must average beyond its first read deadline (32 kbit/s: a slow line
 # passes, a trickle does not; the idea of Apache mod_reqtimeout's MinRate).
 MIN_BODY_RATE = 4096
@@ -165,8 +168,14 @@ class Server:
 
     def __init__(self, app, host: str, port: int, *, threads: int = DEFAULT_THREADS,
                  certfile: Path | None = None, keyfile: Path | None = None,
-                 max_body_bytes: int | None = None, read_deadline: float = DEFAULT_READ_DEADLINE) -> None:
-        """Bind now (port 0 picks a free port, see `port`); nothing is served until `run`/`start`."""
+                 max_body_bytes: int | None = None, read_deadline: float = DEFAULT_READ_DEADLINE,
+                 is_port_shared: bool = False) -> None:
+        """Bind now (port 0 picks a free port, see `port`); nothing is served until `run`/`start`.
+
+        With ``is_port_shared`` the socket is bound with SO_REUSEPORT, so that the other
+        processes of `serve --processes` bind the same port and the kernel spreads new
+        connections over them evenly (service/core/workers.py).
+        """
         self.app = app
         self.threads = threads
         self.is_tls = certfile is not None
@@ -175,7 +184,7 @@ class Server:
         if self.is_tls:
             self.config.create_ssl_context()  # a missing or unreadable key fails here, before serving
         self.wrapper = BufferedWSGI(app, limit, read_deadline)
-        self.sock = _listen_socket(host, port)
+        self.sock = _listen_socket(host, port, is_port_shared=is_port_shared)
         self.host, self.port = self.sock.getsockname()[:2]
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -250,14 +259,32 @@ def _config(certfile: Path | None, keyfile: Path | None, max_body_bytes: int, re
     return config
 
 
-def _listen_socket(host: str, port: int) -> socket.socket:
+def _listen_socket(host: str, port: int, *, is_port_shared: bool = False) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     if sys.platform != "win32":
         # On Windows SO_REUSEADDR would let a second server take the same port.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
+    if is_port_shared:
+        # One socket per process, not one inherited socket: an inherited one is accepted from by
+        # whichever event loop wakes first, and asyncio then accepts every waiting connection
+        # at once, so one process took nearly all of 100 clients (measured, bench/README.md).
+        # Linux lets only sockets of the same user join the group.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    # A server started right after a killed one may find the port still held for a moment by
+    # the killed one's secondary processes (service/core/workers.py), which the kernel is
+    # taking down: wait that moment out; a port another program holds is refused after it.
+    deadline = time.monotonic() + BIND_RETRY_SECONDS
+    while True:
+        try:
+            sock.bind((host, port))
+            break
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE or port == 0 or time.monotonic() > deadline:
+                sock.close()
+                raise
+            time.sleep(0.05)
     # Listening from here on: a client that connects before the loop runs waits in the backlog.
     sock.listen(BACKLOG)
     sock.setblocking(False)

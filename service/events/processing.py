@@ -150,6 +150,9 @@ class PolicyProcessor:
         self._lock = threading.RLock()
         self._watcher = None
         self._recorded_hash: str | None = None
+        # A secondary server process (core/workers.py) follows policy changes without
+        # recording refusals or announcing: its primary does, once.
+        self.is_primary = True
 
     # ------------------------------------------------------------------ loading
 
@@ -204,6 +207,11 @@ class PolicyProcessor:
         previous = self.state.policy
         self._put_in_force(policy, [], str(policy.directory or self.state.directory))
         self.state.last_error = None
+        if not self.is_primary:
+            # Its hash enters the trail before this process's first verdict under it
+            # (record_version at ingest); the primary announces the change.
+            logger.info("policy_reloaded", hash=policy.hash, is_primary=False)
+            return
         with self.app.app_context():
             session = new_session(self.app)
             try:
@@ -220,6 +228,8 @@ class PolicyProcessor:
         self.state.last_error = reason[:2000]
         self.state.last_error_at = utcnow()
         logger.error("policy_rejected", problems=reason[:500])
+        if not self.is_primary:
+            return  # the primary records the refusal and raises the alert, once
         with self.app.app_context():
             session = new_session(self.app)
             try:
@@ -412,17 +422,22 @@ class PolicyProcessor:
         alert.incident_id = incident.id
         alert.state = "incident"
 
-    def start(self) -> None:
-        """Record the version in force, rebuild the windows from the trail, start watching."""
+    def start(self, *, is_primary: bool = True) -> None:
+        """Record the version in force, rebuild the windows from the trail, start watching.
+
+        A secondary server process (``is_primary`` false) records no refusal and announces
+        nothing: the primary that started it did both.
+        """
+        self.is_primary = is_primary
         session = new_session(self.app)
         try:
             with self.app.app_context():
-                if self.state.last_error:
+                if self.state.last_error and is_primary:
                     # the configured policy was refused at start: the default one runs instead
                     self._record_rejection(session, self.state.last_error, at_start=True)
                 # a refused policy already raised its alert; the default it fell back to was
                 # not "edited while stopped"
-                self.record_version(session, announce=not self.state.last_error)
+                self.record_version(session, announce=is_primary and not self.state.last_error)
                 warmed = self.warm_up(session)
                 session.commit()
         finally:
