@@ -139,6 +139,16 @@ def group_key_text(verdict: Verdict) -> str:
                      g.object_path or "*"])[:512]
 
 
+def stored_event(body: str) -> Event | None:
+    """Return the event of a stored ``event`` entry's body, or None if it no longer validates."""
+    data = json.loads(body)["body"]
+    data.pop("source", None)  # added by ingest next to the event, not part of it
+    try:
+        return Event.model_validate(data)
+    except ValueError:
+        return None
+
+
 class PolicyProcessor:
     """Applies the policy in force to events and monitoring signals."""
 
@@ -147,6 +157,9 @@ class PolicyProcessor:
         self.settings = app.config["SETTINGS"]
         self.state = PolicyState()
         self.windows = WindowState()
+        # The highest trail seq whose events are in the windows (None until warm_up or the
+        # first batch); the events above it were appended by other processes, or not yet.
+        self._seen_seq: int | None = None
         self._lock = threading.RLock()
         self._watcher = None
         self._recorded_hash: str | None = None
@@ -272,29 +285,59 @@ class PolicyProcessor:
 
     def warm_up(self, session: Session, now: datetime | None = None) -> int:
         """Rebuild the window counters from the trail's recent events; return how many."""
-        from canhgac_common.events import Event as EventModel
-
         policy = self.state.policy
         if policy is None:
             return 0
         since = (now or utcnow()) - WARMUP
-        count = 0
+        # The size first, and only entries below it: on PostgreSQL each statement sees what
+        # was committed when it began, so an append landing between the two reads is left
+        # to the first batch's catch-up instead of being counted twice.
+        last_seq = log.tree_size(session) - 1
         rows = session.execute(
-            select(AuditEntry.body).where(AuditEntry.kind == "event", AuditEntry.recorded_at >= since)
+            select(AuditEntry.body)
+            .where(AuditEntry.kind == "event", AuditEntry.recorded_at >= since,
+                   AuditEntry.seq <= last_seq)
             .order_by(AuditEntry.seq)
         ).scalars()
-        import json
-
+        count = 0
         with self._lock:
             for body in rows:
-                data = json.loads(body)["body"]
-                data.pop("source", None)
-                try:
-                    event = EventModel.model_validate(data)
-                except ValueError:
+                event = stored_event(body)
+                if event is None:
                     continue
                 engine.evaluate(event, policy, self.windows)
                 count += 1
+            # The whole trail up to last_seq is accounted for, entries older than WARMUP too
+            # (past every window). A batch evaluated meanwhile (above last_seq) is not fed again.
+            self._seen_seq = last_seq if self._seen_seq is None else max(self._seen_seq, last_seq)
+        return count
+
+    def _catch_up(self, session: Session, policy: engine.Policy, before_seq: int) -> int:
+        """Feed the windows the events appended since ours and before ``before_seq``; count them.
+
+        Other processes (HTTP workers, the CLI, a second instance on PostgreSQL) append to the
+        same trail; without their events a windowed rule sees only this process's share. The
+        caller holds the trail's write lock, so every entry below ``before_seq`` is committed.
+        Their verdicts are dropped: the process that stored those events acted on them.
+        """
+        seen = self._seen_seq
+        if seen is None or before_seq <= seen + 1:
+            return 0  # no starting point yet (no warm_up, no batch), or nothing in between
+        rows = session.execute(
+            select(AuditEntry.recorded_at, AuditEntry.body)
+            .where(AuditEntry.seq > seen, AuditEntry.seq < before_seq, AuditEntry.kind == "event")
+            .order_by(AuditEntry.seq)
+        )
+        count = 0
+        for recorded_at, body in rows:
+            event = stored_event(body)
+            if event is None:
+                continue
+            # Judged at its receive time, as by the process that stored it (which caps the
+            # time of an event from a clock running ahead alike).
+            engine.evaluate(event, policy, self.windows, now=recorded_at)
+            count += 1
+        self._seen_seq = before_seq - 1
         return count
 
     # ------------------------------------------------------------------ per batch
@@ -317,8 +360,13 @@ class PolicyProcessor:
         self.record_version(session)
         now = utcnow()
         with self._lock:
+            if pairs:
+                self._catch_up(session, policy, pairs[0][1].seq)
             hits = [(verdict, entry.seq, event) for event, entry in pairs
                     for verdict in engine.evaluate(event, policy, self.windows, now=now)]
+            if pairs:
+                # Set even when warm_up never ran: later batches then catch up from here.
+                self._seen_seq = pairs[-1][1].seq
         unknown = self._unknown_classes(session, policy, pairs)
         return self._act(session, hits) + unknown
 
