@@ -99,10 +99,10 @@ def _drive(port: int, token: str, cookie: str, clients: int, seconds: float,
 
 
 def run(clients: int = 100, seconds: float = 60.0, is_in_step: bool = False,
-        processes: int | None = None) -> dict:
+        processes: int | None = None, threads: int | None = None) -> dict:
     """Run the load against `canhgac serve`; return request counts, errors and latency percentiles.
 
-    ``processes`` None is the server's default (service/core/workers.py).
+    ``processes`` and ``threads`` None are the server's defaults (service/core/workers.py).
     """
     from bench.ingest_bench import _prepared_app
     from bench.served import served
@@ -122,13 +122,14 @@ def run(clients: int = 100, seconds: float = 60.0, is_in_step: bool = False,
         # The production server, as `canhgac serve` runs it, in processes of its own; the
         # clients in one more, as real agents and browsers are other machines: in the
         # server's process their 100 threads would contend with it for the interpreter lock.
-        with served(Path(tmp), processes=processes) as port:
+        with served(Path(tmp), processes=processes, threads=threads) as port:
             cookie = _login(port, "congan", "mat-khau-tai-12")
             context = multiprocessing.get_context("spawn")
             with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as pool:
                 latency, errors, wall = pool.submit(_drive, port, token, cookie, clients,
                                                     seconds, is_in_step=is_in_step).result()
     result: dict = {"clients": clients, "processes": processes or "default",
+                    "threads": threads or "default",
                     "is_in_step": is_in_step, "seconds": round(wall, 1),
                     "errors": len(errors),
                     "error_kinds": sorted(set(errors))[:5]}

@@ -23,11 +23,11 @@ def _free_port() -> int:
 
 
 @contextmanager
-def served(data_dir: Path, *, processes: int | None = None,
+def served(data_dir: Path, *, processes: int | None = None, threads: int | None = None,
            timeout: float = 120.0) -> Iterator[int]:
     """Run `canhgac serve` on a prepared data directory; yield its port; stop it with SIGTERM.
 
-    ``processes`` None is `serve`'s own default. No scheduler and no policy watcher run, as in
+    ``processes`` and ``threads`` None are `serve`'s own defaults. No scheduler and no policy watcher run, as in
     the other benchmarks: what is measured is requests.
     """
     port = _free_port()
@@ -37,6 +37,8 @@ def served(data_dir: Path, *, processes: int | None = None,
                "--port", str(port)]
     if processes is not None:
         command += ["--processes", str(processes)]
+    if threads is not None:
+        command += ["--threads", str(threads)]
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE, text=True)
     lines: list[str] = []

@@ -75,10 +75,11 @@ def init(data_dir, admin_name, admin_email, non_interactive, tls_names) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--tls/--no-tls", default=False, help="Serve HTTPS with the certificate under keys/")
-# The default is service.core.server.DEFAULT_THREADS (tested): importing it here would load
-# hypercorn for every command.
-@click.option("--threads", default=8, show_default=True, type=click.IntRange(1, 64),
-              help="Worker threads running requests (slow connections do not hold one)")
+# The defaults are service.core.server's DEFAULT_THREADS and DEFAULT_THREADS_PER_PROCESS
+# (tested): importing them here would load hypercorn for every command.
+@click.option("--threads", type=click.IntRange(1, 64), default=None,
+              help="Worker threads running requests in each process (slow connections do not "
+                   "hold one) [default: 8 with one process, 2 each with several]")
 @click.option("--read-deadline", default=30.0, show_default=True, type=click.FloatRange(1, 3600),
               help="Seconds a client has to send a request's headers, and then its body")
 @click.option("--processes", type=click.IntRange(1, 16), default=None,
@@ -89,11 +90,17 @@ def serve(data_dir, host, port, tls, threads, read_deadline, processes) -> None:
     from service.core.heap import settle_heap
     from service.core.jobs import start_background, stop_background
     from service.core.server import Server
-    from service.core.workers import Secondaries, default_processes, is_multiprocess_supported
+    from service.core.workers import (
+        Secondaries,
+        default_processes,
+        is_multiprocess_supported,
+        serve_threads,
+    )
 
     processes = processes or default_processes()
     if processes > 1 and not is_multiprocess_supported():
         raise click.ClickException("--processes above 1 needs a POSIX system (Linux)")
+    threads = threads or serve_threads(processes)
 
     app = make_app(data_dir, keeps_sessions=True)  # stops on a missing or outdated schema
     keys = app.config["SETTINGS"].keys_dir

@@ -170,3 +170,26 @@ def test_warm_up_accounts_for_the_whole_trail_up_to_its_last_entry(app, other_pr
             assert processor._seen_seq == log.tree_size(s) - 1
         finally:
             s.close()
+
+
+def test_events_no_windowed_rule_counts_are_not_read_back(app, other_process, monkeypatch):
+    """Opens (most of what agents send) move no window: the catch-up leaves them in the trail."""
+    from service.events import processing
+
+    policy = app.extensions["canhgac.processor"].state.policy
+    assert "export" in policy.windowed_actions and "open" not in policy.windowed_actions
+    app.extensions["canhgac.processor"].start()
+    second = other_process()
+    opened = Event.model_validate({**_export(30).model_dump(mode="json"), "action": "open"})
+    _ingest(second, opened, _export(25))
+    read_back: list[str] = []
+    decode = processing.stored_event
+
+    def counting(body):
+        event = decode(body)
+        read_back.append(str(event.action))
+        return event
+
+    monkeypatch.setattr(processing, "stored_event", counting)
+    _ingest(app, _export(20))
+    assert read_back == ["export"]

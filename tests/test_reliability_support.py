@@ -76,11 +76,12 @@ def verify(data_dir: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
 class LiveServer:
     """`canhgac serve` as a real subprocess on 127.0.0.1; kill -9 and start again at will."""
 
-    def __init__(self, data_dir: Path, env: dict[str, str], threads: int = 8,
+    def __init__(self, data_dir: Path, env: dict[str, str], threads: int | None = None,
                  log_dir: Path | None = None, processes: int | None = None) -> None:
         """Remember how to start the server; a port is chosen once and kept across restarts.
 
-        ``processes`` None is `serve`'s default (two on a machine of two cores or more).
+        ``processes`` and ``threads`` None are `serve`'s defaults (two processes of two
+        threads on a machine of two cores or more).
         """
         self.data_dir = data_dir
         self.env = env
@@ -95,7 +96,8 @@ class LiveServer:
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "service.cli", "serve", "--data-dir", str(self.data_dir),
-                 "--port", str(self.port), "--threads", str(self.threads),
+                 "--port", str(self.port),
+                 *(["--threads", str(self.threads)] if self.threads else []),
                  *(["--processes", str(self.processes)] if self.processes else [])],
                 env=self.env, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
             )

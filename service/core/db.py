@@ -238,6 +238,31 @@ def writing(session: Session) -> Iterator[None]:
         _BEGIN_DEFERRED.reset(token)
 
 
+@contextmanager
+def reading(session: Session) -> Iterator[None]:
+    """Run the statements inside in a read transaction and end it, so the writes after wait alone.
+
+    On SQLite a request's first statement otherwise takes the write lock (BEGIN IMMEDIATE), and
+    everything up to its commit holds every other writer of every process back: a look-up that
+    only reads (the bearer token) is done in a WAL read snapshot instead, and the write lock is
+    taken by the first statement after. Nothing inside may change a row (the snapshot cannot
+    become a write); rows read stay loaded (expire_on_commit is off) and may be changed after.
+    Elsewhere (PostgreSQL, or a transaction already open) it changes nothing.
+    """
+    is_split = (session.get_bind().dialect.name == "sqlite" and not session.in_transaction()
+                and not _BEGIN_DEFERRED.get())
+    if not is_split:
+        yield
+        return
+    token = _BEGIN_DEFERRED.set(True)
+    try:
+        yield
+    finally:
+        _BEGIN_DEFERRED.reset(token)
+    if session.in_transaction():
+        session.commit()  # a read-only transaction: nothing to flush, no fsync
+
+
 def _is_busy(exc: BaseException) -> bool:
     code = getattr(getattr(exc, "orig", None), "sqlite_errorcode", None)
     return code is not None and code & 0xFF == 5  # SQLITE_BUSY and its extended codes

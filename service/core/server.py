@@ -33,6 +33,13 @@ DEFAULT_READ_DEADLINE = 30.0
 # Requests are CPU work under one interpreter lock: more threads than this only queue in it
 # longer (bench/README.md, 100 clients); slow connections never hold one.
 DEFAULT_THREADS = 8
+# With several processes (service/core/workers.py), each runs fewer: the thread holding the
+# database's write lock shares its process's interpreter lock with the others, and every
+# statement it runs hands that lock over and waits to get it back, while the other processes'
+# writers wait for it. Measured under 100 clients: time in the write lock beyond its CPU
+# 2.2 ms a transaction with 8 threads a process, 1.5 with 2, 0.6 with 1 (bench/README.md);
+# 2 keeps a long request (a PDF report) from stopping its process.
+DEFAULT_THREADS_PER_PROCESS = 2
 BACKLOG = 1024
 BIND_RETRY_SECONDS = 3.0
 # Bytes per second a body must average beyond its first read deadline (32 kbit/s: a slow line

@@ -53,6 +53,13 @@ def default_processes() -> int:
     return max(1, min(2, cores or 1))
 
 
+def serve_threads(processes: int) -> int:
+    """Return the default number of worker threads in each of ``processes`` serving processes."""
+    from service.core.server import DEFAULT_THREADS, DEFAULT_THREADS_PER_PROCESS
+
+    return DEFAULT_THREADS if processes == 1 else DEFAULT_THREADS_PER_PROCESS
+
+
 class Secondaries:
     """The secondary server processes of one primary: start, watch, restart, stop."""
 

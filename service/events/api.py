@@ -11,7 +11,7 @@ from sqlalchemy.exc import DBAPIError, PendingRollbackError
 from canhgac_common.events import NO_NUL, Count, Event, Timestamp
 from service.auth.access import public, token_required
 from service.auth.operations import find_token, note_token_use
-from service.core.db import get_session
+from service.core.db import get_session, reading
 from service.events import operations
 from service.events.conflicts import EventIdConflict, record_conflict
 
@@ -75,10 +75,14 @@ def _authenticate():
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         return None
-    row = find_token(get_session(), token.strip())
+    session = get_session()
+    # Looked up in a read transaction (SQLite): the write lock, which every writer of every
+    # server process waits for, is taken only when the events are stored (bench/README.md).
+    with reading(session):
+        row = find_token(session, token.strip())
     if row is None or not row.can_ingest:
         return None  # a monitor token reads the trail; it never writes events
-    note_token_use(row)
+    note_token_use(row)  # written with the events, in their transaction
     return row
 
 

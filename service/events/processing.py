@@ -323,9 +323,16 @@ class PolicyProcessor:
         seen = self._seen_seq
         if seen is None or before_seq <= seen + 1:
             return 0  # no starting point yet (no warm_up, no batch), or nothing in between
+        if not policy.windowed_actions:
+            self._seen_seq = before_seq - 1
+            return 0
+        # Only events of an action some windowed rule counts can move a window: the others
+        # (opens, the bulk of what agents send) are not read back. This runs under the write
+        # lock, where every microsecond holds up every other writer (bench/README.md).
         rows = session.execute(
             select(AuditEntry.recorded_at, AuditEntry.body)
-            .where(AuditEntry.seq > seen, AuditEntry.seq < before_seq, AuditEntry.kind == "event")
+            .where(AuditEntry.seq > seen, AuditEntry.seq < before_seq, AuditEntry.kind == "event",
+                   AuditEntry.action.in_(sorted(policy.windowed_actions)))
             .order_by(AuditEntry.seq)
         )
         count = 0

@@ -270,6 +270,8 @@ class Policy:
     candidates: dict[Action, dict[str | None, tuple[CompiledRule, ...]]] = field(
         repr=False, default_factory=dict)
     signal_rules: tuple[CompiledRule, ...] = field(repr=False, default=())
+    # the actions (their values) some enabled windowed rule counts: only their events move windows
+    windowed_actions: frozenset[str] = field(repr=False, default=frozenset())
     rule_origins: dict[str, tuple[str, int]] = field(repr=False, default_factory=dict)
     test_origins: tuple[tuple[str, int, tuple[int, ...]], ...] = field(repr=False, default=())
     test_subjects: tuple[tuple[Event | MonitoringSignal, ...], ...] = field(repr=False, default=())
@@ -428,6 +430,8 @@ def compile_policy(
             if rules
         },
         signal_rules=tuple(r for r in compiled if r.spec.subject is Subject.SIGNAL),
+        windowed_actions=frozenset(action.value for action, rules in by_action.items()
+                                   if any(r.stateful is not None for r in rules)),
         rule_origins=dict(rule_origins or {}),
         test_origins=tuple(test_origins),
         test_subjects=tuple(tuple(s) for s in test_subjects),
