@@ -170,10 +170,12 @@ def postgresql(events: list[dict]) -> dict | None:
             "ratio_to_copy": service / raw["copy"]}
 
 
-def http_rate(events: list[dict], clients: int = 4, batch: int = 1000) -> dict:
-    """Ingest over HTTP against the production server with several concurrent clients."""
+def http_rate(events: list[dict], clients: int = 4, batch: int = 1000,
+              processes: int | None = None) -> dict:
+    """Ingest over HTTP against `canhgac serve` (its defaults) with several concurrent clients."""
     import http.client
 
+    from bench.served import served
     from service.auth.operations import create_token
     from service.core.db import new_session
 
@@ -184,43 +186,38 @@ def http_rate(events: list[dict], clients: int = 4, batch: int = 1000) -> dict:
             _, token = create_token(s, "bench", by="bench")
             s.commit()
             s.close()
-        from service.core.server import Server
-
-        server = Server(app, "127.0.0.1", 0, threads=clients)
-        server.start()
-        port = server.port
+        app.extensions["canhgac.engine"].dispose()
         batches = [json.dumps(events[i : i + batch]) for i in range(0, len(events), batch)]
         latencies: list[float] = []
         errors: list[str] = []
         lock = threading.Lock()
+        with served(Path(tmp), processes=processes) as port:
+            def worker(mine: list[str]) -> None:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+                for body in mine:
+                    t0 = time.perf_counter()
+                    conn.request("POST", "/api/v1/events", body=body,
+                                 headers={"Authorization": f"Bearer {token}",
+                                          "Content-Type": "application/json"})
+                    response = conn.getresponse()
+                    response.read()
+                    with lock:
+                        latencies.append(time.perf_counter() - t0)
+                        if response.status != 200:
+                            errors.append(str(response.status))
+                conn.close()
 
-        def worker(mine: list[str]) -> None:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-            for body in mine:
-                t0 = time.perf_counter()
-                conn.request("POST", "/api/v1/events", body=body,
-                             headers={"Authorization": f"Bearer {token}",
-                                      "Content-Type": "application/json"})
-                response = conn.getresponse()
-                response.read()
-                with lock:
-                    latencies.append(time.perf_counter() - t0)
-                    if response.status != 200:
-                        errors.append(str(response.status))
-            conn.close()
-
-        threads = [threading.Thread(target=worker, args=(batches[k::clients],)) for k in range(clients)]
-        start = time.perf_counter()
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        elapsed = time.perf_counter() - start
-        server.stop()
-        app.extensions["canhgac.engine"].dispose()
+            threads = [threading.Thread(target=worker, args=(batches[k::clients],)) for k in range(clients)]
+            start = time.perf_counter()
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            elapsed = time.perf_counter() - start
     latencies.sort()
     return {
         "events_per_s": len(events) / elapsed, "clients": clients, "errors": len(errors),
+        "processes": processes or "default",
         "batch_p50_ms": 1000 * latencies[len(latencies) // 2],
         "batch_p99_ms": 1000 * latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
     }
@@ -240,6 +237,8 @@ def run(quick: bool = False) -> dict:
     raws.append(raw_sqlite_rate(events))
     http = http_rate(make_events(n, seed=1))
     raws.append(raw_sqlite_rate(events))
+    http_one = http_rate(make_events(n, seed=3), processes=1)  # `serve --processes 1` beside it
+    raws.append(raw_sqlite_rate(events))
     raw = statistics.median(raws)
     pg = postgresql(make_events(n // 2, seed=2))
     return {
@@ -250,5 +249,7 @@ def run(quick: bool = False) -> dict:
         "service_layer_ratio_to_raw_sqlite": service / raw,
         "http": http,
         "http_ratio_to_raw_sqlite": http["events_per_s"] / raw,
+        "http_one_process": http_one,
+        "http_one_process_ratio_to_raw_sqlite": http_one["events_per_s"] / raw,
         "postgresql": pg if pg is not None else "skipped: PostgreSQL did not answer",
     }
