@@ -84,7 +84,7 @@ def init(data_dir, admin_name, admin_email, non_interactive, tls_names) -> None:
               help="Seconds a client has to send a request's headers, and then its body")
 @click.option("--processes", type=click.IntRange(1, 16), default=None,
               help="Processes serving requests, each with its own threads "
-                   "[default: one per core, at most 2; 1 where only one can (Windows)]")
+                   "[default: one per core, at most 2, on Linux; 1 elsewhere]")
 def serve(data_dir, host, port, tls, threads, read_deadline, processes) -> None:
     """Run the service with its production HTTP(S) server (hypercorn, service/core/server.py)."""
     from service.core.heap import settle_heap
@@ -99,7 +99,7 @@ def serve(data_dir, host, port, tls, threads, read_deadline, processes) -> None:
 
     processes = processes or default_processes()
     if processes > 1 and not is_multiprocess_supported():
-        raise click.ClickException("--processes above 1 needs a POSIX system (Linux)")
+        raise click.ClickException("--processes above 1 needs Linux")
     threads = threads or serve_threads(processes)
 
     app = make_app(data_dir, keeps_sessions=True)  # stops on a missing or outdated schema
@@ -107,7 +107,7 @@ def serve(data_dir, host, port, tls, threads, read_deadline, processes) -> None:
     try:
         server = Server(app, host, port, threads=threads, read_deadline=read_deadline,
                         certfile=keys / "tls.crt" if tls else None, keyfile=keys / "tls.key" if tls else None,
-                        is_port_shared=processes > 1)
+                        port_sharing="open" if processes > 1 else None)
     except OSError as exc:
         raise click.ClickException(f"{host}:{port}: {exc}") from None
     settle_heap()  # what start-up built lives as long as the process (service/core/heap.py)

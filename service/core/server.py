@@ -176,11 +176,11 @@ class Server:
     def __init__(self, app, host: str, port: int, *, threads: int = DEFAULT_THREADS,
                  certfile: Path | None = None, keyfile: Path | None = None,
                  max_body_bytes: int | None = None, read_deadline: float = DEFAULT_READ_DEADLINE,
-                 is_port_shared: bool = False) -> None:
+                 port_sharing: str | None = None) -> None:
         """Bind now (port 0 picks a free port, see `port`); nothing is served until `run`/`start`.
 
-        With ``is_port_shared`` the socket is bound with SO_REUSEPORT, so that the other
-        processes of `serve --processes` bind the same port and the kernel spreads new
+        ``port_sharing`` "open" binds a port nothing else holds with SO_REUSEPORT, so that the
+        other processes of `serve --processes` can "join" it; the kernel then spreads new
         connections over them evenly (service/core/workers.py).
         """
         self.app = app
@@ -191,7 +191,9 @@ class Server:
         if self.is_tls:
             self.config.create_ssl_context()  # a missing or unreadable key fails here, before serving
         self.wrapper = BufferedWSGI(app, limit, read_deadline)
-        self.sock = _listen_socket(host, port, is_port_shared=is_port_shared)
+        if port_sharing == "open":
+            port = _exclusive_port(host, port)
+        self.sock = _listen_socket(host, port, is_port_shared=port_sharing is not None)
         self.host, self.port = self.sock.getsockname()[:2]
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -264,6 +266,16 @@ def _config(certfile: Path | None, keyfile: Path | None, max_body_bytes: int, re
         config.certfile = str(certfile)
         config.keyfile = str(keyfile)
     return config
+
+
+def _exclusive_port(host: str, port: int) -> int:
+    """Return the port after checking that nothing holds it: a shared bind would join a holder."""
+    # A second `canhgac serve` started by mistake on the same port must fail as it always did
+    # ("address in use"), not join the first one's processes and split its connections.
+    probe = _listen_socket(host, port)
+    port = probe.getsockname()[1]
+    probe.close()
+    return port
 
 
 def _listen_socket(host: str, port: int, *, is_port_shared: bool = False) -> socket.socket:

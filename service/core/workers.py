@@ -39,10 +39,12 @@ STOP_TIMEOUT_SECONDS = 20.0
 
 
 def is_multiprocess_supported() -> bool:
-    """Tell whether several processes can serve here (Linux and other POSIX systems)."""
+    """Tell whether several processes can serve here (Linux)."""
     from service.core.db import fcntl
 
-    return fcntl is not None and hasattr(socket, "SO_REUSEPORT")
+    # Linux alone both spreads connections over SO_REUSEPORT sockets and kills a child with its
+    # parent (PR_SET_PDEATHSIG); elsewhere one process serves, as before.
+    return sys.platform.startswith("linux") and fcntl is not None and hasattr(socket, "SO_REUSEPORT")
 
 
 def default_processes() -> int:
@@ -155,7 +157,7 @@ def _wait_ready(fds: list[int], timeout: float) -> int:
 
 def _die_with_parent(parent_pid: int) -> None:
     """Ask the kernel to kill this process when the primary dies; exit if it already has."""
-    if sys.platform.startswith("linux"):
+    if sys.platform.startswith("linux"):  # the only platform workers run on (see above)
         import ctypes
 
         pr_set_pdeathsig = 1
@@ -187,7 +189,7 @@ def main(argv: list[str] | None = None) -> None:
     app = make_app(args.data_dir, keeps_sessions=True, is_quiet=True)
     keys = app.config["SETTINGS"].keys_dir
     server = Server(app, args.host, args.port, threads=args.threads,
-                    read_deadline=args.read_deadline, is_port_shared=True,
+                    read_deadline=args.read_deadline, port_sharing="join",
                     certfile=keys / "tls.crt" if args.tls else None,
                     keyfile=keys / "tls.key" if args.tls else None)
     settle_heap()
