@@ -128,6 +128,9 @@ def _security_subjects(app) -> list[str]:
 def test_a_policy_changed_while_stopped_is_announced_at_start(app, settings_overrides, make_user):
     make_user("chu_tich", "leader")
     app.extensions["canhgac.processor"].start()  # version 1 recorded
+    # The service stops: its watcher must not see the edit below (under load it could record
+    # and announce the change itself before the restarted service does).
+    app.extensions["canhgac.processor"].stop_watching()
     rules = settings_overrides["policy_dir"] / "rules.yaml"
     first = app.extensions["canhgac.processor"].state.policy.hash
     rules.write_text(rules.read_text(encoding="utf-8").replace(

@@ -21,7 +21,7 @@ from canhgac_common.events import Event
 from service.audit import log
 from service.audit.log import AppendedEntry, PendingEntry
 from service.audit.models import AuditEntry
-from service.core.db import new_session, utcnow
+from service.core.db import new_session, reading, utcnow
 from service.incidents.models import Alert
 from service.policy import engine
 from service.policy.loader import load_policy, resolve_policy_dir
@@ -284,7 +284,7 @@ class PolicyProcessor:
     # ------------------------------------------------------------------ windows
 
     def warm_up(self, session: Session, now: datetime | None = None) -> int:
-        """Rebuild the window counters from the trail's recent events; return how many."""
+        """Rebuild the window counters from the trail's recent events; return how many it fed."""
         policy = self.state.policy
         if policy is None:
             return 0
@@ -293,10 +293,13 @@ class PolicyProcessor:
         # was committed when it began, so an append landing between the two reads is left
         # to the first batch's catch-up instead of being counted twice.
         last_seq = log.tree_size(session) - 1
+        # Only events of an action some windowed rule counts (see _catch_up): a day of opens
+        # is most of a day's trail and moves no window.
         rows = session.execute(
             select(AuditEntry.body)
             .where(AuditEntry.kind == "event", AuditEntry.recorded_at >= since,
-                   AuditEntry.seq <= last_seq)
+                   AuditEntry.seq <= last_seq,
+                   AuditEntry.action.in_(sorted(policy.windowed_actions)))
             .order_by(AuditEntry.seq)
         ).scalars()
         count = 0
@@ -487,13 +490,16 @@ class PolicyProcessor:
         session = new_session(self.app)
         try:
             with self.app.app_context():
+                # Read beside the writers (SQLite: outside the write lock): a secondary started
+                # again while the others serve must not hold up their writes meanwhile.
+                with reading(session):
+                    warmed = self.warm_up(session)
                 if self.state.last_error and is_primary:
                     # the configured policy was refused at start: the default one runs instead
                     self._record_rejection(session, self.state.last_error, at_start=True)
                 # a refused policy already raised its alert; the default it fell back to was
                 # not "edited while stopped"
                 self.record_version(session, announce=is_primary and not self.state.last_error)
-                warmed = self.warm_up(session)
                 session.commit()
         finally:
             session.close()
