@@ -168,58 +168,49 @@ def test_a_broken_policy_at_start_runs_the_default_and_raises_an_alert(app, sett
         restarted.extensions["canhgac.engine"].dispose()
 
 
-def _second_process(settings_overrides):
-    """Return an app as a secondary server process has it (core/workers.py), started."""
+@pytest.fixture
+def two_processes(app, settings_overrides):
+    """Yield the processors of a primary and a secondary server process (core/workers.py), started."""
     from service import create_app
     from service.config import load_settings
 
+    primary = app.extensions["canhgac.processor"]
+    primary.start()
     second = create_app(load_settings(settings_overrides, environ={}))
-    second.extensions["canhgac.processor"].start(is_primary=False)
-    return second
+    secondary = second.extensions["canhgac.processor"]
+    secondary.start(is_primary=False)
+    yield primary, secondary
+    primary.stop_watching()
+    secondary.stop_watching()
+    second.extensions["canhgac.engine"].dispose()
 
 
 def test_with_two_processes_a_change_takes_effect_in_both_and_is_announced_once(
-        app, settings_overrides, make_user):
+        app, settings_overrides, make_user, two_processes):
     make_user("chu_tich", "leader")
-    primary = app.extensions["canhgac.processor"]
-    primary.start()
-    second = _second_process(settings_overrides)
-    secondary = second.extensions["canhgac.processor"]
-    try:
-        first = primary.state.policy.hash
-        rules = settings_overrides["policy_dir"] / "rules.yaml"
-        rules.write_text(rules.read_text(encoding="utf-8").replace(
-            'title: "Xóa hàng loạt tệp dữ liệu cá nhân"', 'title: "Xóa nhiều tệp dữ liệu cá nhân"', 1),
-            encoding="utf-8")
-        assert _wait(lambda: primary.state.policy.hash != first
-                     and secondary.state.policy.hash == primary.state.policy.hash)
-        assert _wait(lambda: _kinds(app).count("policy.loaded") == 2)
-        assert _wait(lambda: len(_security_subjects(app)) == 1)
-        time.sleep(1.0)  # anything the secondary would add comes within the debounce
-        assert _kinds(app).count("policy.loaded") == 2
-        assert _security_subjects(app) == [
-            "[Canh Gác] Thay đổi quyền: Chính sách phát hiện đã được thay đổi và đang áp dụng"]
-    finally:
-        primary.stop_watching()
-        secondary.stop_watching()
-        second.extensions["canhgac.engine"].dispose()
+    primary, secondary = two_processes
+    first = primary.state.policy.hash
+    rules = settings_overrides["policy_dir"] / "rules.yaml"
+    rules.write_text(rules.read_text(encoding="utf-8").replace(
+        'title: "Xóa hàng loạt tệp dữ liệu cá nhân"', 'title: "Xóa nhiều tệp dữ liệu cá nhân"', 1),
+        encoding="utf-8")
+    assert _wait(lambda: primary.state.policy.hash != first
+                 and secondary.state.policy.hash == primary.state.policy.hash)
+    assert _wait(lambda: _kinds(app).count("policy.loaded") == 2)
+    assert _wait(lambda: len(_security_subjects(app)) == 1)
+    time.sleep(1.0)  # anything the secondary would add comes within the debounce
+    assert _kinds(app).count("policy.loaded") == 2
+    assert _security_subjects(app) == [
+        "[Canh Gác] Thay đổi quyền: Chính sách phát hiện đã được thay đổi và đang áp dụng"]
 
 
-def test_with_two_processes_a_broken_change_is_recorded_once(app, settings_overrides):
-    primary = app.extensions["canhgac.processor"]
-    primary.start()
-    second = _second_process(settings_overrides)
-    secondary = second.extensions["canhgac.processor"]
-    try:
-        good = primary.state.policy.hash
-        (settings_overrides["policy_dir"] / "rules.yaml").write_text("rules:\n  - id: [\n",
-                                                                    encoding="utf-8")
-        assert _wait(lambda: primary.state.last_error and secondary.state.last_error)
-        assert primary.state.policy.hash == secondary.state.policy.hash == good
-        assert _wait(lambda: "policy.rejected" in _kinds(app))
-        time.sleep(1.0)
-        assert _kinds(app).count("policy.rejected") == 1
-    finally:
-        primary.stop_watching()
-        secondary.stop_watching()
-        second.extensions["canhgac.engine"].dispose()
+def test_with_two_processes_a_broken_change_is_recorded_once(app, settings_overrides, two_processes):
+    primary, secondary = two_processes
+    good = primary.state.policy.hash
+    (settings_overrides["policy_dir"] / "rules.yaml").write_text("rules:\n  - id: [\n",
+                                                                encoding="utf-8")
+    assert _wait(lambda: primary.state.last_error and secondary.state.last_error)
+    assert primary.state.policy.hash == secondary.state.policy.hash == good
+    assert _wait(lambda: "policy.rejected" in _kinds(app))
+    time.sleep(1.0)
+    assert _kinds(app).count("policy.rejected") == 1
