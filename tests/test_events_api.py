@@ -264,6 +264,20 @@ def test_heartbeat_says_how_opens_are_watched(client, token):
         assert answer.get_json()["field"] == "access_mode"
 
 
+def test_a_count_of_protected_folders_past_its_column_is_refused_not_a_server_error(client, token):
+    """Found by the OpenAPI fuzz: 1,136,815,477,617 folders overflowed PostgreSQL's integer (503)."""
+    headers = {"Authorization": f"Bearer {token}"}
+    beat = {"agent_id": "pc-ca-04", "host": "PC-CA-04"}
+    largest = client.post("/api/v1/agents/heartbeat", json={**beat, "protected_roots": 2**31 - 1},
+                          headers=headers)
+    assert largest.status_code == 200
+    for odd in (2**31, 1_136_815_477_617, -1, "3", 2.0):
+        answer = client.post("/api/v1/agents/heartbeat", json={**beat, "protected_roots": odd},
+                             headers=headers)
+        assert answer.status_code == 400, odd
+        assert answer.get_json()["field"] == "protected_roots"
+
+
 def test_an_access_mode_that_sees_less_is_trailed_and_alerted(app, client, token, make_user,
                                                               login):
     from service.events.models import Agent

@@ -33,7 +33,8 @@ class Heartbeat(BaseModel):
     config_hash: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$", description=(
         "SHA-256 of what the agent watches (roots, ignore patterns, scan limits); a change "
         "raises an alert"))
-    protected_roots: Count | None = Field(default=None, description=(
+    # Stored in a 32-bit column: a larger count is refused here (400), not by the database (503).
+    protected_roots: int | None = Field(default=None, strict=True, ge=0, le=2**31 - 1, description=(
         "how many protected folders the agent watches"))
     access_mode: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9-]{0,31}$", description=(
         "how the agent watches opens of protected files: `fanotify-perm` or `fanotify` (user and "
