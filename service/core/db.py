@@ -121,8 +121,10 @@ class _FileGate:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                if time.monotonic() >= deadline:
+                if time.monotonic() >= deadline:  # say so, then meet SQLite's own lock
                     os.close(fd)
+                    structlog.get_logger(__name__).warning("writer_file_gate_timeout",
+                                                           path=str(self.path))
                     return False
                 time.sleep(sleep)
                 sleep = min(sleep * 2, FILE_GATE_MAX_SLEEP)
@@ -169,9 +171,6 @@ class _WriterGate:
             self._holder = dbapi_conn
             if self._file_gate is not None:
                 self._has_file_lock = self._file_gate.acquire(deadline)
-                if not self._has_file_lock and not self._file_gate._is_unusable:
-                    structlog.get_logger(__name__).warning("writer_file_gate_timeout",
-                                                           seconds=self._timeout)
         else:  # a writer held it past the busy timeout: say so, then meet SQLite's own lock
             structlog.get_logger(__name__).warning("writer_gate_timeout", seconds=self._timeout)
         try:

@@ -71,7 +71,6 @@ class Secondaries:
         self.processes: list[subprocess.Popen | None] = [None] * count
         self._stopping = threading.Event()
         self._watcher: threading.Thread | None = None
-        self.restarts = 0
 
     def _spawn(self) -> tuple[subprocess.Popen, int]:
         ready_read, ready_write = os.pipe()
@@ -113,7 +112,6 @@ class Secondaries:
                     return
                 new, ready_read = self._spawn()
                 self.processes[index] = new
-                self.restarts += 1
                 _wait_ready([ready_read], READY_TIMEOUT_SECONDS)
                 log.info("secondary_restarted", pid=new.pid)
 

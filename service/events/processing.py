@@ -149,6 +149,22 @@ def stored_event(body: str) -> Event | None:
         return None
 
 
+def _windowed_events(session: Session, policy: engine.Policy, *conditions) -> list:
+    """Return (recorded_at, body) of the stored events a windowed rule counts, in seq order.
+
+    Only an action some windowed rule counts can move a window: the others (opens, the bulk of
+    what agents send) are not read back (bench/README.md, eighth session).
+    """
+    if not policy.windowed_actions:
+        return []
+    return session.execute(
+        select(AuditEntry.recorded_at, AuditEntry.body)
+        .where(AuditEntry.kind == "event", AuditEntry.action.in_(sorted(policy.windowed_actions)),
+               *conditions)
+        .order_by(AuditEntry.seq)
+    ).all()
+
+
 class PolicyProcessor:
     """Applies the policy in force to events and monitoring signals."""
 
@@ -293,18 +309,11 @@ class PolicyProcessor:
         # was committed when it began, so an append landing between the two reads is left
         # to the first batch's catch-up instead of being counted twice.
         last_seq = log.tree_size(session) - 1
-        # Only events of an action some windowed rule counts (see _catch_up): a day of opens
-        # is most of a day's trail and moves no window.
-        rows = session.execute(
-            select(AuditEntry.body)
-            .where(AuditEntry.kind == "event", AuditEntry.recorded_at >= since,
-                   AuditEntry.seq <= last_seq,
-                   AuditEntry.action.in_(sorted(policy.windowed_actions)))
-            .order_by(AuditEntry.seq)
-        ).scalars()
+        rows = _windowed_events(session, policy, AuditEntry.recorded_at >= since,
+                                AuditEntry.seq <= last_seq)
         count = 0
         with self._lock:
-            for body in rows:
+            for _recorded_at, body in rows:
                 event = stored_event(body)
                 if event is None:
                     continue
@@ -326,18 +335,8 @@ class PolicyProcessor:
         seen = self._seen_seq
         if seen is None or before_seq <= seen + 1:
             return 0  # no starting point yet (no warm_up, no batch), or nothing in between
-        if not policy.windowed_actions:
-            self._seen_seq = before_seq - 1
-            return 0
-        # Only events of an action some windowed rule counts can move a window: the others
-        # (opens, the bulk of what agents send) are not read back. This runs under the write
-        # lock, where every microsecond holds up every other writer (bench/README.md).
-        rows = session.execute(
-            select(AuditEntry.recorded_at, AuditEntry.body)
-            .where(AuditEntry.seq > seen, AuditEntry.seq < before_seq, AuditEntry.kind == "event",
-                   AuditEntry.action.in_(sorted(policy.windowed_actions)))
-            .order_by(AuditEntry.seq)
-        )
+        # This runs under the write lock, where every microsecond holds up every other writer.
+        rows = _windowed_events(session, policy, AuditEntry.seq > seen, AuditEntry.seq < before_seq)
         count = 0
         for recorded_at, body in rows:
             event = stored_event(body)
